@@ -1,0 +1,69 @@
+"""Command line: `python -m lima_repro {run,config,curate,train,generate} ...`.
+
+    python -m lima_repro run --profile demo                  # the whole pipeline (papermill notebooks)
+    python -m lima_repro config --profile paper              # the fully resolved configuration as JSON
+    python -m lima_repro train --run-dir runs/X              # one stage, e.g. under `accelerate launch`
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+from .config import ConfigError, list_profiles, load_config, load_resolved, parse_set, to_dict
+
+# stage name -> "module:function"; each takes a Config and returns its output directory
+STAGES = {
+    "curate": "lima_repro.curate:run_curate",
+    "train": "lima_repro.train:run_train",
+    "generate": "lima_repro.generate:run_generate",
+}
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default="demo", help=f"one of {', '.join(list_profiles())} (default: demo)")
+    p.add_argument("--config", action="append", default=[], metavar="YAML", help="user YAML overriding the profile")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one field, e.g. train.epochs=2")
+    p.add_argument("--run-dir", default=None, help="run directory (default: a new one under runs/)")
+
+
+def _resolve(args):
+    if getattr(args, "config_json", None):
+        cfg = load_resolved(args.config_json)
+    else:
+        cfg = load_config(args.profile, files=args.config, overrides=parse_set(args.set))
+    if args.run_dir:
+        cfg.run_dir = args.run_dir
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lima_repro", description="LIMA reproduction pipeline")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="execute the pipeline notebooks in order (papermill)")
+    _config_args(p)
+    p = sub.add_parser("config", help="print the resolved configuration as JSON")
+    _config_args(p)
+    for stage in STAGES:
+        p = sub.add_parser(stage, help=f"run the {stage} stage alone")
+        _config_args(p)
+        p.add_argument("--config-json", default=None, help="a resolved config.json (e.g. from a run directory)")
+    args = parser.parse_args(argv)
+    try:
+        cfg = _resolve(args)
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    if args.command == "config":
+        print(json.dumps(to_dict(cfg), indent=2))
+        return 0
+    if args.command == "run":
+        from .pipeline import run_pipeline
+
+        print(f"run directory: {run_pipeline(cfg)}")
+        return 0
+    module, func = STAGES[args.command].split(":")
+    out = getattr(importlib.import_module(module), func)(cfg)
+    print(f"{args.command} output: {out}")
+    return 0

@@ -1,0 +1,279 @@
+"""Typed configuration: dataclass defaults are the paper's recipe; profiles and user YAML override fields.
+
+Resolution order: dataclass defaults (LIMA paper) <- profile YAML (``profiles/<name>.yaml``) <- user YAML
+file(s) <- dotted ``key=value`` overrides. Unknown keys and wrongly typed values are errors naming the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is invalid; the message names the key and the fix."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = "huggyllama/llama-65b"
+    """Base model: a Hugging Face id, a local folder, or `gemma-3-270m` (the packaged default)."""
+    revision: str | None = None
+    """Hub revision (branch, tag or commit) for Hugging Face ids."""
+    eot_token: str = "<|eot|>"
+    """LIMA sec. 3: a new special end-of-turn token after every utterance, distinct from EOS."""
+    trust_remote_code: bool = False
+    """Passed to transformers when loading models from the hub."""
+
+
+@dataclass
+class CurateConfig:
+    train_files: list[str] = field(default_factory=lambda: ["demo:train.jsonl"])
+    """Training JSONL files (canonical messages, GAIR/lima, ShareGPT or Alpaca rows). `demo:` = shipped data."""
+    dev_files: list[str] = field(default_factory=lambda: ["demo:dev.jsonl"])
+    """Held-out examples with responses: perplexity per epoch and checkpoint selection (LIMA sec. 2: 50 dev prompts)."""
+    test_files: list[str] = field(default_factory=lambda: ["demo:test.jsonl"])
+    """Test prompts: conversations ending with a user turn (LIMA sec. 2: 300 test prompts)."""
+    tokenizer: str | None = None
+    """Tokenizer for the data card's token counts; None = the base model's."""
+
+
+@dataclass
+class TrainConfig:
+    train_file: str | None = None
+    """Training JSONL; None = `<run_dir>/curate/train.jsonl` (the curate stage's output)."""
+    eval_file: str | None = None
+    """Held-out JSONL for perplexity; None = `<run_dir>/curate/dev.jsonl` when it exists."""
+    epochs: int = 15  # LIMA sec. 3: 15 epochs
+    lr: float = 1e-5  # LIMA sec. 3: learning rate 1e-5, no warmup
+    lr_end: float = 1e-6  # LIMA sec. 3: linear decay to 1e-6 by the end of training
+    warmup_steps: int = 0  # LIMA sec. 3: no warmup
+    beta1: float = 0.9  # LIMA sec. 3: AdamW beta1
+    beta2: float = 0.95  # LIMA sec. 3: AdamW beta2
+    weight_decay: float = 0.1  # LIMA sec. 3: weight decay 0.1
+    batch_size: int = 32  # LIMA sec. 3: 32 examples per step (64 for smaller models)
+    micro_batch_size: int = 1
+    """Examples per forward pass; batch_size / (micro_batch_size * processes) steps of gradient accumulation."""
+    max_length: int = 2048  # LIMA sec. 3: texts longer than 2,048 tokens are trimmed
+    residual_dropout: float = 0.3  # LIMA sec. 3: 0.0 at the bottom layer rising linearly to 0.3 (0.2 for smaller models)
+    max_grad_norm: float | None = None
+    """Gradient clipping; the paper states none, so it is off (the norm is still logged)."""
+    precision: str = "auto"
+    """`fp32`, `bf16` (autocast) or `auto`: bf16 on GPUs that support it, fp32 on CPU."""
+    packing: bool = False
+    """Pack several examples per row (no attention across them); False = length-grouped padded batches."""
+    loss_chunk_size: int = 1024
+    """Loss-carrying tokens per chunk of the output head, so a batch's full logits never exist at once."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in backward to fit long sequences or big models."""
+    save_every_epochs: int = 1
+    """A `save_pretrained` checkpoint every N epochs (the last epoch is always saved)."""
+    eval_every_epochs: int = 1
+    """Held-out perplexity every N epochs (LIMA Fig. 9 plots it against steps)."""
+    max_eval_examples: int | None = None
+    """Cap on held-out examples for perplexity; None = all."""
+    max_steps: int | None = None
+    """Stop after this many optimizer steps (smoke tests); None = all epochs."""
+    save_state_every_steps: int | None = None
+    """Also save a resumable training state every N steps (long epochs); None = at epoch ends only."""
+    log_every_steps: int = 1
+    """How often a row goes to metrics.jsonl."""
+    seed: int = 42
+    """Seed for initialisation, dropout and data order."""
+
+
+@dataclass
+class GenerateConfig:
+    checkpoints: str | list[str] = "last"
+    """`last`, `all`, or a list of checkpoint folder names (`epoch-3`) or paths."""
+    include_base: bool = False
+    """Also generate with the untuned base model (for base-vs-tuned comparisons)."""
+    prompts_file: str | None = None
+    """Prompts JSONL; None = the curate stage's test.jsonl."""
+    max_prompts: int | None = None
+    """Use only the first N prompts (demo); None = all."""
+    top_p: float = 0.9  # LIMA sec. 3: nucleus sampling p = 0.9
+    temperature: float = 0.7  # LIMA sec. 3: temperature 0.7
+    repetition_penalty: float = 1.2  # LIMA sec. 3: penalty 1.2 on previously generated tokens
+    max_new_tokens: int = 2048  # LIMA sec. 3: generation capped at 2,048 tokens
+    num_samples: int = 1  # LIMA sec. 4: one sample per prompt (5 in the ablations)
+    batch_size: int = 8
+    """Sequences per generate() call; prompts are grouped by length."""
+    precision: str = "auto"
+    """`fp32`, `bf16` or `auto` (bf16 on capable GPUs, fp32 on CPU)."""
+    seed: int = 0
+    """Sampling seed."""
+
+
+@dataclass
+class Config:
+    profile: str = "paper"
+    """Name of the profile this configuration came from."""
+    run_dir: str | None = None
+    """Pipeline run directory; each stage writes into `<run_dir>/<stage>`. None = a new one under `output_root`."""
+    output_root: str = "runs"
+    """Where new run directories are created."""
+    seed: int = 42
+    """Global seed (seed_everything at the top of each stage)."""
+    notebooks: list[str] = field(default_factory=lambda: ["01_curate", "02_train", "03_generate"])
+    """Notebooks `python -m lima_repro run` executes, in order."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    curate: CurateConfig = field(default_factory=CurateConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+
+
+def list_profiles() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("lima_repro.profiles").iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_yaml(path: str | Path, text: str | None = None) -> dict:
+    try:
+        data = yaml.safe_load(text if text is not None else Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e}); fix the syntax") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
+    return data
+
+
+def _check_type(key: str, value: Any, tp: Any) -> Any:
+    """Validate (and gently coerce int->float) `value` against the annotation `tp`."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for arm in typing.get_args(tp):
+            try:
+                return _check_type(key, value, arm)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"{key}: {value!r} does not match {tp}")
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{key}: expected null")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (arm,) = typing.get_args(tp)
+        return [_check_type(f"{key}[{i}]", v, arm) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float) and isinstance(value, bool):
+        raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}")
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def apply_overrides(cfg: Any, data: dict, prefix: str = "") -> None:
+    """Set fields of dataclass `cfg` from nested mapping `data`; unknown keys raise ConfigError."""
+    hints = typing.get_type_hints(type(cfg))
+    names = {f.name for f in dataclasses.fields(cfg)}
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(f"unknown config key '{full}'; valid keys here: {', '.join(sorted(names))}")
+        current = getattr(cfg, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{full}: expected a mapping of {sorted(f.name for f in dataclasses.fields(current))}")
+            apply_overrides(current, value, prefix=f"{full}.")
+        else:
+            setattr(cfg, key, _check_type(full, value, hints[key]))
+
+
+def dotted_to_nested(pairs: dict[str, Any]) -> dict:
+    """{'train.epochs': 2} -> {'train': {'epochs': 2}}."""
+    nested: dict = {}
+    for dotted, value in pairs.items():
+        node = nested
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return nested
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """Parse CLI `key=value` strings; values are read as YAML scalars (`2`, `1e-5`, `null`, `[a, b]`)."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.epochs=2")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+def load_config(
+    profile: str = "paper",
+    files: list[str | Path] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Config:
+    """Resolve a configuration: paper defaults <- profile <- user YAML files <- dotted overrides."""
+    cfg = Config()
+    if profile not in list_profiles():
+        raise ConfigError(f"unknown profile '{profile}'; available: {', '.join(list_profiles())}")
+    src = resources.files("lima_repro.profiles").joinpath(f"{profile}.yaml")
+    apply_overrides(cfg, _read_yaml(f"profile {profile}", src.read_text(encoding="utf-8")))
+    cfg.profile = profile
+    for f in files or []:
+        apply_overrides(cfg, _read_yaml(f))
+    if overrides:
+        flat = {k: v for k, v in overrides.items()}
+        apply_overrides(cfg, dotted_to_nested(flat) if any("." in k for k in flat) else flat)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    t = cfg.train
+    if t.batch_size < 1 or t.micro_batch_size < 1:
+        raise ConfigError("train.batch_size and train.micro_batch_size must be >= 1")
+    if t.batch_size % t.micro_batch_size:
+        raise ConfigError(
+            f"train.batch_size ({t.batch_size}) must be a multiple of train.micro_batch_size ({t.micro_batch_size})"
+        )
+    if not 0.0 <= t.residual_dropout < 1.0:
+        raise ConfigError(f"train.residual_dropout must be in [0, 1), got {t.residual_dropout}")
+    for name, prec in (("train.precision", t.precision), ("generate.precision", cfg.generate.precision)):
+        if prec not in ("auto", "fp32", "bf16"):
+            raise ConfigError(f"{name} must be one of auto, fp32, bf16; got {prec!r}")
+    g = cfg.generate
+    if isinstance(g.checkpoints, str) and g.checkpoints not in ("last", "all"):
+        raise ConfigError("generate.checkpoints must be 'last', 'all' or a list of checkpoint names")
+    if not 0 < g.top_p <= 1 or g.temperature <= 0 or g.num_samples < 1:
+        raise ConfigError("generate: need 0 < top_p <= 1, temperature > 0, num_samples >= 1")
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(data: dict) -> Config:
+    """Rebuild a Config from `to_dict` output (e.g. a run directory's config.json)."""
+    cfg = Config()
+    apply_overrides(cfg, data)
+    validate(cfg)
+    return cfg
+
+
+def load_resolved(path: str | Path) -> Config:
+    """Load the config.json a pipeline run wrote."""
+    return from_dict(json.loads(Path(path).read_text(encoding="utf-8")))

@@ -1,0 +1,173 @@
+"""Reading and validating conversation data.
+
+Canonical example (one JSON object per JSONL line)::
+
+    {"id": str, "source": str, "messages": [{"role": "user"|"assistant"|"system", "content": str}, ...],
+     "tags": [str, ...]}            # tags optional, e.g. "sensitive", "multi_turn"
+
+Readers also accept GAIR/lima rows (``{"conversations": [str, ...], "source": str}``, turns alternate
+user/assistant), ShareGPT rows (``{"conversations": [{"from": "human"|"gpt"|"system", "value": str}]}``)
+and Alpaca rows (``instruction`` / ``input`` / ``output``), as JSONL or as one JSON array. A bad row raises
+DataError naming the file, the line and the fix.
+"""
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable
+
+ROLES = ("system", "user", "assistant")
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "chatgpt": "assistant", "bing": "assistant", "bard": "assistant", "system": "system"}
+
+
+class DataError(ValueError):
+    """Bad input data; str() names the file, the line (or item) and how to fix it."""
+
+    def __init__(self, path: str | Path, where: str | int | None, reason: str, fix: str):
+        loc = f"{path}:{where}" if where is not None else str(path)
+        super().__init__(f"{loc}: {reason}. Fix: {fix}")
+        self.path, self.where, self.reason, self.fix = str(path), where, reason, fix
+
+
+def resolve_path(spec: str | Path) -> Path:
+    """`demo:train.jsonl` -> the shipped demo file; anything else is a filesystem path."""
+    spec = str(spec)
+    if spec.startswith("demo:"):
+        return Path(str(resources.files("lima_repro.demo_data").joinpath(spec[len("demo:"):])))
+    return Path(spec).expanduser()
+
+
+def _raw_rows(path: Path) -> Iterable[tuple[int | str, Any]]:
+    """Yield (line number or 'item N', parsed object) from a JSONL file or a JSON array file."""
+    if not path.is_file():
+        raise DataError(path, None, "file not found", "check the path in the config (curate.*_files)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        raise DataError(path, line, f"not valid UTF-8 ({e.reason} at byte {e.start})",
+                        "re-save the file as UTF-8") from e
+    if not text.strip():
+        raise DataError(path, None, "file is empty", "point the config at a file with at least one example")
+    if text.lstrip().startswith("["):
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(path, e.lineno, f"invalid JSON array ({e.msg})", "fix the JSON syntax") from e
+        for i, obj in enumerate(items):
+            yield f"item {i}", obj
+        return
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(path, lineno, f"malformed JSON ({e.msg}, column {e.colno})",
+                            "each line must be one complete JSON object") from e
+
+
+def _messages_of(obj: dict, path: Path, where: Any) -> tuple[list[dict], str]:
+    """Convert one row of any supported format to (messages, format name)."""
+    if "messages" in obj:
+        msgs = obj["messages"]
+        if not isinstance(msgs, list) or not all(isinstance(m, dict) for m in msgs):
+            raise DataError(path, where, "'messages' must be a list of {role, content} objects",
+                            'write e.g. "messages": [{"role": "user", "content": "..."}]')
+        for i, m in enumerate(msgs):
+            if "role" not in m or "content" not in m:
+                raise DataError(path, where, f"message {i} lacks 'role' or 'content'", "give every message both keys")
+        return [{"role": m["role"], "content": m["content"]} for m in msgs], "messages"
+    if "conversations" in obj:
+        conv = obj["conversations"]
+        if isinstance(conv, list) and all(isinstance(t, str) for t in conv):
+            return [{"role": ("user", "assistant")[i % 2], "content": t} for i, t in enumerate(conv)], "lima"
+        if isinstance(conv, list) and all(isinstance(t, dict) for t in conv):
+            out = []
+            for i, t in enumerate(conv):
+                who = str(t.get("from", t.get("role", ""))).lower()
+                if who not in SHAREGPT_ROLES or "value" not in t and "content" not in t:
+                    raise DataError(path, where, f"ShareGPT turn {i} has unknown speaker {who!r} or no 'value'",
+                                    f"use 'from' in {sorted(SHAREGPT_ROLES)} and a 'value' string")
+                out.append({"role": SHAREGPT_ROLES[who], "content": t.get("value", t.get("content"))})
+            return out, "sharegpt"
+        raise DataError(path, where, "'conversations' must be a list of strings (GAIR/lima) or of "
+                        "{from, value} objects (ShareGPT)", "fix the row's 'conversations' field")
+    if "instruction" in obj and "output" in obj:
+        prompt = obj["instruction"] if not obj.get("input") else f"{obj['instruction']}\n\n{obj['input']}"
+        return [{"role": "user", "content": prompt}, {"role": "assistant", "content": obj["output"]}], "alpaca"
+    raise DataError(path, where, f"unrecognised row with keys {sorted(obj)[:8]}",
+                    "give each row 'messages' (canonical), 'conversations' (GAIR/lima or ShareGPT) "
+                    "or 'instruction'/'output' (Alpaca)")
+
+
+def validate_messages(msgs: list[dict], path: Path | str, where: Any, *, ends_with: str | None) -> None:
+    """Roles alternate user/assistant after an optional leading system turn; contents are non-empty strings."""
+    if not msgs:
+        raise DataError(path, where, "conversation has no messages", "add at least one user message")
+    body = msgs[1:] if msgs[0]["role"] == "system" else msgs
+    if not body:
+        raise DataError(path, where, "conversation has only a system message", "add a user message")
+    for i, m in enumerate(msgs):
+        if m["role"] not in ROLES:
+            raise DataError(path, where, f"message {i} has role {m['role']!r}", f"use one of {ROLES}")
+        if not isinstance(m["content"], str) or not m["content"].strip():
+            raise DataError(path, where, f"message {i} ({m['role']}) has empty or non-string content",
+                            "drop the row or fill in the text")
+    for i, m in enumerate(body):
+        expected = ("user", "assistant")[i % 2]
+        if m["role"] != expected:
+            raise DataError(path, where, f"turn {i} is {m['role']!r} where {expected!r} was expected",
+                            "turns must alternate user/assistant, starting with the user (system only first)")
+    if ends_with and body[-1]["role"] != ends_with:
+        what = "a response (assistant turn) to train on" if ends_with == "assistant" else "a final user prompt"
+        raise DataError(path, where, f"conversation ends with {body[-1]['role']!r}, needs {what}",
+                        f"make the last message a {ends_with} turn, or move the row to the right split")
+
+
+def read_examples(spec: str | Path, *, ends_with: str | None = "assistant", source: str | None = None) -> list[dict]:
+    """Read one file of conversations into canonical examples (validated, unique ids).
+
+    ends_with: "assistant" for training/dev data, "user" for test prompts, None to accept both.
+    """
+    path = resolve_path(spec)
+    examples, seen = [], {}
+    for where, obj in _raw_rows(path):
+        if not isinstance(obj, dict):
+            raise DataError(path, where, f"expected a JSON object, got {type(obj).__name__}",
+                            "write one object per line")
+        msgs, fmt = _messages_of(obj, path, where)
+        validate_messages(msgs, path, where, ends_with=ends_with)
+        ex_id = str(obj.get("id") or f"{path.stem}-{where}".replace(" ", ""))
+        if ex_id in seen:
+            raise DataError(path, where, f"duplicate id {ex_id!r} (first at {seen[ex_id]})", "make ids unique")
+        seen[ex_id] = where
+        tags = obj.get("tags", [])
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise DataError(path, where, "'tags' must be a list of strings", 'e.g. "tags": ["sensitive"]')
+        examples.append({"id": ex_id, "source": str(obj.get("source") or source or fmt), "messages": msgs,
+                         "tags": tags})
+    return examples
+
+
+def read_many(specs: Iterable[str | Path], *, ends_with: str | None = "assistant") -> list[dict]:
+    """Read several files; ids must be unique across them."""
+    out: list[dict] = []
+    seen: dict[str, str] = {}
+    for spec in specs:
+        for ex in read_examples(spec, ends_with=ends_with):
+            if ex["id"] in seen:
+                raise DataError(resolve_path(spec), None, f"id {ex['id']!r} also appears in {seen[ex['id']]}",
+                                "give the files distinct ids")
+            seen[ex["id"]] = str(spec)
+            out.append(ex)
+    return out
+
+
+def prompt_messages(example: dict) -> list[dict]:
+    """The conversation up to (and including) its last user turn: what a model is asked to continue."""
+    msgs = example["messages"]
+    last_user = max(i for i, m in enumerate(msgs) if m["role"] == "user")
+    return msgs[: last_user + 1]

