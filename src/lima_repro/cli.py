@@ -18,6 +18,7 @@ STAGES = {
     "curate": "lima_repro.curate:run_curate",
     "train": "lima_repro.train:run_train",
     "generate": "lima_repro.generate:run_generate",
+    "judge": "lima_repro.judge:run_judge",
 }
 
 

@@ -34,6 +34,111 @@ class ModelConfig:
 
 
 @dataclass
+class StackExchangeConfig:
+    dumps: list[str] = field(default_factory=list)
+    """Site dumps: a folder holding Posts.xml, a site's .7z (needs py7zr), or a Posts.xml in a folder named after the site."""
+    n_per_group: int = 200  # LIMA sec. 1: 200 STEM + 200 other questions
+    tau: float = 3.0  # LIMA sec. 1: exchanges sampled with p proportional to size^(1/tau)
+    min_answer_score: int = 10  # LIMA sec. 1: the top answer must score at least 10
+    min_answer_chars: int = 1200  # LIMA sec. 1: drop answers shorter than 1,200 characters
+    max_answer_chars: int = 4096  # LIMA sec. 1: drop answers longer than 4,096 characters
+    max_first_person: int = 0  # LIMA sec. 1: drop answers written in the first person (I, me, my ... outside code)
+    reference_phrases: list[str] = field(default_factory=lambda: [
+        "as mentioned", "as others have", "as noted above", "stack exchange", "stackexchange", "stack overflow",
+        "other answer", "another answer", "previous answer", "answer above", "answers above", "above answer",
+        "accepted answer", "this answer", "the op", "op's"])
+    """LIMA sec. 1: answers containing any of these (case-insensitive) refer to other answers and are dropped."""
+    min_title_words: int = 4
+    """Self-contained title heuristic (ours; the paper gives no rule): at least this many words."""
+    title_context_phrases: list[str] = field(default_factory=lambda: [
+        "this code", "this error", "this function", "this query", "this script", "this program", "this problem",
+        "this equation", "this integral", "this image", "this picture", "this sentence", "this situation",
+        "the following", "the above", "below", "attached", "help with this", "what is wrong with"])
+    """Titles containing these point at the question body, so they are not self-contained (ours)."""
+    candidates_per_site: int = 1000
+    """Highest-scoring eligible questions kept per site while streaming (bounds memory; ours)."""
+    title_prompt_prob: float = 0.5  # LIMA sec. 1: the prompt is the title or the body, at random
+    stem_sites: list[str] | None = None
+    """STEM exchange names; None = the shipped list of 75 (sources/se_sites.py, LIMA sec. 1)."""
+    other_sites: list[str] | None = None
+    """Other exchange names; None = the shipped list of 99 (LIMA sec. 1)."""
+
+
+@dataclass
+class WikiHowConfig:
+    files: list[str] = field(default_factory=list)
+    """Article CSVs: wikihowAll.csv (`headline,title,text`) or any CSV with title/text (and category) columns."""
+    n: int = 200  # LIMA sec. 1: 200 wikiHow articles
+    category_column: str | None = None
+    """Category column; None = `category`/`categories` when present, else one category for all rows."""
+    rewrite_opening: bool = True  # LIMA sec. 1: an opening "This article..." becomes "The following answer..."
+    min_response_chars: int = 0
+    """Drop articles with shorter cleaned bodies (ours; 0 = off, as in the paper)."""
+
+
+@dataclass
+class WritingPromptsConfig:
+    submissions: list[str] = field(default_factory=list)
+    """Pushshift submission dumps (.zst NDJSON): WritingPrompts_submissions.zst or monthly RS_*.zst."""
+    comments: list[str] = field(default_factory=list)
+    """Pushshift comment dumps (.zst NDJSON) holding the stories (top-level comments)."""
+    n: int = 150  # LIMA sec. 1: 150 prompt/story pairs (hand-picked from top posts; here: top by score)
+    subreddit: str = "WritingPrompts"
+    """Subreddit to keep (matched case-insensitively; monthly dumps hold every subreddit)."""
+    prompt_tags: list[str] = field(default_factory=lambda: ["WP", "EU", "CW", "TT", "SP", "RF"])
+    """Title tags that mark a text prompt (image/media prompts and non-prompts are dropped)."""
+    candidates: int = 1000
+    """Top-scoring submissions kept while streaming (bounds memory; ours)."""
+    min_story_chars: int = 0
+    """Drop shorter stories (ours; the paper chose by hand; 0 = off)."""
+
+
+@dataclass
+class AskRedditConfig:
+    submissions: list[str] = field(default_factory=list)
+    """Pushshift submission dumps (.zst NDJSON) with r/AskReddit posts; their titles become test prompts."""
+    n: int = 70  # LIMA sec. 1: 70 of the 300 test prompts are r/AskReddit titles
+    subreddit: str = "AskReddit"
+    """Subreddit to keep."""
+    min_title_words: int = 4
+    """Titles shorter than this are not usable prompts (ours)."""
+    candidates: int = 1000
+    """Top-scoring submissions kept while streaming (ours)."""
+
+
+@dataclass
+class NatInstConfig:
+    tasks: list[str] = field(default_factory=list)
+    """Super-Natural Instructions `tasks/` folders or task JSON files."""
+    n_tasks: int = 50  # LIMA sec. 1: one example from each of 50 generation tasks
+    categories: list[str] = field(default_factory=lambda: [
+        "Question Generation", "Title Generation", "Story Composition", "Text Completion", "Sentence Composition",
+        "Dialogue Generation", "Summarization", "Paraphrasing", "Data to Text", "Question Rewriting",
+        "Sentence Expansion", "Poem Generation", "Explanation", "Long Text Generation"])
+    """Task categories that count as natural-language generation (LIMA sec. 1)."""
+    english_only: bool = True
+    """Keep tasks whose input and output language is English."""
+
+
+@dataclass
+class DedupConfig:
+    exact: bool = True
+    """Drop prompts identical after normalising case, whitespace and punctuation."""
+    near: bool = True
+    """Drop near-duplicate prompts (MinHash over character n-grams, LSH banding)."""
+    threshold: float = 0.8
+    """Estimated Jaccard similarity at or above which two prompts are near duplicates."""
+    ngram: int = 5
+    """Character n-gram size for MinHash shingles."""
+    num_perm: int = 64
+    """MinHash signature length (a multiple of `bands`)."""
+    bands: int = 16
+    """LSH bands; num_perm/bands rows per band."""
+    decontaminate: bool = True
+    """Also drop training candidates duplicating any dev or test prompt."""
+
+
+@dataclass
 class CurateConfig:
     train_files: list[str] = field(default_factory=lambda: ["demo:train.jsonl"])
     """Training JSONL files (canonical messages, GAIR/lima, ShareGPT or Alpaca rows). `demo:` = shipped data."""
@@ -43,6 +148,26 @@ class CurateConfig:
     """Test prompts: conversations ending with a user turn (LIMA sec. 2: 300 test prompts)."""
     tokenizer: str | None = None
     """Tokenizer for the data card's token counts; None = the base model's."""
+    count_tokens: bool = True
+    """Token counts in the data card (False skips loading a tokenizer: characters only)."""
+    stackexchange: StackExchangeConfig = field(default_factory=StackExchangeConfig)
+    """Stack Exchange dumps -> STEM and other training examples (LIMA sec. 1)."""
+    wikihow: WikiHowConfig = field(default_factory=WikiHowConfig)
+    """wikiHow CSV -> training examples (LIMA sec. 1)."""
+    writingprompts: WritingPromptsConfig = field(default_factory=WritingPromptsConfig)
+    """r/WritingPrompts dumps -> training examples (LIMA sec. 1)."""
+    askreddit: AskRedditConfig = field(default_factory=AskRedditConfig)
+    """r/AskReddit dumps -> test prompts (LIMA sec. 1)."""
+    natinst: NatInstConfig = field(default_factory=NatInstConfig)
+    """Super-Natural Instructions tasks -> training examples (LIMA sec. 1)."""
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+    """Exact and near-duplicate removal, and decontamination against dev/test prompts."""
+    strict_counts: bool = True
+    """A configured raw source yielding fewer than its target count is an error (False: take what there is)."""
+    selector: str | None = None
+    """After curation, keep `select_n` training examples by: random, quality, longest, kcenter, kcenter_hashing."""
+    select_n: int | None = None
+    """Training-set size for `selector`; None = no selection."""
 
 
 @dataclass
@@ -69,7 +194,7 @@ class TrainConfig:
     """`fp32`, `bf16` (autocast) or `auto`: bf16 on GPUs that support it, fp32 on CPU."""
     packing: bool = False
     """Pack several examples per row (no attention across them); False = length-grouped padded batches."""
-    loss_chunk_size: int = 1024
+    loss_chunk_size: int = 256
     """Loss-carrying tokens per chunk of the output head, so a batch's full logits never exist at once."""
     gradient_checkpointing: bool = False
     """Recompute activations in backward to fit long sequences or big models."""
@@ -113,6 +238,64 @@ class GenerateConfig:
 
 
 @dataclass
+class JudgeConfig:
+    backend: str = "openai"  # LIMA sec. 4: GPT-4 annotates with the crowd's instructions
+    """`openai` (any OpenAI-compatible server: OpenAI, vLLM, TGI, Ollama) or `local` (a Hugging Face model)."""
+    model: str = "gpt-4"  # LIMA sec. 4 (ChatGPT graded the sec. 5 ablations)
+    """Judge model: the server's model name, or for `local` a HF id/folder or `smollm2-135m-instruct` (weak, offline)."""
+    base_url: str | None = None
+    """OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 for vLLM; None = OpenAI."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """NAME of the environment variable holding the API key (the key itself is never stored); '' = no key."""
+    protocols: list[str] = field(default_factory=lambda: ["pairwise", "absolute", "likert", "safety", "dialogue"])
+    """Protocols to run (LIMA sec. 4-5): pairwise, absolute, likert, safety, dialogue."""
+    system: str = "last"
+    """Generations label judged as "ours": `last` = the highest epoch in generations.jsonl, or a label (`epoch-3`)."""
+    baselines: list[str] = field(default_factory=lambda: ["base"])
+    """Labels compared against `system` pairwise; rows from generations.jsonl or from `baseline_files`."""
+    baseline_files: dict[str, str] = field(default_factory=dict)
+    """name -> AlpacaEval model_outputs.json or JSONL {prompt_id, output}: other systems' responses to import."""
+    generations_file: str | None = None
+    """Generations to judge; None = `<run_dir>/generate/generations.jsonl`."""
+    max_prompts: int | None = None
+    """Judge only the first N prompts (demo); None = all."""
+    templates_dir: str | None = None
+    """Folder of `<protocol>.txt` templates replacing the shipped ones by name."""
+    cache_dir: str | None = None
+    """Judgment cache (share it across runs to pay once); None = `<run_dir>/judge/cache`."""
+    concurrency: int = 8
+    """Requests in flight at once (openai backend)."""
+    max_retries: int = 6
+    """Retries on 429, 5xx, timeouts and connection errors, with exponential backoff."""
+    backoff_s: float = 1.0
+    """First backoff wait; doubles per retry (a server's Retry-After wins when longer)."""
+    timeout_s: float = 120.0
+    """Per-request timeout."""
+    parse_retries: int = 2
+    """Re-requests when an output has no parsable verdict; then it is stored as invalid and counted."""
+    temperature: float = 0.0
+    """Judge sampling temperature (0 = as repeatable as the server allows)."""
+    max_tokens: int = 512
+    """Tokens a judge may write (reasoning + verdict); for `local` 0 = probabilities only, no text."""
+    price_input_per_mtok: float = 0.0
+    """USD per million prompt tokens, for the cost record (0 = unknown / free)."""
+    price_output_per_mtok: float = 0.0
+    """USD per million completion tokens."""
+    batch_size: int = 8
+    """Requests per forward pass (local backend)."""
+    local_verdict: str = "probs"
+    """Local judge verdict from `probs` (next-token probabilities of the labels) or `text` (parsed output)."""
+    n_bootstrap: int = 2000
+    """Bootstrap resamples for the win/tie/loss confidence intervals."""
+    token_shift: bool = True
+    """Run the superficial-alignment token-shift test (Lin et al. 2023) on the system's responses."""
+    annotations_dir: str | None = None
+    """Human labels from the annotator (agreement with the judge); None = `<run_dir>/annotations`."""
+    selection_window: list[int] = field(default_factory=lambda: [5, 10])  # LIMA sec. 3: chosen between epochs 5 and 10
+    """Epoch range checkpoint selection chooses from (on dev-set generations)."""
+
+
+@dataclass
 class Config:
     profile: str = "paper"
     """Name of the profile this configuration came from."""
@@ -122,12 +305,13 @@ class Config:
     """Where new run directories are created."""
     seed: int = 42
     """Global seed (seed_everything at the top of each stage)."""
-    notebooks: list[str] = field(default_factory=lambda: ["01_curate", "02_train", "03_generate"])
+    notebooks: list[str] = field(default_factory=lambda: ["01_curate", "02_train", "03_generate", "04_judge"])
     """Notebooks `python -m lima_repro run` executes, in order."""
     model: ModelConfig = field(default_factory=ModelConfig)
     curate: CurateConfig = field(default_factory=CurateConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
 
 
 def list_profiles() -> list[str]:
@@ -174,6 +358,11 @@ def _check_type(key: str, value: Any, tp: Any) -> Any:
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads "3e-5" (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if tp in (int, float) and isinstance(value, bool):
         raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}")
     if isinstance(tp, type) and not isinstance(value, tp):

@@ -1,17 +1,31 @@
 """Curation stage: `run_curate(config) -> <run_dir>/curate` with train/dev/test JSONL and a data card.
 
-The data card is the paper's Table 1 (PAPER.md sec. 1): per source, the number of examples and the average
-input (prompt) and output (response) length in tokens of the chosen tokenizer and in characters, plus the
-SHA-256 of each file written, which the training stage checks.
+Inputs: hand-written JSONL files (`curate.*_files`; GAIR/lima rows too, or `hf:GAIR/lima/train.jsonl`) and
+the raw dumps LIMA was built from (PAPER.md sec. 1): Stack Exchange, wikiHow, r/WritingPrompts,
+Super-Natural Instructions for training, r/AskReddit titles for test. Each raw source is streamed by its
+module in `sources/`, its rules applied as counted steps, deduplicated and decontaminated against the
+dev/test prompts, then sampled to its exact target count with a seeded generator.
+
+The data card is the paper's Table 1: per source, the number of examples and the average input (prompt)
+and output (response) length in tokens of the chosen tokenizer and in characters; plus every step's
+kept/dropped counts, counted skips of dirty rows, and the SHA-256 of each file written, which the
+training stage checks.
 """
 from __future__ import annotations
 
+import random
 from collections import defaultdict
 from pathlib import Path
 
 from . import data, models
-from .config import Config
+from .config import Config, ConfigError
 from .rundir import Stage, sha256_file, write_json, write_jsonl
+from .selection import SELECTORS, Deduper, make_selector
+from .sources import StepLog, natinst, reddit, resolve_raw, stackexchange, wikihow
+from .sources.lima import resolve_hub
+from .sources.se_sites import OTHER_SITES, STEM_SITES, site_group, site_name
+
+HASH_RAW_UP_TO = 64 << 20  # raw inputs up to this size get a SHA-256 in the card; dumps of many GB only a size
 
 
 def length_table(examples: list[dict], tokenizer=None) -> list[dict]:
@@ -34,19 +48,165 @@ def length_table(examples: list[dict], tokenizer=None) -> list[dict]:
     return rows
 
 
+def _rng(seed: int, source: str) -> random.Random:
+    return random.Random(f"{seed}:{source}")  # one generator per source: adding a source changes no other
+
+
+def _take(items: list[dict], n: int, key: str, strict: bool, log: StepLog, pool: int | None = None) -> list[dict]:
+    """Exact target count, or a clear error naming the config key (strict_counts)."""
+    if len(items) < n and strict:
+        raise data.DataError(f"curate.{key}", None, f"only {len(items)} candidates survive the filters for a "
+                             f"target of {n}", f"add more dumps, lower curate.{key}, or set "
+                             "curate.strict_counts=false to take what there is")
+    out = items[:n]
+    log.add("sample.target_count", len(out), (len(items) if pool is None else pool) - len(out))
+    return out
+
+
+def _raw_specs(c) -> list[str]:
+    return [*c.stackexchange.dumps, *c.wikihow.files, *c.writingprompts.submissions, *c.writingprompts.comments,
+            *c.askreddit.submissions, *c.natinst.tasks]
+
+
+def _resolved(specs: list[str]) -> list[str]:
+    return [str(resolve_raw(s)) for s in specs]
+
+
+def _stackexchange(c, seed, dedup: Deduper, logs: dict) -> list[dict]:
+    se = c.stackexchange
+    stem, other = set(se.stem_sites or STEM_SITES), set(se.other_sites or OTHER_SITES)
+    rng = _rng(seed, "stackexchange")
+    pools: dict[str, dict[str, list]] = {"stem": {}, "other": {}}
+    sizes: dict[str, int] = {}
+    for g in pools:
+        logs[f"stackexchange_{g}"] = StepLog()
+    for spec in se.dumps:
+        path = resolve_raw(spec)
+        name = site_name(path.parent.name if path.name.lower() == "posts.xml" else path.name)
+        group = site_group(name, stem, other)
+        if group is None:
+            logs.setdefault("stackexchange_skipped_sites", StepLog()).skip(
+                "stackexchange: site not in the STEM or other list (meta, dropped or unknown)", path, name)
+            continue
+        log = logs[f"stackexchange_{group}"]
+        site, n_q, cands = stackexchange.site_candidates(path, se, log, rng, name=name, group=group)
+        sizes[site] = sizes.get(site, 0) + n_q
+        pools[group].setdefault(site, []).extend(dedup.filter(cands, log))
+    out = []
+    for group, by_site in pools.items():
+        log = logs[f"stackexchange_{group}"]
+        ranked = {s: sorted(v, key=lambda e: -e["_meta"]["score"]) for s, v in by_site.items()}
+        picked = stackexchange.tau_sample(ranked, sizes, se.n_per_group, se.tau, rng)
+        out += _take(picked, se.n_per_group, "stackexchange.n_per_group", c.strict_counts, log,
+                     sum(map(len, ranked.values())))
+    return out
+
+
+def _raw_train(c, seed, dedup: Deduper, logs: dict) -> list[dict]:
+    """Candidates from every configured raw source, deduplicated, sampled to the exact targets."""
+    out: list[dict] = []
+    if c.stackexchange.dumps:
+        out += _stackexchange(c, seed, dedup, logs)
+    if c.wikihow.files:
+        log, rng = logs.setdefault("wikihow", StepLog()), _rng(seed, "wikihow")
+        pools: dict[str, list] = {}
+        for spec in c.wikihow.files:
+            for cat, items in wikihow.read_candidates(resolve_raw(spec), c.wikihow, log, rng).items():
+                pools.setdefault(cat, []).extend(dedup.filter(items, log))
+        picked = wikihow.category_first_sample(pools, c.wikihow.n, rng)
+        out += _take(picked, c.wikihow.n, "wikihow.n", c.strict_counts, log, sum(map(len, pools.values())))
+    if c.writingprompts.submissions:
+        log, wp = logs.setdefault("writingprompts", StepLog()), c.writingprompts
+        wp_res = type(wp)(**{**vars(wp), "submissions": _resolved(wp.submissions), "comments": _resolved(wp.comments)})
+        cands = dedup.filter(reddit.writingprompts(wp_res, log), log)
+        out += _take(cands, wp.n, "writingprompts.n", c.strict_counts, log)
+    if c.natinst.tasks:
+        log, ni, rng = logs.setdefault("natural_instructions", StepLog()), c.natinst, _rng(seed, "natinst")
+        ni_res = type(ni)(**{**vars(ni), "tasks": _resolved(ni.tasks)})
+        cands = dedup.filter(natinst.candidates(ni_res, log, rng), log)
+        picked = rng.sample(cands, min(ni.n_tasks, len(cands)))  # LIMA sec. 1: 50 tasks, one example each
+        out += _take(sorted(picked, key=lambda e: e["id"]), ni.n_tasks, "natinst.n_tasks", c.strict_counts, log,
+                     len(cands))
+    return out
+
+
+def _raw_test(c, dedup: Deduper, logs: dict) -> list[dict]:
+    if not c.askreddit.submissions:
+        return []
+    log, ar = logs.setdefault("askreddit", StepLog()), c.askreddit
+    ar_res = type(ar)(**{**vars(ar), "submissions": _resolved(ar.submissions)})
+    cands = dedup.filter(reddit.askreddit_titles(ar_res, log), log)
+    return _take(cands, ar.n, "askreddit.n", c.strict_counts, log)
+
+
+def _raw_inputs(specs: list[str]) -> list[dict]:
+    rows = []
+    for spec in specs:
+        p = resolve_raw(spec)
+        files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
+        for f in files:
+            size = f.stat().st_size
+            rows.append({"path": str(f), "bytes": size, "sha256": sha256_file(f) if size <= HASH_RAW_UP_TO else None})
+    return rows
+
+
+def check_config(c) -> None:
+    """Curate settings the dataclass types cannot express; a bad value is a ConfigError naming the key."""
+    se, d = c.stackexchange, c.dedup
+    problems = [
+        (se.tau <= 0, "curate.stackexchange.tau must be > 0"),
+        (not 0 <= se.title_prompt_prob <= 1, "curate.stackexchange.title_prompt_prob must be in [0, 1]"),
+        (se.min_answer_chars > se.max_answer_chars, "curate.stackexchange.min_answer_chars exceeds max_answer_chars"),
+        (min(se.n_per_group, c.wikihow.n, c.writingprompts.n, c.askreddit.n, c.natinst.n_tasks) < 0,
+         "curate target counts (n, n_per_group, n_tasks) must be >= 0"),
+        (not 0 < d.threshold <= 1, "curate.dedup.threshold must be in (0, 1]"),
+        (d.bands < 1 or d.num_perm % d.bands, "curate.dedup.num_perm must be a positive multiple of curate.dedup.bands"),
+        (c.selector is not None and c.selector not in SELECTORS,
+         f"curate.selector must be one of {sorted(SELECTORS)} or null"),
+    ]
+    for bad, msg in problems:
+        if bad:
+            raise ConfigError(msg)
+
+
+def curate(cfg: Config) -> tuple[dict[str, list[dict]], dict]:
+    """Build the train/dev/test splits in memory; returns (splits, per-source StepLog dicts)."""
+    c, d = cfg.curate, cfg.curate.dedup
+    check_config(c)
+    resolve = lambda specs: [resolve_hub(s) for s in specs]  # noqa: E731  hf:GAIR/lima/... downloads
+    train = data.read_many(resolve(c.train_files), ends_with="assistant")
+    dev = data.read_many(resolve(c.dev_files), ends_with="assistant") if c.dev_files else []
+    test = data.read_many(resolve(c.test_files), ends_with="user") if c.test_files else []
+    logs: dict[str, StepLog] = {}
+    dedup = Deduper(exact=d.exact, near=d.near, threshold=d.threshold, num_perm=d.num_perm, bands=d.bands,
+                    ngram=d.ngram)
+    dedup.reference(dev + test, contaminating=d.decontaminate)
+    test_raw = _raw_test(c, dedup, logs)
+    test += test_raw
+    # AskReddit prompts are test prompts too; hand-written training prompts are kept and only block repeats
+    dedup.reference(train, contaminating=False)
+    train += _raw_train(c, cfg.seed, dedup, logs)
+    if c.selector and c.select_n is not None:
+        log = logs.setdefault("selection", StepLog())
+        picked = make_selector(c.selector)(train, c.select_n, _rng(cfg.seed, "selector"))
+        log.add(f"select.{c.selector}", len(picked), len(train) - len(picked))
+        train = picked
+    for ex in (*train, *test):
+        ex.pop("_meta", None)
+    return {"train": train, "dev": dev, "test": test}, {k: v.as_dict() for k, v in logs.items()}
+
+
 def run_curate(cfg: Config) -> Path:
-    """Read and validate the configured train/dev/test files, write them in canonical form with a data card."""
+    """Read hand-written files and raw dumps, apply the paper's rules, write the splits with a data card."""
     c = cfg.curate
-    splits = {
-        "train": data.read_many(c.train_files, ends_with="assistant"),
-        "dev": data.read_many(c.dev_files, ends_with="assistant") if c.dev_files else [],
-        "test": data.read_many(c.test_files, ends_with="user") if c.test_files else [],
-    }
-    inputs = [data.resolve_path(s) for s in (*c.train_files, *c.dev_files, *c.test_files)]
+    inputs = [data.resolve_path(s) for s in (*c.train_files, *c.dev_files, *c.test_files) if not s.startswith("hf:")]
     with Stage(cfg, "curate", inputs=inputs) as st:
+        splits, sources = curate(cfg)
         tok_name = c.tokenizer or cfg.model.name
-        tokenizer = models.load_tokenizer(tok_name, cfg.model.revision, cfg.model.trust_remote_code)
-        card = {"tokenizer": tok_name, "splits": {}, "files": {}}
+        tokenizer = (models.load_tokenizer(tok_name, cfg.model.revision, cfg.model.trust_remote_code)
+                     if c.count_tokens else None)
+        card = {"tokenizer": tok_name if tokenizer is not None else None, "splits": {}, "files": {},
+                "sources": sources, "raw_inputs": _raw_inputs(_raw_specs(c))}
         for split, examples in splits.items():
             path = write_jsonl(st.out / f"{split}.jsonl", examples)
             card["files"][path.name] = {"sha256": sha256_file(path), "rows": len(examples)}
@@ -54,3 +214,16 @@ def run_curate(cfg: Config) -> Path:
         write_json(st.out / "datacard.json", card)
         st.extra["counts"] = {k: len(v) for k, v in splits.items()}
     return st.out
+
+
+def steps_table(curate_dir: str | Path):
+    """The data card's per-source steps as one DataFrame (source, step, kept, dropped), for 01_curate."""
+    import json
+
+    import pandas as pd
+
+    card = json.loads((Path(curate_dir) / "datacard.json").read_text(encoding="utf-8"))
+    rows = [{"source": src, **step} for src, info in card.get("sources", {}).items() for step in info["steps"]]
+    rows += [{"source": src, "step": f"skipped: {why}", "kept": 0, "dropped": n}
+             for src, info in card.get("sources", {}).items() for why, n in info["skipped"].items()]
+    return pd.DataFrame(rows, columns=["source", "step", "kept", "dropped"])

@@ -129,6 +129,9 @@ def run_generate(cfg: Config) -> Path:
                 model, tokenizer, eot_id = models.load_base(cfg.model, dtype=_dtype(g.precision))
             else:
                 model, tokenizer = models.load_checkpoint(path, dtype=_dtype(g.precision))
+                if cfg.model.eot_token not in tokenizer.get_vocab():
+                    raise ValueError(f"{path} has no {cfg.model.eot_token} token, so it was not fine-tuned with this "
+                                     "format; to sample from an untuned model use generate.include_base")
                 eot_id = tokenizer.convert_tokens_to_ids(cfg.model.eot_token)
             if torch.cuda.is_available():
                 model.cuda()

@@ -18,26 +18,32 @@ class _FusedLinearCE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h, weight, bias, targets, chunk_size, softcap):
         n = h.shape[0]
-        loss = torch.zeros((), dtype=torch.float32, device=h.device)
+        acc = torch.promote_types(weight.dtype, torch.float32)  # softmax and accumulators: at least fp32
+        loss = torch.zeros((), dtype=acc, device=h.device)
         grad_h = torch.empty_like(h)
-        grad_w = torch.zeros_like(weight, dtype=torch.float32)
-        grad_b = torch.zeros_like(bias, dtype=torch.float32) if bias is not None else None
+        grad_w = torch.zeros_like(weight, dtype=acc)
+        grad_b = torch.zeros_like(bias, dtype=acc) if bias is not None else None
+        rows = torch.arange(min(chunk_size, n), device=h.device)
         for i in range(0, n, chunk_size):
             hi, yi = h[i : i + chunk_size], targets[i : i + chunk_size]
-            logits = F.linear(hi, weight, bias).float()
+            logits = F.linear(hi, weight, bias).to(acc)
             if softcap is not None:
                 t = torch.tanh(logits / softcap)
                 logits = softcap * t
             lse = torch.logsumexp(logits, dim=-1)
             loss += (lse - logits.gather(1, yi[:, None]).squeeze(1)).sum()
-            dlogits = torch.exp(logits - lse[:, None])  # softmax
-            dlogits[torch.arange(len(yi), device=h.device), yi] -= 1.0
+            # d loss / d logits = softmax - onehot, computed in place: big temporaries cost page faults on CPU
+            dlogits = logits.sub_(lse[:, None]).exp_()
+            dlogits[rows[: len(yi)], yi] -= 1.0
             if softcap is not None:
-                dlogits *= 1.0 - t * t
-            # under autocast the matmuls below run in the autocast dtype; otherwise in the weights' dtype
+                dlogits.mul_(1.0 - t * t)
+            # under autocast the matmuls run in the autocast dtype; otherwise in the weights' dtype
             dl = dlogits if torch.is_autocast_enabled(h.device.type) else dlogits.to(weight.dtype)
             grad_h[i : i + chunk_size] = (dl @ weight).to(h.dtype)
-            grad_w += (dl.t() @ hi).float()
+            if dl.dtype == grad_w.dtype and hi.dtype == grad_w.dtype:
+                grad_w.addmm_(dl.t(), hi)  # accumulate in place: no V x d temporary per chunk
+            else:
+                grad_w += (dl.t() @ hi).to(acc)
             if grad_b is not None:
                 grad_b += dlogits.sum(0)
         ctx.save_for_backward(grad_h, grad_w, grad_b)
@@ -52,7 +58,7 @@ class _FusedLinearCE(torch.autograd.Function):
         return grad_h * grad_out.to(grad_h.dtype), (grad_w * grad_out).to(w_dtype), gb, None, None, None
 
 
-def fused_linear_cross_entropy(h, weight, targets, bias=None, chunk_size: int = 1024, softcap: float | None = None):
+def fused_linear_cross_entropy(h, weight, targets, bias=None, chunk_size: int = 256, softcap: float | None = None):
     """Sum over rows of cross_entropy(softcap(h @ weight.T + bias), targets); logits exist one chunk at a time."""
     if h.shape[0] == 0:
         return (h.sum() + weight.sum()) * 0.0  # keeps the graph (and DDP's gradient hooks) intact
@@ -69,9 +75,10 @@ def loss_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 class CausalLMLoss(nn.Module):
     """forward(input_ids, labels, attention_mask=None, position_ids=None) -> (summed loss, number of loss tokens)."""
 
-    def __init__(self, lm: nn.Module, chunk_size: int = 1024):
+    def __init__(self, lm: nn.Module, chunk_size: int = 256):
         super().__init__()
         self.lm, self.chunk_size = lm, chunk_size
+        self._no_split_modules = getattr(lm, "_no_split_modules", None)  # FSDP auto-wrap reads it off the root
 
     def forward(self, input_ids, labels, attention_mask=None, position_ids=None):
         hidden = self.lm.base_model(

@@ -43,6 +43,7 @@ def run_pipeline(cfg: Config, kernel_name: str = "python3") -> Path:
     write_json(run_dir / "manifest.json", manifest)
     t_all = time.time()
     src = notebooks_dir()
+    (run_dir / "notebooks").mkdir(exist_ok=True)
     for name in cfg.notebooks:
         t0 = time.time()
         try:

@@ -150,7 +150,7 @@ def run_train(cfg: Config, on_step: Callable[[dict], None] | None = None) -> Pat
                     loss, _ = loss_model(**mb)
                     # token-mean over the WHOLE step (all processes); DDP averages gradients, so scale by world
                     acc.backward(loss * acc.num_processes / n_loss)
-                loss_sum += float(loss)
+                loss_sum += loss.item()
             grad_norm = torch.nn.utils.clip_grad_norm_(loss_model.parameters(), t.max_grad_norm or float("inf"))
             lr = optimizer.param_groups[0]["lr"]
             optimizer.step()

@@ -1,0 +1,167 @@
+"""The paper's statistics over judgments (PAPER.md sec. 4-5): pure functions of lists, so they test by hand.
+
+- Pairwise (Fig. 1-2): each pair is judged in both orders; the same verdict twice is a win or a loss, anything
+  else (a disagreement, or `neither`) is a tie. Win / tie / loss % with percentile-bootstrap 95% CIs over items.
+- Absolute (Fig. 3, 7): the Fail / Pass / Excellent distribution. Likert (Fig. 5-6): samples of a prompt are
+  averaged first, then mean and two-sided 95% t-interval over prompts. Safety: share of sensitive prompts answered
+  safely.
+- Agreement (sec. 4): tie-discounted accuracy, 1 for the same label, 0.5 when the labels differ and one is `neither`.
+Invalid judgments are counted in every table and left out of its shares, never guessed.
+"""
+from __future__ import annotations
+
+import math
+import random
+import statistics
+from collections import Counter
+
+NEITHER = "neither"
+
+
+def combine_orders(first: str | None, second: str | None) -> str | None:
+    """Winner of a pair judged in both orders (each given as the winning system's name or `neither`).
+    None when either order is invalid; a disagreement is a tie."""
+    if first is None or second is None:
+        return None
+    return first if first == second else NEITHER
+
+
+def pairwise_outcome(winner: str | None, system: str) -> str:
+    if winner is None:
+        return "invalid"
+    return "tie" if winner == NEITHER else ("win" if winner == system else "loss")
+
+
+def bootstrap_shares(outcomes: list[str], n_boot: int = 2000, seed: int = 0, level: float = 0.95,
+                     categories: tuple[str, ...] = ("win", "tie", "loss")) -> dict[str, dict]:
+    """Percentages of each category among valid outcomes, each with a percentile-bootstrap CI (items resampled
+    with replacement). Invalid outcomes are reported as a count only."""
+    valid = [o for o in outcomes if o in categories]
+    n = len(valid)
+    out: dict[str, dict] = {"n": n, "invalid": len(outcomes) - n}
+    if n == 0:
+        return {**out, **{c: {"pct": None, "lo": None, "hi": None} for c in categories}}
+    rng = random.Random(seed)
+    counts = {c: [] for c in categories}
+    for _ in range(n_boot):
+        sample = Counter(rng.choices(valid, k=n))
+        for c in categories:
+            counts[c].append(100.0 * sample[c] / n)
+    lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
+    for c in categories:
+        vals = sorted(counts[c])
+        out[c] = {"pct": 100.0 * valid.count(c) / n, "lo": _quantile(vals, lo_q), "hi": _quantile(vals, hi_q)}
+    return out
+
+
+def _quantile(sorted_vals: list[float], q: float) -> float:
+    """Linear-interpolation quantile (numpy's default)."""
+    pos = q * (len(sorted_vals) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_vals) - 1)
+    return sorted_vals[lo] + (sorted_vals[hi] - sorted_vals[lo]) * (pos - lo)
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the regularised incomplete beta (Lentz's method)."""
+    tiny, c, d = 1e-300, 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 300):
+        for num in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                    -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-14:
+            break
+    return h
+
+
+def _t_cdf(t: float, df: float) -> float:
+    x = df / (df + t * t)
+    lbeta = math.lgamma(df / 2) + math.lgamma(0.5) - math.lgamma(df / 2 + 0.5)
+    front = math.exp(math.log(x) * df / 2 + math.log(1 - x) * 0.5 - lbeta) if 0 < x < 1 else 0.0
+    if x < (df / 2 + 1) / (df / 2 + 2.5):
+        ib = front * _betacf(df / 2, 0.5, x) / (df / 2)
+    else:
+        ib = 1 - front * _betacf(0.5, df / 2, 1 - x) / 0.5
+    return 1 - 0.5 * ib if t >= 0 else 0.5 * ib
+
+
+def t_quantile(p: float, df: float) -> float:
+    """Student-t quantile by bisection on the CDF (no scipy dependency for one number)."""
+    lo, hi = -1e3, 1e3
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if _t_cdf(mid, df) < p else (lo, mid)
+    return (lo + hi) / 2
+
+
+def mean_ci(values: list[float], level: float = 0.95) -> dict:
+    """Mean with a two-sided t-interval (LIMA sec. 5 reports mean and 95% CI of the 1-6 scores)."""
+    n = len(values)
+    if n == 0:
+        return {"n": 0, "mean": None, "lo": None, "hi": None}
+    mean = statistics.fmean(values)
+    if n == 1:
+        return {"n": 1, "mean": mean, "lo": None, "hi": None}
+    half = t_quantile(1 - (1 - level) / 2, n - 1) * statistics.stdev(values) / math.sqrt(n)
+    return {"n": n, "mean": mean, "lo": mean - half, "hi": mean + half}
+
+
+def likert_summary(rows: list[dict], level: float = 0.95) -> dict:
+    """rows: {prompt_id, label ('1'..'6' or None)}; samples of one prompt are averaged before the interval."""
+    per_prompt: dict[str, list[int]] = {}
+    invalid = 0
+    for r in rows:
+        if r["label"] is None:
+            invalid += 1
+            continue
+        per_prompt.setdefault(r["prompt_id"], []).append(int(r["label"]))
+    res = mean_ci([statistics.fmean(v) for v in per_prompt.values()], level)
+    return {**res, "judgments": len(rows), "invalid": invalid}
+
+
+def label_distribution(labels: list[str | None], categories: tuple[str, ...]) -> dict:
+    """Counts and percentages of each label among valid ones; invalid ones counted apart."""
+    valid = [lab for lab in labels if lab in categories]
+    n = len(valid)
+    out: dict = {"n": n, "invalid": len(labels) - n}
+    for c in categories:
+        out[c] = {"count": valid.count(c), "pct": 100.0 * valid.count(c) / n if n else None}
+    return out
+
+
+def agreement(a: dict[str, str], b: dict[str, str]) -> dict:
+    """Tie-discounted agreement on the items both annotators labelled (LIMA sec. 4): 1 point for the same label,
+    0.5 when they differ and either said `neither`, else 0. Labels must be in a shared frame (the winning system's
+    name, not the displayed position)."""
+    shared = sorted(set(a) & set(b))
+    if not shared:
+        return {"n": 0, "agreement": None}
+    score = 0.0
+    for k in shared:
+        if a[k] == b[k]:
+            score += 1.0
+        elif NEITHER in (a[k], b[k]):
+            score += 0.5
+    return {"n": len(shared), "agreement": score / len(shared)}
+
+
+def length_stats(rows: list[dict]) -> dict[str, dict]:
+    """Per system: response length in characters, words and tokens (mean, median, max)."""
+    by: dict[str, list[dict]] = {}
+    for r in rows:
+        by.setdefault(r["checkpoint"], []).append(r)
+    out = {}
+    for name, rs in by.items():
+        chars = [len(r["response"]) for r in rs]
+        words = [len(r["response"].split()) for r in rs]
+        toks = [r["response_tokens"] for r in rs if r.get("response_tokens") is not None]
+        out[name] = {"n": len(rs), "chars_mean": statistics.fmean(chars), "chars_median": statistics.median(chars),
+                     "words_mean": statistics.fmean(words), "chars_max": max(chars),
+                     "tokens_mean": statistics.fmean(toks) if toks else None}
+    return out

@@ -1,0 +1,116 @@
+"""Turn generation rows into judge requests, import other systems' outputs, export ours for AlpacaEval.
+
+Baselines (PAPER.md sec. 4 compares with Alpaca 65B, DaVinci003, Bard, Claude, GPT-4) come as AlpacaEval
+`model_outputs.json` (a JSON array of {instruction, output, generator, dataset}; matched to our prompts by the
+text of the last user turn) or JSONL rows {prompt_id, output}. Either becomes generation-like rows.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..data import DataError
+from . import protocols
+from .backends import Request
+from .runner import cache_key
+
+
+def last_user(messages: list[dict]) -> str:
+    return next(m["content"] for m in reversed(messages) if m["role"] == "user")
+
+
+def prompt_text(messages: list[dict]) -> str:
+    """What the judge sees as the request: the user turn, or the whole conversation for multi-turn prompts."""
+    if sum(m["role"] == "user" for m in messages) == 1:
+        system = [m["content"] for m in messages if m["role"] == "system"]
+        return "\n\n".join(system + [last_user(messages)])
+    return protocols.conversation_text(messages)
+
+
+def is_dialogue(row: dict) -> bool:
+    return "multi_turn" in row.get("tags", []) or sum(m["role"] == "user" for m in row["messages"]) > 1
+
+
+def import_baseline(path: str | Path, name: str, prompts: dict[str, dict]) -> list[dict]:
+    """Rows like generations.jsonl's for system `name`, from AlpacaEval JSON or {prompt_id, output} JSONL.
+    `prompts`: prompt_id -> a generation row of ours (for messages/tags). Unmatched outputs are errors."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    by_text = {last_user(r["messages"]).strip(): pid for pid, r in prompts.items()}
+    raw = json.loads(text) if text.lstrip().startswith("[") else [json.loads(x) for x in text.splitlines() if x.strip()]
+    rows = []
+    for i, obj in enumerate(raw):
+        if "prompt_id" in obj:
+            pid = obj["prompt_id"]
+        elif "instruction" in obj:
+            pid = by_text.get(obj["instruction"].strip())
+        else:
+            raise DataError(path, f"item {i}", "needs `prompt_id` or `instruction`", "use AlpacaEval or {prompt_id, output} rows")
+        if pid is None or pid not in prompts:
+            continue  # baseline files cover a whole benchmark; only our prompts are compared
+        if not isinstance(obj.get("output"), str):
+            raise DataError(path, f"item {i}", "`output` must be a string", "give each row its response as `output`")
+        ours = prompts[pid]
+        rows.append({"checkpoint": name, "checkpoint_path": None, "prompt_id": pid, "source": ours["source"],
+                     "tags": ours.get("tags", []), "sample": 0, "messages": ours["messages"], "response": obj["output"],
+                     "prompt_tokens": None, "response_tokens": None, "stopped_at_eot": None, "imported_from": str(path)})
+    if not rows:
+        raise DataError(path, None, f"no output matches any of our {len(prompts)} prompts", "check prompt ids / instructions")
+    return rows
+
+
+def export_alpaca_eval(rows: list[dict], system: str, path: str | Path) -> Path:
+    """Our responses as AlpacaEval `model_outputs.json` (first sample per prompt)."""
+    out = [{"dataset": r["source"] or "lima_repro", "instruction": prompt_text(r["messages"]), "output": r["response"],
+            "generator": system} for r in rows if r["checkpoint"] == system and r.get("sample", 0) == 0]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def build_requests(rows: list[dict], system: str, baselines: list[str], protocol_names: list[str], identity: dict,
+                   templates_dir: str | None = None) -> list[Request]:
+    """One request per (protocol, item[, order]). Pairwise pairs are judged in both orders (`AB`: system shown
+    first). Absolute and Likert cover every system; safety only prompts tagged `sensitive`; dialogue only
+    multi-turn prompts (the model's final turn in its context)."""
+    templates = {p: protocols.template_text(p, templates_dir) for p in protocol_names}
+    hashes = {p: protocols.template_hash(t) for p, t in templates.items()}
+    reqs: list[Request] = []
+
+    def add(proto_name: str, values: dict, meta: dict) -> None:
+        proto = protocols.get(proto_name)
+        prompt = protocols.render(templates[proto_name], proto, values)
+        key = cache_key(identity, proto_name, hashes[proto_name], prompt)
+        reqs.append(Request(key=key, protocol=proto_name, prompt=prompt, labels=proto.labels,
+                            answer_prefix=proto.answer_prefix,
+                            meta={"protocol": proto_name, "template_hash": hashes[proto_name], **meta}))
+
+    index = {(r["checkpoint"], r["prompt_id"], r.get("sample", 0)): r for r in rows}
+    systems = [system] + [b for b in baselines if b != system]
+    for r in rows:
+        if r["checkpoint"] not in systems:
+            continue
+        base_meta = {"system": r["checkpoint"], "prompt_id": r["prompt_id"], "sample": r.get("sample", 0)}
+        item = f"{r['prompt_id']}#{r.get('sample', 0)}|{r['checkpoint']}"
+        ptext = prompt_text(r["messages"])
+        if "absolute" in protocol_names:
+            add("absolute", {"prompt": ptext, "response": r["response"]}, {**base_meta, "item_id": item})
+        if "likert" in protocol_names:
+            add("likert", {"prompt": ptext, "response": r["response"]}, {**base_meta, "item_id": item})
+        if "safety" in protocol_names and "sensitive" in r.get("tags", []):
+            add("safety", {"prompt": ptext, "response": r["response"]}, {**base_meta, "item_id": item})
+        if "dialogue" in protocol_names and is_dialogue(r):
+            add("dialogue", {"conversation": protocols.conversation_text(r["messages"]), "response": r["response"]},
+                {**base_meta, "item_id": item, "turn": sum(m["role"] == "assistant" for m in r["messages"]) + 1})
+        if "pairwise" in protocol_names and r["checkpoint"] == system:
+            for b in baselines:
+                other = index.get((b, r["prompt_id"], r.get("sample", 0))) or index.get((b, r["prompt_id"], 0))
+                if other is None or b == system:
+                    continue
+                pair = {**base_meta, "baseline": b, "item_id": f"{r['prompt_id']}#{r.get('sample', 0)}|{system}|{b}"}
+                add("pairwise", {"prompt": ptext, "response_a": r["response"], "response_b": other["response"]},
+                    {**pair, "order": "AB"})
+                add("pairwise", {"prompt": ptext, "response_a": other["response"], "response_b": r["response"]},
+                    {**pair, "order": "BA"})
+    return reqs

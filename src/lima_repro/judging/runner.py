@@ -1,0 +1,121 @@
+"""Judging with an on-disk cache: every judgment is appended (flushed, fsynced) the moment it arrives.
+
+Cache key = sha256(judge identity, protocol, template hash, rendered prompt). A rerun sends zero requests for
+what is cached; a run killed halfway resumes with what is missing, never duplicating a row. An output that does
+not parse is re-requested `parse_retries` times, then stored as invalid with every raw text, and counted.
+Requests that fail at the transport level after all retries are reported as errors and not cached.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from ..rundir import append_jsonl
+from . import protocols
+from .backends import Completion, Judge, Request
+
+
+def cache_key(identity: dict, protocol: str, template_hash: str, prompt: str) -> str:
+    blob = json.dumps({"judge": identity, "protocol": protocol, "template": template_hash, "prompt": prompt},
+                      sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class JudgmentCache:
+    """Append-only JSONL of judgments, one file per judge; the last row for a key wins."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.rows: dict[str, dict] = {}
+        if self.path.exists():
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+            for i, line in enumerate(lines):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    if i == len(lines) - 1:  # a write cut short by a kill: that judgment is simply redone
+                        continue
+                    raise ValueError(f"{self.path}:{i + 1}: corrupt cache line; delete the line to re-judge it")
+                self.rows[row["key"]] = row
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.rows
+
+    def get(self, key: str) -> dict | None:
+        return self.rows.get(key)
+
+    def put(self, row: dict) -> None:
+        append_jsonl(self.path, row)
+        self.rows[row["key"]] = row
+
+
+def _verdict(judge: Judge, protocol: protocols.Protocol, c: Completion) -> tuple[str | None, str | None, str | None]:
+    """(label used, label parsed from text, argmax label from probabilities)."""
+    from_text = protocols.parse(protocol, c.text)
+    from_probs = max(c.label_probs, key=c.label_probs.get) if c.label_probs else None
+    used = from_probs if judge.verdict_source == "probs" else from_text
+    return used, from_text, from_probs
+
+
+def judge_requests(judge: Judge, requests: list[Request], cache: JudgmentCache, parse_retries: int = 2,
+                   progress: bool = True) -> tuple[list[dict], dict]:
+    """Judge `requests` (cache first). Returns (one row per request, in request order; stats)."""
+    from tqdm.auto import tqdm
+
+    stats = {"requests": len(requests), "cached": 0, "sent": 0, "invalid": 0, "errors": 0,
+             "prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0}
+    by_key: dict[str, list[int]] = {}
+    for i, r in enumerate(requests):
+        by_key.setdefault(r.key, []).append(i)
+    pending = [requests[idx[0]] for key, idx in by_key.items() if key not in cache]
+    stats["cached"] = len(requests) - sum(len(by_key[r.key]) for r in pending)
+    errors: dict[str, str] = {}
+    history: dict[str, dict] = {r.key: {"raw": [], "usage": {"prompt_tokens": 0, "completion_tokens": 0},
+                                        "cost": 0.0} for r in pending}
+    bar = tqdm(total=len(pending), desc=f"judge {judge.name}", unit="req", disable=not progress or not pending)
+    for attempt in range(parse_retries + 1):
+        retry = []
+        for i, c in judge.complete_many(pending):
+            req, h = pending[i], history[pending[i].key]
+            stats["sent"] += 1
+            for k in ("prompt_tokens", "completion_tokens"):
+                h["usage"][k] += c.usage.get(k, 0)
+                stats[k] += c.usage.get(k, 0)
+            h["cost"] += c.cost
+            stats["cost"] += c.cost
+            if c.error:
+                errors[req.key] = c.error
+                bar.update(1)
+                continue
+            h["raw"].append(c.text)
+            proto = protocols.get(req.protocol)
+            label, from_text, from_probs = _verdict(judge, proto, c)
+            if label is None and attempt < parse_retries:
+                retry.append(req)
+                continue
+            cache.put({"key": req.key, "judge": judge.name, "protocol": req.protocol, "label": label,
+                       "valid": label is not None, "raw": c.text, "raw_attempts": h["raw"],
+                       "label_text": from_text, "label_probs": c.label_probs, "label_probs_argmax": from_probs,
+                       "verdict_source": judge.verdict_source, "attempts": len(h["raw"]), "usage": h["usage"],
+                       "cost": h["cost"]})
+            bar.update(1)
+        pending = retry
+        if not pending:
+            break
+    bar.close()
+    out = []
+    for r in requests:
+        hit = cache.get(r.key)
+        if hit is None:
+            stats["errors"] += 1
+            row = {"key": r.key, "judge": judge.name, "protocol": r.protocol, "label": None, "valid": False,
+                   "error": errors.get(r.key, "not judged")}
+        else:
+            row = dict(hit)
+            stats["invalid"] += not hit["valid"]
+        out.append({**r.meta, **row})
+    return out, stats

@@ -1,0 +1,195 @@
+"""The judge stage: parsers, request building, run_judge end to end with a scripted judge, cached reruns, resume
+after an interruption, the local HF judge on a tiny model, baselines import/export, checkpoint selection."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+
+from lima_repro.config import Config, JudgeConfig
+from lima_repro.judge import run_judge, select_checkpoint
+from lima_repro.judging import Completion, Judge, protocols
+from lima_repro.judging.items import build_requests, import_baseline
+from lima_repro.judging.local import HFJudge, label_tokens
+from lima_repro.rundir import read_jsonl_plain, write_jsonl
+from test_judge_fixtures import PROMPTS, generation_rows, tiny_model, tiny_tokenizer
+
+
+@pytest.mark.parametrize("proto,text,expected", [
+    ("pairwise", "A is better.\nVerdict: A", "A"),
+    ("pairwise", "verdict: **neither**", "neither"),
+    ("pairwise", "Verdict: [[B]]", "B"),
+    ("pairwise", "Verdict: A ... on reflection, Verdict: B", "B"),  # the last verdict counts
+    ("pairwise", "Verdict: both", None),
+    ("pairwise", "I prefer A.", None),  # no verdict line: never guessed
+    ("pairwise", "", None),
+    ("absolute", "Grade: excellent", "Excellent"),
+    ("absolute", "Grade: Good", None),
+    ("likert", "It is clear. Score: 5", "5"),
+    ("likert", "Score: 7", None),
+    ("likert", "Score: 4.5", None),
+    ("likert", "Score = 3", "3"),
+    ("safety", "Verdict: unsafe", "unsafe"),
+    ("safety", "Verdict: safe-ish", None),
+])
+def test_parsers(proto, text, expected):
+    assert protocols.parse(protocols.get(proto), text) == expected
+
+
+def test_swapped_template_must_keep_slots(tmp_path):
+    (tmp_path / "absolute.txt").write_text("Rate: {{response}} only")
+    with pytest.raises(ValueError, match="prompt"):
+        build_requests(generation_rows(), "epoch-2", ["base"], ["absolute"], {"m": 1}, str(tmp_path))
+    (tmp_path / "absolute.txt").write_text("Q {{prompt}} R {{response}} -> Grade:")
+    reqs = build_requests(generation_rows(), "epoch-2", ["base"], ["absolute"], {"m": 1}, str(tmp_path))
+    shipped = build_requests(generation_rows(), "epoch-2", ["base"], ["absolute"], {"m": 1})
+    assert reqs[0].prompt.startswith("Q how do i cook rice R")
+    assert reqs[0].key != shipped[0].key  # template hash is part of the cache key
+
+
+def test_requests_cover_protocols_and_both_orders():
+    reqs = build_requests(generation_rows(), "epoch-2", ["base"], list(protocols.PROTOCOLS), {"m": 1})
+    kinds = [r.protocol for r in reqs]
+    assert kinds.count("pairwise") == 8 and kinds.count("absolute") == 8 and kinds.count("likert") == 8
+    assert kinds.count("safety") == 2 and kinds.count("dialogue") == 0  # only p4 is tagged sensitive
+    ab = next(r for r in reqs if r.protocol == "pairwise" and r.meta["order"] == "AB")
+    ba = next(r for r in reqs if r.meta.get("item_id") == ab.meta["item_id"] and r.meta["order"] == "BA")
+    a_part = lambda p: re.search(r"\[Answer A\]\n(.*?)\n\n\[Answer B\]", p, re.S).group(1)  # noqa: E731
+    assert a_part(ab.prompt).startswith("the answer") and a_part(ba.prompt) == "yes"
+    assert len({r.key for r in reqs}) == len(reqs)
+
+
+class ScriptJudge(Judge):
+    """Prefers the longer answer, or always says A (`biased`); can crash after `crash_after` completions."""
+
+    kind = "script"
+
+    def __init__(self, biased=False, crash_after=None):
+        self.biased, self.crash_after, self.sent = biased, crash_after, 0
+
+    def identity(self):
+        return {"kind": self.kind, "model": "script", "biased": self.biased}
+
+    def complete_many(self, requests):
+        for i, r in enumerate(requests):
+            if self.crash_after is not None and self.sent >= self.crash_after:
+                raise KeyboardInterrupt("killed")
+            self.sent += 1
+            p = r.prompt
+            if r.protocol == "pairwise":
+                a, b = re.search(r"\[Answer A\]\n(.*?)\n\n\[Answer B\]\n(.*?)\n\n", p, re.S).groups()
+                text = "Verdict: A" if self.biased or len(a) > len(b) else "Verdict: B"
+            else:
+                long = "because it" in p
+                text = {"absolute": f"Grade: {'Excellent' if long else 'Fail'}",
+                        "likert": f"Reasoning first.\nScore: {5 if long else 2}", "safety": "Verdict: safe",
+                        "dialogue": "Grade: Pass"}[r.protocol]
+            yield i, Completion(text=text, usage={"prompt_tokens": 10, "completion_tokens": 2}, cost=0.001)
+
+
+def _cfg(tmp_path, rows, **judge) -> Config:
+    cfg = Config(run_dir=str(tmp_path / "run"))
+    write_jsonl(tmp_path / "run" / "generate" / "generations.jsonl", rows)
+    cfg.judge = JudgeConfig(token_shift=False, n_bootstrap=200, **judge)
+    return cfg
+
+
+def test_run_judge_end_to_end_and_cached_rerun(tmp_path):
+    cfg = _cfg(tmp_path, generation_rows())
+    judge = ScriptJudge()
+    out = run_judge(cfg, judge=judge)
+    res = json.loads((out / "results.json").read_text())
+    assert res["system"] == "epoch-2" and res["baselines"] == ["base"]
+    assert res["pairwise"]["base"]["win"]["pct"] == 100.0 and res["pairwise"]["base"]["n"] == 4
+    assert res["absolute"]["epoch-2"]["Excellent"]["pct"] == 100.0 and res["absolute"]["base"]["Fail"]["pct"] == 100.0
+    assert res["likert"]["epoch-2"]["mean"] == 5.0 and res["likert"]["base"]["mean"] == 2.0
+    assert res["safety"]["epoch-2"] == {"n": 1, "invalid": 0, "safe_pct": 100.0}
+    assert res["requests"]["sent"] == 26 and res["requests"]["cost"] == pytest.approx(0.026)
+    for f in ("judgments.jsonl", "pairwise.csv", "absolute.csv", "likert.csv", "safety.csv", "agreement.csv",
+              "lengths.csv", "manifest.json", "config.json"):
+        assert (out / f).exists(), f
+    exported = json.loads((out / "alpaca_eval" / "epoch-2.json").read_text())
+    assert len(exported) == 4 and set(exported[0]) == {"dataset", "instruction", "output", "generator"}
+
+    again = ScriptJudge()
+    run_judge(cfg, judge=again)
+    assert again.sent == 0  # everything came from the cache
+
+
+def test_position_bias_becomes_ties(tmp_path):
+    cfg = _cfg(tmp_path, generation_rows(), protocols=["pairwise"])
+    res = json.loads((run_judge(cfg, judge=ScriptJudge(biased=True)) / "results.json").read_text())
+    assert res["pairwise"]["base"]["tie"]["pct"] == 100.0 and res["pairwise"]["base"]["win"]["pct"] == 0.0
+    assert res["order_consistency"]["base"]["agreement"] == 0.0
+
+
+def test_resume_after_interruption_without_duplicates(tmp_path):
+    cfg = _cfg(tmp_path, generation_rows())
+    with pytest.raises(KeyboardInterrupt):
+        run_judge(cfg, judge=ScriptJudge(crash_after=7))
+    cache_file = next((tmp_path / "run" / "judge" / "cache").glob("*.jsonl"))
+    assert len(read_jsonl_plain(cache_file)) == 7
+    with open(cache_file, "a") as fh:
+        fh.write('{"key": "trunc')  # a write cut short by the kill
+    second = ScriptJudge()
+    out = run_judge(cfg, judge=second)
+    assert second.sent == 26 - 7
+    judged = read_jsonl_plain(out / "judgments.jsonl")
+    assert len(judged) == 26 and len({j["key"] for j in judged}) == 26 and all(j["valid"] for j in judged)
+
+
+def test_local_judge_probs_batched_equals_unbatched():
+    tok = tiny_tokenizer()
+    model = tiny_model(len(tok))
+    reqs = build_requests(generation_rows(), "epoch-2", ["base"], ["pairwise", "likert"], {"m": 1})[:6]
+    res = {}
+    for bs in (1, 4):
+        judge = HFJudge(JudgeConfig(backend="local", model="tiny", batch_size=bs, max_tokens=3), model, tok)
+        res[bs] = dict(judge.complete_many(reqs))
+    for i, r in enumerate(reqs):
+        p1, p4 = res[1][i].label_probs, res[4][i].label_probs
+        assert list(p1) == list(r.labels) and sum(p1.values()) == pytest.approx(1.0, abs=1e-4)
+        for lab in r.labels:
+            assert p1[lab] == pytest.approx(p4[lab], abs=1e-4)
+        assert res[1][i].usage["completion_tokens"] <= 3
+    with pytest.raises(Exception, match="differ"):
+        label_tokens(tok, "Verdict:", ("A", "A"))
+
+
+def test_local_judge_in_run_judge_records_both_verdicts(tmp_path):
+    tok = tiny_tokenizer()
+    judge = HFJudge(JudgeConfig(backend="local", model="tiny", max_tokens=2), tiny_model(len(tok)), tok)
+    cfg = _cfg(tmp_path, generation_rows(), protocols=["absolute"], backend="local")
+    judged = read_jsonl_plain(run_judge(cfg, judge=judge) / "judgments.jsonl")
+    assert all(j["valid"] and j["label"] == j["label_probs_argmax"] for j in judged)
+    assert all("label_text" in j and isinstance(j["raw"], str) for j in judged)
+
+
+def test_import_baseline_alpaca_eval_and_jsonl(tmp_path):
+    rows = generation_rows()
+    prompts = {r["prompt_id"]: r for r in rows if r["checkpoint"] == "epoch-2"}
+    (tmp_path / "outputs.json").write_text(json.dumps(
+        [{"dataset": "x", "instruction": PROMPTS["p1"], "output": "boil the rice", "generator": "alpaca"},
+         {"dataset": "x", "instruction": "not one of ours", "output": "z", "generator": "alpaca"}]))
+    got = import_baseline(tmp_path / "outputs.json", "alpaca", prompts)
+    assert [(r["prompt_id"], r["response"], r["checkpoint"]) for r in got] == [("p1", "boil the rice", "alpaca")]
+    (tmp_path / "o.jsonl").write_text('{"prompt_id": "p2", "output": "it boils"}\n')
+    assert import_baseline(tmp_path / "o.jsonl", "b", prompts)[0]["response"] == "it boils"
+    (tmp_path / "bad.jsonl").write_text('{"prompt_id": "p2", "output": 3}\n')
+    with pytest.raises(ValueError, match="output"):
+        import_baseline(tmp_path / "bad.jsonl", "b", prompts)
+
+
+def test_select_checkpoint_within_window(tmp_path):
+    rows = []
+    for epoch, resp in ((3, "the answer is good because it is"), (5, "no"), (7, "the answer because it is fine")):
+        rows += [dict(r, checkpoint=f"epoch-{epoch}", checkpoint_path=f"/ck/{epoch}", response=resp)
+                 for r in generation_rows() if r["checkpoint"] == "base"]
+    write_jsonl(tmp_path / "dev_generations.jsonl", rows)
+    cfg = _cfg(tmp_path, rows)
+    sel = select_checkpoint(cfg, tmp_path / "dev_generations.jsonl", judge=ScriptJudge())
+    assert sel["chosen"] == "epoch-7" and sel["path"] == "/ck/7" and "epochs 5-10" in sel["why"]
+    assert sel["scores"]["epoch-3"]["mean"] == 5.0  # best overall, but outside LIMA's window
+    assert (tmp_path / "run" / "select" / "selection.json").exists()

@@ -1,0 +1,55 @@
+"""End to end: `python -m lima_repro run` executes every notebook with papermill on the packaged Gemma 3 270M
+(the demo profile, shrunk further), then the test asserts on what the notebooks recorded."""
+import json
+from pathlib import Path
+
+import pytest
+
+from lima_repro.config import load_config
+from lima_repro.pipeline import run_pipeline
+from lima_repro.rundir import read_jsonl_plain
+
+
+def recorded(notebook: Path, key: str) -> dict:
+    """The one-line JSON summary a notebook's last cell printed."""
+    nb = json.loads(notebook.read_text())
+    for cell in reversed(nb["cells"]):
+        for out in cell.get("outputs", []):
+            for line in "".join(out.get("text", "")).splitlines():
+                if line.startswith("{") and key in line:
+                    return json.loads(line)[key]
+    raise AssertionError(f"{notebook.name} recorded no {key}")
+
+
+@pytest.mark.slow
+def test_demo_pipeline_end_to_end(tmp_path):
+    cfg = load_config("demo", overrides={
+        "output_root": str(tmp_path), "train.epochs": 1, "train.max_steps": 2, "train.batch_size": 4,
+        "train.micro_batch_size": 4, "train.max_length": 256, "train.max_eval_examples": 2,
+        "generate.max_new_tokens": 12, "generate.max_prompts": 2, "judge.max_prompts": 2,
+    })
+    run_dir = run_pipeline(cfg)
+
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "ok" and set(manifest["stages"]) == set(cfg.notebooks)
+    assert manifest["git_commit"] is not None and manifest["packages"]["torch"] == "2.13.0+cpu" or manifest["packages"]["torch"]
+    nbs = run_dir / "notebooks"
+
+    curate = recorded(nbs / "01_curate.ipynb", "curate_summary")
+    card = json.loads((run_dir / "curate" / "datacard.json").read_text())
+    assert curate["train"] == card["files"]["train.jsonl"]["rows"] >= 48
+
+    train = recorded(nbs / "02_train.ipynb", "train_summary")
+    metrics = read_jsonl_plain(run_dir / "train" / "metrics.jsonl")
+    assert train["steps"] == 2 and train["checkpoints"] == ["step-2"]
+    assert train["first_loss"] == pytest.approx(metrics[0]["loss"]) and 0.5 < train["first_loss"] < 8
+    assert any(r["type"] == "eval" and r["perplexity"] > 1 for r in metrics)
+
+    gen = recorded(nbs / "03_generate.ipynb", "generate_summary")
+    assert set(gen) == {"base", "step-2"} and all(v["n"] == 2 for v in gen.values())
+    rows = read_jsonl_plain(run_dir / "generate" / "generations.jsonl")
+    assert len(rows) == 4 and all(r["response_tokens"] <= 12 for r in rows)
+
+    assert (run_dir / "judge" / "results.json").exists()
+    judge = recorded(nbs / "04_judge.ipynb", "judge_summary")
+    assert judge

@@ -1,0 +1,53 @@
+"""Token-distribution shift on a tiny random model: greedy base text is 100% unshifted; other text shifts."""
+from __future__ import annotations
+
+import json
+
+import torch
+
+from lima_repro import models
+from lima_repro.chat_format import encode_prompt
+from lima_repro.config import Config
+from lima_repro.token_shift import run_token_shift, shift_stats, token_ranks
+from test_judge_fixtures import save_tiny_base
+
+
+def test_shift_stats_by_hand():
+    s = shift_stats([1, 1, 2, 3, 4, 10, 1, 1])
+    assert (s["unshifted_pct"], s["marginal_pct"], s["shifted_pct"]) == (50.0, 25.0, 25.0)
+    assert shift_stats([])["positions"] == 0
+
+
+def test_token_shift_end_to_end(tmp_path):
+    cfg = Config(run_dir=str(tmp_path / "run"))
+    cfg.model.name = str(save_tiny_base(tmp_path / "base"))
+    base, tok, eot_id = models.load_base(cfg.model)
+    ckpt = tmp_path / "ckpt"
+    base.save_pretrained(ckpt)  # a "fine-tuned" checkpoint identical to the base: nothing may shift
+    tok.save_pretrained(ckpt)
+    messages = [{"role": "user", "content": "how do i cook rice"}]
+    prompt = encode_prompt(tok, messages, cfg.model.eot_token)
+    words = tok.convert_ids_to_tokens(list(range(3, 40)))
+    with torch.no_grad():  # greedy continuation restricted to plain words, so its text re-tokenizes exactly
+        ids = list(prompt)
+        for _ in range(12):
+            logits = base(input_ids=torch.tensor([ids])).logits[0, -1]
+            allowed = torch.full_like(logits, float("-inf"))
+            allowed[3:40] = 0
+            ids.append(int((logits + allowed).argmax()))
+    greedy = ids[len(prompt):]
+    ranks = token_ranks(base, prompt, greedy)
+    assert len(ranks) == 12 and all(r <= 3 for r in ranks)
+    text = " ".join(tok.convert_ids_to_tokens(greedy))
+    other = " ".join(words[::-1][:12])
+    rows = [{"checkpoint": "epoch-1", "checkpoint_path": str(ckpt), "prompt_id": pid, "sample": 0,
+             "messages": messages, "response": resp} for pid, resp in (("g", text), ("o", other))]
+    res = run_token_shift(cfg, rows, "epoch-1", tmp_path / "out")
+    per = {r["prompt_id"]: r for r in res["per_response"]}
+    assert per["g"]["positions"] == 12
+    assert per["g"]["unshifted_pct"] == 100.0 * sum(r == 1 for r in ranks) / 12
+    assert per["o"]["shifted_pct"] > 0 and res["top_shifted_tokens"]
+    # the control (the checkpoint ranking its own text) equals the base here, since the weights are the same
+    assert res["control_finetuned_self"] == res["base"]
+    saved = json.loads((tmp_path / "out" / "token_shift.json").read_text())
+    assert saved["base"]["positions"] == 24 and (tmp_path / "out" / "token_shift.csv").exists()

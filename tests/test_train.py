@@ -1,0 +1,103 @@
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+
+from lima_repro.config import load_config
+from lima_repro.curate import run_curate
+from lima_repro.rundir import read_jsonl_plain
+from lima_repro.train import list_checkpoints, lr_at, run_train
+from conftest import tiny_overrides
+
+# First losses of the tiny fixed-seed Llama on the demo data (recorded when the recipe was written; a change
+# here means the data order, masking, loss normalisation, dropout or optimizer changed).
+PINNED_LOSSES = [5.575106, 5.521551, 5.472245, 5.414733]
+
+
+def curated(tmp_path, model_dir, **extra):
+    cfg = load_config("paper", overrides=tiny_overrides(model_dir, tmp_path / "run", **extra))
+    run_curate(cfg)
+    return cfg
+
+
+def test_lr_schedule_linear_decay_without_warmup():
+    lrs = [lr_at(s, 10, 1e-5, 1e-6, 0) for s in range(10)]
+    assert lrs[0] == 1e-5 and lrs[-1] == pytest.approx(1e-6)
+    assert lrs[5] == pytest.approx(1e-5 - 5 * 1e-6)
+    assert lr_at(0, 10, 1.0, 0.0, 2) == 0.5 and lr_at(1, 10, 1.0, 0.0, 2) == 1.0
+
+
+def test_pinned_losses_and_run_directory(tmp_path, tiny_llama):
+    cfg = curated(tmp_path, tiny_llama)
+    out = run_train(cfg)
+    rows = read_jsonl_plain(out / "metrics.jsonl")
+    train = [r for r in rows if r["type"] == "train"]
+    evals = [r for r in rows if r["type"] == "eval"]
+    assert [r["loss"] for r in train[:4]] == pytest.approx(PINNED_LOSSES, rel=1e-4)
+    assert len(train) == 12 and [r["step"] for r in train] == list(range(1, 13))  # 48 examples / 8, 2 epochs
+    assert train[-1]["loss"] < train[0]["loss"]
+    assert {"step", "epoch", "loss", "lr", "grad_norm", "tokens_per_s"} <= set(train[0])
+    assert train[0]["lr"] == 1e-3 and train[-1]["lr"] == pytest.approx(1e-4)
+    assert [e["epoch"] for e in evals] == [1, 2] and all(e["perplexity"] > 1 for e in evals)
+    assert [c["name"] for c in list_checkpoints(out)] == ["epoch-1", "epoch-2"]
+    info = json.loads((out / "train_info.json").read_text())
+    assert info["dropout_per_layer"] == pytest.approx([0.0, 0.1, 0.2])
+    assert {"config.json", "manifest.json", "metrics.jsonl", "checkpoints.json", "state"} <= {p.name for p in out.iterdir()}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "ok" and manifest["inputs"] and manifest["wall_time_s"] > 0
+
+
+def test_checkpoint_is_plain_transformers_and_chats_with_eot(tmp_path, tiny_llama):
+    cfg = curated(tmp_path, tiny_llama, **{"train.epochs": 1})
+    ckpt = list_checkpoints(run_train(cfg))[-1]["path"]
+    tok = AutoTokenizer.from_pretrained(ckpt)
+    model = AutoModelForCausalLM.from_pretrained(ckpt)
+    eot_id = tok.convert_tokens_to_ids("<|eot|>")
+    assert eot_id == len(tok) - 1 and model.get_input_embeddings().weight.shape[0] == len(tok)
+    assert eot_id in model.generation_config.eos_token_id
+    msgs = [{"role": "user", "content": "Hi"}]
+    assert tok.apply_chat_template(msgs, tokenize=False) == "<s>Hi<|eot|>"
+    gen = pipeline("text-generation", model=model, tokenizer=tok)
+    out = gen(msgs, max_new_tokens=5, do_sample=False)
+    assert out[0]["generated_text"][-1]["role"] == "assistant"
+
+
+def test_eot_embedding_starts_at_the_mean(tiny_llama):
+    from lima_repro import models
+    from lima_repro.config import ModelConfig
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    model, tok, eot_id = models.load_base(ModelConfig(name=str(tiny_llama)))
+    emb = model.get_input_embeddings().weight
+    torch.testing.assert_close(emb[eot_id], base.get_input_embeddings().weight.mean(0))
+    torch.testing.assert_close(model.lm_head.weight[eot_id], base.lm_head.weight.mean(0))
+
+
+def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, tiny_llama):
+    full = run_train(curated(tmp_path / "a", tiny_llama))
+    reference = [r["loss"] for r in read_jsonl_plain(full / "metrics.jsonl") if r["type"] == "train"]
+
+    cfg = curated(tmp_path / "b", tiny_llama)
+
+    def kill(row):
+        if row["step"] == 8:  # two steps into epoch 2: the last saved state is the end of epoch 1
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_train(cfg, on_step=kill)
+    out = run_train(cfg)
+    resumed = [r for r in read_jsonl_plain(out / "metrics.jsonl") if r["type"] == "train"]
+    assert [r["step"] for r in resumed] == list(range(1, 13))
+    assert [r["loss"] for r in resumed] == pytest.approx(reference, rel=1e-6)
+    assert json.loads((out / "manifest.json").read_text())["resumed_from_step"] == 6
+
+
+def test_packing_trains_on_the_same_tokens(tmp_path, tiny_llama):
+    cfg = curated(tmp_path, tiny_llama, **{"train.packing": True, "train.epochs": 1, "train.residual_dropout": 0.0})
+    packed = read_jsonl_plain(run_train(cfg) / "metrics.jsonl")
+    cfg2 = curated(tmp_path / "u", tiny_llama, **{"train.epochs": 1, "train.residual_dropout": 0.0})
+    padded = read_jsonl_plain(run_train(cfg2) / "metrics.jsonl")
+    first = lambda rows: next(r for r in rows if r["type"] == "train")  # noqa: E731
+    assert first(packed)["loss_tokens"] == first(padded)["loss_tokens"]
+    assert first(packed)["loss"] == pytest.approx(first(padded)["loss"], rel=1e-4)
