@@ -6,7 +6,6 @@ import json
 import re
 
 import pytest
-import torch
 
 from lima_repro.config import Config, JudgeConfig
 from lima_repro.judge import run_judge, select_checkpoint
@@ -107,9 +106,11 @@ def test_run_judge_end_to_end_and_cached_rerun(tmp_path):
     assert res["likert"]["epoch-2"]["mean"] == 5.0 and res["likert"]["base"]["mean"] == 2.0
     assert res["safety"]["epoch-2"] == {"n": 1, "invalid": 0, "safe_pct": 100.0}
     assert res["requests"]["sent"] == 26 and res["requests"]["cost"] == pytest.approx(0.026)
-    for f in ("judgments.jsonl", "pairwise.csv", "absolute.csv", "likert.csv", "safety.csv", "agreement.csv",
+    for f in ("judgments.jsonl", "pairwise.csv", "absolute.csv", "likert.csv", "safety.csv",
               "lengths.csv", "manifest.json", "config.json"):
         assert (out / f).exists(), f
+    # one annotator (the LLM judge) and no people yet: no agreement table rather than an empty file
+    assert res["agreement"] == [] and not (out / "agreement.csv").exists()
     exported = json.loads((out / "alpaca_eval" / "epoch-2.json").read_text())
     assert len(exported) == 4 and set(exported[0]) == {"dataset", "instruction", "output", "generator"}
 

@@ -1,8 +1,9 @@
-"""Command line: `python -m lima_repro {run,config,curate,train,generate} ...`.
+"""Command line: `python -m lima_repro {run,config,curate,train,generate,judge,figures} ...`.
 
     python -m lima_repro run --profile demo                  # the whole pipeline (papermill notebooks)
     python -m lima_repro config --profile paper              # the fully resolved configuration as JSON
     python -m lima_repro train --run-dir runs/X              # one stage, e.g. under `accelerate launch`
+    python -m lima_repro figures runs/X runs/Y --out figures # every figure from finished runs, beside the paper
 """
 from __future__ import annotations
 
@@ -50,7 +51,19 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(stage, help=f"run the {stage} stage alone")
         _config_args(p)
         p.add_argument("--config-json", default=None, help="a resolved config.json (e.g. from a run directory)")
+    p = sub.add_parser("figures", help="redraw every figure beside the paper's values from finished run directories")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="finished runs; the first holding a figure's inputs is used")
+    p.add_argument("--out", default=None, help="output folder (default: <first RUN_DIR>/figures)")
     args = parser.parse_args(argv)
+    if args.command == "figures":
+        from .figures import draw_all
+
+        out = args.out or f"{args.run_dirs[0]}/figures"
+        summary = draw_all(args.run_dirs, out)
+        for name, rec in summary["figures"].items():
+            print(f"{name}: {rec['status']}{' (' + rec['reason'] + ')' if rec['reason'] else ''}")
+        print(f"figures output: {out}")
+        return 0
     try:
         cfg = _resolve(args)
     except ConfigError as e:

@@ -295,6 +295,72 @@ class JudgeConfig:
     """Epoch range checkpoint selection chooses from (on dev-set generations)."""
 
 
+def _paper_ablation_conditions() -> dict[str, dict]:
+    """LIMA sec. 5 (PAPER.md sec. 4-5): 2,000 examples per condition from the raw dumps `curate` is pointed at."""
+    se_only = {"curate.train_files": [], "curate.wikihow.files": [], "curate.writingprompts.submissions": [],
+               "curate.natinst.tasks": []}
+    unfiltered = {"min_answer_score": -(10**9), "min_answer_chars": 0, "max_answer_chars": 10**9,
+                  "max_first_person": 10**9, "reference_phrases": [], "title_context_phrases": [], "min_title_words": 0}
+    pool = {**se_only, "curate.wikihow.files": None, "curate.stackexchange.n_per_group": 2000, "curate.wikihow.n": 2000,
+            "curate.select_n": 2000}
+    pool = {k: v for k, v in pool.items() if v is not None}  # selectors choose 2,000 of a 6,000-example SE+wikiHow pool
+    conds = {
+        "se_filtered": {"groups": ["diversity", "quality", "quantity"], "x": 2000, "paper": "filtered Stack Exchange",
+                        "set": {**se_only, "curate.stackexchange.n_per_group": 1000}},
+        "wikihow": {"groups": ["diversity"], "paper": "wikiHow",
+                    "set": {**se_only, "curate.stackexchange.dumps": [], "curate.wikihow.files": None,
+                            "curate.wikihow.n": 2000}},
+        "se_unfiltered": {"groups": ["quality"], "paper": "unfiltered Stack Exchange",
+                          "set": {**se_only, "curate.stackexchange.n_per_group": 1000,
+                                  **{f"curate.stackexchange.{k}": v for k, v in unfiltered.items()}}},
+        **{f"se_{n // 1000}k": {"groups": ["quantity"], "x": n, "set": {**se_only, "curate.stackexchange.n_per_group": n // 2}}
+           for n in (4000, 8000, 16000, 32000)},  # LIMA Fig. 6: doubling from 2K to 32K
+        **{f"select_{s}": {"groups": ["selector"], "set": {**pool, "curate.selector": s}}
+           for s in ("random", "longest", "kcenter", "quality")},
+        "dialogue_without": {"groups": ["dialogue"], "paper": "1,000 ex.", "protocols": ["likert", "dialogue"],
+                             "set": {**se_only, "curate.stackexchange.dumps": [],
+                                     "curate.train_files": ["data/lima/train_without_multi_turn.jsonl"]}},
+        "dialogue_with": {"groups": ["dialogue"], "paper": "1,030 ex.", "protocols": ["likert", "dialogue"],
+                          "set": {**se_only, "curate.stackexchange.dumps": [], "curate.train_files": ["data/lima/train.jsonl"]}},
+    }
+    for c in conds.values():  # None marks "keep the profile's value" (wikiHow files) and is dropped here
+        c["set"] = {k: v for k, v in c["set"].items() if v is not None}
+    return conds
+
+
+@dataclass
+class AblationConfig:
+    conditions: dict[str, dict] = field(default_factory=_paper_ablation_conditions)
+    """name -> {groups: [diversity|quality|quantity|selector|dialogue], set: {dotted curate.* overrides: the
+    condition's data}, x: size for the quantity curve, paper: the paper's label it matches, protocols: judge
+    protocols if not `protocols`}. Only curate.* may differ (train, generate and judge stay matched)."""
+    only: list[str] | None = None
+    """Run only these conditions (None = all)."""
+    common: dict[str, Any] = field(default_factory=dict)
+    """Dotted overrides applied to EVERY condition (so they stay matched), e.g. a smaller train/generate for CPU."""
+    num_samples: int = 5  # LIMA sec. 4-5: 5 samples per test prompt in the ablations
+    protocols: list[str] = field(default_factory=lambda: ["likert"])  # LIMA sec. 4-5: ChatGPT 1-6 helpfulness
+    n_examples: int = 2000  # LIMA sec. 5: 2,000 examples per condition (recorded; a mismatch is flagged)
+    keep_checkpoints: bool = False
+    """Keep each condition's train/checkpoints and train/state after it is judged (they are ~4x the model size)."""
+    note: str = ""
+    """Shown in the notebook and the summary (the demo says it is a plumbing check, not evidence)."""
+
+
+@dataclass
+class FiguresConfig:
+    runs: list[str] = field(default_factory=list)
+    """More finished run directories to draw from, after `run_dir` (the first holding a figure's inputs is used)."""
+    copy_to: str | None = None
+    """Also copy the figures here (relative = from the repository root, e.g. `figures`); None = only <run_dir>/figures."""
+    baseline_names: dict[str, str] = field(default_factory=dict)
+    """Run baseline label -> the paper's baseline name (`alpaca_65b: Alpaca-65B`); common names are guessed."""
+    formats: list[str] = field(default_factory=lambda: ["png", "pdf"])
+    """Image formats written beside each figure's CSV."""
+    dpi: int = 200
+    """Resolution of raster formats."""
+
+
 @dataclass
 class Config:
     profile: str = "paper"
@@ -305,13 +371,18 @@ class Config:
     """Where new run directories are created."""
     seed: int = 42
     """Global seed (seed_everything at the top of each stage)."""
-    notebooks: list[str] = field(default_factory=lambda: ["01_curate", "02_train", "03_generate", "04_judge"])
+    notebooks: list[str] = field(default_factory=lambda: ["01_curate", "02_train", "03_generate", "04_judge",
+                                                          "05_ablations", "06_figures"])
     """Notebooks `python -m lima_repro run` executes, in order."""
     model: ModelConfig = field(default_factory=ModelConfig)
     curate: CurateConfig = field(default_factory=CurateConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
+    ablations: AblationConfig = field(default_factory=AblationConfig)
+    """Matched sub-runs of LIMA sec. 5 (05_ablations)."""
+    figures: FiguresConfig = field(default_factory=FiguresConfig)
+    """Figures and tables beside the paper's numbers (06_figures)."""
 
 
 def list_profiles() -> list[str]:

@@ -2,17 +2,19 @@
 
 LIMA sec. 3 (PAPER.md sec. 3): nucleus sampling p = 0.9, temperature 0.7, a repetition penalty of 1.2 on
 tokens generated so far (not on the prompt), at most 2,048 new tokens, stopping at the EOT token.
-Prompts are sorted by length and generated in left-padded batches; `generations.jsonl` has one row per
-(checkpoint, prompt, sample).
+Prompts are sorted by length and generated in left-padded batches with the KV cache; a row leaves its
+batch (and the cache) as soon as it samples EOT, so finished rows cost nothing. `generations.jsonl` has one row
+per (checkpoint, prompt, sample).
 """
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
-from transformers import LogitsProcessor, LogitsProcessorList
+from transformers import LogitsProcessor
 
 from . import data, models
 from .chat_format import encode_prompt
@@ -40,6 +42,70 @@ def context_length(model) -> int | None:
     return getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
 
 
+def top_p_sample(logits: torch.Tensor, top_p: float, temperature: float) -> torch.Tensor:
+    """One token per row from softmax(logits / temperature) restricted to the nucleus: the most likely tokens
+    whose mass before each is < top_p (transformers' TopPLogitsWarper keeps the same set). The nucleus is found
+    among the top k tokens, k growing until it holds top_p of the mass, instead of sorting a 262K vocabulary."""
+    if temperature <= 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    k = min(64, probs.shape[-1])
+    while True:
+        top, idx = probs.topk(k, dim=-1)
+        cum = top.cumsum(-1)
+        if k == probs.shape[-1] or bool((cum[:, -1] >= top_p).all()):
+            break
+        k = min(k * 8, probs.shape[-1])
+    keep = (cum - top) < top_p
+    keep[:, 0] = True  # at least one token
+    choice = torch.multinomial(top * keep, 1)
+    return idx.gather(1, choice).squeeze(1)
+
+
+def _forward(model, takes_logits_to_keep: bool, **inputs) -> tuple[torch.Tensor, object]:
+    out = model(**inputs, use_cache=True, **({"logits_to_keep": 1} if takes_logits_to_keep else {}))
+    return out.logits[:, -1], out.past_key_values
+
+
+@torch.no_grad()
+def _decode(model, prompts: list[list[int]], pad: int, stops: list[int], g: GenerateConfig) -> list[list[int]]:
+    """Sample continuations of left-padded `prompts` with the KV cache. A row that reaches a stop token leaves
+    the batch and the cache at once, so finished rows cost nothing. Each result ends with its stop token if any."""
+    device = next(model.parameters()).device
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, p in enumerate(prompts):  # left padding: every prompt ends at column `width`
+        ids[row, width - len(p):] = torch.tensor(p)
+        mask[row, width - len(p):] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    takes = "logits_to_keep" in inspect.signature(model.forward).parameters
+    logits, cache = _forward(model, takes, input_ids=ids, attention_mask=mask, position_ids=pos)
+    penalty = GeneratedRepetitionPenalty(g.repetition_penalty, prompt_len=0)
+    stop = torch.tensor(stops, device=device)
+    rows = torch.arange(len(prompts), device=device)  # which prompt each live row is
+    generated = torch.empty((len(prompts), 0), dtype=torch.long, device=device)  # live rows' tokens so far
+    out: list[list[int]] = [[] for _ in prompts]
+    for step in range(g.max_new_tokens):
+        token = top_p_sample(penalty(generated, logits), g.top_p, g.temperature)
+        for r, t in zip(rows.tolist(), token.tolist()):
+            out[r].append(t)
+        live = ~torch.isin(token, stop)
+        if step == g.max_new_tokens - 1 or not bool(live.any()):
+            break
+        if not bool(live.all()):
+            keep = live.nonzero().squeeze(1)
+            cache.batch_select_indices(keep)
+            rows, token, mask, pos, generated = rows[keep], token[keep], mask[keep], pos[keep], generated[keep]
+        generated = torch.cat([generated, token[:, None]], 1)
+        mask = torch.cat([mask, mask.new_ones((len(rows), 1))], 1)
+        pos = pos[:, -1:] + 1
+        logits, cache = _forward(model, takes, input_ids=token[:, None], attention_mask=mask, position_ids=pos,
+                                 past_key_values=cache)
+    return out
+
+
 @torch.no_grad()
 def sample(model, tokenizer, eot_id: int, prompts: list[list[int]], g: GenerateConfig, desc: str = "generate",
            progress: bool = True) -> list[dict]:
@@ -50,24 +116,10 @@ def sample(model, tokenizer, eot_id: int, prompts: list[list[int]], g: GenerateC
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eot_id
     stops = [eot_id] + ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
     results: dict[tuple[int, int], dict] = {}
-    device = next(model.parameters()).device
     bar = tqdm(total=len(items), desc=desc, unit="seq", disable=not progress)
-    for start in range(0, len(items), g.batch_size):
+    for start in range(0, len(items), g.batch_size):  # sorted by length: each batch holds similar lengths
         chunk = items[start : start + g.batch_size]
-        width = chunk[0][0]
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, (n, i, _) in enumerate(chunk):  # left padding: every prompt ends at column `width`
-            ids[row, width - n :] = torch.tensor(prompts[i])
-            mask[row, width - n :] = 1
-        out = model.generate(
-            input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=True, top_p=g.top_p, top_k=0,
-            temperature=g.temperature, max_new_tokens=g.max_new_tokens, eos_token_id=stops, pad_token_id=pad,
-            logits_processor=LogitsProcessorList([GeneratedRepetitionPenalty(g.repetition_penalty, width)]),
-            repetition_penalty=None,
-        )
-        for row, (_, i, s) in enumerate(chunk):
-            new = out[row, width:].tolist()
+        for (_, i, s), new in zip(chunk, _decode(model, [prompts[i] for _, i, _ in chunk], pad, stops, g)):
             stop_at = next((k for k, t in enumerate(new) if t in stops), None)
             results[(i, s)] = {"prompt_index": i, "sample": s, "ids": new[:stop_at] if stop_at is not None else new,
                                "stopped_at_eot": stop_at is not None and new[stop_at] == eot_id}

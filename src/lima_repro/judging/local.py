@@ -8,8 +8,6 @@ for exercising the pipeline, not for conclusions.
 """
 from __future__ import annotations
 
-import os
-import shutil
 from importlib import metadata
 from pathlib import Path
 from typing import Iterator
@@ -40,30 +38,7 @@ def smollm2_gguf() -> Path:
 
 def smollm2_dir() -> Path:
     """A plain transformers folder converted once from the packaged GGUF (loading GGUF dequantizes every time)."""
-    target = models.cache_root() / "models" / SMOLLM2
-    if (target / "config.json").exists():
-        return target
-    with models._file_lock(models.cache_root() / "models" / f".{SMOLLM2}.lock"):
-        if (target / "config.json").exists():
-            return target
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        gguf = smollm2_gguf()
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-        config = quantized.config
-        if hasattr(config, "quantization_config"):
-            del config.quantization_config
-        config._name_or_path = SMOLLM2
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-        model.load_state_dict(quantized.state_dict())
-        tmp = target.with_name(target.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)
-    return target
+    return models.converted_gguf_dir(SMOLLM2, smollm2_gguf)
 
 
 def label_tokens(tokenizer, context: str, labels: tuple[str, ...]) -> tuple[list[int], list[int]]:

@@ -1,0 +1,223 @@
+"""lima_repro's trainer vs TRL's `SFTTrainer`: same model, data, order, batch, optimizer, schedule and loss tokens.
+
+    pip install -e '.[bench]'                       # TRL
+    python benchmarks/train_vs_trl.py               # demo model + demo data, ~5 minutes on 2 cores
+    python benchmarks/train_vs_trl.py --rounds 3 --steps-per-round 1
+
+Each side lives in its own worker process (spawned, so its peak RSS is its own), holding its own copy of the
+model. The parent alternates them, A B then B A, a few optimizer steps at a time after one warm-up step each,
+so both see the same machine load; only one works at a time. Identical on both sides:
+- model: the packaged Gemma 3 270M with LIMA's EOT token (same init), fp32, dropout off, no gradient
+  checkpointing (`--gradient-checkpointing` turns it on for both);
+- data: the demo's training examples encoded by `chat_format.encode` (loss on assistant tokens and their EOT
+  only), trimmed to the demo's max_length, in lima_repro's step order (TRL gets them in that order with a
+  sequential sampler): `batch_size` examples per optimizer step, token-mean loss over the whole step;
+- optimizer: AdamW (0.9, 0.95), weight decay 0.1 off norms and biases, no clipping (the norm is computed);
+  lr decays linearly from `lr` to `lr_end` over the run with no warmup (TRL gets lima_repro's schedule
+  function through `create_scheduler`).
+Each side keeps its own defaults for the rest: TRL pads micro-batches of `micro_batch_size` (its default
+collator, no packing) and uses its fused LM head and `adamw_torch_fused`; lima_repro packs (demo profile).
+
+Throughput counts real (non-padding) tokens. Memory is the worker's RSS high-water mark (VmHWM) during training,
+reset after setup through /proc/self/clear_refs (falls back to the whole-process peak where that is refused).
+The last line is machine-readable: `speedup=<x> memory_ratio=<y> loss_diff=<z>` (lima_repro over TRL).
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import platform
+import tempfile
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _status_kb(key: str) -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+        return True
+    except OSError:
+        return False
+
+
+def _setup(opts):
+    """Model, encoded examples and the TrainConfig both sides use (the demo profile's, dropout off)."""
+    import torch
+
+    from lima_repro import batching, data, models
+    from lima_repro.config import ModelConfig, load_config
+    from lima_repro.train import encode_examples
+
+    cfg = load_config("demo")
+    t = cfg.train
+    t.residual_dropout, t.max_grad_norm, t.gradient_checkpointing = 0.0, None, opts.gradient_checkpointing
+    t.max_steps = opts.total_steps
+    torch.manual_seed(t.seed)
+    model, tokenizer, _ = models.load_base(ModelConfig(name=cfg.model.name))
+    if t.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    train_set, _ = encode_examples(data.read_examples("demo:train.jsonl"), tokenizer, cfg.model.eot_token, t.max_length)
+    per_epoch = batching.steps_per_epoch(len(train_set), t.batch_size)
+    step_batches = []  # the examples of each optimizer step, in lima_repro's order
+    for step in range(t.max_steps):
+        epoch, in_epoch = divmod(step, per_epoch)
+        order = batching.epoch_order(len(train_set), t.seed, epoch)
+        step_batches.append([train_set[i] for i in batching.step_examples(order, in_epoch, t.batch_size)])
+    return t, model, tokenizer, train_set, per_epoch, step_batches
+
+
+def lima_worker(conn, opts) -> None:
+    import torch
+    from accelerate import Accelerator
+
+    from lima_repro.train import prepare_training, train_step
+
+    t, model, tokenizer, train_set, per_epoch, _ = _setup(opts)
+    acc = Accelerator(cpu=True)
+    loss_model, optimizer, scheduler = prepare_training(acc, model, t, t.max_steps)
+    loss_model.train()
+    load_peak, reset = _status_kb("VmHWM"), _reset_peak()
+    out = []
+    for step in range(t.max_steps):
+        t0 = time.perf_counter()
+        row = train_step(acc, loss_model, optimizer, scheduler, train_set, t, step, per_epoch, tokenizer.pad_token_id)
+        out.append({"seconds": time.perf_counter() - t0, "loss": row["loss"], "lr": row["lr"],
+                    "real_tokens": row["tokens"], "processed_tokens": row["tokens"]})
+    conn.send({"steps": out, "peak_kb": _status_kb("VmHWM"), "load_peak_kb": load_peak, "peak_reset": reset,
+               "threads": torch.get_num_threads()})
+
+
+def trl_worker(conn, opts) -> None:
+    import torch
+    from datasets import Dataset
+    from torch.utils.data import SequentialSampler
+    from transformers import TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+    from lima_repro.chat_format import IGNORE
+    from lima_repro.train import lr_at
+
+    t, model, tokenizer, _, _, steps = _setup(opts)
+    rows = [{"input_ids": e["input_ids"], "completion_mask": [int(y != IGNORE) for y in e["labels"]]}
+            for batch in steps for e in batch]
+    assert all(e["labels"] == [i if m else IGNORE for i, m in zip(e["input_ids"], r["completion_mask"])]
+               for e, r in zip((e for b in steps for e in b), rows))  # same loss tokens as lima_repro
+    micro = {"padded": 0, "loss": 0.0}
+
+    class LimaOrderSFT(SFTTrainer):
+        def _get_train_sampler(self, *args, **kwargs):
+            return SequentialSampler(self.train_dataset)  # lima_repro's step order, already laid out
+
+        def create_scheduler(self, num_training_steps, optimizer=None):
+            if self.lr_scheduler is None:
+                self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
+                    optimizer or self.optimizer, lambda s: lr_at(s, num_training_steps, t.lr, t.lr_end, 0) / t.lr)
+            return self.lr_scheduler
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            assert num_items_in_batch is not None  # else TRL would average micro-batch means, not tokens of the step
+            loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            micro["padded"] += inputs["input_ids"].numel()
+            micro["loss"] += float(loss.detach())  # per micro-batch: its loss sum / the step's loss tokens
+            return loss
+
+    class Record(TrainerCallback):
+        def __init__(self):
+            self.out, self.t0 = [], None
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            i = state.global_step - 1
+            self.out.append({"seconds": time.perf_counter() - self.t0, "loss": micro["loss"],
+                             "real_tokens": sum(len(e["input_ids"]) for e in steps[i]),
+                             "processed_tokens": micro["padded"], "lr": trainer.lr_scheduler.get_last_lr()[0]})
+            micro.update(padded=0, loss=0.0)
+            self.t0 = time.perf_counter()
+
+    args = SFTConfig(
+        output_dir=tempfile.mkdtemp(prefix="trl_bench_"), per_device_train_batch_size=t.micro_batch_size,
+        gradient_accumulation_steps=t.batch_size // t.micro_batch_size, max_steps=t.max_steps,
+        learning_rate=t.lr, warmup_steps=0, adam_beta1=t.beta1, adam_beta2=t.beta2, weight_decay=t.weight_decay,
+        max_grad_norm=1e30,  # no clipping, as LIMA; Trainer still computes the norm, as lima_repro does
+        max_length=t.max_length, completion_only_loss=True, gradient_checkpointing=t.gradient_checkpointing,
+        use_cpu=True, bf16=False, fp16=False, logging_steps=1, save_strategy="no", report_to="none",
+        disable_tqdm=True, seed=t.seed, dataloader_num_workers=0,
+    )
+    trainer = LimaOrderSFT(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+                           callbacks=[record := Record()])
+    load_peak, reset = _status_kb("VmHWM"), _reset_peak()
+    trainer.train()
+    conn.send({"steps": record.out, "peak_kb": _status_kb("VmHWM"), "load_peak_kb": load_peak, "peak_reset": reset,
+               "threads": torch.get_num_threads()})
+
+
+def run_phase(fn, opts) -> dict:
+    """One side in a fresh process: setup, `--warmup` untimed steps, `--steps` timed steps; its results."""
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=fn, args=(child, opts))
+    proc.start()
+    res = parent.recv()
+    proc.join()
+    for i, row in enumerate(res["steps"]):
+        row["timed"] = i >= opts.warmup
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=2, help="phases per side, run A B B A ... so drift cancels")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed optimizer steps at the start of each phase")
+    ap.add_argument("--steps", type=int, default=1, help="timed optimizer steps per phase")
+    ap.add_argument("--gradient-checkpointing", action="store_true", help="on for both sides (TRL's own default)")
+    opts = ap.parse_args()
+    opts.total_steps = opts.warmup + opts.steps
+    sides = {"trl": trl_worker, "lima_repro": lima_worker}
+    order = [n for r in range(opts.rounds) for n in (list(sides) if r % 2 == 0 else list(sides)[::-1])]
+    phases = {n: [] for n in sides}
+    for k, name in enumerate(order):
+        res = run_phase(sides[name], opts)
+        phases[name].append(res)
+        print(f"phase {k + 1} {name:>10}: " + ", ".join(
+            f"{r['real_tokens'] / r['seconds']:.0f} tok/s{'' if r['timed'] else ' (warm-up)'} loss {r['loss']:.5f}"
+            for r in res["steps"]) + f"; peak RSS {res['peak_kb'] / 2**20:.2f} GB", flush=True)
+    info = {n: {"threads": p[0]["threads"], "peak_kb": max(x["peak_kb"] for x in p),
+                "load_peak_kb": max(x["load_peak_kb"] for x in p), "peak_reset": all(x["peak_reset"] for x in p)}
+            for n, p in phases.items()}
+    steps = {n: [r for x in p for r in x["steps"]] for n, p in phases.items()}
+    first = {n: p[0]["steps"] for n, p in phases.items()}
+    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch threads "
+          f"{info['lima_repro']['threads']}; {time.strftime('%Y-%m-%d')}")
+    print(f"{'':>12} {'real tok/s':>10} {'processed/real':>14} {'peak RSS GB':>11} {'load peak GB':>12} "
+          f"{'final loss':>10}")
+    summary = {}
+    for name in sides:
+        timed = [r for r in steps[name] if r["timed"]]
+        tps = sum(r["real_tokens"] for r in timed) / sum(r["seconds"] for r in timed)
+        pad = sum(r["processed_tokens"] for r in timed) / sum(r["real_tokens"] for r in timed)
+        summary[name] = (tps, info[name]["peak_kb"] / 2**20, steps[name][-1]["loss"])
+        print(f"{name:>12} {tps:>10.1f} {pad:>14.2f} {summary[name][1]:>11.2f} "
+              f"{info[name]['load_peak_kb'] / 2**20:>12.2f} {summary[name][2]:>10.5f}")
+    per_step = [abs(a["loss"] - b["loss"]) for a, b in zip(first["lima_repro"], first["trl"])]
+    print("per-step |loss difference|: " + " ".join(f"{d:.2e}" for d in per_step))
+    print("peak = RSS high-water mark of the worker " + ("while training (reset after setup)"
+          if all(i["peak_reset"] for i in info.values()) else "process including model loading"))
+    (l_tps, l_mem, l_loss), (t_tps, t_mem, t_loss) = summary["lima_repro"], summary["trl"]
+    print(f"speedup={l_tps / t_tps:.3f} memory_ratio={l_mem / t_mem:.3f} loss_diff={abs(l_loss - t_loss):.2e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""The LIMA paper's own numbers (PAPER.md sec. 5), as data: every figure is drawn beside them.
+
+Each value carries where it comes from (figure or table of Zhou et al. 2023) and whether it is confirmed.
+Values marked unconfirmed come from secondary sources only (PAPER.md says so); the figures draw them hollow
+and label them "(unconfirmed)". Percentages are in percent, Likert scores on the paper's 1-6 scale.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PaperValue:
+    figure: str
+    """Figure or table of the paper, e.g. "Fig. 1"."""
+    key: str
+    """What is measured, e.g. "Alpaca-65B/win"."""
+    value: float | None
+    """The number (None where the paper gives only a shape, e.g. Fig. 6 'flat')."""
+    unit: str
+    """`pct`, `likert_1_6`, `count`, `tokens`."""
+    confirmed: bool
+    """False: from secondary sources only (PAPER.md marks it unconfirmed)."""
+    note: str = ""
+
+
+def _wtl(figure: str, rows: dict[str, tuple[float, float, float]], confirmed: set[str]) -> list[PaperValue]:
+    return [PaperValue(figure, f"{b}/{c}", v, "pct", b in confirmed)
+            for b, vals in rows.items() for c, v in zip(("win", "tie", "loss"), vals)]
+
+
+BASELINES = ("Alpaca-65B", "DaVinci003", "Bard", "Claude", "GPT-4")
+
+# PAPER.md sec. 5: LIMA win / tie / loss % against each baseline
+FIG1_HUMAN = {"Alpaca-65B": (53, 21, 26), "DaVinci003": (44, 21, 35), "Bard": (33, 25, 42),
+              "Claude": (24, 22, 54), "GPT-4": (18, 25, 57)}
+FIG2_GPT4 = {"Alpaca-65B": (64, 19, 17), "DaVinci003": (54, 23, 23), "Bard": (27, 26, 47),
+             "Claude": (14, 23, 63), "GPT-4": (19, 15, 66)}  # only the GPT-4 row is confirmed
+FIG3_ABSOLUTE = {"Excellent": 50, "Pass": 38, "Fail": 12}  # 50 random test prompts
+FIG3_OOD = {"Excellent": 45, "Pass": 35, "Fail": 20}  # 20 out-of-distribution prompts
+FIG5_ABLATION = {"filtered Stack Exchange": 3.83, "wikiHow": 3.49, "unfiltered Stack Exchange": 3.33}
+FIG6_QUANTITY_SIZES = (2000, 4000, 8000, 16000, 32000)  # "flat": no numbers in PAPER.md
+FIG7_DIALOGUE = {"1,000 ex.": {"Excellent": 45.2, "Pass": 19.1, "Fail": 35.7},
+                 "1,030 ex.": {"Excellent": 76.1, "Pass": 21.7, "Fail": 2.2}}
+TABLE1 = [  # source, n, avg input tokens, avg output tokens
+    ("Stack Exchange (STEM)", 200, 117, 523), ("Stack Exchange (Other)", 200, 119, 530),
+    ("wikiHow", 200, 12, 1811), ("Pushshift r/WritingPrompts", 150, 34, 274),
+    ("Natural Instructions", 50, 236, 92), ("Paper Authors (Group A)", 200, 40, 334),
+]
+
+VALUES: list[PaperValue] = [
+    *_wtl("Fig. 1", FIG1_HUMAN, set(FIG1_HUMAN)),
+    *_wtl("Fig. 2", FIG2_GPT4, {"GPT-4"}),
+    *[PaperValue("Fig. 3", f"absolute/{k}", v, "pct", True, "50 random test prompts") for k, v in FIG3_ABSOLUTE.items()],
+    *[PaperValue("Fig. 3", f"ood/{k}", v, "pct", True, "20 out-of-distribution prompts") for k, v in FIG3_OOD.items()],
+    *[PaperValue("Fig. 5", k, v, "likert_1_6", True, "7B, 2,000 examples, ChatGPT 1-6 grade")
+      for k, v in FIG5_ABLATION.items()],
+    *[PaperValue("Fig. 6", f"quantity/{n}", None, "likert_1_6", False, "flat across sizes; values not given")
+      for n in FIG6_QUANTITY_SIZES],
+    *[PaperValue("Fig. 7", f"{cond}/{lab}", v, "pct", True, "approximate (~19.1%)" if v == 19.1 else "")
+      for cond, d in FIG7_DIALOGUE.items() for lab, v in d.items()],
+    PaperValue("Fig. 7", "conversations_better", 7, "count", True, "of 10 conversations; tied in 3"),
+    PaperValue("Fig. 9", "perplexity_rises_with_score", None, "", False, "perplexity and 1-6 score both rise"),
+    *[PaperValue("Table 1", f"{src}/{col}", v, unit, True)
+      for src, n, i, o in TABLE1 for col, v, unit in (("n", n, "count"), ("avg_input_tokens", i, "tokens"),
+                                                      ("avg_output_tokens", o, "tokens"))],
+]
+
+
+def table(figure: str | None = None):
+    """The paper values (optionally of one figure) as a DataFrame: figure, key, value, unit, confirmed, note."""
+    import pandas as pd
+
+    rows = [vars(v) for v in VALUES if figure is None or v.figure == figure]
+    return pd.DataFrame(rows, columns=["figure", "key", "value", "unit", "confirmed", "note"])
+
+
+def is_confirmed(figure: str, key: str) -> bool:
+    return next(v.confirmed for v in VALUES if v.figure == figure and v.key == key)

@@ -1,0 +1,185 @@
+"""Figures from hand-made results files: the numbers drawn (CSV and plotted artists), labels, the paper overlay,
+skipping with a reason when inputs are missing, and the `figures` CLI."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from lima_repro import cli, figures, paper_values
+from lima_repro.rundir import write_json, write_jsonl
+
+
+def shares(win, tie, loss, n=10):
+    return {"n": n, "invalid": 0, **{c: {"pct": v, "lo": v - 5, "hi": v + 5} for c, v in
+                                     (("win", win), ("tie", tie), ("loss", loss))}}
+
+
+def grades(exc, pas, fail, n=8):
+    return {"n": n, "invalid": 0, "Excellent": {"count": 0, "pct": exc}, "Pass": {"count": 0, "pct": pas},
+            "Fail": {"count": 0, "pct": fail}}
+
+
+@pytest.fixture
+def run(tmp_path):
+    r = tmp_path / "run"
+    write_json(r / "judge" / "results.json", {
+        "system": "epoch-2", "judge": "script", "pairwise": {"base": shares(60, 30, 10), "alpaca": shares(20, 30, 50)},
+        "absolute": {"epoch-2": grades(25, 50, 25)}, "likert": {"epoch-1": {"n": 4, "mean": 2.5, "lo": 2, "hi": 3},
+                                                                "epoch-2": {"n": 4, "mean": 4.0, "lo": 3.5, "hi": 4.5}}})
+    write_jsonl(r / "train" / "metrics.jsonl", [
+        {"type": "train", "step": 1, "epoch": 1, "loss": 3.0}, {"type": "eval", "step": 2, "epoch": 1, "eval_loss": 1, "perplexity": 5.0},
+        {"type": "train", "step": 3, "epoch": 2, "loss": 2.0}, {"type": "eval", "step": 4, "epoch": 2, "eval_loss": 1, "perplexity": 7.0}])
+    write_json(r / "train" / "checkpoints.json", [{"name": "epoch-1", "step": 2}, {"name": "epoch-2", "step": 4}])
+    write_json(r / "curate" / "datacard.json", {"splits": {"train": [
+        {"source": "wikihow", "n": 3, "avg_input_tokens": 10.0, "avg_output_tokens": 300.0, "avg_input_chars": 50}]}})
+    cond = lambda name, groups, mean, **kw: {"condition": name, "groups": groups, "status": "ok", "n_examples": 4,  # noqa: E731
+                                             "likert": {"n": 2, "mean": mean, "lo": mean - 0.5, "hi": mean + 0.5}, **kw}
+    write_json(r / "ablations" / "summary.json", {"judge": "script", "conditions": [
+        cond("se_filtered", ["diversity", "quantity"], 4.5, paper="filtered Stack Exchange", x=2),
+        cond("wikihow", ["diversity"], 3.0, paper="wikiHow"),
+        cond("se_4", ["quantity"], 4.0, x=4),
+        cond("dlg_without", ["dialogue"], 2.0, dialogue=grades(10, 30, 60, n=10)),
+        cond("dlg_with", ["dialogue"], 3.0, dialogue=grades(70, 20, 10, n=10)),
+        {"condition": "broken", "groups": ["selector"], "status": "failed", "error": "FileNotFoundError: x"}]})
+    return r
+
+
+def widths(ax):
+    return [round(p.get_width(), 6) for p in ax.patches]
+
+
+def test_llm_preference_draws_run_and_paper(run, tmp_path):
+    d = figures.preference([run], tmp_path / "out", "llm")
+    assert d.status == "drawn" and d.source == str(run)
+    csv = pd.read_csv(tmp_path / "out" / "fig2_llm_preference.csv")
+    mine = csv[csv.panel == "this run"]
+    assert list(mine.pct) == [60, 30, 10, 20, 30, 50]
+    assert "alpaca (Alpaca-65B)" in set(mine.baseline)  # a run label mapped to the paper's baseline
+    paper, this = d.fig.axes[:2]
+    assert widths(this) == [60, 30, 10, 20, 30, 50]
+    assert widths(paper)[:3] == [64, 19, 17] and widths(paper)[-3:] == [19, 15, 66]
+    assert this.get_xlabel() == "LIMA win / tie / loss (%)" and "paper" in paper.get_title()
+    assert "this run" in this.get_title() and "hatched = unconfirmed" in paper.get_title()
+    unconfirmed = csv[(csv.panel == "paper") & ~csv.confirmed]
+    assert set(unconfirmed.baseline) == {"Alpaca-65B", "DaVinci003", "Bard", "Claude"}  # only GPT-4 confirmed
+    assert [p.get_hatch() for p in paper.patches][-3:] == [None] * 3 and paper.patches[0].get_hatch() == "//"
+    for ext in ("png", "pdf"):
+        assert (tmp_path / "out" / f"fig2_llm_preference.{ext}").stat().st_size > 1000
+
+
+def test_human_preference_from_annotations(run, tmp_path):
+    assert figures.preference([run], tmp_path, "human").status == "skipped"
+    labels = [("p1#0|epoch-2|base", "epoch-2"), ("p2#0|epoch-2|base", "neither"), ("p3#0|epoch-2|base", "base"),
+              ("p4#0|epoch-2|base", "epoch-2")]
+    write_jsonl(run / "annotations" / "ann.jsonl", [
+        {"event": "label", "seq": k, "kind": "pairwise", "annotator": "ann", "item_id": i, "winner": w}
+        for k, (i, w) in enumerate(labels)])
+    d = figures.preference([run], tmp_path, "human")
+    assert d.status == "drawn", d.reason
+    assert widths(d.fig.axes[1]) == [50, 25, 25]
+    assert widths(d.fig.axes[0])[:3] == [53, 21, 26]  # Fig. 1, Alpaca-65B
+
+
+def test_absolute_and_dialogue(run, tmp_path):
+    d = figures.absolute([run], tmp_path)
+    ax = d.fig.axes[0]
+    assert widths(ax) == [50, 38, 12, 45, 35, 20, 25, 50, 25]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["paper: 50 test prompts", "paper: 20 OOD prompts",
+                                                           "this run: epoch-2"]
+    d = figures.dialogue([run], tmp_path)
+    assert widths(d.fig.axes[0]) == [45.2, 19.1, 35.7, 76.1, 21.7, 2.2, 10, 30, 60, 70, 20, 10]
+    assert list(pd.read_csv(tmp_path / "fig7_dialogue.csv").pct[-3:]) == [70, 20, 10]
+
+
+def test_ablation_means_with_ci_and_paper_bars(run, tmp_path):
+    d = figures.ablation_means([run], tmp_path)
+    ax = d.fig.axes[0]
+    from matplotlib.container import BarContainer
+
+    paper, this = [c for c in ax.containers if isinstance(c, BarContainer)]
+    assert paper.get_label() == "paper" and this.get_label() == "this run"
+    assert [round(b.get_height(), 2) for b in paper] == [3.83, 3.49, 3.33]
+    assert [b.get_height() for b in this] == [4.5, 3.0, 2.0, 3.0]  # failed and quantity-only conditions left out
+    csv = pd.read_csv(tmp_path / "fig5_ablations.csv")
+    mine = csv[csv.series == "this run"]
+    assert list(mine.condition) == ["filtered Stack Exchange", "wikiHow", "dlg_without", "dlg_with"]
+    assert list(mine.lo) == [4.0, 2.5, 1.5, 2.5]
+    assert ax.get_ylabel() == "helpfulness, 1-6 (mean, 95% CI)"
+    segs = ax.collections[0].get_segments()  # the error bars of "this run"
+    assert [(s[0][1], s[1][1]) for s in segs][0] == (4.0, 5.0)
+
+
+def test_quantity_log2_and_perplexity_two_axes(run, tmp_path):
+    d = figures.quantity([run], tmp_path)
+    ax = d.fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.xaxis.get_transform().base == 2
+    line = ax.lines[0]
+    assert list(line.get_xdata()) == [2, 4] and list(line.get_ydata()) == [4.5, 4.0]
+    assert "paper (unconfirmed)" in ax.texts[0].get_text()
+    csv = pd.read_csv(tmp_path / "fig6_quantity.csv")
+    assert list(csv[csv.series == "paper"].n_examples) == [2000, 4000, 8000, 16000, 32000]
+    assert csv[csv.series == "paper"]["mean"].isna().all()  # the paper published no numbers: none are invented
+
+    d = figures.perplexity_score([run], tmp_path)
+    ax, ax2 = d.fig.axes
+    assert list(ax.lines[0].get_xdata()) == [2, 4] and list(ax.lines[0].get_ydata()) == [5.0, 7.0]
+    assert list(ax2.lines[0].get_xdata()) == [2, 4] and list(ax2.lines[0].get_ydata()) == [2.5, 4.0]
+    assert (ax.get_ylabel(), ax2.get_ylabel(), ax.get_xlabel()) == ("held-out perplexity", "helpfulness, 1-6",
+                                                                    "training step")
+
+
+def test_datacard_markdown_and_csv(run, tmp_path):
+    figures.datacard([run], tmp_path)
+    csv = pd.read_csv(tmp_path / "table1_datacard.csv")
+    assert list(csv[csv.table == "paper"].n) == [200, 200, 200, 150, 50, 200]
+    assert csv[csv.table == "this run"].iloc[0].tolist() == ["this run", "wikihow", 3, 10.0, 300.0]
+    md = (tmp_path / "table1_datacard.md").read_text()
+    assert "| wikiHow | 200 | 12 | 1811 |" in md and "| wikihow | 3 | 10 | 300 |" in md
+
+
+def test_missing_inputs_are_skipped_with_reasons(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    summary = figures.draw_all([empty], tmp_path / "out")
+    assert all(r["status"] == "skipped" and r["reason"] for r in summary["figures"].values())
+    assert not list((tmp_path / "out").glob("*.png"))
+    saved = json.loads((tmp_path / "out" / "figures_summary.json").read_text())
+    assert saved["figures"]["fig5_ablations"]["reason"].startswith("no ablations/summary.json")
+
+
+def test_cli_figures_from_several_runs(run, tmp_path, capsys):
+    other = tmp_path / "other"
+    other.mkdir()
+    assert cli.main(["figures", str(other), str(run), "--out", str(tmp_path / "cli")]) == 0
+    out = capsys.readouterr().out
+    assert "fig5_ablations: drawn" in out and "fig1_human_preference: skipped" in out
+    summary = json.loads((tmp_path / "cli" / "figures_summary.json").read_text())
+    assert summary["figures"]["fig3_absolute"]["source"] == str(run)
+    assert (tmp_path / "cli" / "paper_values.csv").exists()
+
+
+def test_paper_values_cite_figures_and_flag_unconfirmed():
+    t = paper_values.table()
+    assert set(t.figure) >= {"Fig. 1", "Fig. 2", "Fig. 3", "Fig. 5", "Fig. 6", "Fig. 7", "Fig. 9", "Table 1"}
+    assert not t[t.figure == "Fig. 6"].confirmed.any() and t[t.figure == "Fig. 1"].confirmed.all()
+    fig2 = t[(t.figure == "Fig. 2")]
+    assert set(fig2[fig2.confirmed].key) == {"GPT-4/win", "GPT-4/tie", "GPT-4/loss"}
+    assert t[(t.figure == "Fig. 5") & (t.key == "wikiHow")].value.item() == 3.49
+
+
+def test_figures_notebook_records_its_summary(run, tmp_path):
+    import papermill as pm
+
+    from lima_repro.pipeline import notebooks_dir
+
+    out_nb = tmp_path / "06_figures.ipynb"
+    pm.execute_notebook(str(notebooks_dir() / "06_figures.ipynb"), str(out_nb), kernel_name="python3",
+                        parameters={"profile": "demo", "run_dir": str(run)}, progress_bar=False)
+    text = "\n".join("".join(o.get("text", "")) for c in json.loads(out_nb.read_text())["cells"]
+                      for o in c.get("outputs", []))
+    line = next(ln for ln in text.splitlines() if ln.startswith('{"figures_summary"'))
+    summary = json.loads(line)["figures_summary"]
+    assert summary["fig5_ablations"] == "drawn" and summary["fig1_human_preference"].startswith("skipped: no pairwise")
+    assert (run / "figures" / "fig5_ablations.png").exists()
