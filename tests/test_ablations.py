@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import tiny_overrides
+from test_judge import ScriptJudge
+
 from lima_repro import train as train_mod
 from lima_repro.ablations import condition_config, run_ablations
 from lima_repro.config import ConfigError, load_config
-from test_judge import ScriptJudge
 
 CONDITIONS = {
     "random": {"groups": ["selector"], "set": {"curate.selector": "random", "curate.select_n": 4}},

@@ -107,7 +107,7 @@ def test_shipped_demo_raw_matches_its_generator(tmp_path):
     make_demo_raw.main(tmp_path)
     shipped = resolve_raw("demo_raw:")
     made = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
-    assert len(made) == 14
+    assert len(made) == 16  # 5 Posts.xml + 2 Comments.xml, 1 CSV, 3 .zst, 5 task files
     for rel in made:
         assert (shipped / rel).read_bytes() == (tmp_path / rel).read_bytes(), rel
 

@@ -34,7 +34,7 @@ def run(tmp_path):
     write_json(r / "train" / "checkpoints.json", [{"name": "epoch-1", "step": 2}, {"name": "epoch-2", "step": 4}])
     write_json(r / "curate" / "datacard.json", {"splits": {"train": [
         {"source": "wikihow", "n": 3, "avg_input_tokens": 10.0, "avg_output_tokens": 300.0, "avg_input_chars": 50}]}})
-    cond = lambda name, groups, mean, **kw: {"condition": name, "groups": groups, "status": "ok", "n_examples": 4,  # noqa: E731
+    cond = lambda name, groups, mean, **kw: {"condition": name, "groups": groups, "status": "ok", "n_examples": 4,
                                              "likert": {"n": 2, "mean": mean, "lo": mean - 0.5, "hi": mean + 0.5}, **kw}
     write_json(r / "ablations" / "summary.json", {"judge": "script", "conditions": [
         cond("se_filtered", ["diversity", "quantity"], 4.5, paper="filtered Stack Exchange", x=2),
@@ -108,7 +108,7 @@ def test_ablation_means_with_ci_and_paper_bars(run, tmp_path):
     assert list(mine.lo) == [4.0, 2.5, 1.5, 2.5]
     assert ax.get_ylabel() == "helpfulness, 1-6 (mean, 95% CI)"
     segs = ax.collections[0].get_segments()  # the error bars of "this run"
-    assert [(s[0][1], s[1][1]) for s in segs][0] == (4.0, 5.0)
+    assert (segs[0][0][1], segs[0][1][1]) == (4.0, 5.0)
 
 
 def test_quantity_log2_and_perplexity_two_axes(run, tmp_path):

@@ -142,3 +142,35 @@ def test_missing_key_names_the_variable(monkeypatch):
     monkeypatch.delenv("LIMA_TEST_JUDGE_KEY", raising=False)
     with pytest.raises(JudgeError, match="LIMA_TEST_JUDGE_KEY"):
         make_judge(_jc("http://127.0.0.1:9/v1"))
+
+
+def test_cost_cap_refuses_before_sending(server, tmp_path, monkeypatch):
+    from lima_repro.config import Config
+    from lima_repro.judge import run_judge
+    from lima_repro.judging import CostCapError
+    from lima_repro.rundir import write_jsonl
+    from test_judge_fixtures import generation_rows
+
+    monkeypatch.setenv("LIMA_TEST_JUDGE_KEY", "k")
+    judge = make_judge(_jc(server.url, max_tokens=512))
+    reqs = _requests(judge, ["OK1", "OK2", "OK3"])
+    # each prompt "Which is better? OKn" is 20 chars = 5 tokens at $2/M, plus up to 512 completion tokens at $10/M:
+    # 3 * (5 * 2 + 512 * 10) / 1e6 = $0.01539
+    assert judge.estimate_cost(reqs)["usd"] == pytest.approx(0.01539)
+    cache = JudgmentCache(tmp_path / "cache.jsonl")
+    with pytest.raises(CostCapError, match=r"\$0\.0154.*judge\.max_cost_usd=\$0\.0100"):
+        judge_requests(judge, reqs, cache, progress=False, max_cost_usd=0.01)
+    assert sum(server.calls.values()) == 0 and not (tmp_path / "cache.jsonl").exists()
+    _, stats = judge_requests(judge, reqs, cache, progress=False, max_cost_usd=0.02)
+    assert sum(server.calls.values()) == 3 and stats["estimated_cost"] == pytest.approx(0.01539)
+    # only uncached requests are costed: a cached rerun passes even a zero cap
+    _, stats = judge_requests(judge, reqs, cache, progress=False, max_cost_usd=0.0)
+    assert stats["sent"] == 0 and sum(server.calls.values()) == 3
+
+    # wired through run_judge: judge.max_cost_usd refuses the whole stage before any request
+    cfg = Config(run_dir=str(tmp_path / "run"))
+    write_jsonl(tmp_path / "run" / "generate" / "generations.jsonl", generation_rows())
+    cfg.judge = _jc(server.url, max_cost_usd=0.001, protocols=["pairwise"], token_shift=False)
+    with pytest.raises(CostCapError, match="max_cost_usd"):
+        run_judge(cfg, judge=make_judge(cfg.judge))
+    assert sum(server.calls.values()) == 3

@@ -165,3 +165,102 @@ def length_stats(rows: list[dict]) -> dict[str, dict]:
                      "words_mean": statistics.fmean(words), "chars_max": max(chars),
                      "tokens_mean": statistics.fmean(toks) if toks else None}
     return out
+
+
+GRADES = ("Fail", "Pass", "Excellent")
+
+
+def dialogue_turn_shares(rows: list[dict], categories: tuple[str, ...] = GRADES) -> dict[str, dict]:
+    """Fig. 7: per system, the Fail / Pass / Excellent shares over every judged assistant turn (rows: {system,
+    dialogue_id, turn, label or None}). Also the same shares by turn position (`by_turn`, 1 = first assistant turn)
+    and the number of conversations. Invalid turns are counted, never in the shares."""
+    by: dict[str, list[dict]] = {}
+    for r in rows:
+        by.setdefault(r["system"], []).append(r)
+    out = {}
+    for s, rs in by.items():
+        d = label_distribution([r.get("label") for r in rs], categories)
+        turns: dict[int, list] = {}
+        for r in rs:
+            turns.setdefault(int(r["turn"]), []).append(r.get("label"))
+        d["conversations"] = len({r["dialogue_id"] for r in rs})
+        d["turns"] = len(rs)
+        d["by_turn"] = {str(k): label_distribution(v, categories) for k, v in sorted(turns.items())}
+        out[s] = d
+    return out
+
+
+def dialogue_conversation_compare(rows: list[dict], a: str, b: str, categories: tuple[str, ...] = GRADES) -> dict:
+    """LIMA compares conversations too ("better in 7 of 10, tied in 3"): per conversation id present for both
+    systems, the mean grade (Fail 0, Pass 1, Excellent 2) over its valid turns; counts where `a` is better / tied /
+    worse. Conversations are matched by id (the same opening, e.g. the same first user turn per id)."""
+    score = {c: i for i, c in enumerate(categories)}
+    means: dict[str, dict[str, float]] = {a: {}, b: {}}
+    for s in (a, b):
+        per: dict[str, list[int]] = {}
+        for r in rows:
+            if r["system"] == s and r.get("label") in score:
+                per.setdefault(r["dialogue_id"], []).append(score[r["label"]])
+        means[s] = {k: statistics.fmean(v) for k, v in per.items()}
+    shared = sorted(set(means[a]) & set(means[b]))
+    better = sum(means[a][k] > means[b][k] for k in shared)
+    worse = sum(means[a][k] < means[b][k] for k in shared)
+    return {"a": a, "b": b, "n": len(shared), "a_better": better, "tied": len(shared) - better - worse, "a_worse": worse}
+
+
+PREFERENCE = {"win": 1.0, "tie": 0.5, "loss": 0.0}
+
+
+def _logistic_intercept(x: list[float], y: list[float], ridge: float = 1e-6, iters: int = 100) -> tuple[float, float]:
+    """Logistic regression y ~ sigmoid(a + b x) with soft targets y in [0, 1] (binomial log-likelihood), fitted by
+    Newton's method with a tiny L2 ridge on the slope only (keeps a perfectly length-separated sample finite; the
+    intercept stays unpenalised, so equal lengths give exactly the mean preference). Returns (a, b)."""
+    import numpy as np
+
+    X = np.column_stack([np.ones(len(x)), np.asarray(x, dtype=float)])
+    t = np.asarray(y, dtype=float)
+    w = np.zeros(2)
+    pen = np.diag([0.0, ridge])
+    for _ in range(iters):
+        p = 1.0 / (1.0 + np.exp(-(X @ w)))
+        grad = X.T @ (p - t) + pen @ w
+        hess = (X * (p * (1 - p))[:, None]).T @ X + pen
+        step = np.linalg.lstsq(hess, grad, rcond=None)[0]  # (near-)singular when the x are all equal
+        w = w - step
+        if np.max(np.abs(step)) < 1e-12:
+            break
+    return float(w[0]), float(w[1])
+
+
+def length_controlled(pairs: list[tuple[str, float, float]], band: float = 1.5) -> dict:
+    """Length-controlled win rate of "ours" over a baseline. pairs: (outcome win/tie/loss/invalid, length of our
+    response, length of the baseline's) in characters; invalid outcomes are left out.
+
+    - Preference p = win 1, tie 0.5, loss 0; `pref_pct` = its mean (the plain tie-as-half win rate).
+    - Band: the win / tie / loss % among pairs whose longer response (+1 char) is at most `band` times the shorter
+      (`band_n` pairs; None when none is in the band).
+    - Regression: p ~ sigmoid(a + b x) with x = log2(len ours / len baseline) (+1 char each, so empty responses
+      work); `lc_win_pct` = 100 sigmoid(a), the predicted preference at equal lengths, and `length_slope` = b
+      (> 0: the judge prefers the longer answer). With all lengths equal it is `pref_pct` exactly; with all wins
+      (or all losses) there is nothing to fit: `lc_win_pct` = `pref_pct` and `length_slope` None.
+    """
+    valid = [(o, la, lb) for o, la, lb in pairs if o in PREFERENCE]
+    out: dict = {"n": len(valid), "band": band, "pref_pct": None, "lc_win_pct": None, "length_slope": None,
+                 "band_n": 0, "band_win_pct": None, "band_tie_pct": None, "band_loss_pct": None}
+    if not valid:
+        return out
+    x = [math.log2((la + 1) / (lb + 1)) for _, la, lb in valid]
+    y = [PREFERENCE[o] for o, _, _ in valid]
+    out["pref_pct"] = 100.0 * statistics.fmean(y)
+    if min(y) == max(y) and y[0] in (0.0, 1.0):  # all wins or all losses: no fit (a = +-inf), nothing to control
+        out["lc_win_pct"] = out["pref_pct"]
+    else:
+        a, b = _logistic_intercept(x, y)
+        out["lc_win_pct"] = 100.0 / (1.0 + math.exp(-a))
+        out["length_slope"] = b
+    inside = [o for (o, la, lb), xi in zip(valid, x) if abs(xi) <= math.log2(band) + 1e-12]
+    out["band_n"] = len(inside)
+    if inside:
+        for c in ("win", "tie", "loss"):
+            out[f"band_{c}_pct"] = 100.0 * inside.count(c) / len(inside)
+    return out

@@ -20,6 +20,7 @@ STAGES = {
     "train": "lima_repro.train:run_train",
     "generate": "lima_repro.generate:run_generate",
     "judge": "lima_repro.judge:run_judge",
+    "ablations": "lima_repro.ablations:run_ablations",
 }
 
 

@@ -67,7 +67,8 @@ class StackExchangeConfig:
 @dataclass
 class WikiHowConfig:
     files: list[str] = field(default_factory=list)
-    """Article CSVs: wikihowAll.csv (`headline,title,text`) or any CSV with title/text (and category) columns."""
+    """Article CSVs: wikihowAll.csv (`headline,title,text`), wikihowSep.csv (one row per step, grouped by title),
+    or any CSV with title/text (and category) columns."""
     n: int = 200  # LIMA sec. 1: 200 wikiHow articles
     category_column: str | None = None
     """Category column; None = `category`/`categories` when present, else one category for all rows."""
@@ -139,6 +140,25 @@ class DedupConfig:
 
 
 @dataclass
+class SEDialogueConfig:
+    dumps: list[str] = field(default_factory=list)
+    """Site folders (or .7z) holding Posts.xml and Comments.xml; empty = source off. Chains are unedited candidates."""
+    n: int = 20  # PAPER.md sec. 1: 20 of the 30 dialogue chains are (hand-edited) Stack Exchange comment chains
+    tau: float = 3.0
+    """Exchanges sampled with p proportional to size^(1/tau), as the single-turn questions (LIMA sec. 1)."""
+    min_answer_score: int = 10
+    """The top answer must score at least this (ours, after the single-turn rule of LIMA sec. 1)."""
+    min_turns: int = 4
+    """Fewest messages in a chain: question, answer and at least one follow-up exchange (ours)."""
+    max_turns: int = 10
+    """Longer threads are cut to this many messages, ending on an answerer turn (ours)."""
+    min_comment_chars: int = 20
+    """A chain with a follow-up comment shorter than this after cleaning ("Thanks!") is dropped (ours)."""
+    candidates_per_site: int = 1000
+    """Highest-scoring questions kept per site while streaming (bounds memory; ours)."""
+
+
+@dataclass
 class CurateConfig:
     train_files: list[str] = field(default_factory=lambda: ["demo:train.jsonl"])
     """Training JSONL files (canonical messages, GAIR/lima, ShareGPT or Alpaca rows). `demo:` = shipped data."""
@@ -160,6 +180,8 @@ class CurateConfig:
     """r/AskReddit dumps -> test prompts (LIMA sec. 1)."""
     natinst: NatInstConfig = field(default_factory=NatInstConfig)
     """Super-Natural Instructions tasks -> training examples (LIMA sec. 1)."""
+    se_dialogue: SEDialogueConfig = field(default_factory=SEDialogueConfig)
+    """Stack Exchange comment chains -> unedited multi-turn candidates (LIMA sec. 1 dialogue; off by default)."""
     dedup: DedupConfig = field(default_factory=DedupConfig)
     """Exact and near-duplicate removal, and decontamination against dev/test prompts."""
     strict_counts: bool = True
@@ -206,6 +228,8 @@ class TrainConfig:
     """Cap on held-out examples for perplexity; None = all."""
     max_steps: int | None = None
     """Stop after this many optimizer steps (smoke tests); None = all epochs."""
+    save_state: bool = True
+    """Save a resumable state (optimizer, scheduler, RNG) at epoch ends; False for throwaway sub-runs."""
     save_state_every_steps: int | None = None
     """Also save a resumable training state every N steps (long epochs); None = at epoch ends only."""
     log_every_steps: int = 1
@@ -293,6 +317,14 @@ class JudgeConfig:
     """Human labels from the annotator (agreement with the judge); None = `<run_dir>/annotations`."""
     selection_window: list[int] = field(default_factory=lambda: [5, 10])  # LIMA sec. 3: chosen between epochs 5 and 10
     """Epoch range checkpoint selection chooses from (on dev-set generations)."""
+    dialogue_files: dict[str, str] = field(default_factory=dict)  # LIMA Fig. 7: "1,000 ex." vs "1,030 ex."
+    """system -> transcripts JSONL ({id, source, messages, tags}); every assistant turn graded (dialogue_turns.csv)."""
+    length_control: bool = True
+    """Add length-controlled win rates to the pairwise results (length band + logistic regression on length)."""
+    lc_ratio_band: float = 1.5
+    """Length-controlled band: pairs whose longer response is at most this many times the shorter one."""
+    max_cost_usd: float | None = None
+    """Refuse to send uncached openai requests whose estimated cost (chars/4 prompt tokens) exceeds this; None = no cap."""
 
 
 def _paper_ablation_conditions() -> dict[str, dict]:

@@ -2,9 +2,11 @@
 
 Inputs: hand-written JSONL files (`curate.*_files`; GAIR/lima rows too, or `hf:GAIR/lima/train.jsonl`) and
 the raw dumps LIMA was built from (PAPER.md sec. 1): Stack Exchange, wikiHow, r/WritingPrompts,
-Super-Natural Instructions for training, r/AskReddit titles for test. Each raw source is streamed by its
-module in `sources/`, its rules applied as counted steps, deduplicated and decontaminated against the
-dev/test prompts, then sampled to its exact target count with a seeded generator.
+Super-Natural Instructions for training, r/AskReddit titles for test; optionally (`curate.se_dialogue`, off by
+default) multi-turn candidates from Stack Exchange comment chains, unedited where the paper edited its 20 by
+hand. Each raw source is streamed by its module in `sources/`, its rules applied as counted steps,
+deduplicated and decontaminated against the dev/test prompts, then sampled to its exact target count with a
+seeded generator.
 
 The data card is the paper's Table 1: per source, the number of examples and the average input (prompt)
 and output (response) length in tokens of the chosen tokenizer and in characters; plus every step's
@@ -21,7 +23,7 @@ from . import data, models
 from .config import Config, ConfigError
 from .rundir import Stage, sha256_file, write_json, write_jsonl
 from .selection import SELECTORS, Deduper, make_selector
-from .sources import StepLog, natinst, reddit, resolve_raw, stackexchange, wikihow
+from .sources import StepLog, natinst, reddit, resolve_raw, se_dialogue, stackexchange, wikihow
 from .sources.lima import resolve_hub
 from .sources.se_sites import OTHER_SITES, STEM_SITES, site_group, site_name
 
@@ -64,8 +66,9 @@ def _take(items: list[dict], n: int, key: str, strict: bool, log: StepLog, pool:
 
 
 def _raw_specs(c) -> list[str]:
-    return [*c.stackexchange.dumps, *c.wikihow.files, *c.writingprompts.submissions, *c.writingprompts.comments,
-            *c.askreddit.submissions, *c.natinst.tasks]
+    specs = [*c.stackexchange.dumps, *c.wikihow.files, *c.writingprompts.submissions, *c.writingprompts.comments,
+             *c.askreddit.submissions, *c.natinst.tasks, *c.se_dialogue.dumps]
+    return list(dict.fromkeys(specs))  # a site folder may feed both Stack Exchange sources
 
 
 def _resolved(specs: list[str]) -> list[str]:
@@ -102,6 +105,20 @@ def _stackexchange(c, seed, dedup: Deduper, logs: dict) -> list[dict]:
     return out
 
 
+def _se_dialogue(c, seed, dedup: Deduper, logs: dict) -> list[dict]:
+    """Unedited multi-turn candidates from Stack Exchange comment chains (the paper edited its 20 by hand)."""
+    sd, log, rng = c.se_dialogue, logs.setdefault("multi_turn", StepLog()), _rng(seed, "se_dialogue")
+    pools: dict[str, list] = {}
+    sizes: dict[str, int] = {}
+    for spec in sd.dumps:
+        site, n_q, cands = se_dialogue.site_chains(resolve_raw(spec), sd, log)
+        sizes[site] = sizes.get(site, 0) + n_q
+        pools.setdefault(site, []).extend(dedup.filter(cands, log))
+    ranked = {s: sorted(v, key=lambda e: -e["_meta"]["score"]) for s, v in pools.items()}
+    picked = stackexchange.tau_sample(ranked, sizes, sd.n, sd.tau, rng)
+    return _take(picked, sd.n, "se_dialogue.n", c.strict_counts, log, sum(map(len, ranked.values())))
+
+
 def _raw_train(c, seed, dedup: Deduper, logs: dict) -> list[dict]:
     """Candidates from every configured raw source, deduplicated, sampled to the exact targets."""
     out: list[dict] = []
@@ -127,6 +144,8 @@ def _raw_train(c, seed, dedup: Deduper, logs: dict) -> list[dict]:
         picked = rng.sample(cands, min(ni.n_tasks, len(cands)))  # LIMA sec. 1: 50 tasks, one example each
         out += _take(sorted(picked, key=lambda e: e["id"]), ni.n_tasks, "natinst.n_tasks", c.strict_counts, log,
                      len(cands))
+    if c.se_dialogue.dumps:
+        out += _se_dialogue(c, seed, dedup, logs)
     return out
 
 
@@ -155,9 +174,12 @@ def check_config(c) -> None:
     se, d = c.stackexchange, c.dedup
     problems = [
         (se.tau <= 0, "curate.stackexchange.tau must be > 0"),
+        (c.se_dialogue.tau <= 0, "curate.se_dialogue.tau must be > 0"),
+        (c.se_dialogue.min_turns < 2 or c.se_dialogue.max_turns < c.se_dialogue.min_turns,
+         "curate.se_dialogue.min_turns must be >= 2 and <= max_turns"),
         (not 0 <= se.title_prompt_prob <= 1, "curate.stackexchange.title_prompt_prob must be in [0, 1]"),
         (se.min_answer_chars > se.max_answer_chars, "curate.stackexchange.min_answer_chars exceeds max_answer_chars"),
-        (min(se.n_per_group, c.wikihow.n, c.writingprompts.n, c.askreddit.n, c.natinst.n_tasks) < 0,
+        (min(se.n_per_group, c.wikihow.n, c.writingprompts.n, c.askreddit.n, c.natinst.n_tasks, c.se_dialogue.n) < 0,
          "curate target counts (n, n_per_group, n_tasks) must be >= 0"),
         (not 0 < d.threshold <= 1, "curate.dedup.threshold must be in (0, 1]"),
         (d.bands < 1 or d.num_perm % d.bands, "curate.dedup.num_perm must be a positive multiple of curate.dedup.bands"),

@@ -323,7 +323,7 @@ def datacard(runs: list[Path], out: Path) -> Drawn:
 
 def _markdown(df: pd.DataFrame) -> str:
     """A GitHub Markdown table (pandas' to_markdown needs the tabulate package)."""
-    cell = lambda v: "" if pd.isna(v) else (f"{v:g}" if isinstance(v, float) else str(v))  # noqa: E731
+    cell = lambda v: "" if pd.isna(v) else (f"{v:g}" if isinstance(v, float) else str(v))
     lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
     return "\n".join(lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)])
 
@@ -333,7 +333,7 @@ def draw_all(runs: list[str | Path], out: str | Path, names: dict[str, str] | No
     """Every figure from the given finished runs (the first run holding a figure's inputs is used)."""
     runs, out = [Path(r) for r in runs], Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    kw = dict(formats=tuple(formats), dpi=dpi)
+    kw = {"formats": tuple(formats), "dpi": dpi}
     drawn = [preference(runs, out, "human", names, **kw), preference(runs, out, "llm", names, **kw),
              absolute(runs, out, **kw), ablation_means(runs, out, **kw), quantity(runs, out, **kw),
              dialogue(runs, out, **kw), perplexity_score(runs, out, **kw), datacard(runs, out)]

@@ -30,10 +30,13 @@ class _FusedLinearCE(torch.autograd.Function):
             if softcap is not None:
                 t = torch.tanh(logits / softcap)
                 logits = softcap * t
-            lse = torch.logsumexp(logits, dim=-1)
-            loss += (lse - logits.gather(1, yi[:, None]).squeeze(1)).sum()
-            # d loss / d logits = softmax - onehot, computed in place: big temporaries cost page faults on CPU
-            dlogits = logits.sub_(lse[:, None]).exp_()
+            # softmax in place, one exp pass: logsumexp would add a chunk-sized temporary and a second exp
+            top = logits.amax(dim=-1, keepdim=True)
+            target = logits.gather(1, yi[:, None]) - top
+            total = logits.sub_(top).exp_().sum(dim=-1, keepdim=True)
+            loss += (total.log() - target).sum()
+            # d loss / d logits = softmax - onehot; big temporaries cost page faults on CPU
+            dlogits = logits.div_(total)
             dlogits[rows[: len(yi)], yi] -= 1.0
             if softcap is not None:
                 dlogits.mul_(1.0 - t * t)
@@ -55,7 +58,9 @@ class _FusedLinearCE(torch.autograd.Function):
         grad_h, grad_w, grad_b = ctx.saved_tensors
         w_dtype, b_dtype = ctx.dtypes
         gb = (grad_b * grad_out).to(b_dtype) if grad_b is not None else None
-        return grad_h * grad_out.to(grad_h.dtype), (grad_w * grad_out).to(w_dtype), gb, None, None, None
+        # scaled in place (backward runs once: no retain_graph): a second V x d tensor would double the head's
+        # gradient memory for a moment, and that moment is the training step's peak
+        return grad_h.mul_(grad_out.to(grad_h.dtype)), grad_w.mul_(grad_out).to(w_dtype), gb, None, None, None
 
 
 def fused_linear_cross_entropy(h, weight, targets, bias=None, chunk_size: int = 256, softcap: float | None = None):

@@ -136,7 +136,7 @@ def run_train(cfg: Config, on_step: Callable[[dict], None] | None = None) -> Pat
             epoch_done = step % per_epoch == 0
             if epoch_done or step == total:
                 _end_of_epoch(cfg, acc, loss_model, tokenizer, eval_set, out, step, per_epoch, total, metrics_path)
-            elif t.save_state_every_steps and step % t.save_state_every_steps == 0:
+            elif t.save_state and t.save_state_every_steps and step % t.save_state_every_steps == 0:
                 _save_state(acc, out, step)
         bar.close()
         acc.wait_for_everyone()
@@ -152,7 +152,9 @@ def prepare_training(acc, model, t, total: int):
         (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=t.lr, betas=(t.beta1, t.beta2), **({"fused": True} if torch.cuda.is_available() else {}),
+        # fused: one pass over each parameter, no parameter-sized temporaries (CPU too, where torch's default is a
+        # per-parameter loop that allocates one for the 262K x 640 embedding)
+        lr=t.lr, betas=(t.beta1, t.beta2), fused=all(p.device.type in ("cpu", "cuda") for p in decay + no_decay),
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_at(s, total, t.lr, t.lr_end, t.warmup_steps) / t.lr)
@@ -169,7 +171,9 @@ def train_step(acc, loss_model, optimizer, scheduler, train_set: list[dict], t, 
     batch = [train_set[i] for i in batching.step_examples(order, in_epoch, t.batch_size)]
     n_loss = batching.count_loss_tokens(batch)
     mine = batch[acc.process_index :: acc.num_processes]
-    mbs = batching.micro_batches(mine, t.micro_batch_size, pad_id, t.packing, t.max_length * t.micro_batch_size)
+    # packed rows hold at most max_length tokens: a forward's activations (and its masked attention, quadratic in
+    # the row) stay those of one longest example, and the step simply takes a few more forwards
+    mbs = batching.micro_batches(mine, t.micro_batch_size, pad_id, t.packing, t.max_length)
     t0, loss_sum = time.time(), 0.0
     if not mbs:  # fewer examples than processes in a last partial step: join in with zero loss
         mbs = [batching.pad_batch(batch[:1], pad_id)]
@@ -214,7 +218,8 @@ def _end_of_epoch(cfg, acc, loss_model, tokenizer, eval_set, out, step, per_epoc
             shutil.rmtree(path, ignore_errors=True)
             tmp.rename(path)
             write_json(path / "lima_checkpoint.json", {"step": step, "epoch": epoch, "eot_token": cfg.model.eot_token})
-    _save_state(acc, out, step)
+    if t.save_state:
+        _save_state(acc, out, step)
 
 
 def _save_state(acc, out: Path, step: int) -> None:

@@ -231,12 +231,60 @@ SITES = {
 }
 
 
+def _c(i, post, minute, text, user=None, name=None):
+    """A Comments.xml row; the asker of every demo question is user 55, the answerer user 12 (see _q, _a)."""
+    who = {"UserId": user} if user is not None else {}
+    if name is not None:
+        who["UserDisplayName"] = name  # a deleted account: no UserId, only the display name
+    return _row(Id=i, PostId=post, Score=0, Text=text, CreationDate=f"2021-03-15T10:{minute:02d}:00.000", **who,
+                ContentLicense="CC BY-SA 4.0")
+
+
+# Comment chains under the top answers (curate.se_dialogue). File names: cooking "Comments.xml", math the
+# lowercase "comments.xml" some dumps use.
+COMMENTS = {
+    "cooking.stackexchange.com/Comments.xml": [
+        _c(900, 1, 0, "Is this about wheat dough only, or rye too?", user=77),  # on the question: not the thread
+        # the valid chain under answer 2 (dough): asker 55 and answerer 12 alternate; ids out of date order
+        _c(904, 2, 1, "@crumbcatcher Does the same rest help pizza dough that goes into the fridge overnight?",
+           user=55),
+        _c(903, 2, 2, "@DoughNut Great answer, I always skipped this step.", user=77),  # third party: left out
+        _c(902, 2, 3, "@crumbcatcher Yes. A cold rest relaxes the gluten too, just more slowly, so take the dough "
+           "out an hour before shaping and let it warm up first.", user=12),
+        _c(905, 2, 4, "@DoughNut And if it still shrinks back after that hour, should more water go in next time?",
+           user=55),
+        _c(906, 2, 5, "Usually not: shrinking means the gluten is still tight. Give it another fifteen minutes "
+           "covered; more water helps only when the dough also tears.", user=12),
+        _c(907, 2, 6, "That worked, the pizza base stretched without tearing.", user=55),  # trailing asker turn: cut
+        _row(PostId=2, Score=0, Text="A row with no Id attribute.", CreationDate="2021-03-15T10:07:00.000"),  # skip
+        # too few turns under answer 4 (cast iron): the asker asks, nobody replies
+        _c(910, 4, 0, "@crumbcatcher Would flaxseed oil give a harder finish than a neutral oil here?", user=55),
+        _c(911, 4, 1, "Flaxseed finishes tend to flake off after a few months of use.", name="old_pan_fan"),
+    ],
+    "math.stackexchange.com/comments.xml": [
+        # non-alternating: under answer 3 (harmonic series) the answerer speaks first
+        _c(920, 3, 0, "Edit: added the integral comparison and the growth rate of the partial sums.", user=12),
+        _c(921, 3, 1, "@proofreader Why does the difference tend to a constant rather than grow?", user=55),
+        _c(922, 3, 2, "@curious Because the gaps between the sum and the integral shrink like 1/n^2.", user=12),
+        # a comment too short: under answer 5 (trailing zeros)
+        _c(930, 5, 0, "@proofreader Why can no factorial end in exactly five zeros though?", user=55),
+        _c(931, 5, 1, "@curious See 25!.", user=12),
+        # under answer 9 (bounded sequences, score 7): the top answer scores below 10
+        _c(940, 9, 0, "@proofreader So a bounded sequence only has a convergent subsequence?", user=55),
+        _c(941, 9, 1, "@curious Exactly, that is the Bolzano-Weierstrass theorem for real sequences.", user=12),
+    ],
+}
+
+
 def write_stackexchange(root: Path) -> None:
     for site, rows in SITES.items():
         folder = root / "stackexchange" / site
         folder.mkdir(parents=True, exist_ok=True)
         text = '<?xml version="1.0" encoding="utf-8"?>\r\n<posts>\r\n' + "\r\n".join(rows) + "\r\n</posts>\r\n"
         (folder / "Posts.xml").write_bytes(text.replace("\n\r\n", "\r\n").encode("utf-8"))
+    for rel, rows in COMMENTS.items():
+        text = '<?xml version="1.0" encoding="utf-8"?>\r\n<comments>\r\n' + "\r\n".join(rows) + "\r\n</comments>\r\n"
+        (root / "stackexchange" / rel).write_bytes(text.encode("utf-8"))
 
 
 # ---- wikiHow (Koupaee layout plus a category column) -------------------------------------------------------

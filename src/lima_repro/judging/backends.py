@@ -19,6 +19,10 @@ class JudgeError(RuntimeError):
     """A judge cannot be set up (missing key, unknown backend); the message says what to set."""
 
 
+class CostCapError(JudgeError):
+    """The estimated cost of the uncached requests exceeds `judge.max_cost_usd`; nothing was sent."""
+
+
 @dataclass
 class Request:
     key: str
@@ -80,6 +84,15 @@ class OpenAIJudge(Judge):
     def identity(self) -> dict:
         return {"kind": self.kind, "model": self.jc.model, "temperature": self.jc.temperature,
                 "max_tokens": self.jc.max_tokens}
+
+    def estimate_cost(self, requests: list[Request]) -> dict:
+        """Cost estimate before sending: prompt tokens ~ characters / 4 at `price_input_per_mtok`, plus an upper
+        bound of `max_tokens` completion tokens per request at `price_output_per_mtok` (parse retries not counted)."""
+        prompt_tokens = sum(len(r.prompt) for r in requests) / 4
+        completion_tokens = len(requests) * self.jc.max_tokens
+        usd = (prompt_tokens * self.jc.price_input_per_mtok + completion_tokens * self.jc.price_output_per_mtok) / 1e6
+        return {"requests": len(requests), "prompt_tokens": round(prompt_tokens), "completion_tokens": completion_tokens,
+                "usd": usd}
 
     def _wait(self, attempt: int, err) -> float:
         retry_after = None

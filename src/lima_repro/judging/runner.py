@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..rundir import append_jsonl
 from . import protocols
-from .backends import Completion, Judge, Request
+from .backends import Completion, CostCapError, Judge, Request
 
 
 def cache_key(identity: dict, protocol: str, template_hash: str, prompt: str) -> str:
@@ -61,9 +61,26 @@ def _verdict(judge: Judge, protocol: protocols.Protocol, c: Completion) -> tuple
     return used, from_text, from_probs
 
 
+def check_cost(judge: Judge, pending: list[Request], max_cost_usd: float | None) -> dict | None:
+    """Refuse (CostCapError, nothing sent) when the judge can estimate its cost (`estimate_cost`: the openai
+    backend) and the estimate for the uncached `pending` requests exceeds `max_cost_usd`. Returns the estimate."""
+    estimate = getattr(judge, "estimate_cost", None)
+    if max_cost_usd is None or not pending or estimate is None:
+        return None
+    est = estimate(pending)
+    if est["usd"] > max_cost_usd:
+        raise CostCapError(
+            f"judge {judge.name}: {est['requests']} uncached requests are estimated at ${est['usd']:.4f} "
+            f"(~{est['prompt_tokens']} prompt tokens at chars/4 + up to {est['completion_tokens']} completion tokens), "
+            f"over judge.max_cost_usd=${max_cost_usd:.4f}; nothing was sent. Raise judge.max_cost_usd, set it to "
+            f"None, or judge fewer prompts (judge.max_prompts)")
+    return est
+
+
 def judge_requests(judge: Judge, requests: list[Request], cache: JudgmentCache, parse_retries: int = 2,
-                   progress: bool = True) -> tuple[list[dict], dict]:
-    """Judge `requests` (cache first). Returns (one row per request, in request order; stats)."""
+                   progress: bool = True, max_cost_usd: float | None = None) -> tuple[list[dict], dict]:
+    """Judge `requests` (cache first). Returns (one row per request, in request order; stats). With
+    `max_cost_usd`, the uncached requests are costed first and refused over the cap (`check_cost`)."""
     from tqdm.auto import tqdm
 
     stats = {"requests": len(requests), "cached": 0, "sent": 0, "invalid": 0, "errors": 0,
@@ -73,6 +90,9 @@ def judge_requests(judge: Judge, requests: list[Request], cache: JudgmentCache, 
         by_key.setdefault(r.key, []).append(i)
     pending = [requests[idx[0]] for key, idx in by_key.items() if key not in cache]
     stats["cached"] = len(requests) - sum(len(by_key[r.key]) for r in pending)
+    est = check_cost(judge, pending, max_cost_usd)
+    if est is not None:
+        stats["estimated_cost"] = est["usd"]
     errors: dict[str, str] = {}
     history: dict[str, dict] = {r.key: {"raw": [], "usage": {"prompt_tokens": 0, "completion_tokens": 0},
                                         "cost": 0.0} for r in pending}

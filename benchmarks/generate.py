@@ -1,0 +1,87 @@
+"""lima_repro's generator (`generate.sample`) vs a plain per-prompt `model.generate` loop.
+
+    python benchmarks/generate.py                        # demo settings: 6 test prompts, 96 new tokens
+    python benchmarks/generate.py --prompts 16 --max-new-tokens 64 --rounds 3
+
+Same model (the packaged Gemma 3 270M with LIMA's EOT token, fp32), same prompts (the demo test prompts in the
+LIMA format), same sampling (LIMA sec. 3: top-p 0.9, temperature 0.7, repetition penalty 1.2 on generated
+tokens only, stop at EOT or EOS, `--max-new-tokens`). The two alternate in one process, A B then B A, with the
+same seed per round. Samples differ between the two (they consume random numbers differently), so throughput
+is generated tokens per second (each sequence's new tokens, its stop token included). The last line is
+machine-readable: `speedup=<x>` (lima_repro over the loop).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import torch  # noqa: E402
+
+from lima_repro import data, models  # noqa: E402
+from lima_repro.chat_format import encode_prompt  # noqa: E402
+from lima_repro.config import load_config  # noqa: E402
+from lima_repro.generate import GeneratedRepetitionPenalty, sample  # noqa: E402
+
+
+def plain_loop(model, tokenizer, eot_id, prompts, g) -> int:
+    """What a researcher writes first: one `generate` call per prompt. Returns generated tokens."""
+    stops = [eot_id, tokenizer.eos_token_id]
+    n = 0
+    for p in prompts:
+        out = model.generate(
+            input_ids=torch.tensor([p]), attention_mask=torch.ones(1, len(p), dtype=torch.long), do_sample=True,
+            top_p=g.top_p, top_k=0, temperature=g.temperature, max_new_tokens=g.max_new_tokens,
+            eos_token_id=stops, pad_token_id=tokenizer.pad_token_id, repetition_penalty=None,
+            logits_processor=[GeneratedRepetitionPenalty(g.repetition_penalty, len(p))],
+        )
+        n += out.shape[1] - len(p)
+    return n
+
+
+def lima(model, tokenizer, eot_id, prompts, g) -> int:
+    rows = sample(model, tokenizer, eot_id, prompts, g, progress=False)
+    return sum(len(r["ids"]) + (len(r["ids"]) < g.max_new_tokens) for r in rows)  # + the stop token
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    cfg = load_config("demo")
+    g = cfg.generate
+    ap.add_argument("--prompts", type=int, default=g.max_prompts, help="first N demo test prompts (demo: 6)")
+    ap.add_argument("--max-new-tokens", type=int, default=g.max_new_tokens)
+    ap.add_argument("--batch-size", type=int, default=g.batch_size)
+    ap.add_argument("--rounds", type=int, default=2)
+    opts = ap.parse_args()
+    g.max_new_tokens, g.batch_size, g.num_samples = opts.max_new_tokens, opts.batch_size, 1
+    model, tokenizer, eot_id = models.load_base(cfg.model)
+    model.eval()
+    examples = data.read_examples("demo:test.jsonl", ends_with="user")[: opts.prompts]
+    prompts = [encode_prompt(tokenizer, data.prompt_messages(ex), cfg.model.eot_token) for ex in examples]
+    sides = {"plain generate loop": plain_loop, "lima_repro sample": lima}
+    totals = {name: [0, 0.0] for name in sides}
+    with torch.no_grad():
+        sample(model, tokenizer, eot_id, prompts[:1], g.__class__(max_new_tokens=4), progress=False)  # warm-up
+        for r in range(opts.rounds):
+            for name in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
+                torch.manual_seed(r)
+                t0 = time.perf_counter()
+                n = sides[name](model, tokenizer, eot_id, prompts, g)
+                dt = time.perf_counter() - t0
+                totals[name][0] += n
+                totals[name][1] += dt
+                print(f"round {r + 1} {name:>20}: {n} tokens in {dt:.1f} s = {n / dt:.1f} tok/s", flush=True)
+    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}; "
+          f"{time.strftime('%Y-%m-%d')}; {len(prompts)} prompts x {g.max_new_tokens} new tokens, batch {g.batch_size}")
+    rate = {name: n / dt for name, (n, dt) in totals.items()}
+    for name in sides:
+        print(f"{name:>20}: {rate[name]:.2f} generated tok/s, {totals[name][1]:.1f} s over {opts.rounds} rounds")
+    print(f"speedup={rate['lima_repro sample'] / rate['plain generate loop']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

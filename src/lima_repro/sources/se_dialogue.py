@@ -1,0 +1,198 @@
+"""Stack Exchange comment chains -> multi-turn dialogue CANDIDATES (LIMA sec. 1, dialogue part).
+
+The paper adds 30 multi-turn chains: 10 written by the authors and 20 Stack Exchange comment chains that were
+EDITED BY HAND into the assistant style. This module only builds the unedited candidates a person would then
+edit: a question (user), its top answer (assistant), then the back-and-forth between the asker and the
+answerer in the comments under that answer, alternating user/assistant.
+
+Two streamed passes per site: `Posts.xml` keeps a bounded pool of the highest-scoring questions with their
+current top answer and both authors; `Comments.xml` (`Id, PostId, Score, Text, CreationDate, UserId?,
+UserDisplayName?`, plain text or mini-Markdown, no reply-to field) keeps only the comments on those answers,
+grouped by PostId and ordered by (CreationDate, Id). Authors are identified by UserId, else by display name;
+`@name` mentions are stripped from comment text. Every rule is a counted step (`dlg.*`).
+"""
+from __future__ import annotations
+
+import contextlib
+import heapq
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import IO, Iterator
+
+from . import DataError, StepLog, make_example, require_file
+from .se_sites import site_name
+from .stackexchange import FABRICATED_IDS, _int, iter_rows, open_posts
+from .text import html_to_markdown, strip_links
+
+SOURCE = "multi_turn"
+_MENTION = re.compile(r"(?<![\w@])@[\w.\-]+[:,]?\s*")
+
+
+def _find(folder: Path, name: str) -> Path | None:
+    return next((p for p in sorted(folder.iterdir()) if p.name.lower() == name), None)
+
+
+def site_folder_name(path: Path) -> str:
+    return site_name(path.parent.name if path.suffix.lower() == ".xml" else path.name)
+
+
+@contextlib.contextmanager
+def open_comments(path: Path) -> Iterator[tuple[IO[bytes], Path]]:
+    """Open a site's Comments.xml from its folder (the name matched case-insensitively), a Posts.xml or
+    Comments.xml path inside that folder, or a site's .7z archive (needs py7zr)."""
+    require_file(path, "Stack Exchange dump", "se_dialogue.dumps")
+    if path.is_file() and path.suffix.lower() == ".xml":
+        path = path.parent if path.name.lower() != "comments.xml" else path
+    if path.is_dir():
+        comments = _find(path, "comments.xml")
+        if comments is None:
+            raise DataError(path, None, "no Comments.xml in this folder",
+                            "extract the site's full .7z archive here (it holds Posts.xml and Comments.xml)")
+        require_file(comments, "Comments.xml", "se_dialogue.dumps")
+        with open(comments, "rb") as fh:
+            yield fh, comments
+    elif path.suffix.lower() == ".7z":
+        try:
+            import py7zr
+        except ImportError as e:
+            raise DataError(path, None, "reading .7z archives needs py7zr",
+                            "`pip install py7zr`, or extract the archive and list the folder in "
+                            "curate.se_dialogue.dumps") from e
+        tmp = Path(tempfile.mkdtemp(prefix="lima-se-comments-"))
+        try:
+            with py7zr.SevenZipFile(path) as z:
+                names = [n for n in z.getnames() if n.rsplit("/", 1)[-1].lower() == "comments.xml"]
+                if not names:
+                    raise DataError(path, None, "archive holds no Comments.xml", "use the site's full dump archive")
+                z.extract(path=tmp, targets=names[:1])
+            with open(tmp / names[0], "rb") as fh:
+                yield fh, path
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        with open(path, "rb") as fh:
+            yield fh, path
+
+
+def author(row: dict, id_key: str, name_key: str) -> str | None:
+    """UserId when present (deleted users have none), else the display name; None = unknown."""
+    uid = (row.get(id_key) or "").strip()
+    if uid:
+        return f"id:{uid}"
+    name = (row.get(name_key) or "").strip()
+    return f"name:{name.lower()}" if name else None
+
+
+def clean_comment(text: str) -> str:
+    """Comment mini-Markdown -> plain turn: `@name` mentions, links and URLs removed, whitespace collapsed."""
+    t = _MENTION.sub("", text or "")
+    t = strip_links(t)
+    return " ".join(t.split())
+
+
+def read_threads(path: Path, post_ids: set[str], log: StepLog) -> dict[str, list[dict]]:
+    """Stream Comments.xml; return {PostId: comments ordered by (CreationDate, Id)} for `post_ids` only, so
+    memory is bounded by the candidate pool, not by the file."""
+    threads: dict[str, list[dict]] = {}
+    with open_comments(path) as (fh, shown):
+        for i, row in enumerate(iter_rows(fh, shown)):
+            pid = row.get("PostId")
+            if pid not in post_ids:
+                continue
+            cid = row.get("Id")
+            if cid is None or not cid.isdigit():
+                log.skip("se_dialogue: comment without a numeric Id", shown, f"row {i + 1}")
+                continue
+            threads.setdefault(pid, []).append({
+                "id": int(cid), "date": row.get("CreationDate") or "", "text": row.get("Text") or "",
+                "author": author(row, "UserId", "UserDisplayName")})
+    for comments in threads.values():
+        comments.sort(key=lambda c: (c["date"], c["id"]))  # ISO timestamps sort as text
+    return threads
+
+
+def _question_pool(path: Path, cfg, log: StepLog) -> tuple[int, dict[str, dict]]:
+    """Posts.xml pass: the `candidates_per_site` top-scoring questions, each with its top answer and authors."""
+    heap: list[tuple[int, int, str]] = []
+    cands: dict[str, dict] = {}
+    n_questions = 0
+    with open_posts(path) as (fh, shown):
+        for i, row in enumerate(iter_rows(fh, shown)):
+            ptype, pid, score = row.get("PostTypeId"), row.get("Id"), _int(row, "Score")
+            if ptype not in ("1", "2"):
+                continue
+            if pid is None or score is None or not pid.isdigit() or pid in FABRICATED_IDS:
+                log.skip("se_dialogue: post without a numeric Id or Score, or fabricated", shown, f"row {i + 1}")
+                continue
+            if ptype == "1":
+                n_questions += 1
+                key = (score, -int(pid), pid)
+                if len(heap) < cfg.candidates_per_site:
+                    heapq.heappush(heap, key)
+                elif key > heap[0]:
+                    cands.pop(heapq.heapreplace(heap, key)[2], None)
+                else:
+                    continue
+                cands[pid] = {"id": pid, "score": score, "title": row.get("Title") or "",
+                              "body": row.get("Body") or "", "accepted": row.get("AcceptedAnswerId"),
+                              "asker": author(row, "OwnerUserId", "OwnerDisplayName"), "answer": None}
+            else:
+                q = cands.get(row.get("ParentId") or "")
+                if q is None:
+                    continue
+                rank = (score, pid == q["accepted"], -int(pid))  # as the single-turn reader: score, accepted, first
+                if q["answer"] is None or rank > q["answer"]["rank"]:
+                    q["answer"] = {"rank": rank, "id": pid, "score": score, "body": row.get("Body") or "",
+                                   "author": author(row, "OwnerUserId", "OwnerDisplayName")}
+    return n_questions, cands
+
+
+def build_chain(q: dict, comments: list[dict], cfg, log: StepLog) -> list[dict] | None:
+    """Question + top answer + asker/answerer comment thread -> alternating messages, or None (counted drop)."""
+    ans = q["answer"]
+    if not log.count("dlg.top_answer_score", ans is not None and ans["score"] >= cfg.min_answer_score):
+        return None
+    asker, answerer = q["asker"], ans["author"]
+    if not log.count("dlg.asker_and_answerer_known_and_distinct", bool(asker and answerer and asker != answerer)):
+        return None
+    ours = [c for c in comments if c["author"] in (asker, answerer)]
+    log.add("dlg.comment_by_asker_or_answerer", len(ours), len(comments) - len(ours))  # counts comments
+    turns = [(c["author"], clean_comment(c["text"])) for c in ours]
+    if not log.count("dlg.min_comment_chars", all(len(t) >= cfg.min_comment_chars for _, t in turns)):
+        return None
+    alternating = all(a == (asker if k % 2 == 0 else answerer) for k, (a, _) in enumerate(turns))
+    if not log.count("dlg.alternating_authors", alternating):  # asker first, then answerer, asker, ...
+        return None
+    question = html_to_markdown(q["body"])
+    prompt = f"{q['title'].strip()}\n\n{question}".strip() if question else q["title"].strip()
+    texts = [prompt, html_to_markdown(ans["body"]), *(t for _, t in turns)]
+    texts = texts[:cfg.max_turns]
+    if len(texts) % 2:  # a conversation to train on ends with the assistant (answerer)
+        texts = texts[:-1]
+    if not log.count("dlg.min_turns", len(texts) >= cfg.min_turns and all(texts)):
+        return None
+    return [{"role": "user" if k % 2 == 0 else "assistant", "content": t} for k, t in enumerate(texts)]
+
+
+def site_chains(dump: str | Path, cfg, log: StepLog) -> tuple[str, int, list[dict]]:
+    """One site: (site name, number of questions, chain candidates by question score desc). The chains are
+    UNEDITED candidates; the paper's 20 were edited by hand afterwards."""
+    path = Path(dump)
+    site = site_folder_name(path)
+    n_questions, cands = _question_pool(path, cfg, log)
+    answer_ids = {q["answer"]["id"]: qid for qid, q in cands.items() if q["answer"] is not None}
+    threads = read_threads(path, set(answer_ids), log)
+    out = []
+    for q in sorted(cands.values(), key=lambda q: (-q["score"], int(q["id"]))):
+        comments = threads.get(q["answer"]["id"], []) if q["answer"] else []
+        msgs = build_chain(q, comments, cfg, log)
+        if msgs is None:
+            continue
+        ex = make_example(f"se-dialogue-{site}-{q['id']}", SOURCE, "", None, ["multi_turn"],
+                          {"site": site, "score": q["score"]})
+        ex["messages"] = msgs
+        out.append(ex)
+    log.add("dlg.unedited_candidates (the paper edited its chains by hand)", len(out), 0)
+    return site, n_questions, out
