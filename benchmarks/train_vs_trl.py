@@ -1,12 +1,12 @@
 """lima_repro's trainer vs TRL's `SFTTrainer`: same model, data, order, batch, optimizer, schedule and loss tokens.
 
     pip install -e '.[bench]'                       # TRL
-    python benchmarks/train_vs_trl.py               # demo model + demo data, ~5 minutes on 2 cores
-    python benchmarks/train_vs_trl.py --rounds 3 --steps-per-round 1
+    python benchmarks/train_vs_trl.py               # demo model + demo data
+    python benchmarks/train_vs_trl.py --rounds 4 --steps 2
 
-Each side lives in its own worker process (spawned, so its peak RSS is its own), holding its own copy of the
-model. The parent alternates them, A B then B A, a few optimizer steps at a time after one warm-up step each,
-so both see the same machine load; only one works at a time. Identical on both sides:
+Each phase is one side in a fresh spawned process (its peak RSS is its own; two resident workers did not fit
+in RAM beside other jobs): setup, `--warmup` untimed steps, `--steps` timed steps, from the same init. Phases
+alternate A B B A ... (`--rounds`) so machine load hits both sides alike. Identical on both sides:
 - model: the packaged Gemma 3 270M with LIMA's EOT token (same init), fp32, dropout off, no gradient
   checkpointing (`--gradient-checkpointing` turns it on for both);
 - data: the demo's training examples encoded by `chat_format.encode` (loss on assistant tokens and their EOT

@@ -89,6 +89,7 @@ def tiny_overrides(model_dir: Path, run_dir: Path, **extra) -> dict:
         "generate.max_new_tokens": 24,
         "generate.max_prompts": 3,
         "generate.include_base": True,
+        "generate.checkpoints": "last",
     }
     base.update(extra)
     return base

@@ -78,3 +78,21 @@ def test_prompt_longer_than_context_is_a_clear_error(tmp_path, tiny_llama):
     cfg.generate.checkpoints, cfg.generate.include_base = [str(tiny_llama)], False
     with pytest.raises(ValueError, match="has no <|eot|> token"):
         run_generate(cfg)
+
+
+def test_selected_checkpoint_is_chosen_on_dev_and_used(tmp_path, tiny_llama):
+    from lima_repro.judge import run_select
+    from test_judge import ScriptJudge
+
+    cfg = load_config("paper", overrides=tiny_overrides(tiny_llama, tmp_path / "run", **{
+        "generate.include_base": False, "generate.checkpoints": "selected", "judge.selection_window": [1, 1],
+        "judge.max_prompts": 2}))
+    run_curate(cfg)
+    run_train(cfg)  # epochs 1 and 2; the window admits only epoch 1
+    sel = run_select(cfg, judge=ScriptJudge())
+    assert sel["chosen"] == "epoch-1" and "epochs 1-1" in sel["why"]
+    dev_rows = read_jsonl_plain(tmp_path / "run" / "select" / "dev_generations.jsonl")
+    assert {r["checkpoint"] for r in dev_rows} == {"epoch-1"} and len(dev_rows) == 2
+    assert load_config("paper").generate.checkpoints == "selected"  # the paper generates with the chosen one
+    rows = read_jsonl_plain(run_generate(cfg) / "generations.jsonl")
+    assert {r["checkpoint"] for r in rows} == {"epoch-1"}

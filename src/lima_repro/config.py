@@ -241,7 +241,7 @@ class TrainConfig:
 @dataclass
 class GenerateConfig:
     checkpoints: str | list[str] = "last"
-    """`last`, `all`, or a list of checkpoint folder names (`epoch-3`) or paths."""
+    """`last`, `all`, `selected` (chosen on the dev set by the judge, LIMA sec. 3), or checkpoint names/paths."""
     include_base: bool = False
     """Also generate with the untuned base model (for base-vs-tuned comparisons)."""
     prompts_file: str | None = None
@@ -548,8 +548,8 @@ def validate(cfg: Config) -> None:
         if prec not in ("auto", "fp32", "bf16"):
             raise ConfigError(f"{name} must be one of auto, fp32, bf16; got {prec!r}")
     g = cfg.generate
-    if isinstance(g.checkpoints, str) and g.checkpoints not in ("last", "all"):
-        raise ConfigError("generate.checkpoints must be 'last', 'all' or a list of checkpoint names")
+    if isinstance(g.checkpoints, str) and g.checkpoints not in ("last", "all", "selected"):
+        raise ConfigError("generate.checkpoints must be 'last', 'all', 'selected' or a list of checkpoint names")
     if not 0 < g.top_p <= 1 or g.temperature <= 0 or g.num_samples < 1:
         raise ConfigError("generate: need 0 < top_p <= 1, temperature > 0, num_samples >= 1")
 

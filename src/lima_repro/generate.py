@@ -160,6 +160,14 @@ def _targets(cfg: Config) -> list[tuple[str, str | None]]:
                 targets.append((Path(c).name, str(Path(c))))
             else:
                 raise FileNotFoundError(f"generate.checkpoints: {c!r} is neither a checkpoint of {train_dir} nor a folder")
+    elif g.checkpoints == "selected":  # LIMA sec. 3: the checkpoint chosen on the dev set
+        selection = Path(cfg.run_dir) / "select" / "selection.json"
+        if not selection.exists():
+            from .judge import run_select
+
+            run_select(cfg)
+        sel = json.loads(selection.read_text())
+        targets.append((sel["chosen"], sel["path"]))
     else:
         ckpts = list_checkpoints(train_dir)
         if not ckpts:
@@ -169,38 +177,48 @@ def _targets(cfg: Config) -> list[tuple[str, str | None]]:
     return targets
 
 
+def generate_rows(cfg: Config, examples: list[dict], targets: list[tuple[str, str | None]], prompts_path: Path,
+                  out_file: Path) -> list[dict]:
+    """Sample responses to `examples` with each (label, checkpoint path) target (None = the base model); the
+    rows are rewritten to `out_file` after each model, so the file is never half a model."""
+    g = cfg.generate
+    rows: list[dict] = []
+    for label, path in targets:
+        if path is None:
+            model, tokenizer, eot_id = models.load_base(cfg.model, dtype=_dtype(g.precision))
+        else:
+            model, tokenizer = models.load_checkpoint(path, dtype=_dtype(g.precision))
+            if cfg.model.eot_token not in tokenizer.get_vocab():
+                raise ValueError(f"{path} has no {cfg.model.eot_token} token, so it was not fine-tuned with this "
+                                 "format; to sample from an untuned model use generate.include_base")
+            eot_id = tokenizer.convert_tokens_to_ids(cfg.model.eot_token)
+        if torch.cuda.is_available():
+            model.cuda()
+        prompt_ids = _prompt_ids(examples, tokenizer, cfg.model.eot_token, model, g, prompts_path)
+        seed_everything(g.seed)
+        for r in sample(model, tokenizer, eot_id, prompt_ids, g, desc=f"generate {label}"):
+            ex = examples[r["prompt_index"]]
+            rows.append({
+                "checkpoint": label, "checkpoint_path": path, "prompt_id": ex["id"], "source": ex["source"],
+                "tags": ex["tags"], "sample": r["sample"], "messages": data.prompt_messages(ex),
+                "response": tokenizer.decode(r["ids"], skip_special_tokens=True).strip(),
+                "prompt_tokens": len(prompt_ids[r["prompt_index"]]), "response_tokens": len(r["ids"]),
+                "stopped_at_eot": r["stopped_at_eot"],
+            })
+        write_jsonl(out_file, rows)
+        del model
+    return rows
+
+
 def run_generate(cfg: Config) -> Path:
     """Generate responses to the test prompts with the chosen checkpoints (and optionally the base model)."""
     g = cfg.generate
     prompts_path = Path(g.prompts_file) if g.prompts_file else Path(cfg.run_dir) / "curate" / "test.jsonl"
     examples = data.read_examples(prompts_path, ends_with="user")[: g.max_prompts]
+    targets = _targets(cfg)
     with Stage(cfg, "generate", inputs=[prompts_path]) as st:
-        rows: list[dict] = []
-        for label, path in _targets(cfg):
-            if path is None:
-                model, tokenizer, eot_id = models.load_base(cfg.model, dtype=_dtype(g.precision))
-            else:
-                model, tokenizer = models.load_checkpoint(path, dtype=_dtype(g.precision))
-                if cfg.model.eot_token not in tokenizer.get_vocab():
-                    raise ValueError(f"{path} has no {cfg.model.eot_token} token, so it was not fine-tuned with this "
-                                     "format; to sample from an untuned model use generate.include_base")
-                eot_id = tokenizer.convert_tokens_to_ids(cfg.model.eot_token)
-            if torch.cuda.is_available():
-                model.cuda()
-            prompt_ids = _prompt_ids(examples, tokenizer, cfg.model.eot_token, model, g, prompts_path)
-            seed_everything(g.seed)
-            for r in sample(model, tokenizer, eot_id, prompt_ids, g, desc=f"generate {label}"):
-                ex = examples[r["prompt_index"]]
-                rows.append({
-                    "checkpoint": label, "checkpoint_path": path, "prompt_id": ex["id"], "source": ex["source"],
-                    "tags": ex["tags"], "sample": r["sample"], "messages": data.prompt_messages(ex),
-                    "response": tokenizer.decode(r["ids"], skip_special_tokens=True).strip(),
-                    "prompt_tokens": len(prompt_ids[r["prompt_index"]]), "response_tokens": len(r["ids"]),
-                    "stopped_at_eot": r["stopped_at_eot"],
-                })
-            write_jsonl(st.out / "generations.jsonl", rows)  # rewritten after each model: never half a file
-            del model
-        st.extra["generation"] = {"rows": len(rows), "prompts": len(examples), "targets": [lbl for lbl, _ in _targets(cfg)]}
+        rows = generate_rows(cfg, examples, targets, prompts_path, st.out / "generations.jsonl")
+        st.extra["generation"] = {"rows": len(rows), "prompts": len(examples), "targets": [lbl for lbl, _ in targets]}
     return st.out
 
 

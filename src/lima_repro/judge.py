@@ -255,6 +255,24 @@ def run_judge(cfg: Config, judge=None) -> Path:
     return st.out
 
 
+def run_select(cfg: Config, judge=None) -> dict:
+    """LIMA sec. 3: sample dev-set responses with each checkpoint inside `judge.selection_window` (all checkpoints
+    if none is inside), judge them, and record the chosen one in `<run_dir>/select/selection.json`."""
+    from .data import read_examples
+    from .generate import generate_rows
+    from .train import list_checkpoints
+
+    run_dir = Path(cfg.run_dir)
+    ckpts = list_checkpoints(run_dir / "train")
+    lo, hi = cfg.judge.selection_window
+    pool = [c for c in ckpts if lo <= c["epoch"] <= hi] or ckpts
+    dev = Path(cfg.train.eval_file) if cfg.train.eval_file else run_dir / "curate" / "dev.jsonl"
+    examples = read_examples(dev, ends_with=None)[: cfg.judge.max_prompts]
+    out = run_dir / "select" / "dev_generations.jsonl"
+    generate_rows(cfg, examples, [(c["name"], c["path"]) for c in pool], dev, out)
+    return select_checkpoint(cfg, out, judge)
+
+
 def select_checkpoint(cfg: Config, generations_file: str | Path, judge=None) -> dict:
     """Judge dev-set generations of several checkpoints with the Likert protocol and choose the best mean score
     inside `judge.selection_window` epochs (LIMA sec. 3); writes `<run_dir>/select/selection.json`."""
