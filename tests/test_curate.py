@@ -13,7 +13,9 @@ from lima_repro.rundir import read_jsonl_plain, sha256_file
 
 
 def demo_cfg(tmp_path, **overrides):
-    cfg = load_config("demo", overrides={"curate.count_tokens": False, **overrides})
+    # the raw-curation rules without the demo's final diversity selection (tested on its own below)
+    cfg = load_config("demo", overrides={"curate.count_tokens": False, "curate.selector": None,
+                                         "curate.select_n": None, **overrides})
     cfg.run_dir = str(tmp_path / "run")
     return cfg
 
@@ -21,6 +23,15 @@ def demo_cfg(tmp_path, **overrides):
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     return run_curate(demo_cfg(tmp_path_factory.mktemp("demo")))
+
+
+def test_demo_profile_keeps_a_diverse_subset(tmp_path):
+    cfg = load_config("demo", overrides={"curate.count_tokens": False})
+    cfg.run_dir = str(tmp_path / "run")
+    assert (cfg.curate.selector, cfg.curate.select_n) == ("kcenter_hashing", 24)
+    train = data.read_examples(run_curate(cfg) / "train.jsonl")
+    assert len(train) == 24 and len({e["id"] for e in train}) == 24
+    assert len({e["source"] for e in train}) >= 6  # k-center spreads the choice over many kinds of task
 
 
 def test_demo_curate_writes_exact_counts_and_card(demo_run):

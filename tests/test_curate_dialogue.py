@@ -101,7 +101,9 @@ def test_truncated_comments_xml(tmp_path):
 
 
 def _demo(tmp_path, **overrides):
-    cfg = load_config("demo", overrides={"curate.count_tokens": False, **overrides})
+    # the raw-curation rules without the demo's final diversity selection (tested on its own below)
+    cfg = load_config("demo", overrides={"curate.count_tokens": False, "curate.selector": None,
+                                         "curate.select_n": None, **overrides})
     cfg.run_dir = str(tmp_path / "run")
     return cfg
 

@@ -358,7 +358,10 @@ def run_figures(cfg) -> Path:
     if fc.copy_to:
         dest = repo_path(fc.copy_to)
         dest.mkdir(parents=True, exist_ok=True)
-        for f in out.iterdir():
-            if f.is_file():
-                shutil.copy2(f, dest / f.name)
+        fresh = {f.name for f in out.iterdir() if f.is_file()}
+        for old in dest.glob("*"):  # a figure this run skipped must not survive from an older run
+            if old.is_file() and old.name.startswith(("fig", "table")) and old.name not in fresh:
+                old.unlink()
+        for name in fresh:
+            shutil.copy2(out / name, dest / name)
     return out

@@ -13,67 +13,29 @@ grouped by PostId and ordered by (CreationDate, Id). Authors are identified by U
 """
 from __future__ import annotations
 
-import contextlib
 import heapq
 import re
-import shutil
-import tempfile
 from pathlib import Path
-from typing import IO, Iterator
 
-from . import DataError, StepLog, make_example, require_file
+from . import StepLog, make_example
 from .se_sites import site_name
-from .stackexchange import FABRICATED_IDS, _int, iter_rows, open_posts
+from .stackexchange import FABRICATED_IDS, _int, iter_rows, open_posts, open_table
 from .text import html_to_markdown, strip_links
 
 SOURCE = "multi_turn"
 _MENTION = re.compile(r"(?<![\w@])@[\w.\-]+[:,]?\s*")
 
 
-def _find(folder: Path, name: str) -> Path | None:
-    return next((p for p in sorted(folder.iterdir()) if p.name.lower() == name), None)
-
-
 def site_folder_name(path: Path) -> str:
     return site_name(path.parent.name if path.suffix.lower() == ".xml" else path.name)
 
 
-@contextlib.contextmanager
-def open_comments(path: Path) -> Iterator[tuple[IO[bytes], Path]]:
+def open_comments(path: Path):
     """Open a site's Comments.xml from its folder (the name matched case-insensitively), a Posts.xml or
     Comments.xml path inside that folder, or a site's .7z archive (needs py7zr)."""
-    require_file(path, "Stack Exchange dump", "se_dialogue.dumps")
-    if path.is_file() and path.suffix.lower() == ".xml":
-        path = path.parent if path.name.lower() != "comments.xml" else path
-    if path.is_dir():
-        comments = _find(path, "comments.xml")
-        if comments is None:
-            raise DataError(path, None, "no Comments.xml in this folder",
-                            "extract the site's full .7z archive here (it holds Posts.xml and Comments.xml)")
-        require_file(comments, "Comments.xml", "se_dialogue.dumps")
-        with open(comments, "rb") as fh:
-            yield fh, comments
-    elif path.suffix.lower() == ".7z":
-        try:
-            import py7zr
-        except ImportError as e:
-            raise DataError(path, None, "reading .7z archives needs py7zr",
-                            "`pip install py7zr`, or extract the archive and list the folder in "
-                            "curate.se_dialogue.dumps") from e
-        tmp = Path(tempfile.mkdtemp(prefix="lima-se-comments-"))
-        try:
-            with py7zr.SevenZipFile(path) as z:
-                names = [n for n in z.getnames() if n.rsplit("/", 1)[-1].lower() == "comments.xml"]
-                if not names:
-                    raise DataError(path, None, "archive holds no Comments.xml", "use the site's full dump archive")
-                z.extract(path=tmp, targets=names[:1])
-            with open(tmp / names[0], "rb") as fh:
-                yield fh, path
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        with open(path, "rb") as fh:
-            yield fh, path
+    if path.is_file() and path.suffix.lower() == ".xml" and path.name.lower() != "comments.xml":
+        path = path.parent
+    return open_table(path, "Comments.xml", "se_dialogue.dumps")
 
 
 def author(row: dict, id_key: str, name_key: str) -> str | None:

@@ -26,34 +26,36 @@ FABRICATED_IDS = {"1000000001", "1000000010"}  # FORMATS.md: planted fake posts 
 _FIX_XML = "re-download or re-extract the dump (`7z t <site>.7z` checks an archive); a cut-off copy cannot be read"
 
 
-def _find_posts(folder: Path) -> Path | None:
-    return next((p for p in sorted(folder.iterdir()) if p.name.lower() == "posts.xml"), None)
+def find_table(folder: Path, table: str) -> Path | None:
+    """`table` (e.g. "Posts.xml") inside a site folder; some dumps use lowercase file names."""
+    return next((p for p in sorted(folder.iterdir()) if p.name.lower() == table.lower()), None)
 
 
 @contextlib.contextmanager
-def open_posts(path: Path) -> Iterator[tuple[IO[bytes], Path]]:
-    """Open a site's Posts.xml from its folder, a Posts.xml file, or a .7z archive (needs py7zr)."""
-    require_file(path, "Stack Exchange dump", "stackexchange.dumps")
+def open_table(path: Path, table: str, config_key: str) -> Iterator[tuple[IO[bytes], Path]]:
+    """Open one table of a site's dump (`Posts.xml`, `Comments.xml`) from the site's folder, the file itself,
+    or the site's .7z archive (needs py7zr; the one table is extracted to a temporary folder)."""
+    require_file(path, "Stack Exchange dump", config_key)
     if path.is_dir():
-        posts = _find_posts(path)
-        if posts is None:
-            raise DataError(path, None, "no Posts.xml in this folder", "extract the site's .7z archive here")
-        require_file(posts, "Posts.xml", "stackexchange.dumps")
-        with open(posts, "rb") as fh:
-            yield fh, posts
+        found = find_table(path, table)
+        if found is None:
+            raise DataError(path, None, f"no {table} in this folder",
+                            "extract the site's full .7z archive here (it holds Posts.xml and Comments.xml)")
+        require_file(found, table, config_key)
+        with open(found, "rb") as fh:
+            yield fh, found
     elif path.suffix.lower() == ".7z":
         try:
             import py7zr
         except ImportError as e:
             raise DataError(path, None, "reading .7z archives needs py7zr",
-                            "`pip install py7zr`, or extract the archive and point curate.stackexchange.dumps "
-                            "at the folder") from e
+                            f"`pip install py7zr`, or extract the archive and point {config_key} at the folder") from e
         tmp = Path(tempfile.mkdtemp(prefix="lima-se-"))
         try:
             with py7zr.SevenZipFile(path) as z:
-                names = [n for n in z.getnames() if n.rsplit("/", 1)[-1].lower() == "posts.xml"]
+                names = [n for n in z.getnames() if n.rsplit("/", 1)[-1].lower() == table.lower()]
                 if not names:
-                    raise DataError(path, None, "archive holds no Posts.xml", "use the site's full dump archive")
+                    raise DataError(path, None, f"archive holds no {table}", "use the site's full dump archive")
                 z.extract(path=tmp, targets=names[:1])
             with open(tmp / names[0], "rb") as fh:
                 yield fh, path
@@ -62,6 +64,11 @@ def open_posts(path: Path) -> Iterator[tuple[IO[bytes], Path]]:
     else:
         with open(path, "rb") as fh:
             yield fh, path
+
+
+def open_posts(path: Path):
+    """Open a site's Posts.xml from its folder, a Posts.xml file, or a .7z archive (needs py7zr)."""
+    return open_table(path, "Posts.xml", "stackexchange.dumps")
 
 
 def iter_rows(fh: IO[bytes], path: Path) -> Iterator[dict[str, str]]:
