@@ -176,7 +176,9 @@ def test_figures_notebook_records_its_summary(run, tmp_path):
 
     out_nb = tmp_path / "06_figures.ipynb"
     pm.execute_notebook(str(notebooks_dir() / "06_figures.ipynb"), str(out_nb), kernel_name="python3",
-                        parameters={"profile": "demo", "run_dir": str(run)}, progress_bar=False)
+                        # a test never writes into the repository's figures/
+                        parameters={"profile": "demo", "run_dir": str(run), "overrides": {"figures.copy_to": None}},
+                        progress_bar=False)
     text = "\n".join("".join(o.get("text", "")) for c in json.loads(out_nb.read_text())["cells"]
                       for o in c.get("outputs", []))
     line = next(ln for ln in text.splitlines() if ln.startswith('{"figures_summary"'))

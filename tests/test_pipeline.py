@@ -27,6 +27,7 @@ def test_demo_pipeline_end_to_end(tmp_path):
         "output_root": str(tmp_path), "train.epochs": 1, "train.max_steps": 2, "train.batch_size": 4,
         "train.micro_batch_size": 4, "train.max_length": 256, "train.max_eval_examples": 2,
         "generate.max_new_tokens": 12, "generate.max_prompts": 2, "judge.max_prompts": 2,
+        "ablations.only": ["se_filtered"], "figures.copy_to": None,  # never write into the repository's figures/
     })
     run_dir = run_pipeline(cfg)
 
@@ -50,6 +51,13 @@ def test_demo_pipeline_end_to_end(tmp_path):
     rows = read_jsonl_plain(run_dir / "generate" / "generations.jsonl")
     assert len(rows) == 4 and all(r["response_tokens"] <= 12 for r in rows)
 
-    assert (run_dir / "judge" / "results.json").exists()
     judge = recorded(nbs / "04_judge.ipynb", "judge_summary")
-    assert judge
+    results = json.loads((run_dir / "judge" / "results.json").read_text())
+    assert judge["system"] == "step-2" and set(judge["pairwise"]) == {"base"}
+    assert judge["pairwise"]["base"]["n"] == results["pairwise"]["base"]["n"] == 2
+
+    ablations = json.loads((run_dir / "ablations" / "summary.json").read_text())
+    assert [c["condition"] for c in ablations["conditions"]] == ["se_filtered"]
+    assert ablations["conditions"][0]["status"] == "ok", ablations["conditions"][0]
+    figures = recorded(nbs / "06_figures.ipynb", "figures_summary")
+    assert figures and (run_dir / "figures" / "table1_datacard.md").exists()

@@ -202,8 +202,9 @@ def ablation_means(runs: list[Path], out: Path, formats=("png", "pdf"), dpi: int
         xs = [order.index(c) + off for c in sub.condition]
         err = [[m - lo if pd.notna(lo) else 0 for m, lo in zip(sub["mean"], sub.lo)],
                [hi - m if pd.notna(hi) else 0 for m, hi in zip(sub["mean"], sub.hi)]]
-        ax.bar(xs, sub["mean"], width=0.38, color=color, label=series,
-               yerr=err if series == "this run" else None, capsize=3)
+        bars = ax.bar(xs, sub["mean"], width=0.38, color=color, label=series,
+                      yerr=err if series == "this run" else None, capsize=3)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)  # a mean at the scale's floor (1) has no visible bar
     ax.set_xticks(range(len(order)), order, rotation=20, ha="right")
     ax.set_ylim(1, 6)
     ax.set_ylabel("helpfulness, 1-6 (mean, 95% CI)")
@@ -296,9 +297,9 @@ def perplexity_score(runs: list[Path], out: Path, formats=("png", "pdf"), dpi: i
     ax2.set_ylabel("helpfulness, 1-6")
     ax2.set_ylim(1, 6)
     ax2.grid(False)
-    ax.text(0.02, 0.96, "paper (unconfirmed): perplexity rises with steps\nwhile the 1-6 score also rises",
-            transform=ax.transAxes, fontsize=7, color=PAPER_C, va="top")
-    ax.set_title("Fig. 9: perplexity vs generation quality" + ("" if len(sc) else " (no per-checkpoint scores)"))
+    ax.text(0.02, 1.02, "paper (unconfirmed): perplexity rises with steps while the 1-6 score also rises",
+            transform=ax.transAxes, fontsize=7, color=PAPER_C, va="bottom")
+    ax.set_title("Fig. 9: perplexity vs generation quality" + ("" if len(sc) else " (no per-checkpoint scores)"), pad=16)
     fig.legend(loc="outside lower center", ncols=2, fontsize=7)
     return _save(Drawn(name, "drawn", source=str(src), data=df, fig=fig), out, formats, dpi)
 
