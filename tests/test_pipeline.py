@@ -38,7 +38,7 @@ def test_demo_pipeline_end_to_end(tmp_path):
 
     curate = recorded(nbs / "01_curate.ipynb", "curate_summary")
     card = json.loads((run_dir / "curate" / "datacard.json").read_text())
-    assert curate["train"] == card["files"]["train.jsonl"]["rows"] >= 48
+    assert curate["train"] == card["files"]["train.jsonl"]["rows"] == cfg.curate.select_n == 24
 
     train = recorded(nbs / "02_train.ipynb", "train_summary")
     metrics = read_jsonl_plain(run_dir / "train" / "metrics.jsonl")
