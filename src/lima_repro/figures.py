@@ -152,6 +152,16 @@ def _human_pairwise(runs):
     return {}, None
 
 
+def _grades_figure(name: str, src, df: pd.DataFrame, xlabel: str, title: str, out: Path, formats, dpi) -> Drawn:
+    """Fail / Pass / Excellent stacked bars, one row per `df.row` (figures 3 and 7)."""
+    fig, (ax,) = _new_fig(6.5, 2.4)
+    _stacked(ax, [(r, dict(zip(g.label, g.pct))) for r, g in df.groupby("row", sort=False)], GRADES)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
+    return _save(Drawn(name, "drawn", source=str(src), data=df, fig=fig), out, formats, dpi)
+
+
 def absolute(runs: list[Path], out: Path, formats=("png", "pdf"), dpi: int = 200) -> Drawn:
     """Fig. 3: Fail / Pass / Excellent shares of the judged system (and other judged systems) beside the paper's."""
     name = "fig3_absolute"
@@ -167,13 +177,8 @@ def absolute(runs: list[Path], out: Path, formats=("png", "pdf"), dpi: int = 200
     for s, d in res["absolute"].items():
         recs += [{"panel": "this run", "row": f"this run: {s}", "label": k, "pct": d[k]["pct"], "n": d["n"],
                   "confirmed": True} for k in GRADES]
-    df = pd.DataFrame(recs)
-    fig, (ax,) = _new_fig(6.5, 2.4)
-    _stacked(ax, [(r, dict(zip(g.label, g.pct))) for r, g in df.groupby("row", sort=False)], GRADES)
-    ax.set_xlabel("share of responses (%)")
-    ax.set_title("Fig. 3: absolute grades, paper (LIMA 65B) vs this run")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
-    return _save(Drawn(name, "drawn", source=str(src), data=df, fig=fig), out, formats, dpi)
+    return _grades_figure(name, src, pd.DataFrame(recs), "share of responses (%)",
+                          "Fig. 3: absolute grades, paper (LIMA 65B) vs this run", out, formats, dpi)
 
 
 def _ablation_summary(runs):
@@ -258,13 +263,8 @@ def dialogue(runs: list[Path], out: Path, formats=("png", "pdf"), dpi: int = 200
             for k, d in pv.FIG7_DIALOGUE.items() for lab, v in d.items()]
     recs += [{"row": f"this run: {c['condition']}", "label": lab, "pct": c["dialogue"][lab]["pct"],
               "n": c["dialogue"]["n"], "confirmed": True} for c in conds for lab in GRADES]
-    df = pd.DataFrame(recs)
-    fig, (ax,) = _new_fig(6.5, 2.4)
-    _stacked(ax, [(r, dict(zip(g.label, g.pct))) for r, g in df.groupby("row", sort=False)], GRADES)
-    ax.set_xlabel("assistant turns (%)")
-    ax.set_title("Fig. 7: dialogue turns without vs with multi-turn examples")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
-    return _save(Drawn(name, "drawn", source=str(src), data=df, fig=fig), out, formats, dpi)
+    return _grades_figure(name, src, pd.DataFrame(recs), "assistant turns (%)",
+                          "Fig. 7: dialogue turns without vs with multi-turn examples", out, formats, dpi)
 
 
 def perplexity_score(runs: list[Path], out: Path, formats=("png", "pdf"), dpi: int = 200) -> Drawn:

@@ -13,13 +13,12 @@ grouped by PostId and ordered by (CreationDate, Id). Authors are identified by U
 """
 from __future__ import annotations
 
-import heapq
 import re
 from pathlib import Path
 
 from . import StepLog, make_example
 from .se_sites import site_name
-from .stackexchange import FABRICATED_IDS, _int, iter_rows, open_posts, open_table
+from .stackexchange import FABRICATED_IDS, _int, iter_rows, keep_top, open_posts, open_table
 from .text import html_to_markdown, strip_links
 
 SOURCE = "multi_turn"
@@ -90,12 +89,7 @@ def _question_pool(path: Path, cfg, log: StepLog) -> tuple[int, dict[str, dict]]
                 continue
             if ptype == "1":
                 n_questions += 1
-                key = (score, -int(pid), pid)
-                if len(heap) < cfg.candidates_per_site:
-                    heapq.heappush(heap, key)
-                elif key > heap[0]:
-                    cands.pop(heapq.heapreplace(heap, key)[2], None)
-                else:
+                if not keep_top(heap, cands, (score, -int(pid), pid), cfg.candidates_per_site):
                     continue
                 cands[pid] = {"id": pid, "score": score, "title": row.get("Title") or "",
                               "body": row.get("Body") or "", "accepted": row.get("AcceptedAnswerId"),

@@ -71,6 +71,18 @@ def open_posts(path: Path):
     return open_table(path, "Posts.xml", "stackexchange.dumps")
 
 
+def keep_top(heap: list, cands: dict, key: tuple, cap: int) -> bool:
+    """Keep the `cap` best questions in a min-heap of (score, -id, id) keys (ties: the older question); a
+    question pushed out also leaves `cands`. False = `key` is not among the best so far."""
+    if len(heap) < cap:
+        heapq.heappush(heap, key)
+    elif key > heap[0]:
+        cands.pop(heapq.heapreplace(heap, key)[2], None)
+    else:
+        return False
+    return True
+
+
 def iter_rows(fh: IO[bytes], path: Path) -> Iterator[dict[str, str]]:
     """Yield each `<row>`'s attributes; a malformed or truncated file raises DataError with line and column."""
     it = ET.iterparse(fh, events=("start", "end"))
@@ -143,12 +155,7 @@ def site_candidates(dump: str | Path, cfg, log: StepLog, rng: random.Random, *, 
                                  title_is_self_contained(title, cfg.min_title_words, cfg.title_context_phrases)):
                     continue
                 n_eligible += 1
-                key = (score, -int(pid), pid)
-                if len(heap) < cfg.candidates_per_site:
-                    heapq.heappush(heap, key)
-                elif key > heap[0]:
-                    cands.pop(heapq.heapreplace(heap, key)[2], None)
-                else:
+                if not keep_top(heap, cands, (score, -int(pid), pid), cfg.candidates_per_site):
                     continue
                 cands[pid] = {"id": pid, "score": score, "title": title, "body": row.get("Body") or "",
                               "accepted": row.get("AcceptedAnswerId"), "answer": None}
