@@ -58,23 +58,3 @@ def test_packed_loss_equals_padded_loss_per_example(tiny_model_dirs, family):
     assert padded == pytest.approx(sum(separate), rel=1e-5)
     assert packed == pytest.approx(sum(separate), rel=1e-5)
 
-
-def test_sparse_tied_embedding_gradient_equals_dense(tiny_model_dirs):
-    from lima_repro.train import sparse_tied_embedding_grad
-
-    grads = []
-    for sparse in (False, True):
-        model = AutoModelForCausalLM.from_pretrained(tiny_model_dirs["gemma3"])  # tied embeddings
-        if sparse:
-            assert sparse_tied_embedding_grad(model)
-        torch.manual_seed(3)
-        ids = torch.randint(3, 200, (2, 16))
-        labels = ids.clone()
-        labels[:, :5] = IGNORE
-        loss, n = CausalLMLoss(model, chunk_size=8)(ids, labels)
-        loss.backward()
-        grads.append(model.get_input_embeddings().weight.grad)
-    assert not grads[1].is_sparse
-    torch.testing.assert_close(grads[0], grads[1])
-    untied = AutoModelForCausalLM.from_pretrained(tiny_model_dirs["llama"])
-    assert not sparse_tied_embedding_grad(untied)

@@ -159,21 +159,7 @@ def prepare_training(acc, model, t, total: int):
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_at(s, total, t.lr, t.lr_end, t.warmup_steps) / t.lr)
     loss_model, optimizer = acc.prepare(CausalLMLoss(model, t.loss_chunk_size), optimizer)
-    if acc.distributed_type.value in ("NO", "MULTI_CPU", "MULTI_GPU"):  # set after DDP saw dense gradients
-        sparse_tied_embedding_grad(model)
     return loss_model, optimizer, scheduler
-
-
-def sparse_tied_embedding_grad(model) -> bool:
-    """With tied input/output embeddings, make the input lookup's gradient sparse. Autograd sums it into the output
-    head's dense gradient before accumulating, so the dense vocab x hidden temporary of the lookup's backward
-    (671 MB for the default model) never exists: same gradient values, lower peak memory. Untied embeddings keep
-    dense gradients (AdamW takes no sparse ones)."""
-    emb, head = model.get_input_embeddings(), model.get_output_embeddings()
-    if head is None or emb.weight is not head.weight or not isinstance(emb, torch.nn.Embedding):
-        return False
-    emb.sparse = True
-    return True
 
 
 def train_step(acc, loss_model, optimizer, scheduler, train_set: list[dict], t, step: int, per_epoch: int,
