@@ -67,7 +67,6 @@ def add_residual_dropout(model: nn.Module, p_max: float) -> list[float]:
         for name in branch_names(layer):
             handles.append(getattr(layer, name).register_forward_hook(_hook(p)))
     model._lima_dropout_handles = handles
-    model._lima_dropout_probs = probs
     return probs
 
 
@@ -75,8 +74,3 @@ def remove_residual_dropout(model: nn.Module) -> None:
     for h in getattr(model, "_lima_dropout_handles", []):
         h.remove()
     model._lima_dropout_handles = []
-
-
-def dropout_probabilities(model: nn.Module) -> list[float]:
-    return list(getattr(model, "_lima_dropout_probs", []))
-

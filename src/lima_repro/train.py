@@ -100,7 +100,7 @@ def run_train(cfg: Config, on_step: Callable[[dict], None] | None = None) -> Pat
     with Stage(cfg, "train", inputs=[p for p in (train_file, eval_file) if p]) as st:
         out = st.out
         torch.manual_seed(t.seed)
-        model, tokenizer, eot_id = models.load_base(cfg.model)
+        model, tokenizer, _ = models.load_base(cfg.model)
         if t.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         probs = add_residual_dropout(model, t.residual_dropout)
@@ -115,7 +115,7 @@ def run_train(cfg: Config, on_step: Callable[[dict], None] | None = None) -> Pat
         total = per_epoch * t.epochs if t.max_steps is None else min(per_epoch * t.epochs, t.max_steps)
         loss_model, optimizer, scheduler = prepare_training(acc, model, t, total)
         acc.register_for_checkpointing(scheduler)
-        step, metrics_path = _maybe_resume(acc, out, scheduler)
+        step, metrics_path = _maybe_resume(acc, out)
         st.extra.update(steps_total=total, steps_per_epoch=per_epoch, precision=precision,
                         dropout_per_layer=probs, processes=acc.num_processes, data=stats,
                         resumed_from_step=step or None)
@@ -234,8 +234,9 @@ def _save_state(acc, out: Path, step: int) -> None:
     acc.wait_for_everyone()
 
 
-def _maybe_resume(acc, out: Path, scheduler) -> tuple[int, Path]:
-    """Continue from state/ if a previous run left one; drop metric rows logged after that state."""
+def _maybe_resume(acc, out: Path) -> tuple[int, Path]:
+    """Continue from state/ if a previous run left one (model, optimizer, registered scheduler, RNG); drop
+    metric rows logged after that state."""
     metrics = out / "metrics.jsonl"
     state = out / "state"
     if not (state / "progress.json").exists():

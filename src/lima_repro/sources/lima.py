@@ -6,8 +6,6 @@
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..data import DataError
 
 HUB_PREFIX = "hf:"
@@ -28,7 +26,3 @@ def resolve_hub(spec: str) -> str:
         raise DataError(spec, None, f"cannot download from the hub ({type(e).__name__}: {e})",
                         "accept the dataset's terms on its hub page and set HF_TOKEN (or `huggingface-cli login`), "
                         "or download the file and give its local path") from e
-
-
-def local_path(spec: str) -> Path:
-    return Path(resolve_hub(spec))
