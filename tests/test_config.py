@@ -41,6 +41,11 @@ def test_wrong_type_and_invalid_values(tmp_path):
         load_config("demo", overrides={"train.epochs": "three"})
     with pytest.raises(ConfigError, match="multiple"):
         load_config("demo", overrides={"train.batch_size": 6, "train.micro_batch_size": 4})
+    with pytest.raises(ConfigError, match="train.compile"):
+        load_config("demo", overrides={"train.compile": "sometimes"})
+    with pytest.raises(ConfigError, match="generate.backend"):
+        load_config("demo", overrides={"generate.backend": "tgi"})
+    assert load_config("demo", overrides={"train.compile": True}).train.compile is True
 
 
 def test_user_yaml_and_set_override_in_order(tmp_path):

@@ -185,3 +185,19 @@ def test_figures_notebook_records_its_summary(run, tmp_path):
     summary = json.loads(line)["figures_summary"]
     assert summary["fig5_ablations"] == "drawn" and summary["fig1_human_preference"].startswith("skipped: no pairwise")
     assert (run / "figures" / "fig5_ablations.png").exists()
+
+
+def test_copy_to_repository_names_the_copies_with_relative_paths(run, tmp_path, monkeypatch):
+    from lima_repro.config import load_config
+
+    monkeypatch.setattr(figures, "repo_path", lambda p: tmp_path / p)  # the "repository root" is tmp_path
+    cfg = load_config("demo", overrides={"run_dir": str(run.resolve()), "figures.copy_to": "figs"})
+    figures.run_figures(cfg)
+    summary = json.loads((tmp_path / "figs" / "figures_summary.json").read_text())
+    assert summary["runs"] == ["run"]
+    assert summary["figures"]["fig3_absolute"]["source"] == "run"
+    assert summary["figures"]["fig3_absolute"]["files"] == ["figs/fig3_absolute.csv", "figs/fig3_absolute.png",
+                                                            "figs/fig3_absolute.pdf"]
+    assert (tmp_path / "figs" / "fig3_absolute.png").exists()
+    # the run's own summary keeps its absolute paths
+    assert json.loads((run / "figures" / "figures_summary.json").read_text())["runs"] == [str(run.resolve())]

@@ -58,3 +58,55 @@ def test_packed_loss_equals_padded_loss_per_example(tiny_model_dirs, family):
     assert padded == pytest.approx(sum(separate), rel=1e-5)
     assert packed == pytest.approx(sum(separate), rel=1e-5)
 
+
+
+def test_head_gradient_accumulated_in_forward_equals_autograd():
+    torch.manual_seed(3)
+    w = torch.randn(101, 16, requires_grad=True)
+    w.grad = torch.randn(101, 16)  # an earlier micro-batch's gradient must be added to, not replaced
+    before = w.grad.clone()
+    batches = [(torch.randn(n, 16, requires_grad=True), torch.randint(0, 101, (n,))) for n in (13, 29)]
+    expected = before.clone()
+    for h, y in batches:
+        (gw,) = torch.autograd.grad(F.cross_entropy(F.linear(h, w), y, reduction="sum") * 0.25, [w])
+        expected += gw
+    grad_h = []
+    for h, y in batches:
+        loss = fused_linear_cross_entropy(h, w, y, chunk_size=8, grad_scale=0.25)
+        (loss * 0.25).backward()
+        grad_h.append(h.grad)
+    torch.testing.assert_close(w.grad, expected, rtol=1e-5, atol=1e-6)
+    ref_h = torch.autograd.grad(F.cross_entropy(F.linear(batches[0][0], w), batches[0][1], reduction="sum") * 0.25,
+                                [batches[0][0]])[0]
+    torch.testing.assert_close(grad_h[0], ref_h, rtol=1e-5, atol=1e-6)
+
+
+def test_head_gradient_in_forward_rejects_another_multiplier_and_skips_no_grad():
+    w = torch.randn(50, 8, requires_grad=True)
+    h, y = torch.randn(6, 8, requires_grad=True), torch.randint(0, 50, (6,))
+    with torch.no_grad():
+        fused_linear_cross_entropy(h, w, y, grad_scale=0.5)
+    assert w.grad is None  # evaluation passes leave gradients alone
+    loss = fused_linear_cross_entropy(h, w, y, grad_scale=0.5)
+    with pytest.raises(RuntimeError, match="grad_scale"):
+        (loss * 2.0).backward()
+
+
+def test_causal_lm_loss_head_grad_in_forward_with_tied_embeddings(tiny_model_dirs):
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dirs["gemma3"])
+    head = model.get_output_embeddings().weight
+    assert head is model.get_input_embeddings().weight  # tied: the head and the lookup share one gradient
+    torch.manual_seed(4)
+    ids = torch.randint(3, 200, (2, 24))
+    labels = ids.clone()
+    labels[:, :6] = IGNORE
+    grads = []
+    for in_forward in (False, True):
+        model.zero_grad(set_to_none=True)
+        lm = CausalLMLoss(model, chunk_size=7, head_grad_in_forward=in_forward).eval()
+        for row in range(2):  # two micro-batches accumulate into the same .grad
+            loss, n = lm(ids[row : row + 1], labels[row : row + 1], grad_scale=1 / 36)
+            (loss / 36).backward()
+        grads.append({k: p.grad.clone() for k, p in model.named_parameters()})
+    for k in grads[0]:
+        torch.testing.assert_close(grads[1][k], grads[0][k], rtol=1e-5, atol=1e-7, msg=k)

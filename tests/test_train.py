@@ -101,3 +101,37 @@ def test_packing_trains_on_the_same_tokens(tmp_path, tiny_llama):
     first = lambda rows: next(r for r in rows if r["type"] == "train")  # noqa: E731
     assert first(packed)["loss_tokens"] == first(padded)["loss_tokens"]
     assert first(packed)["loss"] == pytest.approx(first(padded)["loss"], rel=1e-4)
+
+
+def test_compiled_decoder_trains_like_eager(tmp_path, tiny_llama):
+    """train.compile takes a torch.compile backend; aot_eager traces the decoder (dropout hooks, packed rows'
+    masks) through dynamo and AOTAutograd like inductor does, without inductor's minutes of C++ codegen on CPU."""
+    losses = {}
+    for backend in (False, "aot_eager"):
+        cfg = curated(tmp_path / str(backend), tiny_llama, **{
+            "train.compile": backend, "train.max_steps": 3, "train.packing": True, "train.residual_dropout": 0.0,
+            "train.save_state": False})
+        out = run_train(cfg)
+        losses[backend] = [r["loss"] for r in read_jsonl_plain(out / "metrics.jsonl") if r["type"] == "train"]
+        assert json.loads((out / "train_info.json").read_text())["compiled"] == (backend or None)
+    assert len(losses["aot_eager"]) == 3
+    assert losses["aot_eager"] == pytest.approx(losses[False], rel=1e-5)
+
+
+def test_bf16_autocast_trains_close_to_fp32(tmp_path, tiny_llama):
+    """precision bf16 (the GPU default) runs the same step under autocast: losses within bf16 rounding of fp32."""
+    from accelerate.state import AcceleratorState
+
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        cfg = curated(tmp_path / precision, tiny_llama, **{
+            "train.precision": precision, "train.max_steps": 3, "train.packing": True, "train.save_state": False})
+        AcceleratorState._reset_state()  # accelerate fixes the precision once per process; a test process has many
+        try:
+            out = run_train(cfg)
+        finally:
+            AcceleratorState._reset_state()
+        losses[precision] = [r["loss"] for r in read_jsonl_plain(out / "metrics.jsonl") if r["type"] == "train"]
+        assert json.loads((out / "train_info.json").read_text())["precision"] == precision
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=2e-2)
+    assert losses["bf16"] != losses["fp32"]  # autocast really ran in bf16

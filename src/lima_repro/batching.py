@@ -77,6 +77,13 @@ def micro_batches(examples: list[dict], micro_batch_size: int, pad_id: int, pack
     return [pad_batch(by_len[i : i + micro_batch_size], pad_id) for i in range(0, len(by_len), micro_batch_size)]
 
 
+def to_device(batch: dict, device: torch.device) -> dict:
+    """A micro-batch's tensors on the model's device (pinned first on CUDA, so the copy overlaps compute)."""
+    if device.type == "cuda":
+        return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
+    return {k: v.to(device) for k, v in batch.items()}
+
+
 def count_loss_tokens(examples: list[dict]) -> int:
     """Tokens that carry loss after the causal shift (a label at position 0 predicts nothing)."""
     return sum(sum(1 for t in e["labels"][1:] if t != IGNORE) for e in examples)

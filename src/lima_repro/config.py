@@ -31,6 +31,9 @@ class ModelConfig:
     """LIMA sec. 3: a new special end-of-turn token after every utterance, distinct from EOS."""
     trust_remote_code: bool = False
     """Passed to transformers when loading models from the hub."""
+    attn_implementation: str = "auto"
+    """`auto` (FlashAttention-2 on a GPU when `flash_attn` is installed, else PyTorch SDPA), `sdpa`, `eager`,
+    `flash_attention_2`, or any name transformers accepts. Packed rows use varlen kernels where available."""
 
 
 @dataclass
@@ -220,6 +223,9 @@ class TrainConfig:
     """Loss-carrying tokens per chunk of the output head, so a batch's full logits never exist at once."""
     gradient_checkpointing: bool = False
     """Recompute activations in backward to fit long sequences or big models."""
+    compile: bool | str = "auto"
+    """`torch.compile` the decoder body: `auto` (on for CUDA, off on CPU, where compiling takes minutes that a
+    short run never earns back), true (inductor), false, or a torch.compile backend name such as `aot_eager`."""
     save_every_epochs: int = 1
     """A `save_pretrained` checkpoint every N epochs (the last epoch is always saved)."""
     eval_every_epochs: int = 1
@@ -257,6 +263,9 @@ class GenerateConfig:
     """Sequences per generate() call; prompts are grouped by length."""
     precision: str = "auto"
     """`fp32`, `bf16` or `auto` (bf16 on capable GPUs, fp32 on CPU)."""
+    backend: str = "auto"
+    """`torch` (lima_repro's batched KV-cache sampler), `vllm` (needs vLLM and a GPU), or `auto` (vLLM when it is
+    installed and a GPU is present, else torch). Both write the same generations.jsonl."""
     seed: int = 0
     """Sampling seed."""
 
@@ -547,7 +556,15 @@ def validate(cfg: Config) -> None:
     for name, prec in (("train.precision", t.precision), ("generate.precision", cfg.generate.precision)):
         if prec not in ("auto", "fp32", "bf16"):
             raise ConfigError(f"{name} must be one of auto, fp32, bf16; got {prec!r}")
+    if isinstance(t.compile, str) and t.compile != "auto":
+        import torch._dynamo
+
+        if t.compile not in torch._dynamo.list_backends(exclude_tags=()):
+            raise ConfigError(f"train.compile must be auto, true, false or a torch.compile backend "
+                              f"({', '.join(torch._dynamo.list_backends())}, ...); got {t.compile!r}")
     g = cfg.generate
+    if g.backend not in ("auto", "torch", "vllm"):
+        raise ConfigError(f"generate.backend must be one of auto, torch, vllm; got {g.backend!r}")
     if isinstance(g.checkpoints, str) and g.checkpoints not in ("last", "all", "selected"):
         raise ConfigError("generate.checkpoints must be 'last', 'all', 'selected' or a list of checkpoint names")
     if not 0 < g.top_p <= 1 or g.temperature <= 0 or g.num_samples < 1:

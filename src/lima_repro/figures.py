@@ -317,7 +317,7 @@ def datacard(runs: list[Path], out: Path) -> Drawn:
     d = _save(Drawn(name, "drawn", source=str(path.parent.parent), data=df), out, (), 0)
     md = out / f"{name}.md"
     md.write_text("## Table 1: training data\n\n### paper (LIMA, 1,000 examples)\n\n" + _markdown(paper[cols])
-                  + f"\n\n### this run ({path})\n\n" + _markdown(run[cols]) + "\n", encoding="utf-8")
+                  + f"\n\n### this run ({path.parent.parent.name}/curate/datacard.json)\n\n" + _markdown(run[cols]) + "\n", encoding="utf-8")
     d.files.append(str(md))
     return d
 
@@ -365,4 +365,22 @@ def run_figures(cfg) -> Path:
                 old.unlink()
         for name in fresh:
             shutil.copy2(out / name, dest / name)
+        _relocate_summary(dest / "figures_summary.json", dest)
     return out
+
+
+def _relocate_summary(path: Path, dest: Path) -> None:
+    """The copied summary names the copies, and paths inside the repository relative to its root (portable)."""
+    root = repo_path(".").resolve()
+
+    def rel(p: str | None) -> str | None:
+        if p is None or not Path(p).is_absolute() or not Path(p).resolve().is_relative_to(root):
+            return p
+        return str(Path(p).resolve().relative_to(root))
+
+    summary = json.loads(path.read_text())
+    summary["runs"] = [rel(r) for r in summary["runs"]]
+    for fig in summary["figures"].values():
+        fig["source"] = rel(fig["source"])
+        fig["files"] = [rel(str((dest / Path(f).name).resolve())) for f in fig["files"]]
+    write_json(path, summary)

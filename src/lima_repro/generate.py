@@ -4,7 +4,8 @@ LIMA sec. 3 (PAPER.md sec. 3): nucleus sampling p = 0.9, temperature 0.7, a repe
 tokens generated so far (not on the prompt), at most 2,048 new tokens, stopping at the EOT token.
 Prompts are sorted by length and generated in left-padded batches with the KV cache; a row leaves its
 batch (and the cache) as soon as it samples EOT, so finished rows cost nothing. `generations.jsonl` has one row
-per (checkpoint, prompt, sample).
+per (checkpoint, prompt, sample). With `generate.backend: vllm` (or `auto` on a GPU with vLLM installed) the
+sampling runs in vLLM instead and the rows are the same; `vllm_backend` says how, and what differs.
 """
 from __future__ import annotations
 
@@ -145,6 +146,30 @@ def _dtype(precision: str) -> torch.dtype:
     return torch.bfloat16 if resolve_precision(precision) == "bf16" else torch.float32
 
 
+def _checkpoint_eot_id(tokenizer, path: str | None, eot: str) -> int:
+    if eot not in tokenizer.get_vocab():
+        raise ValueError(f"{path} has no {eot} token, so it was not fine-tuned with this "
+                         "format; to sample from an untuned model use generate.include_base")
+    return tokenizer.convert_tokens_to_ids(eot)
+
+
+REPETITION_PENALTY_SCOPE = {"torch": "generated", "vllm": "prompt+generated"}  # see vllm_backend's docstring
+
+
+def resolve_backend(g: GenerateConfig) -> str:
+    """`torch` or `vllm` for generate.backend: `auto` is vLLM when a CUDA GPU is present and vLLM imports."""
+    if g.backend == "torch" or (g.backend == "auto" and not torch.cuda.is_available()):
+        return "torch"
+    try:
+        import vllm  # noqa: F401
+    except ImportError as e:
+        if g.backend == "auto":
+            return "torch"
+        raise ImportError("generate.backend is 'vllm' but vLLM cannot be imported: `pip install vllm` (needs a "
+                          "CUDA GPU), or set generate.backend: torch") from e
+    return "vllm"
+
+
 def _targets(cfg: Config) -> list[tuple[str, str | None]]:
     """(label, checkpoint path) pairs to generate with; path None = the base model."""
     g, targets = cfg.generate, []
@@ -182,21 +207,28 @@ def generate_rows(cfg: Config, examples: list[dict], targets: list[tuple[str, st
     """Sample responses to `examples` with each (label, checkpoint path) target (None = the base model); the
     rows are rewritten to `out_file` after each model, so the file is never half a model."""
     g = cfg.generate
+    backend = resolve_backend(g)
+    if backend == "vllm":
+        from .vllm_backend import sample_with_vllm, warn_penalty_scope
+
+        warn_penalty_scope(g)
     rows: list[dict] = []
     for label, path in targets:
-        if path is None:
-            model, tokenizer, eot_id = models.load_base(cfg.model, dtype=_dtype(g.precision))
+        if backend == "vllm":
+            tokenizer, prompt_ids, results = sample_with_vllm(cfg, examples, path, prompts_path, out_file.parent)
         else:
-            model, tokenizer = models.load_checkpoint(path, dtype=_dtype(g.precision))
-            if cfg.model.eot_token not in tokenizer.get_vocab():
-                raise ValueError(f"{path} has no {cfg.model.eot_token} token, so it was not fine-tuned with this "
-                                 "format; to sample from an untuned model use generate.include_base")
-            eot_id = tokenizer.convert_tokens_to_ids(cfg.model.eot_token)
-        if torch.cuda.is_available():
-            model.cuda()
-        prompt_ids = _prompt_ids(examples, tokenizer, cfg.model.eot_token, model, g, prompts_path)
-        seed_everything(g.seed)
-        for r in sample(model, tokenizer, eot_id, prompt_ids, g, desc=f"generate {label}"):
+            if path is None:
+                model, tokenizer, eot_id = models.load_base(cfg.model, dtype=_dtype(g.precision))
+            else:
+                model, tokenizer = models.load_checkpoint(path, dtype=_dtype(g.precision))
+                eot_id = _checkpoint_eot_id(tokenizer, path, cfg.model.eot_token)
+            if torch.cuda.is_available():
+                model.cuda()
+            prompt_ids = _prompt_ids(examples, tokenizer, cfg.model.eot_token, model, g, prompts_path)
+            seed_everything(g.seed)
+            results = sample(model, tokenizer, eot_id, prompt_ids, g, desc=f"generate {label}")
+            del model
+        for r in results:
             ex = examples[r["prompt_index"]]
             rows.append({
                 "checkpoint": label, "checkpoint_path": path, "prompt_id": ex["id"], "source": ex["source"],
@@ -206,7 +238,6 @@ def generate_rows(cfg: Config, examples: list[dict], targets: list[tuple[str, st
                 "stopped_at_eot": r["stopped_at_eot"],
             })
         write_jsonl(out_file, rows)
-        del model
     return rows
 
 
@@ -218,7 +249,9 @@ def run_generate(cfg: Config) -> Path:
     targets = _targets(cfg)
     with Stage(cfg, "generate", inputs=[prompts_path]) as st:
         rows = generate_rows(cfg, examples, targets, prompts_path, st.out / "generations.jsonl")
-        st.extra["generation"] = {"rows": len(rows), "prompts": len(examples), "targets": [lbl for lbl, _ in targets]}
+        backend = resolve_backend(g)
+        st.extra["generation"] = {"rows": len(rows), "prompts": len(examples), "targets": [lbl for lbl, _ in targets],
+                                  "backend": backend, "repetition_penalty_scope": REPETITION_PENALTY_SCOPE[backend]}
     return st.out
 
 

@@ -4,6 +4,11 @@ The default model has a 262,144-token vocabulary, so logits (tokens x vocab) dom
 `fused_linear_cross_entropy` computes the output head, the loss and both gradients chunk by chunk inside the
 forward pass (the gradients are kept, the logits are not), for the loss-carrying positions only.
 `CausalLMLoss` wraps a causal LM so distributed wrappers (DDP, FSDP) see one forward that returns the loss.
+
+In a single-process training step the loss scale of `backward` is known before the forward pass (1 / the step's
+loss tokens), so the head's weight gradient can go straight into `weight.grad` (`grad_scale`), as Megatron-LM's
+gradient-accumulation fusion does: no separate vocab x hidden buffer lives from the head's forward to its backward,
+which is the moment of the step's peak memory (0.67 GB for the default model's 262,144 x 640 head in fp32).
 """
 from __future__ import annotations
 
@@ -16,12 +21,17 @@ from .chat_format import IGNORE
 
 class _FusedLinearCE(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h, weight, bias, targets, chunk_size, softcap):
+    def forward(ctx, h, weight, bias, targets, chunk_size, softcap, grad_scale):
         n = h.shape[0]
         acc = torch.promote_types(weight.dtype, torch.float32)  # softmax and accumulators: at least fp32
         loss = torch.zeros((), dtype=acc, device=h.device)
         grad_h = torch.empty_like(h)
-        grad_w = torch.zeros_like(weight, dtype=acc)
+        if grad_scale is None:
+            grad_w, w_scale = torch.zeros_like(weight, dtype=acc), 1.0
+        else:  # straight into weight.grad, already multiplied by the scale backward will be called with
+            if weight.grad is None:
+                weight.grad = torch.zeros_like(weight)
+            grad_w, w_scale = weight.grad, grad_scale
         grad_b = torch.zeros_like(bias, dtype=acc) if bias is not None else None
         rows = torch.arange(min(chunk_size, n), device=h.device)
         for i in range(0, n, chunk_size):
@@ -44,12 +54,13 @@ class _FusedLinearCE(torch.autograd.Function):
             dl = dlogits if torch.is_autocast_enabled(h.device.type) else dlogits.to(weight.dtype)
             grad_h[i : i + chunk_size] = (dl @ weight).to(h.dtype)
             if dl.dtype == grad_w.dtype and hi.dtype == grad_w.dtype:
-                grad_w.addmm_(dl.t(), hi)  # accumulate in place: no V x d temporary per chunk
+                grad_w.addmm_(dl.t(), hi, alpha=w_scale)  # accumulate in place: no V x d temporary per chunk
             else:
-                grad_w += (dl.t() @ hi).to(acc)
+                grad_w.add_((dl.t() @ hi).to(grad_w.dtype), alpha=w_scale)
             if grad_b is not None:
                 grad_b += dlogits.sum(0)
-        ctx.save_for_backward(grad_h, grad_w, grad_b)
+        ctx.grad_scale = grad_scale
+        ctx.save_for_backward(grad_h, None if grad_scale is not None else grad_w, grad_b)
         ctx.dtypes = (weight.dtype, None if bias is None else bias.dtype)
         return loss
 
@@ -58,16 +69,33 @@ class _FusedLinearCE(torch.autograd.Function):
         grad_h, grad_w, grad_b = ctx.saved_tensors
         w_dtype, b_dtype = ctx.dtypes
         gb = (grad_b * grad_out).to(b_dtype) if grad_b is not None else None
-        # scaled in place (backward runs once: no retain_graph): a second V x d tensor would double the head's
-        # gradient memory for a moment, and that moment is the training step's peak
-        return grad_h.mul_(grad_out.to(grad_h.dtype)), grad_w.mul_(grad_out).to(w_dtype), gb, None, None, None
+        if ctx.grad_scale is not None:
+            # checked without a host sync (on a GPU it fails at the next synchronisation)
+            expected = torch.tensor(ctx.grad_scale, dtype=torch.float64, device=grad_out.device)
+            torch._assert_async(torch.isclose(grad_out.double(), expected),
+                                f"the output head's weight gradient was accumulated for backward(loss * "
+                                f"{ctx.grad_scale}), but backward came with another multiplier: pass the loss "
+                                "multiplier as grad_scale, or no grad_scale")
+            gw = None  # already in weight.grad
+        else:
+            # scaled in place (backward runs once: no retain_graph): a second V x d tensor would double the head's
+            # gradient memory for a moment, and that moment is the training step's peak
+            gw = grad_w.mul_(grad_out).to(w_dtype)
+        return grad_h.mul_(grad_out.to(grad_h.dtype)), gw, gb, None, None, None, None
 
 
-def fused_linear_cross_entropy(h, weight, targets, bias=None, chunk_size: int = 256, softcap: float | None = None):
-    """Sum over rows of cross_entropy(softcap(h @ weight.T + bias), targets); logits exist one chunk at a time."""
+def fused_linear_cross_entropy(h, weight, targets, bias=None, chunk_size: int = 256, softcap: float | None = None,
+                               grad_scale: float | None = None):
+    """Sum over rows of cross_entropy(softcap(h @ weight.T + bias), targets); logits exist one chunk at a time.
+
+    `grad_scale`: the caller will call `backward` on `loss * grad_scale`; the weight's gradient is then added to
+    `weight.grad` during this call (a leaf weight of the accumulator dtype and grad mode on; else ignored), and
+    `backward` with any other multiplier is an error."""
     if h.shape[0] == 0:
         return (h.sum() + weight.sum()) * 0.0  # keeps the graph (and DDP's gradient hooks) intact
-    return _FusedLinearCE.apply(h, weight, bias, targets, chunk_size, softcap)
+    into_grad = (grad_scale is not None and torch.is_grad_enabled() and weight.requires_grad and weight.is_leaf
+                 and weight.dtype == torch.promote_types(weight.dtype, torch.float32))
+    return _FusedLinearCE.apply(h, weight, bias, targets, chunk_size, softcap, grad_scale if into_grad else None)
 
 
 def loss_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,12 +108,15 @@ def loss_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 class CausalLMLoss(nn.Module):
     """forward(input_ids, labels, attention_mask=None, position_ids=None) -> (summed loss, number of loss tokens)."""
 
-    def __init__(self, lm: nn.Module, chunk_size: int = 256):
+    def __init__(self, lm: nn.Module, chunk_size: int = 256, head_grad_in_forward: bool = False):
         super().__init__()
         self.lm, self.chunk_size = lm, chunk_size
+        # only without DDP/FSDP: their gradient hooks must see every parameter's gradient arrive through autograd
+        self.head_grad_in_forward = head_grad_in_forward
         self._no_split_modules = getattr(lm, "_no_split_modules", None)  # FSDP auto-wrap reads it off the root
 
-    def forward(self, input_ids, labels, attention_mask=None, position_ids=None):
+    def forward(self, input_ids, labels, attention_mask=None, position_ids=None, grad_scale: float | None = None):
+        """`grad_scale`: the multiplier `backward` will be called with (see `fused_linear_cross_entropy`)."""
         hidden = self.lm.base_model(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
         ).last_hidden_state
@@ -93,5 +124,6 @@ class CausalLMLoss(nn.Module):
         h = hidden[:, :-1][mask]
         head = self.lm.get_output_embeddings()
         softcap = getattr(self.lm.config, "final_logit_softcapping", None)
-        loss = fused_linear_cross_entropy(h, head.weight, targets, getattr(head, "bias", None), self.chunk_size, softcap)
+        loss = fused_linear_cross_entropy(h, head.weight, targets, getattr(head, "bias", None), self.chunk_size, softcap,
+                                          grad_scale if self.head_grad_in_forward else None)
         return loss, targets.numel()

@@ -9,6 +9,7 @@ cache (`$LIMA_REPRO_CACHE`, default `~/.cache/lima_repro`). Every later load rea
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import os
 import shutil
 from contextlib import contextmanager
@@ -140,6 +141,15 @@ def configure_generation(model, tokenizer, eot_id: int) -> None:
     gc.max_new_tokens = 512
 
 
+def attn_implementation(name: str = "auto") -> str:
+    """`auto`: FlashAttention-2 on a GPU when `flash_attn` is installed (varlen kernels for packed rows), else
+    PyTorch SDPA (on CPU, packed rows get a block-diagonal causal mask). Other names pass through."""
+    if name != "auto":
+        return name
+    has_flash = torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None
+    return "flash_attention_2" if has_flash else "sdpa"
+
+
 def load_base(cfg, dtype: torch.dtype = torch.float32):
     """Load the base model named by a ModelConfig, with LIMA's EOT token added. Returns (model, tokenizer, eot_id)."""
     from transformers import AutoModelForCausalLM
@@ -147,7 +157,8 @@ def load_base(cfg, dtype: torch.dtype = torch.float32):
     path = resolve(cfg.name)
     tokenizer = load_tokenizer(cfg.name, cfg.revision, cfg.trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(
-        path, revision=cfg.revision, dtype=dtype, trust_remote_code=cfg.trust_remote_code
+        path, revision=cfg.revision, dtype=dtype, trust_remote_code=cfg.trust_remote_code,
+        attn_implementation=attn_implementation(cfg.attn_implementation),
     )
     eot_id = add_eot_token(model, tokenizer, cfg.eot_token)
     return model, tokenizer, eot_id

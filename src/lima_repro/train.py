@@ -36,6 +36,16 @@ def resolve_precision(precision: str) -> str:
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
 
 
+def resolve_compile(option: bool | str, device: torch.device) -> str | None:
+    """The torch.compile backend to use, or None. `auto` -> inductor on CUDA; on CPU compiling takes minutes
+    that a short run never earns back."""
+    if option == "auto":
+        return "inductor" if device.type == "cuda" else None
+    if isinstance(option, str):
+        return option
+    return "inductor" if option else None
+
+
 def encode_examples(examples: list[dict], tokenizer, eot: str, max_length: int) -> tuple[list[dict], dict]:
     """Encode conversations; examples whose responses were trimmed away entirely are dropped and counted."""
     out, stats = [], {"examples": len(examples), "trimmed": 0, "dropped_no_loss_tokens": 0}
@@ -65,9 +75,10 @@ def evaluate_perplexity(loss_model, examples: list[dict], pad_id: int, micro_bat
     was_training = loss_model.training
     loss_model.eval()
     total, n = 0.0, 0
+    device = next(loss_model.parameters()).device
     for mb in batching.micro_batches(examples, micro_batch_size, pad_id, packing=False, capacity=0):
         with autocast():
-            loss, k = loss_model(**mb)
+            loss, k = loss_model(**batching.to_device(mb, device))
         total, n = total + float(loss), n + k
     loss_model.train(was_training)
     mean = total / max(n, 1)
@@ -104,6 +115,9 @@ def run_train(cfg: Config, on_step: Callable[[dict], None] | None = None) -> Pat
         if t.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         probs = add_residual_dropout(model, t.residual_dropout)
+        compiled = resolve_compile(t.compile, acc.device)
+        if compiled:  # the decoder body as one graph (dropout hooks included); the fused loss head stays eager
+            model.base_model.compile(backend=compiled)
         train_set, stats = encode_examples(data.read_examples(train_file), tokenizer, cfg.model.eot_token, t.max_length)
         eval_set = []
         if eval_file:
@@ -116,7 +130,8 @@ def run_train(cfg: Config, on_step: Callable[[dict], None] | None = None) -> Pat
         loss_model, optimizer, scheduler = prepare_training(acc, model, t, total)
         acc.register_for_checkpointing(scheduler)
         step, metrics_path = _maybe_resume(acc, out)
-        st.extra.update(steps_total=total, steps_per_epoch=per_epoch, precision=precision,
+        st.extra.update(steps_total=total, steps_per_epoch=per_epoch, precision=precision, compiled=compiled,
+                        attn_implementation=model.config._attn_implementation,
                         dropout_per_layer=probs, processes=acc.num_processes, data=stats,
                         resumed_from_step=step or None)
         if acc.is_main_process:
@@ -158,7 +173,10 @@ def prepare_training(acc, model, t, total: int):
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_at(s, total, t.lr, t.lr_end, t.warmup_steps) / t.lr)
-    loss_model, optimizer = acc.prepare(CausalLMLoss(model, t.loss_chunk_size), optimizer)
+    from accelerate.utils import DistributedType
+
+    single = acc.distributed_type == DistributedType.NO  # DDP/FSDP hooks need the head's gradient via autograd
+    loss_model, optimizer = acc.prepare(CausalLMLoss(model, t.loss_chunk_size, head_grad_in_forward=single), optimizer)
     return loss_model, optimizer, scheduler
 
 
@@ -174,24 +192,28 @@ def train_step(acc, loss_model, optimizer, scheduler, train_set: list[dict], t, 
     # packed rows hold at most max_length tokens: a forward's activations (and its masked attention, quadratic in
     # the row) stay those of one longest example, and the step simply takes a few more forwards
     mbs = batching.micro_batches(mine, t.micro_batch_size, pad_id, t.packing, t.max_length)
-    t0, loss_sum = time.time(), 0.0
+    t0, loss_sum = time.time(), torch.zeros((), dtype=torch.float64, device=acc.device)
     if not mbs:  # fewer examples than processes in a last partial step: join in with zero loss
         mbs = [batching.pad_batch(batch[:1], pad_id)]
         mbs[0]["labels"].fill_(IGNORE)
-    for i, mb in enumerate(mbs):
-        last = i == len(mbs) - 1  # gradients are all-reduced only after the last micro-batch
-        with (nullcontext() if last else acc.no_sync(loss_model)), acc.autocast():
-            loss, _ = loss_model(**mb)
-            # token-mean over the WHOLE step (all processes); DDP averages gradients, so scale by world
-            acc.backward(loss * acc.num_processes / n_loss)
-        loss_sum += loss.item()
+    # token-mean over the WHOLE step (all processes); DDP averages gradients, so scale by world
+    scale = acc.num_processes / n_loss
+    # one autocast region per step, so bf16 copies of the fp32 weights are made once per step, not per micro-batch
+    with acc.autocast():
+        for i, mb in enumerate(mbs):
+            last = i == len(mbs) - 1  # gradients are all-reduced only after the last micro-batch
+            with nullcontext() if last else acc.no_sync(loss_model):
+                loss, _ = loss_model(**batching.to_device(mb, acc.device), grad_scale=scale)
+                with torch.autocast(acc.device.type, enabled=False):  # backward outside autocast (PyTorch's advice)
+                    acc.backward(loss * scale)
+            loss_sum += loss.detach()  # summed on the device: no host sync per micro-batch
     grad_norm = torch.nn.utils.clip_grad_norm_(loss_model.parameters(), t.max_grad_norm or float("inf"))
     lr = optimizer.param_groups[0]["lr"]
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    totals = acc.reduce(torch.tensor([loss_sum, sum(len(e["input_ids"]) for e in mine)], dtype=torch.float64),
-                        reduction="sum")
+    n_tokens = torch.tensor(float(sum(len(e["input_ids"]) for e in mine)), dtype=torch.float64, device=acc.device)
+    totals = acc.reduce(torch.stack([loss_sum, n_tokens]), reduction="sum").cpu()
     return {"type": "train", "step": step + 1, "epoch": round((step + 1) / per_epoch, 4),
             "loss": float(totals[0]) / n_loss, "lr": lr, "grad_norm": float(grad_norm), "tokens": int(totals[1]),
             "tokens_per_s": float(totals[1]) / max(time.time() - t0, 1e-9), "loss_tokens": n_loss}

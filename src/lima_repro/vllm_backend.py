@@ -1,0 +1,128 @@
+"""Sampling with vLLM instead of lima_repro's torch sampler (`generate.backend: vllm`, or `auto` on a GPU with vLLM).
+
+The same as `generate.sample`, so `generate_rows` writes the same generations.jsonl columns with the same meaning:
+the prompt token ids (built by `generate._prompt_ids`, so the LIMA chat format is identical); LIMA sec. 3's recipe
+(top-p 0.9, temperature 0.7, at most `max_new_tokens` new tokens, stop at EOT or EOS); `num_samples` samples per
+prompt; what is counted (`response_tokens` = the tokens before the stop token, `stopped_at_eot` = that stop token
+was EOT); and the response text, decoded by our own tokenizer rather than taken from vLLM.
+
+What differs:
+- Repetition penalty scope. LIMA penalises (1.2) only the tokens generated so far; vLLM's `repetition_penalty` also
+  penalises every token of the prompt, and has no output-only switch. Doing it exactly would take a custom logits
+  processor, an interface vLLM's docs mark as still changing and that differs between its two model runners, so
+  this backend uses vLLM's penalty, logs a warning, and the generate stage records
+  `repetition_penalty_scope: prompt+generated` (torch backend: `generated`) in its manifest.
+- Random numbers: every request is seeded from `generate.seed` (reruns repeat), but they are not the torch
+  backend's random numbers, so the samples differ.
+- vLLM loads models from folders: the base model, whose EOT token `models.load_base` adds in memory, is first saved
+  to a temporary folder beside the output.
+- The model's generation_config.json is not read (`generation_config="vllm"`): vLLM would otherwise take its
+  `max_new_tokens` (512, a default saved for `pipeline` users) as a hard cap on every request.
+"""
+from __future__ import annotations
+
+import gc
+import logging
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+
+from transformers import AutoConfig, AutoTokenizer
+
+from . import models
+from .config import Config, GenerateConfig
+from .train import resolve_precision
+
+log = logging.getLogger(__name__)
+
+
+def warn_penalty_scope(g: GenerateConfig) -> None:
+    if g.repetition_penalty != 1.0:
+        log.warning("generate.backend vllm: repetition_penalty %s also applies to prompt tokens (LIMA sec. 3: "
+                    "generated tokens only); recorded as repetition_penalty_scope=prompt+generated",
+                    g.repetition_penalty)
+
+
+def request_seed(seed: int, prompt_index: int, num_samples: int) -> int:
+    """Seed of one prompt's request. vLLM seeds the k-th of its n samples with seed + k, so prompts are spaced
+    `num_samples` apart: each (prompt, sample) gets its own random stream, the same one on every rerun."""
+    return seed * 2**32 + prompt_index * num_samples
+
+
+def sampling_params(SamplingParams, g: GenerateConfig, stops: list[int], seed: int):
+    """vLLM SamplingParams for LIMA sec. 3's recipe (see the module docstring for the penalty's scope)."""
+    return SamplingParams(n=g.num_samples, top_p=g.top_p, temperature=g.temperature,
+                          repetition_penalty=g.repetition_penalty, max_tokens=g.max_new_tokens,
+                          stop_token_ids=stops, seed=seed)
+
+
+def split_stop(token_ids, finish_reason: str | None, stop_reason, stops: list[int],
+               eot_id: int) -> tuple[list[int], bool]:
+    """(response ids, stopped_at_eot) counted as the torch sampler counts them: the tokens before the stop token.
+    vLLM (V1) keeps the stop token as the last of `token_ids` and leaves it out of the text only; should a version
+    drop it, finish_reason "stop" with stop_reason = the token id (None for the model's own EOS) tells which."""
+    ids = list(token_ids)
+    if ids and ids[-1] in stops:
+        return ids[:-1], ids[-1] == eot_id
+    return ids, finish_reason == "stop" and stop_reason == eot_id
+
+
+def _save_base(cfg: Config, folder: Path):
+    """The base model with EOT added (`models.load_base`), saved as a folder vLLM can load. Returns its tokenizer."""
+    from .generate import _dtype
+
+    model, tokenizer, _ = models.load_base(cfg.model, dtype=_dtype(cfg.generate.precision))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    del model
+    gc.collect()
+    return tokenizer
+
+
+def _free_gpu() -> None:
+    """After the LLM is dropped: vLLM's own cleanup (its maintainers' advice, vllm-project/vllm#23793)."""
+    from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
+
+    gc.collect()
+    cleanup_dist_env_and_memory()
+
+
+def sample_with_vllm(cfg: Config, examples: list[dict], path: str | None, prompts_path: Path,
+                     scratch: Path) -> tuple[object, list[list[int]], list[dict]]:
+    """Sample responses to `examples` with one checkpoint (None = the base model). Returns (tokenizer, prompt ids,
+    results), the results in `generate.sample`'s shape and order: per (prompt, sample) {"prompt_index", "sample",
+    "ids", "stopped_at_eot"}."""
+    from vllm import LLM, SamplingParams
+
+    from .generate import _checkpoint_eot_id, _prompt_ids
+
+    g, eot = cfg.generate, cfg.model.eot_token
+    scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=scratch, prefix=".vllm-base-") as tmp:  # used for the base model only
+        if path is None:
+            folder = Path(tmp)
+            tokenizer = _save_base(cfg, folder)
+        else:
+            folder = Path(path)
+            tokenizer = AutoTokenizer.from_pretrained(folder)
+        eot_id = _checkpoint_eot_id(tokenizer, path, eot)
+        context = SimpleNamespace(config=AutoConfig.from_pretrained(folder))  # for the prompt-length check
+        prompt_ids = _prompt_ids(examples, tokenizer, eot, context, g, prompts_path)
+        stops = [eot_id] + ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
+        dtype = "bfloat16" if resolve_precision(g.precision) == "bf16" else "float32"  # as the torch backend
+        llm = LLM(model=str(folder), tokenizer=str(folder), dtype=dtype, seed=g.seed, generation_config="vllm",
+                  trust_remote_code=cfg.model.trust_remote_code)
+        try:
+            outputs = llm.generate(
+                [{"prompt_token_ids": ids} for ids in prompt_ids],  # a vllm.inputs.TokensPrompt
+                [sampling_params(SamplingParams, g, stops, request_seed(g.seed, i, g.num_samples))
+                 for i in range(len(prompt_ids))])
+        finally:
+            del llm
+            _free_gpu()
+    results = []
+    for i, out in enumerate(outputs):  # LLM.generate returns outputs in the order of the prompts
+        for s, c in enumerate(out.outputs):
+            ids, at_eot = split_stop(c.token_ids, c.finish_reason, c.stop_reason, stops, eot_id)
+            results.append({"prompt_index": i, "sample": s, "ids": ids, "stopped_at_eot": at_eot})
+    return tokenizer, prompt_ids, results

@@ -1,0 +1,214 @@
+"""The vLLM generation backend, against a fake `vllm` module (vLLM itself needs a GPU and is not installed here).
+
+The fake implements only what lima_repro calls (LLM, SamplingParams, cleanup_dist_env_and_memory), records what it
+was given, and answers with RequestOutput/CompletionOutput-shaped objects scripted by the test. Expectations come
+from the torch backend run on the same tiny model and from the script, not from the code under test."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import types
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoTokenizer
+
+from lima_repro import generate, models
+from lima_repro.config import GenerateConfig, ModelConfig, load_config
+from lima_repro.generate import resolve_backend, run_generate
+from lima_repro.rundir import read_jsonl_plain
+from lima_repro.vllm_backend import split_stop
+from conftest import tiny_overrides
+
+EOT = "<|eot|>"
+MAX_NEW = 8
+
+
+@dataclass
+class CompletionOutput:  # the fields of vllm.outputs.CompletionOutput that matter here
+    index: int
+    text: str
+    token_ids: list[int]
+    cumulative_logprob: float | None
+    logprobs: None
+    finish_reason: str | None
+    stop_reason: int | str | None
+
+
+@dataclass
+class RequestOutput:
+    request_id: str
+    prompt_token_ids: list[int]
+    outputs: list[CompletionOutput]
+    finished: bool = True
+
+
+def install_fake_vllm(monkeypatch, respond) -> dict:
+    """Put a fake `vllm` in sys.modules. `respond(prompt_ids, sample, params)` -> (token_ids, finish_reason,
+    stop_reason) scripts each completion. Returns the record of calls."""
+    calls: dict = {"llm": [], "generate": [], "cleanup_live_llms": []}
+    live = weakref.WeakSet()
+
+    class SamplingParams:
+        def __init__(self, *, n=1, top_p=1.0, temperature=1.0, repetition_penalty=1.0, max_tokens=16,
+                     stop_token_ids=None, seed=None):
+            self.n, self.top_p, self.temperature, self.repetition_penalty = n, top_p, temperature, repetition_penalty
+            self.max_tokens, self.stop_token_ids, self.seed = max_tokens, stop_token_ids, seed
+
+    class LLM:
+        def __init__(self, model, *, tokenizer=None, dtype="auto", seed=None, generation_config="auto",
+                     trust_remote_code=False):
+            folder = Path(model)  # what vLLM would load: inspect it now, a temporary folder may go away later
+            tok = AutoTokenizer.from_pretrained(tokenizer)
+            calls["llm"].append({"model": folder, "tokenizer": tokenizer, "dtype": dtype, "seed": seed,
+                                 "generation_config": generation_config, "eot_id": tok.convert_tokens_to_ids(EOT),
+                                 "has_eot": EOT in tok.get_vocab(),
+                                 "vocab_size": AutoConfig.from_pretrained(folder).vocab_size})
+            live.add(self)
+
+        def generate(self, prompts, sampling_params=None, *, use_tqdm=True):
+            assert isinstance(sampling_params, list) and len(sampling_params) == len(prompts)
+            calls["generate"].append({"prompts": [list(p["prompt_token_ids"]) for p in prompts],
+                                      "params": sampling_params})
+            return [RequestOutput(str(i), p["prompt_token_ids"],
+                                  [CompletionOutput(k, "", *respond(p["prompt_token_ids"], k, sp), None, None)
+                                   for k in range(sp.n)])
+                    for i, (p, sp) in enumerate(zip(prompts, sampling_params))]
+
+    def cleanup_dist_env_and_memory(shutdown_ray: bool = False):
+        calls["cleanup_live_llms"].append(len(live))
+
+    vllm = types.ModuleType("vllm")
+    vllm.LLM, vllm.SamplingParams = LLM, SamplingParams
+    distributed = types.ModuleType("vllm.distributed")
+    parallel_state = types.ModuleType("vllm.distributed.parallel_state")
+    parallel_state.cleanup_dist_env_and_memory = cleanup_dist_env_and_memory
+    vllm.distributed, distributed.parallel_state = distributed, parallel_state
+    for name, mod in (("vllm", vllm), ("vllm.distributed", distributed),
+                      ("vllm.distributed.parallel_state", parallel_state)):
+        monkeypatch.setitem(sys.modules, name, mod)
+    return calls
+
+
+def test_resolve_backend(monkeypatch):
+    cuda = {"on": False}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda["on"])
+    monkeypatch.setitem(sys.modules, "vllm", None)  # None in sys.modules: `import vllm` raises ImportError
+    cuda["on"] = True
+    assert resolve_backend(GenerateConfig(backend="auto")) == "torch"  # GPU but no vLLM
+    with pytest.raises(ImportError, match=r"pip install vllm.*generate\.backend: torch"):
+        resolve_backend(GenerateConfig(backend="vllm"))
+    install_fake_vllm(monkeypatch, respond=None)
+    assert resolve_backend(GenerateConfig(backend="auto")) == "vllm"  # GPU and vLLM
+    assert resolve_backend(GenerateConfig(backend="torch")) == "torch"
+    cuda["on"] = False
+    assert resolve_backend(GenerateConfig(backend="auto")) == "torch"  # vLLM but no GPU
+    assert resolve_backend(GenerateConfig(backend="vllm")) == "vllm"  # forced
+
+
+def test_backend_vllm_without_vllm_is_a_clear_error(tmp_path, tiny_llama, monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm", None)
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"id": "a", "conversations": ["Hi"]}) + "\n")
+    cfg = load_config("paper", overrides=tiny_overrides(tiny_llama, tmp_path / "run", **{
+        "generate.prompts_file": str(prompts), "generate.checkpoints": [], "generate.backend": "vllm"}))
+    with pytest.raises(ImportError, match="pip install vllm"):
+        run_generate(cfg)
+
+
+@pytest.mark.parametrize("token_ids, finish, stop_reason, expected", [
+    ([7, 8, 99], "stop", 99, ([7, 8], True)),  # vLLM V1: the EOT stop token is the last of token_ids
+    ([7, 8], "stop", 99, ([7, 8], True)),  # a version that drops the stop token: stop_reason names it
+    ([7, 8, 2], "stop", None, ([7, 8], False)),  # the model's EOS: stop_reason None
+    ([7, 8], "stop", None, ([7, 8], False)),
+    ([7, 8, 9], "length", None, ([7, 8, 9], False)),  # max_tokens
+    ([7, 99], "length", None, ([7], True)),  # EOT sampled as the last allowed token: the torch sampler says EOT
+])
+def test_split_stop_counts_like_the_torch_sampler(token_ids, finish, stop_reason, expected):
+    assert split_stop(token_ids, finish, stop_reason, stops=[99, 2], eot_id=99) == expected
+
+
+def test_vllm_rows_match_torch_rows(tmp_path, tiny_llama, monkeypatch, caplog):
+    # a fine-tuned-format checkpoint without training: the base with EOT added, saved
+    ckpt = tmp_path / "ckpt"
+    model, tok, eot_id = models.load_base(ModelConfig(name=str(tiny_llama)))
+    model.save_pretrained(ckpt)
+    tok.save_pretrained(ckpt)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps(x) + "\n" for x in [
+        {"id": "p0", "conversations": ["Name a color."]},
+        {"id": "p1", "conversations": ["Hi", "Hello!", "How are you today?"]},
+        {"id": "p2", "conversations": ["Why?"]}]))
+    overrides = tiny_overrides(tiny_llama, tmp_path / "run", **{
+        "generate.prompts_file": str(prompts), "generate.checkpoints": [str(ckpt)], "generate.include_base": True,
+        "generate.num_samples": 2, "generate.max_new_tokens": MAX_NEW})
+
+    # torch backend, recording the prompt ids its sampler is given
+    torch_prompts = []
+    real_sample = generate.sample
+
+    def spy(model, tokenizer, eot_id, prompt_ids, g, **kw):
+        torch_prompts.append([list(p) for p in prompt_ids])
+        return real_sample(model, tokenizer, eot_id, prompt_ids, g, **kw)
+
+    monkeypatch.setattr(generate, "sample", spy)
+    out = run_generate(load_config("paper", overrides={**overrides, "generate.backend": "torch"}))
+    torch_rows = read_jsonl_plain(out / "generations.jsonl")
+    torch_manifest = json.loads((out / "manifest.json").read_text())["generation"]
+    assert torch_manifest["backend"] == "torch" and torch_manifest["repetition_penalty_scope"] == "generated"
+
+    # vLLM backend, scripted: sample 0 says "abc" then EOT; sample 1 runs to max_tokens with "x"
+    abc = tok("abc", add_special_tokens=False)["input_ids"]
+    x = tok("x", add_special_tokens=False)["input_ids"]
+    assert len(abc) == 3 and len(x) == 1 and eot_id not in abc + x
+
+    def respond(prompt_ids, sample, params):
+        if sample == 0:
+            return abc + [eot_id], "stop", eot_id  # vLLM V1 keeps the stop token in token_ids
+        return x * params.max_tokens, "length", None
+
+    calls = install_fake_vllm(monkeypatch, respond)
+    caplog.set_level(logging.WARNING)
+    out = run_generate(load_config("paper", overrides={**overrides, "generate.backend": "vllm"}))
+    rows = read_jsonl_plain(out / "generations.jsonl")
+    manifest = json.loads((out / "manifest.json").read_text())["generation"]
+    assert manifest["backend"] == "vllm" and manifest["repetition_penalty_scope"] == "prompt+generated"
+    assert "prompt+generated" in caplog.text
+
+    # (b) the same prompt ids as the torch sampler, per target (base, then the checkpoint)
+    assert [c["prompts"] for c in calls["generate"]] == torch_prompts
+    assert all(p[-1] == eot_id and p[0] == tok.bos_token_id for p in torch_prompts[0])
+    # LIMA sec. 3 sampling settings
+    for c in calls["generate"]:
+        for sp in c["params"]:
+            assert (sp.n, sp.top_p, sp.temperature, sp.max_tokens, sp.repetition_penalty) == (2, 0.9, 0.7, MAX_NEW, 1.2)
+            assert eot_id in sp.stop_token_ids and tok.eos_token_id in sp.stop_token_ids
+        # vLLM seeds the k-th of n samples with seed + k: every (prompt, sample) must get its own seed
+        assert len({sp.seed + k for sp in c["params"] for k in range(sp.n)}) == 3 * 2
+    # the models vLLM was pointed at: a saved base with EOT (temporary, gone now), then the checkpoint
+    base, tuned = calls["llm"]
+    assert base["has_eot"] and base["eot_id"] == eot_id and base["vocab_size"] > eot_id
+    assert base["model"].parent == out and not base["model"].exists()
+    assert tuned["model"] == ckpt and tuned["has_eot"]
+    assert all(c["generation_config"] == "vllm" and c["dtype"] == "float32" and c["seed"] == 0 for c in calls["llm"])
+    assert calls["cleanup_live_llms"] == [0, 0]  # each LLM dropped and cleaned up before the next
+
+    # (c) the same rows: keys, order, prompts; counts from the script
+    assert [set(r) for r in rows] == [set(r) for r in torch_rows]
+    key = lambda r: (r["checkpoint"], r["checkpoint_path"], r["prompt_id"], r["sample"], r["prompt_tokens"],
+                     r["messages"], r["source"], r["tags"])
+    assert [key(r) for r in rows] == [key(r) for r in torch_rows] and len(rows) == 2 * 3 * 2
+    for r in rows:
+        if r["sample"] == 0:
+            assert (r["response"], r["response_tokens"], r["stopped_at_eot"]) == ("abc", 3, True)
+        else:
+            assert (r["response"], r["response_tokens"], r["stopped_at_eot"]) == ("x" * MAX_NEW, MAX_NEW, False)
+
+    # reruns ask vLLM for the same seeds
+    first = [sp.seed for c in calls["generate"] for sp in c["params"]]
+    run_generate(load_config("paper", overrides={**overrides, "generate.backend": "vllm"}))
+    assert [sp.seed for c in calls["generate"][2:] for sp in c["params"]] == first
