@@ -265,6 +265,8 @@ class Chat:
 
     def __init__(self, checkpoint: str | Path, **generate_overrides):
         self.model, self.tokenizer = models.load_checkpoint(checkpoint)
+        if torch.cuda.is_available():
+            self.model.cuda()
         info = Path(checkpoint) / "lima_checkpoint.json"
         self.eot = json.loads(info.read_text())["eot_token"] if info.exists() else "<|eot|>"
         self.eot_id = self.tokenizer.convert_tokens_to_ids(self.eot)
