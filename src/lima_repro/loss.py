@@ -6,10 +6,10 @@ forward pass (the gradients are kept, the logits are not), for the loss-carrying
 `CausalLMLoss` wraps a causal LM so distributed wrappers (DDP, FSDP) see one forward that returns the loss.
 
 In a single-process training step the loss scale of `backward` is known before the forward pass (1 / the step's
-loss tokens), so the head's weight gradient can go straight into `weight.grad` (`grad_scale`), as Megatron-LM's
-gradient-accumulation fusion does: no separate vocab x hidden buffer lives from the head's forward to its backward,
-which is the moment of the step's peak memory (0.67 GB for the default model's 262,144 x 640 head in fp32).
-"""
+loss tokens), so the head's weight gradient can go straight into `weight.grad` (`grad_scale`): the idea of
+Megatron-LM's gradient-accumulation fusion, which does it in backward, done here in the forward pass where the fused
+head computes its gradients. No separate vocab x hidden buffer lives from the head's forward to its backward, the
+moment of the step's peak memory (0.67 GB for the default model's 262,144 x 640 head in fp32)."""
 from __future__ import annotations
 
 import torch
