@@ -259,7 +259,7 @@ def run_select(cfg: Config, judge=None) -> dict:
     """LIMA sec. 3: sample dev-set responses with each checkpoint inside `judge.selection_window` (all checkpoints
     if none is inside), judge them, and record the chosen one in `<run_dir>/select/selection.json`."""
     from .data import read_examples
-    from .generate import generate_rows
+    from .generate import REPETITION_PENALTY_SCOPE, generate_rows, resolve_backend
     from .train import list_checkpoints
 
     run_dir = Path(cfg.run_dir)
@@ -270,12 +270,15 @@ def run_select(cfg: Config, judge=None) -> dict:
     examples = read_examples(dev, ends_with=None)[: cfg.judge.max_prompts]
     out = run_dir / "select" / "dev_generations.jsonl"
     generate_rows(cfg, examples, [(c["name"], c["path"]) for c in pool], dev, out)
-    return select_checkpoint(cfg, out, judge)
+    backend = resolve_backend(cfg.generate)
+    return select_checkpoint(cfg, out, judge, generation={
+        "backend": backend, "repetition_penalty_scope": REPETITION_PENALTY_SCOPE[backend]})
 
 
-def select_checkpoint(cfg: Config, generations_file: str | Path, judge=None) -> dict:
+def select_checkpoint(cfg: Config, generations_file: str | Path, judge=None, generation: dict | None = None) -> dict:
     """Judge dev-set generations of several checkpoints with the Likert protocol and choose the best mean score
-    inside `judge.selection_window` epochs (LIMA sec. 3); writes `<run_dir>/select/selection.json`."""
+    inside `judge.selection_window` epochs (LIMA sec. 3); writes `<run_dir>/select/selection.json`. `generation`:
+    how the dev-set responses were sampled, recorded with the choice."""
     rows = read_jsonl_plain(generations_file)
     labels = list(dict.fromkeys(r["checkpoint"] for r in rows if r["checkpoint"] != "base"))
     lo, hi = cfg.judge.selection_window
@@ -294,6 +297,7 @@ def select_checkpoint(cfg: Config, generations_file: str | Path, judge=None) -> 
                + (f"epochs {lo}-{hi} (LIMA sec. 3)" if window else f"all checkpoints (none inside epochs {lo}-{hi})")
                + f", judged by {judge.name}")
         sel = {"chosen": chosen, "path": next(r["checkpoint_path"] for r in rows if r["checkpoint"] == chosen),
-               "why": why, "scores": scores, "window": [lo, hi], "requests": stats}
+               "why": why, "scores": scores, "window": [lo, hi], "requests": stats,
+               **({"generation": generation} if generation else {})}
         write_json(st.out / "selection.json", sel)
     return sel
