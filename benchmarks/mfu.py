@@ -152,20 +152,10 @@ def matmul_peak(device: str, dtype: torch.dtype, n: int, reps: int) -> float:
     return max(rates[1:])
 
 
-def compile_body(lm, option: bool | str, device: str) -> str | None:
-    """torch.compile the decoder body as `train.run_train` does (the fused loss head stays eager); the backend."""
-    from lima_repro.train import resolve_compile
-
-    backend = resolve_compile(option, torch.device(device))
-    if backend:
-        lm.base_model.compile(backend=backend)
-    return backend
-
-
 def run_model(name: str, opts, acc, peak: float) -> dict:
     from transformers import AutoModelForCausalLM
 
-    from lima_repro.train import prepare_training, train_step
+    from lima_repro.train import compile_decoder, prepare_training, train_step
 
     cap, dev, total = opts.seq_len, opts.device, opts.warmup + opts.steps
     cfg = model_config(name, opts.tiny)
@@ -189,7 +179,7 @@ def run_model(name: str, opts, acc, peak: float) -> dict:
     spec = flop_spec(lm)
     flops = [step_flops(spec, b) for b in steps[opts.warmup:]]  # host work done before the clock starts
     rows = sum(len(batching.pack_rows(b, cap)) for b in steps[opts.warmup:])
-    compiled = compile_body(lm, t.compile, dev)  # where run_train does it: after dropout, before prepare_training
+    compiled = compile_decoder(lm, t.compile, torch.device(dev))  # as run_train: after dropout, before prepare
     loss_model, optimizer, scheduler = prepare_training(acc, lm, t, total)
     loss_model.train()
     print(f"[{name}] {sum(p.numel() for p in lm.parameters()) / 1e6:.1f}M params (decoder matmuls "

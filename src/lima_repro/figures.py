@@ -317,7 +317,8 @@ def datacard(runs: list[Path], out: Path) -> Drawn:
     d = _save(Drawn(name, "drawn", source=str(path.parent.parent), data=df), out, (), 0)
     md = out / f"{name}.md"
     md.write_text("## Table 1: training data\n\n### paper (LIMA, 1,000 examples)\n\n" + _markdown(paper[cols])
-                  + f"\n\n### this run ({path.parent.parent.name}/curate/datacard.json)\n\n" + _markdown(run[cols]) + "\n", encoding="utf-8")
+                  + f"\n\n### this run ({path.parent.parent.name}/curate/datacard.json)\n\n" + _markdown(run[cols])
+                  + "\n", encoding="utf-8")
     d.files.append(str(md))
     return d
 

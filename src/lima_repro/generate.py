@@ -170,6 +170,12 @@ def resolve_backend(g: GenerateConfig) -> str:
     return "vllm"
 
 
+def sampling_record(g: GenerateConfig) -> dict:
+    """How responses are sampled under `g`, for the stage records (generate manifest, selection.json)."""
+    backend = resolve_backend(g)
+    return {"backend": backend, "repetition_penalty_scope": REPETITION_PENALTY_SCOPE[backend]}
+
+
 def _targets(cfg: Config) -> list[tuple[str, str | None]]:
     """(label, checkpoint path) pairs to generate with; path None = the base model."""
     g, targets = cfg.generate, []
@@ -222,8 +228,7 @@ def generate_rows(cfg: Config, examples: list[dict], targets: list[tuple[str, st
             else:
                 model, tokenizer = models.load_checkpoint(path, dtype=_dtype(g.precision))
                 eot_id = _checkpoint_eot_id(tokenizer, path, cfg.model.eot_token)
-            if torch.cuda.is_available():
-                model.cuda()
+            model = models.to_inference_device(model)
             prompt_ids = _prompt_ids(examples, tokenizer, cfg.model.eot_token, model, g, prompts_path)
             seed_everything(g.seed)
             results = sample(model, tokenizer, eot_id, prompt_ids, g, desc=f"generate {label}")
@@ -249,9 +254,8 @@ def run_generate(cfg: Config) -> Path:
     targets = _targets(cfg)
     with Stage(cfg, "generate", inputs=[prompts_path]) as st:
         rows = generate_rows(cfg, examples, targets, prompts_path, st.out / "generations.jsonl")
-        backend = resolve_backend(g)
         st.extra["generation"] = {"rows": len(rows), "prompts": len(examples), "targets": [lbl for lbl, _ in targets],
-                                  "backend": backend, "repetition_penalty_scope": REPETITION_PENALTY_SCOPE[backend]}
+                                  **sampling_record(g)}
     return st.out
 
 
@@ -265,8 +269,7 @@ class Chat:
 
     def __init__(self, checkpoint: str | Path, **generate_overrides):
         self.model, self.tokenizer = models.load_checkpoint(checkpoint)
-        if torch.cuda.is_available():
-            self.model.cuda()
+        self.model = models.to_inference_device(self.model)
         info = Path(checkpoint) / "lima_checkpoint.json"
         self.eot = json.loads(info.read_text())["eot_token"] if info.exists() else "<|eot|>"
         self.eot_id = self.tokenizer.convert_tokens_to_ids(self.eot)

@@ -259,7 +259,7 @@ def run_select(cfg: Config, judge=None) -> dict:
     """LIMA sec. 3: sample dev-set responses with each checkpoint inside `judge.selection_window` (all checkpoints
     if none is inside), judge them, and record the chosen one in `<run_dir>/select/selection.json`."""
     from .data import read_examples
-    from .generate import REPETITION_PENALTY_SCOPE, generate_rows, resolve_backend
+    from .generate import generate_rows, sampling_record
     from .train import list_checkpoints
 
     run_dir = Path(cfg.run_dir)
@@ -270,9 +270,7 @@ def run_select(cfg: Config, judge=None) -> dict:
     examples = read_examples(dev, ends_with=None)[: cfg.judge.max_prompts]
     out = run_dir / "select" / "dev_generations.jsonl"
     generate_rows(cfg, examples, [(c["name"], c["path"]) for c in pool], dev, out)
-    backend = resolve_backend(cfg.generate)
-    return select_checkpoint(cfg, out, judge, generation={
-        "backend": backend, "repetition_penalty_scope": REPETITION_PENALTY_SCOPE[backend]})
+    return select_checkpoint(cfg, out, judge, generation=sampling_record(cfg.generate))
 
 
 def select_checkpoint(cfg: Config, generations_file: str | Path, judge=None, generation: dict | None = None) -> dict:

@@ -124,6 +124,6 @@ class CausalLMLoss(nn.Module):
         h = hidden[:, :-1][mask]
         head = self.lm.get_output_embeddings()
         softcap = getattr(self.lm.config, "final_logit_softcapping", None)
-        loss = fused_linear_cross_entropy(h, head.weight, targets, getattr(head, "bias", None), self.chunk_size, softcap,
-                                          grad_scale if self.head_grad_in_forward else None)
+        loss = fused_linear_cross_entropy(h, head.weight, targets, getattr(head, "bias", None), self.chunk_size,
+                                          softcap, grad_scale if self.head_grad_in_forward else None)
         return loss, targets.numel()

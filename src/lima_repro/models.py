@@ -141,6 +141,11 @@ def configure_generation(model, tokenizer, eot_id: int) -> None:
     gc.max_new_tokens = 512
 
 
+def to_inference_device(model):
+    """The model on the GPU when there is one (generation, judging, analysis; training places models itself)."""
+    return model.cuda() if torch.cuda.is_available() else model
+
+
 def attn_implementation(name: str = "auto") -> str:
     """`auto`: FlashAttention-2 on a GPU when `flash_attn` is installed (varlen kernels for packed rows), else
     PyTorch SDPA (on CPU, packed rows get a block-diagonal causal mask). Other names pass through."""

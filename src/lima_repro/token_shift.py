@@ -79,9 +79,7 @@ def run_token_shift(cfg, rows: list[dict], system: str, out_dir: str | Path, con
     base_model, base_tok, _ = models.load_base(cfg.model)
     if len(base_tok) != len(tokenizer):
         raise ValueError(f"base tokenizer has {len(base_tok)} tokens, the checkpoint's {len(tokenizer)}: not the same base")
-    if torch.cuda.is_available():
-        ckpt_model.cuda()
-        base_model.cuda()
+    ckpt_model, base_model = models.to_inference_device(ckpt_model), models.to_inference_device(base_model)
     result = analyse_rows(mine, base_model.eval(), tokenizer, cfg.model.eot_token,
                           control_model=ckpt_model.eval() if control else None)
     result.update({"system": system, "base_model": cfg.model.name,

@@ -46,6 +46,15 @@ def resolve_compile(option: bool | str, device: torch.device) -> str | None:
     return "inductor" if option else None
 
 
+def compile_decoder(model, option: bool | str, device: torch.device) -> str | None:
+    """torch.compile the decoder body as one graph (dropout hooks included; the fused loss head stays eager), after
+    residual dropout is added and before `prepare_training`. Returns the backend used, or None."""
+    backend = resolve_compile(option, device)
+    if backend:
+        model.base_model.compile(backend=backend)
+    return backend
+
+
 def encode_examples(examples: list[dict], tokenizer, eot: str, max_length: int) -> tuple[list[dict], dict]:
     """Encode conversations; examples whose responses were trimmed away entirely are dropped and counted."""
     out, stats = [], {"examples": len(examples), "trimmed": 0, "dropped_no_loss_tokens": 0}
@@ -115,9 +124,7 @@ def run_train(cfg: Config, on_step: Callable[[dict], None] | None = None) -> Pat
         if t.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         probs = add_residual_dropout(model, t.residual_dropout)
-        compiled = resolve_compile(t.compile, acc.device)
-        if compiled:  # the decoder body as one graph (dropout hooks included); the fused loss head stays eager
-            model.base_model.compile(backend=compiled)
+        compiled = compile_decoder(model, t.compile, acc.device)
         train_set, stats = encode_examples(data.read_examples(train_file), tokenizer, cfg.model.eot_token, t.max_length)
         eval_set = []
         if eval_file:

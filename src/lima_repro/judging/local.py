@@ -67,9 +67,7 @@ class HFJudge(Judge):
 
             path = smollm2_dir() if jc.model == SMOLLM2 else models.resolve(jc.model)
             tokenizer = AutoTokenizer.from_pretrained(path)
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-            if torch.cuda.is_available():
-                model.cuda()
+            model = models.to_inference_device(AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32))
         self.model, self.tokenizer = model.eval(), tokenizer
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
