@@ -1,4 +1,4 @@
-"""lima_repro's generator (`generate.sample`) vs a plain per-prompt `model.generate` loop.
+"""lima_repro's generator (`sampling.sample`) vs a plain per-prompt `model.generate` loop.
 
     python benchmarks/generate.py                        # demo settings: 6 test prompts, 96 new tokens
     python benchmarks/generate.py --prompts 16 --max-new-tokens 64 --rounds 3
@@ -25,7 +25,7 @@ import torch  # noqa: E402
 from lima_repro import data, models  # noqa: E402
 from lima_repro.chat_format import encode_prompt  # noqa: E402
 from lima_repro.config import load_config  # noqa: E402
-from lima_repro.generate import GeneratedRepetitionPenalty, sample  # noqa: E402
+from lima_repro.sampling import GeneratedRepetitionPenalty, sample  # noqa: E402
 
 
 def plain_loop(model, tokenizer, eot_id, prompts, g) -> int:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import tiny_overrides
-from test_judge import ScriptJudge
 
-from lima_repro import train as train_mod
+from helpers import ScriptJudge, tiny_overrides
+from lima_repro import ablations
 from lima_repro.ablations import condition_config, run_ablations
 from lima_repro.config import ConfigError, load_config
 
@@ -42,8 +41,8 @@ def test_condition_config_changes_only_the_data(tiny_llama, tmp_path):
 
 def test_failing_condition_is_reported_and_rerun_resumes(tiny_llama, tmp_path, monkeypatch):
     trained = []
-    real_train = train_mod.run_train
-    monkeypatch.setattr(train_mod, "run_train", lambda c, **kw: trained.append(c.run_dir) or real_train(c, **kw))
+    real_train = ablations.run_train
+    monkeypatch.setattr(ablations, "run_train", lambda c, **kw: trained.append(c.run_dir) or real_train(c, **kw))
     cfg = _cfg(tiny_llama, tmp_path)
     judge = ScriptJudge()
     out = run_ablations(cfg, judge=judge)

@@ -1,9 +1,10 @@
 """The annotator driven programmatically: clicks write labels at once; undo; a new object resumes."""
 from __future__ import annotations
 
-from lima_repro.annotate import Annotator, active_labels, pairwise_items, pairwise_labels
-from lima_repro.rundir import read_jsonl_plain
-from test_judge_fixtures import generation_rows
+from lima_repro.annotate import Annotator, pairwise_items
+from lima_repro.judging.labels import active_labels, pairwise_labels
+from lima_repro.files import read_jsonl_plain
+from helpers import generation_rows
 
 
 def _items():

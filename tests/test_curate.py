@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from lima_repro import data
 from lima_repro.config import load_config
 from lima_repro.curate import curate, run_curate
-from lima_repro.rundir import read_jsonl_plain, sha256_file
+from lima_repro.files import read_jsonl_plain, sha256_file
 
 
 def demo_cfg(tmp_path, **overrides):
@@ -102,21 +103,25 @@ def test_selector_and_plain_jsonl_inputs(tmp_path):
                                                "curate.test_files": []}))
 
 
-def test_steps_table(demo_run):
-    from lima_repro.curate import steps_table
+def test_curation_steps_table(demo_run):
+    from lima_repro.notebook import curation_steps
 
-    df = steps_table(demo_run)
+    df = curation_steps(load_config("demo", overrides={"run_dir": str(demo_run.parent)}))
     row = df[(df.source == "writingprompts") & (df.step == "wp.prompt_tag")].iloc[0]
     assert (row.kept, row.dropped) == (4, 2)
     assert (df.step == "skipped: reddit: line is not valid UTF-8").sum() == 1
 
 
 def test_shipped_demo_raw_matches_its_generator(tmp_path):
-    from lima_repro.demo_raw import make_demo_raw
-    from lima_repro.sources import resolve_raw
+    import importlib.util
 
+    from lima_repro.data import resolve_path
+
+    spec = importlib.util.spec_from_file_location("make_demo_raw", Path(__file__).parents[1] / "tools" / "make_demo_raw.py")
+    make_demo_raw = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_demo_raw)
     make_demo_raw.main(tmp_path)
-    shipped = resolve_raw("demo_raw:")
+    shipped = resolve_path("demo_raw:")
     made = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
     assert len(made) == 16  # 5 Posts.xml + 2 Comments.xml, 1 CSV, 3 .zst, 5 task files
     for rel in made:

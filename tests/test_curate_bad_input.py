@@ -10,9 +10,10 @@ import zstandard
 from lima_repro.config import NatInstConfig, StackExchangeConfig, WikiHowConfig, load_config
 from lima_repro.curate import run_curate
 from lima_repro.data import DataError
-from lima_repro.sources import StepLog, natinst, reddit, resolve_raw, stackexchange, wikihow
+from lima_repro.sources import StepLog, natinst, reddit, stackexchange, wikihow
+from lima_repro.data import resolve_path
 
-POSTS = resolve_raw("demo_raw:stackexchange/math.stackexchange.com/Posts.xml").read_bytes()
+POSTS = resolve_path("demo_raw:stackexchange/math.stackexchange.com/Posts.xml").read_bytes()
 
 
 def se_folder(tmp_path, content: bytes, site="math.stackexchange.com"):

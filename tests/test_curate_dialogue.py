@@ -8,7 +8,8 @@ import pytest
 from lima_repro import data
 from lima_repro.config import SEDialogueConfig, WikiHowConfig, load_config
 from lima_repro.curate import curate
-from lima_repro.sources import StepLog, resolve_raw, se_dialogue, wikihow
+from lima_repro.sources import StepLog, se_dialogue, wikihow
+from lima_repro.data import resolve_path
 
 SE = "demo_raw:stackexchange/"
 
@@ -20,9 +21,9 @@ def steps(log: StepLog) -> dict[str, tuple[int, int]]:
 # ---- Stack Exchange dialogue chains ------------------------------------------------------------------------
 def test_demo_chains_each_rule_counted():
     log, cfg = StepLog(), SEDialogueConfig()
-    site, n_q, cooking = se_dialogue.site_chains(resolve_raw(SE + "cooking.stackexchange.com"), cfg, log)
+    site, n_q, cooking = se_dialogue.site_chains(resolve_path(SE + "cooking.stackexchange.com"), cfg, log)
     assert (site, n_q, [e["id"] for e in cooking]) == ("cooking", 3, ["se-dialogue-cooking-1"])
-    _, _, math = se_dialogue.site_chains(resolve_raw(SE + "math.stackexchange.com"), cfg, log)  # comments.xml
+    _, _, math = se_dialogue.site_chains(resolve_path(SE + "math.stackexchange.com"), cfg, log)  # comments.xml
     assert math == []
     assert steps(log) == {
         "dlg.top_answer_score": (10, 1),  # math answer 9 scores 7

@@ -7,11 +7,12 @@ import pytest
 
 from lima_repro.config import (AskRedditConfig, NatInstConfig, StackExchangeConfig, WikiHowConfig,
                                WritingPromptsConfig)
-from lima_repro.sources import StepLog, natinst, reddit, resolve_raw, stackexchange, wikihow
+from lima_repro.sources import StepLog, natinst, reddit, stackexchange, wikihow
+from lima_repro.data import resolve_path
 from lima_repro.sources.se_sites import OTHER_SITES, STEM_SITES, site_group, site_name
 from lima_repro.sources.text import first_person_count, html_to_markdown, refers_to_others, strip_links
 
-SE = resolve_raw("demo_raw:stackexchange")
+SE = resolve_path("demo_raw:stackexchange")
 
 
 def steps(log: StepLog) -> dict[str, tuple[int, int]]:
@@ -163,7 +164,7 @@ def test_wikihow_cleaning():
 
 def test_wikihow_demo_categories_and_sampling():
     log = StepLog()
-    pools = wikihow.read_candidates(resolve_raw("demo_raw:wikihow/wikihow_sample.csv"), WikiHowConfig(), log,
+    pools = wikihow.read_candidates(resolve_path("demo_raw:wikihow/wikihow_sample.csv"), WikiHowConfig(), log,
                                     random.Random(0))
     assert {k: len(v) for k, v in pools.items()} == {"Food and Entertaining": 2, "Home and Garden": 2,
                                                      "Hobbies and Crafts": 1}
@@ -188,8 +189,8 @@ def test_wikihow_without_category_column(tmp_path):
 # ---- Reddit, Natural Instructions ------------------------------------------------------------------------
 def test_writingprompts_demo():
     log = StepLog()
-    cfg = WritingPromptsConfig(submissions=[str(resolve_raw("demo_raw:reddit/WritingPrompts_submissions.zst"))],
-                               comments=[str(resolve_raw("demo_raw:reddit/WritingPrompts_comments.zst"))])
+    cfg = WritingPromptsConfig(submissions=[str(resolve_path("demo_raw:reddit/WritingPrompts_submissions.zst"))],
+                               comments=[str(resolve_path("demo_raw:reddit/WritingPrompts_comments.zst"))])
     out = reddit.writingprompts(cfg, log)
     assert [e["id"] for e in out] == ["wp-wp1", "wp-wp2"]
     assert out[0]["messages"][0]["content"] == "A lighthouse keeper receives a letter addressed to the sea."
@@ -203,7 +204,7 @@ def test_writingprompts_demo():
 
 def test_askreddit_titles():
     log = StepLog()
-    cfg = AskRedditConfig(submissions=[str(resolve_raw("demo_raw:reddit/AskReddit_submissions.zst"))], candidates=3)
+    cfg = AskRedditConfig(submissions=[str(resolve_path("demo_raw:reddit/AskReddit_submissions.zst"))], candidates=3)
     out = reddit.askreddit_titles(cfg, log)
     assert [e["id"] for e in out] == ["askreddit-q1", "askreddit-q2", "askreddit-q3"]
     assert all(len(e["messages"]) == 1 for e in out)
@@ -212,7 +213,7 @@ def test_askreddit_titles():
 
 def test_natural_instructions_demo():
     log = StepLog()
-    cfg = NatInstConfig(tasks=[str(resolve_raw("demo_raw:natural_instructions/tasks"))])
+    cfg = NatInstConfig(tasks=[str(resolve_path("demo_raw:natural_instructions/tasks"))])
     out = natinst.candidates(cfg, log, random.Random(0))
     assert [e["id"] for e in out] == ["ni-task9001_recipes_title_generation", "ni-task9002_trivia_question_generation",
                                       "ni-task9003_notes_summarization"]

@@ -10,9 +10,9 @@ import pytest
 
 from lima_repro.config import load_config, to_dict
 from lima_repro.curate import run_curate
-from lima_repro.rundir import read_jsonl_plain
+from lima_repro.files import read_jsonl_plain
 from lima_repro.train import run_train
-from conftest import tiny_overrides
+from helpers import tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 

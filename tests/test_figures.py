@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from lima_repro import cli, figures, paper_values
-from lima_repro.rundir import write_json, write_jsonl
+from lima_repro.files import write_json, write_jsonl
 
 
 def shares(win, tie, loss, n=10):

@@ -8,10 +8,14 @@ from lima_repro import models
 from lima_repro.config import GenerateConfig, ModelConfig, load_config
 from lima_repro.curate import run_curate
 from lima_repro.data import DataError
-from lima_repro.generate import Chat, GeneratedRepetitionPenalty, run_generate, sample
-from lima_repro.rundir import read_jsonl_plain
+from lima_repro.generate import Chat, run_generate
+from lima_repro.sampling import GeneratedRepetitionPenalty, sample
+from lima_repro.files import read_jsonl_plain
+from lima_repro.runs import RunDir
+from lima_repro.select_checkpoint import run_select
 from lima_repro.train import run_train
-from conftest import tiny_overrides
+
+from helpers import ScriptJudge, tiny_overrides
 
 
 def test_repetition_penalty_only_on_generated_tokens():
@@ -81,15 +85,15 @@ def test_prompt_longer_than_context_is_a_clear_error(tmp_path, tiny_llama):
 
 
 def test_selected_checkpoint_is_chosen_on_dev_and_used(tmp_path, tiny_llama):
-    from lima_repro.judge import run_select
-    from test_judge import ScriptJudge
-
     cfg = load_config("paper", overrides=tiny_overrides(tiny_llama, tmp_path / "run", **{
         "generate.include_base": False, "generate.checkpoints": "selected", "judge.selection_window": [1, 1],
         "judge.max_prompts": 2}))
     run_curate(cfg)
     run_train(cfg)  # epochs 1 and 2; the window admits only epoch 1
-    sel = run_select(cfg, judge=ScriptJudge())
+    with pytest.raises(FileNotFoundError, match="run the select stage first"):
+        run_generate(cfg)  # generation never starts a selection by itself
+    assert run_select(cfg, judge=ScriptJudge()) == tmp_path / "run" / "select"
+    sel = RunDir.of(cfg).read_selection()
     assert sel["chosen"] == "epoch-1" and "epochs 1-1" in sel["why"]
     assert sel["generation"] == {"backend": "torch", "repetition_penalty_scope": "generated"}
     dev_rows = read_jsonl_plain(tmp_path / "run" / "select" / "dev_generations.jsonl")

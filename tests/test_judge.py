@@ -8,12 +8,13 @@ import re
 import pytest
 
 from lima_repro.config import Config, JudgeConfig
-from lima_repro.judge import run_judge, select_checkpoint
-from lima_repro.judging import Completion, Judge, protocols
+from lima_repro.judge import run_judge
+from lima_repro.select_checkpoint import select_checkpoint
+from lima_repro.judging import protocols
 from lima_repro.judging.items import build_requests, import_baseline
 from lima_repro.judging.local import HFJudge, label_tokens
-from lima_repro.rundir import read_jsonl_plain, write_jsonl
-from test_judge_fixtures import PROMPTS, generation_rows, tiny_model, tiny_tokenizer
+from lima_repro.files import read_jsonl_plain, write_jsonl
+from helpers import PROMPTS, ScriptJudge, generation_rows, tiny_model, tiny_tokenizer
 
 
 @pytest.mark.parametrize("proto,text,expected", [
@@ -58,34 +59,6 @@ def test_requests_cover_protocols_and_both_orders():
     a_part = lambda p: re.search(r"\[Answer A\]\n(.*?)\n\n\[Answer B\]", p, re.S).group(1)  # noqa: E731
     assert a_part(ab.prompt).startswith("the answer") and a_part(ba.prompt) == "yes"
     assert len({r.key for r in reqs}) == len(reqs)
-
-
-class ScriptJudge(Judge):
-    """Prefers the longer answer, or always says A (`biased`); can crash after `crash_after` completions."""
-
-    kind = "script"
-
-    def __init__(self, biased=False, crash_after=None):
-        self.biased, self.crash_after, self.sent = biased, crash_after, 0
-
-    def identity(self):
-        return {"kind": self.kind, "model": "script", "biased": self.biased}
-
-    def complete_many(self, requests):
-        for i, r in enumerate(requests):
-            if self.crash_after is not None and self.sent >= self.crash_after:
-                raise KeyboardInterrupt("killed")
-            self.sent += 1
-            p = r.prompt
-            if r.protocol == "pairwise":
-                a, b = re.search(r"\[Answer A\]\n(.*?)\n\n\[Answer B\]\n(.*?)\n\n", p, re.S).groups()
-                text = "Verdict: A" if self.biased or len(a) > len(b) else "Verdict: B"
-            else:
-                long = "because it" in p
-                text = {"absolute": f"Grade: {'Excellent' if long else 'Fail'}",
-                        "likert": f"Reasoning first.\nScore: {5 if long else 2}", "safety": "Verdict: safe",
-                        "dialogue": "Grade: Pass"}[r.protocol]
-            yield i, Completion(text=text, usage={"prompt_tokens": 10, "completion_tokens": 2}, cost=0.001)
 
 
 def _cfg(tmp_path, rows, **judge) -> Config:

@@ -11,11 +11,12 @@ import pytest
 from lima_repro import analysis as an
 from lima_repro.config import Config, JudgeConfig
 from lima_repro.data import DataError
-from lima_repro.judge import judge_dialogues, run_judge, save_transcript
+from lima_repro.judge import run_judge
 from lima_repro.judging import Completion, Judge
-from lima_repro.judging.dialogue import read_transcripts, turn_requests
-from lima_repro.rundir import read_jsonl_plain, write_jsonl
-from test_judge_fixtures import generation_rows
+from lima_repro.judging.dialogue import read_transcripts, save_transcript, turn_requests
+from lima_repro.judging.runner import judge_dialogues
+from lima_repro.files import read_jsonl_plain, write_jsonl
+from helpers import generation_rows
 
 
 class FakeChat:
@@ -125,7 +126,7 @@ def test_judge_dialogues_without_a_run(tmp_path):
     _, with_ = _write(tmp_path)
     cfg = Config(run_dir=str(tmp_path / "run"))
     cfg.judge = JudgeConfig(parse_retries=0)
-    res = judge_dialogues(cfg, read_transcripts(with_), tmp_path / "out", judge=TurnJudge())
+    res = judge_dialogues(TurnJudge(), cfg.judge, read_transcripts(with_), tmp_path / "cache")
     d = res["dialogue_turns"]["with"]  # the rows' own system name when no override is given
     assert d["turns"] == 5 and d["Excellent"]["count"] == 4 and res["requests"]["sent"] == 5
-    assert len(res["turns"]) == 5 and (tmp_path / "out" / "cache").is_dir()
+    assert len(res["turns"]) == 5 and (tmp_path / "cache").is_dir()

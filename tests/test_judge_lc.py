@@ -10,9 +10,9 @@ import pytest
 from lima_repro import analysis as an
 from lima_repro.config import Config, JudgeConfig
 from lima_repro.judge import run_judge
-from lima_repro.rundir import write_jsonl
-from test_judge import ScriptJudge
-from test_judge_fixtures import generation_rows
+from lima_repro.files import write_jsonl
+from helpers import ScriptJudge
+from helpers import generation_rows
 
 
 def test_length_controlled_by_hand():

@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from lima_repro.config import JudgeConfig
-from lima_repro.judging import JudgmentCache, Request, cache_key, judge_requests, make_judge
-from lima_repro.judging.backends import JudgeError
+from lima_repro.judging import JudgeError, JudgmentCache, Request, cache_key, judge_requests, make_judge
+
 from lima_repro.judging.protocols import PROTOCOLS
 
 
@@ -148,8 +148,8 @@ def test_cost_cap_refuses_before_sending(server, tmp_path, monkeypatch):
     from lima_repro.config import Config
     from lima_repro.judge import run_judge
     from lima_repro.judging import CostCapError
-    from lima_repro.rundir import write_jsonl
-    from test_judge_fixtures import generation_rows
+    from lima_repro.files import write_jsonl
+    from helpers import generation_rows
 
     monkeypatch.setenv("LIMA_TEST_JUDGE_KEY", "k")
     judge = make_judge(_jc(server.url, max_tokens=512))

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 
 from lima_repro.config import load_config
-from lima_repro.pipeline import run_pipeline
-from lima_repro.rundir import read_jsonl_plain
+from lima_repro.pipeline import notebook_order, run_pipeline
+from lima_repro.runs import RunDir
+from lima_repro.files import read_jsonl_plain
 
 
 def recorded(notebook: Path, key: str) -> dict:
@@ -27,13 +28,17 @@ def test_demo_pipeline_end_to_end(tmp_path):
         "output_root": str(tmp_path), "train.epochs": 1, "train.max_steps": 2, "train.batch_size": 4,
         "train.micro_batch_size": 4, "train.max_length": 256, "train.max_eval_examples": 2,
         "generate.max_new_tokens": 12, "generate.max_prompts": 2, "judge.max_prompts": 2,
+        "generate.checkpoints": "selected",  # the pipeline runs 02b_select before 03_generate
         "ablations.only": ["se_filtered"], "figures.copy_to": None,  # never write into the repository's figures/
     })
     run_dir = run_pipeline(cfg)
+    run = RunDir(run_dir)
 
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["status"] == "ok" and set(manifest["stages"]) == set(cfg.notebooks)
-    assert manifest["git_commit"] is not None and manifest["packages"]["torch"] == "2.13.0+cpu" or manifest["packages"]["torch"]
+    assert manifest["status"] == "ok" and list(manifest["stages"]) == notebook_order(cfg)
+    assert notebook_order(cfg) == ["01_curate", "02_train", "02b_select", "03_generate", "04_judge", "05_ablations",
+                                   "06_figures"]
+    assert manifest["git_commit"] and manifest["packages"]["torch"].startswith("2.13.0")
     nbs = run_dir / "notebooks"
 
     curate = recorded(nbs / "01_curate.ipynb", "curate_summary")
@@ -46,6 +51,9 @@ def test_demo_pipeline_end_to_end(tmp_path):
     assert train["first_loss"] == pytest.approx(metrics[0]["loss"]) and 0.5 < train["first_loss"] < 8
     assert any(r["type"] == "eval" and r["perplexity"] > 1 for r in metrics)
 
+    select = recorded(nbs / "02b_select.ipynb", "select_summary")
+    assert select["chosen"] == "step-2" == run.read_selection()["chosen"]  # the only checkpoint
+
     gen = recorded(nbs / "03_generate.ipynb", "generate_summary")
     assert set(gen) == {"base", "step-2"} and all(v["n"] == 2 for v in gen.values())
     rows = read_jsonl_plain(run_dir / "generate" / "generations.jsonl")
@@ -55,6 +63,7 @@ def test_demo_pipeline_end_to_end(tmp_path):
     results = json.loads((run_dir / "judge" / "results.json").read_text())
     assert judge["system"] == "step-2" and set(judge["pairwise"]) == {"base"}
     assert judge["pairwise"]["base"]["n"] == results["pairwise"]["base"]["n"] == 2
+    assert run.token_shift.is_file() and run.token_shift_table.is_file() and results["token_shift"]["base"]["positions"]
 
     ablations = json.loads((run_dir / "ablations" / "summary.json").read_text())
     assert [c["condition"] for c in ablations["conditions"]] == ["se_filtered"]

@@ -1,15 +1,13 @@
 """Token-distribution shift on a tiny random model: greedy base text is 100% unshifted; other text shifts."""
 from __future__ import annotations
 
-import json
-
 import torch
 
 from lima_repro import models
 from lima_repro.chat_format import encode_prompt
 from lima_repro.config import Config
 from lima_repro.token_shift import run_token_shift, shift_stats, token_ranks
-from test_judge_fixtures import save_tiny_base
+from helpers import save_tiny_base
 
 
 def test_shift_stats_by_hand():
@@ -42,12 +40,11 @@ def test_token_shift_end_to_end(tmp_path):
     other = " ".join(words[::-1][:12])
     rows = [{"checkpoint": "epoch-1", "checkpoint_path": str(ckpt), "prompt_id": pid, "sample": 0,
              "messages": messages, "response": resp} for pid, resp in (("g", text), ("o", other))]
-    res = run_token_shift(cfg, rows, "epoch-1", tmp_path / "out")
+    res = run_token_shift(cfg, rows, "epoch-1")
     per = {r["prompt_id"]: r for r in res["per_response"]}
     assert per["g"]["positions"] == 12
     assert per["g"]["unshifted_pct"] == 100.0 * sum(r == 1 for r in ranks) / 12
     assert per["o"]["shifted_pct"] > 0 and res["top_shifted_tokens"]
     # the control (the checkpoint ranking its own text) equals the base here, since the weights are the same
     assert res["control_finetuned_self"] == res["base"]
-    saved = json.loads((tmp_path / "out" / "token_shift.json").read_text())
-    assert saved["base"]["positions"] == 24 and (tmp_path / "out" / "token_shift.csv").exists()
+    assert res["base"]["positions"] == 24 and len(res["per_response"]) == 2

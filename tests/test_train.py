@@ -6,9 +6,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 
 from lima_repro.config import load_config
 from lima_repro.curate import run_curate
-from lima_repro.rundir import read_jsonl_plain
-from lima_repro.train import list_checkpoints, lr_at, run_train
-from conftest import tiny_overrides
+from lima_repro.files import read_jsonl_plain
+from lima_repro.runs import RunDir
+from lima_repro.train import lr_at, run_train
+from helpers import tiny_overrides
 
 # First losses of the tiny fixed-seed Llama on the demo data (recorded when the recipe was written; a change
 # here means the data order, masking, loss normalisation, dropout or optimizer changed).
@@ -40,7 +41,7 @@ def test_pinned_losses_and_run_directory(tmp_path, tiny_llama):
     assert {"step", "epoch", "loss", "lr", "grad_norm", "tokens_per_s"} <= set(train[0])
     assert train[0]["lr"] == 1e-3 and train[-1]["lr"] == pytest.approx(1e-4)
     assert [e["epoch"] for e in evals] == [1, 2] and all(e["perplexity"] > 1 for e in evals)
-    assert [c["name"] for c in list_checkpoints(out)] == ["epoch-1", "epoch-2"]
+    assert [c["name"] for c in RunDir(out.parent).list_checkpoints()] == ["epoch-1", "epoch-2"]
     info = json.loads((out / "train_info.json").read_text())
     assert info["dropout_per_layer"] == pytest.approx([0.0, 0.1, 0.2])
     assert {"config.json", "manifest.json", "metrics.jsonl", "checkpoints.json", "state"} <= {p.name for p in out.iterdir()}
@@ -50,7 +51,7 @@ def test_pinned_losses_and_run_directory(tmp_path, tiny_llama):
 
 def test_checkpoint_is_plain_transformers_and_chats_with_eot(tmp_path, tiny_llama):
     cfg = curated(tmp_path, tiny_llama, **{"train.epochs": 1})
-    ckpt = list_checkpoints(run_train(cfg))[-1]["path"]
+    ckpt = RunDir(run_train(cfg).parent).list_checkpoints()[-1]["path"]
     tok = AutoTokenizer.from_pretrained(ckpt)
     model = AutoModelForCausalLM.from_pretrained(ckpt)
     eot_id = tok.convert_tokens_to_ids("<|eot|>")

@@ -20,9 +20,9 @@ from transformers import AutoConfig, AutoTokenizer
 from lima_repro import generate, models
 from lima_repro.config import GenerateConfig, ModelConfig, load_config
 from lima_repro.generate import resolve_backend, run_generate
-from lima_repro.rundir import read_jsonl_plain
+from lima_repro.files import read_jsonl_plain
 from lima_repro.vllm_backend import split_stop
-from conftest import tiny_overrides
+from helpers import tiny_overrides
 
 EOT = "<|eot|>"
 MAX_NEW = 8

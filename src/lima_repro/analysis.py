@@ -15,7 +15,10 @@ import random
 import statistics
 from collections import Counter
 
+import numpy as np
+
 NEITHER = "neither"
+GRADES = ("Fail", "Pass", "Excellent")  # LIMA sec. 4: absolute and per-turn dialogue labels, worst first
 
 
 def combine_orders(first: str | None, second: str | None) -> str | None:
@@ -167,8 +170,6 @@ def length_stats(rows: list[dict]) -> dict[str, dict]:
     return out
 
 
-GRADES = ("Fail", "Pass", "Excellent")
-
 
 def dialogue_turn_shares(rows: list[dict], categories: tuple[str, ...] = GRADES) -> dict[str, dict]:
     """Fig. 7: per system, the Fail / Pass / Excellent shares over every judged assistant turn (rows: {system,
@@ -215,8 +216,6 @@ def _logistic_intercept(x: list[float], y: list[float], ridge: float = 1e-6, ite
     """Logistic regression y ~ sigmoid(a + b x) with soft targets y in [0, 1] (binomial log-likelihood), fitted by
     Newton's method with a tiny L2 ridge on the slope only (keeps a perfectly length-separated sample finite; the
     intercept stays unpenalised, so equal lengths give exactly the mean preference). Returns (a, b)."""
-    import numpy as np
-
     X = np.column_stack([np.ones(len(x)), np.asarray(x, dtype=float)])
     t = np.asarray(y, dtype=float)
     w = np.zeros(2)

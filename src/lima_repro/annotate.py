@@ -13,17 +13,22 @@ unlabelled item. Several annotators each get their own file.
 """
 from __future__ import annotations
 
-import json
+import html
 import random
 import re
 import time
 from pathlib import Path
 
-from .rundir import append_jsonl, read_jsonl_plain
+import ipywidgets as w
+
+from .analysis import GRADES
+from .files import append_jsonl, read_jsonl_plain
+from .judging.items import pairs, resolve_system
+from .judging.labels import active_labels
+from .runs import RunDir
 
 PAIRWISE = {"1": "Response 1 is significantly better", "2": "Response 2 is significantly better",
             "neither": "Neither is significantly better"}
-GRADES = ("Fail", "Pass", "Excellent")
 KEYS = {"1": ("choose", "1"), "2": ("choose", "2"), "0": ("choose", "neither"), "n": ("choose", "neither"),
         "q": ("grade", 1, "Fail"), "w": ("grade", 1, "Pass"), "e": ("grade", 1, "Excellent"),
         "a": ("grade", 2, "Fail"), "s": ("grade", 2, "Pass"), "d": ("grade", 2, "Excellent"), "u": ("undo",)}
@@ -31,38 +36,9 @@ KEYS = {"1": ("choose", "1"), "2": ("choose", "2"), "0": ("choose", "neither"), 
 
 def pairwise_items(rows: list[dict], system: str, baseline: str) -> list[dict]:
     """One item per (prompt, sample) that both systems answered; ids match the judge stage's pairwise items."""
-    index = {(r["checkpoint"], r["prompt_id"], r.get("sample", 0)): r for r in rows}
-    items = []
-    for r in rows:
-        if r["checkpoint"] != system:
-            continue
-        other = index.get((baseline, r["prompt_id"], r.get("sample", 0))) or index.get((baseline, r["prompt_id"], 0))
-        if other is None:
-            continue
-        items.append({"item_id": f"{r['prompt_id']}#{r.get('sample', 0)}|{system}|{baseline}",
-                      "messages": r["messages"], "responses": {system: r["response"], baseline: other["response"]}})
-    return items
-
-
-def active_labels(events: list[dict]) -> list[dict]:
-    """Replay a log: label events minus the ones an undo event withdrew, in order."""
-    active: dict[int, dict] = {}
-    for e in events:
-        if e["event"] == "label":
-            active[e["seq"]] = e
-        elif e["event"] == "undo":
-            active.pop(e["target"], None)
-    return list(active.values())
-
-
-def pairwise_labels(annotations_dir: str | Path) -> dict[str, dict[str, str]]:
-    """{annotator: {item_id: winning system name or 'neither'}} from every log in the folder (latest label wins)."""
-    out: dict[str, dict[str, str]] = {}
-    for path in sorted(Path(annotations_dir).glob("*.jsonl")):
-        for e in active_labels(read_jsonl_plain(path)):
-            if e["kind"] == "pairwise":
-                out.setdefault(e["annotator"], {})[e["item_id"]] = e["winner"]
-    return out
+    return [{"item_id": item, "messages": ours["messages"],
+             "responses": {system: ours["response"], baseline: other["response"]}}
+            for item, ours, other in pairs(rows, system, baseline)]
 
 
 class Annotator:
@@ -70,7 +46,7 @@ class Annotator:
         if not annotator.strip():
             raise ValueError("give the annotator's name: each annotator has their own label file")
         self.items, self.name = items, annotator.strip()
-        self.path = Path(annotations_dir) / (re.sub(r"[^A-Za-z0-9_.-]+", "_", self.name) + ".jsonl")
+        self.path = Path(annotations_dir) / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', self.name)}.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.events = read_jsonl_plain(self.path) if self.path.exists() else []
         self.pos = self._first_unlabelled()
@@ -78,11 +54,10 @@ class Annotator:
 
     @classmethod
     def from_run(cls, run_dir: str | Path, annotator: str, system: str | None = None, baseline: str = "base"):
-        from .judge import resolve_system
-
-        rows = read_jsonl_plain(Path(run_dir) / "generate" / "generations.jsonl")
+        run = RunDir(run_dir)
+        rows = read_jsonl_plain(run.generations)
         system = resolve_system(rows, system or "last")
-        return cls(pairwise_items(rows, system, baseline), Path(run_dir) / "annotations", annotator)
+        return cls(pairwise_items(rows, system, baseline), run.annotations, annotator)
 
     # ---- state ---------------------------------------------------------------------------------------------
     def order(self, item: dict) -> list[str]:
@@ -164,8 +139,6 @@ class Annotator:
         return self._widget
 
     def _build(self) -> None:
-        import ipywidgets as w
-
         self.header = w.HTML()
         self.prompt_box = w.HTML()
         self.resp = [w.HTML(layout=w.Layout(width="50%", border="1px solid #ccc", padding="6px")) for _ in range(2)]
@@ -193,8 +166,6 @@ class Annotator:
     def refresh(self) -> None:
         if self._widget is None:
             return
-        import html
-
         done, total = self.progress
         self.progress_bar.value = done
         item = self.current
@@ -212,7 +183,3 @@ class Annotator:
             self.resp[i].value = (f"<b>Response {i + 1}</b>{g}<div style='white-space:pre-wrap'>"
                                   f"{html.escape(item['responses'][name])}</div>")
 
-
-def summary(annotations_dir: str | Path) -> str:
-    """One line per annotator: pairwise labels given so far."""
-    return json.dumps({k: len(v) for k, v in pairwise_labels(annotations_dir).items()})

@@ -42,6 +42,18 @@ def pad_batch(examples: list[dict], pad_id: int) -> dict:
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
+def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Left-padded (input_ids, attention_mask, position_ids) for prompts a model continues: every row ends in
+    the last column, and positions count from each row's first real token (padding must not shift them)."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, s in enumerate(seqs):
+        ids[row, width - len(s):] = torch.tensor(s)
+        mask[row, width - len(s):] = 1
+    return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
+
+
 def pack_rows(examples: list[dict], capacity: int) -> list[list[dict]]:
     """First-fit decreasing: group examples into rows of at most `capacity` tokens."""
     rows: list[list[dict]] = []

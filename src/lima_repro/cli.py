@@ -1,4 +1,4 @@
-"""Command line: `python -m lima_repro {run,config,curate,train,generate,judge,figures} ...`.
+"""Command line: `python -m lima_repro {run,config,curate,train,select,generate,judge,ablations,figures} ...`.
 
     python -m lima_repro run --profile demo                  # the whole pipeline (papermill notebooks)
     python -m lima_repro config --profile paper              # the fully resolved configuration as JSON
@@ -13,15 +13,25 @@ import json
 import sys
 
 from .config import ConfigError, list_profiles, load_config, load_resolved, parse_set, to_dict
+from .runs import new_run_dir
 
-# stage name -> "module:function"; each takes a Config and returns its output directory
+# stage name -> "module:function"; each takes a Config and returns its output directory. Imported by name when
+# the command runs, so `config` and `--help` answer without loading torch and transformers.
 STAGES = {
     "curate": "lima_repro.curate:run_curate",
     "train": "lima_repro.train:run_train",
+    "select": "lima_repro.select_checkpoint:run_select",
     "generate": "lima_repro.generate:run_generate",
     "judge": "lima_repro.judge:run_judge",
     "ablations": "lima_repro.ablations:run_ablations",
 }
+PIPELINE = "lima_repro.pipeline:run_pipeline"
+DRAW_ALL = "lima_repro.figures:draw_all"
+
+
+def _entry(spec: str):
+    module, func = spec.split(":")
+    return getattr(importlib.import_module(module), func)
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -57,10 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="output folder (default: <first RUN_DIR>/figures)")
     args = parser.parse_args(argv)
     if args.command == "figures":
-        from .figures import draw_all
-
         out = args.out or f"{args.run_dirs[0]}/figures"
-        summary = draw_all(args.run_dirs, out)
+        summary = _entry(DRAW_ALL)(args.run_dirs, out)
         for name, rec in summary["figures"].items():
             print(f"{name}: {rec['status']}{' (' + rec['reason'] + ')' if rec['reason'] else ''}")
         print(f"figures output: {out}")
@@ -74,11 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(to_dict(cfg), indent=2))
         return 0
     if args.command == "run":
-        from .pipeline import run_pipeline
-
-        print(f"run directory: {run_pipeline(cfg)}")
+        print(f"run directory: {_entry(PIPELINE)(cfg)}")
         return 0
-    module, func = STAGES[args.command].split(":")
-    out = getattr(importlib.import_module(module), func)(cfg)
+    if not cfg.run_dir:
+        if args.command != "curate":
+            print(f"config error: `{args.command}` reads the earlier stages of a run: give --run-dir", file=sys.stderr)
+            return 2
+        print(f"new run directory: {new_run_dir(cfg).root}")
+    out = _entry(STAGES[args.command])(cfg)
     print(f"{args.command} output: {out}")
     return 0

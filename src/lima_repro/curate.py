@@ -20,12 +20,13 @@ from collections import defaultdict
 from pathlib import Path
 
 from . import data, models
-from .config import Config, ConfigError
-from .rundir import Stage, sha256_file, write_json, write_jsonl
-from .selection import SELECTORS, Deduper, make_selector
-from .sources import StepLog, natinst, reddit, resolve_raw, se_dialogue, stackexchange, wikihow
-from .sources.lima import resolve_hub
+from .config import Config
+from .data import resolve_path
+from .files import sha256_file, write_json, write_jsonl
+from .runs import RunDir, Stage
+from .sources import StepLog, natinst, reddit, se_dialogue, stackexchange, wikihow
 from .sources.se_sites import OTHER_SITES, STEM_SITES, site_group, site_name
+from .subsets import Deduper, make_selector
 
 HASH_RAW_UP_TO = 64 << 20  # raw inputs up to this size get a SHA-256 in the card; dumps of many GB only a size
 
@@ -72,7 +73,7 @@ def _raw_specs(c) -> list[str]:
 
 
 def _resolved(specs: list[str]) -> list[str]:
-    return [str(resolve_raw(s)) for s in specs]
+    return [str(resolve_path(s)) for s in specs]
 
 
 def _stackexchange(c, seed, dedup: Deduper, logs: dict) -> list[dict]:
@@ -84,7 +85,7 @@ def _stackexchange(c, seed, dedup: Deduper, logs: dict) -> list[dict]:
     for g in pools:
         logs[f"stackexchange_{g}"] = StepLog()
     for spec in se.dumps:
-        path = resolve_raw(spec)
+        path = resolve_path(spec)
         name = site_name(path.parent.name if path.name.lower() == "posts.xml" else path.name)
         group = site_group(name, stem, other)
         if group is None:
@@ -111,7 +112,7 @@ def _se_dialogue(c, seed, dedup: Deduper, logs: dict) -> list[dict]:
     pools: dict[str, list] = {}
     sizes: dict[str, int] = {}
     for spec in sd.dumps:
-        site, n_q, cands = se_dialogue.site_chains(resolve_raw(spec), sd, log)
+        site, n_q, cands = se_dialogue.site_chains(resolve_path(spec), sd, log)
         sizes[site] = sizes.get(site, 0) + n_q
         pools.setdefault(site, []).extend(dedup.filter(cands, log))
     ranked = {s: sorted(v, key=lambda e: -e["_meta"]["score"]) for s, v in pools.items()}
@@ -128,7 +129,7 @@ def _raw_train(c, seed, dedup: Deduper, logs: dict) -> list[dict]:
         log, rng = logs.setdefault("wikihow", StepLog()), _rng(seed, "wikihow")
         pools: dict[str, list] = {}
         for spec in c.wikihow.files:
-            for cat, items in wikihow.read_candidates(resolve_raw(spec), c.wikihow, log, rng).items():
+            for cat, items in wikihow.read_candidates(resolve_path(spec), c.wikihow, log, rng).items():
                 pools.setdefault(cat, []).extend(dedup.filter(items, log))
         picked = wikihow.category_first_sample(pools, c.wikihow.n, rng)
         out += _take(picked, c.wikihow.n, "wikihow.n", c.strict_counts, log, sum(map(len, pools.values())))
@@ -161,7 +162,7 @@ def _raw_test(c, dedup: Deduper, logs: dict) -> list[dict]:
 def _raw_inputs(specs: list[str]) -> list[dict]:
     rows = []
     for spec in specs:
-        p = resolve_raw(spec)
+        p = resolve_path(spec)
         files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
         for f in files:
             size = f.stat().st_size
@@ -169,36 +170,12 @@ def _raw_inputs(specs: list[str]) -> list[dict]:
     return rows
 
 
-def check_config(c) -> None:
-    """Curate settings the dataclass types cannot express; a bad value is a ConfigError naming the key."""
-    se, d = c.stackexchange, c.dedup
-    problems = [
-        (se.tau <= 0, "curate.stackexchange.tau must be > 0"),
-        (c.se_dialogue.tau <= 0, "curate.se_dialogue.tau must be > 0"),
-        (c.se_dialogue.min_turns < 2 or c.se_dialogue.max_turns < c.se_dialogue.min_turns,
-         "curate.se_dialogue.min_turns must be >= 2 and <= max_turns"),
-        (not 0 <= se.title_prompt_prob <= 1, "curate.stackexchange.title_prompt_prob must be in [0, 1]"),
-        (se.min_answer_chars > se.max_answer_chars, "curate.stackexchange.min_answer_chars exceeds max_answer_chars"),
-        (min(se.n_per_group, c.wikihow.n, c.writingprompts.n, c.askreddit.n, c.natinst.n_tasks, c.se_dialogue.n) < 0,
-         "curate target counts (n, n_per_group, n_tasks) must be >= 0"),
-        (not 0 < d.threshold <= 1, "curate.dedup.threshold must be in (0, 1]"),
-        (d.bands < 1 or d.num_perm % d.bands, "curate.dedup.num_perm must be a positive multiple of curate.dedup.bands"),
-        (c.selector is not None and c.selector not in SELECTORS,
-         f"curate.selector must be one of {sorted(SELECTORS)} or null"),
-    ]
-    for bad, msg in problems:
-        if bad:
-            raise ConfigError(msg)
-
-
 def curate(cfg: Config) -> tuple[dict[str, list[dict]], dict]:
     """Build the train/dev/test splits in memory; returns (splits, per-source StepLog dicts)."""
     c, d = cfg.curate, cfg.curate.dedup
-    check_config(c)
-    resolve = lambda specs: [resolve_hub(s) for s in specs]  # noqa: E731  hf:GAIR/lima/... downloads
-    train = data.read_many(resolve(c.train_files), ends_with="assistant")
-    dev = data.read_many(resolve(c.dev_files), ends_with="assistant") if c.dev_files else []
-    test = data.read_many(resolve(c.test_files), ends_with="user") if c.test_files else []
+    train = data.read_many(c.train_files, ends_with="assistant")
+    dev = data.read_many(c.dev_files, ends_with="assistant") if c.dev_files else []
+    test = data.read_many(c.test_files, ends_with="user") if c.test_files else []
     logs: dict[str, StepLog] = {}
     dedup = Deduper(exact=d.exact, near=d.near, threshold=d.threshold, num_perm=d.num_perm, bands=d.bands,
                     ngram=d.ngram)
@@ -220,8 +197,8 @@ def curate(cfg: Config) -> tuple[dict[str, list[dict]], dict]:
 
 def run_curate(cfg: Config) -> Path:
     """Read hand-written files and raw dumps, apply the paper's rules, write the splits with a data card."""
-    c = cfg.curate
-    inputs = [data.resolve_path(s) for s in (*c.train_files, *c.dev_files, *c.test_files) if not s.startswith("hf:")]
+    c, run = cfg.curate, RunDir.of(cfg)
+    inputs = [resolve_path(s) for s in (*c.train_files, *c.dev_files, *c.test_files) if not data.is_hub(s)]
     with Stage(cfg, "curate", inputs=inputs) as st:
         splits, sources = curate(cfg)
         tok_name = c.tokenizer or cfg.model.name
@@ -230,22 +207,9 @@ def run_curate(cfg: Config) -> Path:
         card = {"tokenizer": tok_name if tokenizer is not None else None, "splits": {}, "files": {},
                 "sources": sources, "raw_inputs": _raw_inputs(_raw_specs(c))}
         for split, examples in splits.items():
-            path = write_jsonl(st.out / f"{split}.jsonl", examples)
+            path = write_jsonl(run.split(split), examples)
             card["files"][path.name] = {"sha256": sha256_file(path), "rows": len(examples)}
             card["splits"][split] = length_table(examples, tokenizer) if examples else []
-        write_json(st.out / "datacard.json", card)
+        write_json(run.datacard, card)
         st.extra["counts"] = {k: len(v) for k, v in splits.items()}
     return st.out
-
-
-def steps_table(curate_dir: str | Path):
-    """The data card's per-source steps as one DataFrame (source, step, kept, dropped), for 01_curate."""
-    import json
-
-    import pandas as pd
-
-    card = json.loads((Path(curate_dir) / "datacard.json").read_text(encoding="utf-8"))
-    rows = [{"source": src, **step} for src, info in card.get("sources", {}).items() for step in info["steps"]]
-    rows += [{"source": src, "step": f"skipped: {why}", "kept": 0, "dropped": n}
-             for src, info in card.get("sources", {}).items() for why, n in info["skipped"].items()]
-    return pd.DataFrame(rows, columns=["source", "step", "kept", "dropped"])

@@ -17,6 +17,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
+from huggingface_hub import hf_hub_download
+
+PACKAGED = {"demo:": "lima_repro.demo_data", "demo_raw:": "lima_repro.demo_raw"}  # prefixes of shipped inputs
+HUB_PREFIX = "hf:"
 ROLES = ("system", "user", "assistant")
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "chatgpt": "assistant", "bing": "assistant", "bard": "assistant", "system": "system"}
@@ -31,12 +35,39 @@ class DataError(ValueError):
         self.path, self.where, self.reason, self.fix = str(path), where, reason, fix
 
 
+def is_hub(spec: str | Path) -> bool:
+    return str(spec).startswith(HUB_PREFIX)
+
+
 def resolve_path(spec: str | Path) -> Path:
-    """`demo:train.jsonl` -> the shipped demo file; anything else is a filesystem path."""
+    """Where an input named in the config lives. The one resolver of every input prefix:
+
+    - `demo:train.jsonl`: the shipped hand-written demo data (`lima_repro/demo_data`);
+    - `demo_raw:stackexchange/...`: the shipped raw-dump samples (`lima_repro/demo_raw`);
+    - `hf:OWNER/NAME/FILE`: a dataset file on the Hugging Face hub, downloaded once into its cache, e.g.
+      `hf:GAIR/lima/train.jsonl` (gated: accept its terms and set HF_TOKEN or `huggingface-cli login`);
+    - anything else: a filesystem path.
+    """
     spec = str(spec)
-    if spec.startswith("demo:"):
-        return Path(str(resources.files("lima_repro.demo_data").joinpath(spec[len("demo:"):])))
+    for prefix, package in PACKAGED.items():
+        if spec.startswith(prefix):
+            return Path(str(resources.files(package).joinpath(spec[len(prefix):])))
+    if is_hub(spec):
+        return _download(spec)
     return Path(spec).expanduser()
+
+
+def _download(spec: str) -> Path:
+    parts = spec[len(HUB_PREFIX):].split("/")
+    if len(parts) < 3:
+        raise DataError(spec, None, "hub specs look like hf:OWNER/NAME/FILE", "e.g. hf:GAIR/lima/train.jsonl")
+    repo, filename = "/".join(parts[:2]), "/".join(parts[2:])
+    try:
+        return Path(hf_hub_download(repo_id=repo, filename=filename, repo_type="dataset"))
+    except Exception as e:  # gated repo, no token, offline: all end here with the same advice
+        raise DataError(spec, None, f"cannot download from the hub ({type(e).__name__}: {e})",
+                        "accept the dataset's terms on its hub page and set HF_TOKEN (or `huggingface-cli login`), "
+                        "or download the file and give its local path") from e
 
 
 def _raw_rows(path: Path) -> Iterable[tuple[int | str, Any]]:

@@ -1,73 +1,30 @@
-"""The paper's figures, redrawn from run-directory results files only, beside the paper's own numbers.
+"""The figures stage: the paper's figures, redrawn from run directories only, beside the paper's own numbers.
 
 `run_figures(config) -> <run_dir>/figures` (and `python -m lima_repro figures RUN_DIR...`) reads what finished
 stages wrote (judge/results.json, annotations/, ablations/summary.json, train/metrics.jsonl, curate/datacard.json)
-and never trains or judges. Each figure is written as PNG + PDF with the CSV of exactly what it draws; the
-paper's values (`paper_values`) are drawn beside "this run", unconfirmed ones hollow and labelled. A figure
-whose inputs no run holds is skipped with the reason recorded in `figures_summary.json`.
-Figures are built on `matplotlib.figure.Figure` with the Agg canvas: no pyplot, no global backend switch.
+and never trains or judges. Each figure is written as PNG + PDF with the CSV of exactly what it draws
+(`figures_kit.py` holds the drawing helpers); the paper's values (`paper_values`) are drawn beside "this run",
+unconfirmed ones hollow and labelled. A figure whose inputs no run holds is skipped with the reason recorded in
+`figures_summary.json`. A new figure is one function here returning a `Drawn`, listed in `draw_all`.
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import seaborn as sns
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
+from . import analysis
 from . import paper_values as pv
-from .rundir import read_jsonl_plain, write_json
+from .files import write_json
+from .figures_kit import GRADES, OUTCOMES, PAPER_C, RUN_C, Drawn, grades_figure, markdown, new_fig, save, stacked
+from .judging.labels import pairwise_labels
+from .runs import RunDir
 
-OUTCOMES = ("win", "tie", "loss")
-GRADES = ("Excellent", "Pass", "Fail")
-COLORS = dict(zip(OUTCOMES, sns.color_palette("RdYlGn_r", 3))) | dict(zip(GRADES, sns.color_palette("YlGn_r", 3)))
-PAPER_C, RUN_C = "0.55", sns.color_palette("deep")[0]
 ALIASES = {"alpaca": "Alpaca-65B", "davinci": "DaVinci003", "bard": "Bard", "claude": "Claude", "gpt4": "GPT-4"}
-
-
-@dataclass
-class Drawn:
-    """One figure's outcome: drawn (with its files and the DataFrame drawn) or skipped (with why)."""
-    name: str
-    status: str
-    reason: str = ""
-    source: str | None = None
-    files: list[str] = field(default_factory=list)
-    data: pd.DataFrame | None = None
-    fig: Figure | None = None
-
-    def record(self) -> dict:
-        return {"status": self.status, "reason": self.reason, "source": self.source, "files": self.files}
-
-
-def _new_fig(w: float, h: float, ncols: int = 1, **kw):
-    with sns.axes_style("whitegrid"), sns.plotting_context("paper"):
-        fig = Figure(figsize=(w, h), layout="constrained")
-        FigureCanvasAgg(fig)
-        axes = fig.subplots(1, ncols, squeeze=False, **kw)[0]
-    return fig, list(axes)
-
-
-def _save(d: Drawn, out: Path, formats: tuple[str, ...], dpi: int) -> Drawn:
-    out.mkdir(parents=True, exist_ok=True)
-    d.data.to_csv(out / f"{d.name}.csv", index=False)
-    d.files = [str(out / f"{d.name}.csv")]
-    if d.fig is not None:
-        for ax in d.fig.axes:
-            ax.title.set_fontsize(9)
-        for fmt in formats:
-            d.fig.savefig(out / f"{d.name}.{fmt}", dpi=dpi)
-            d.files.append(str(out / f"{d.name}.{fmt}"))
-    return d
-
-
-def _find(runs: list[Path], rel: str) -> Path | None:
-    return next((r / rel for r in runs if (r / rel).is_file()), None)
+SUMMARY = "figures_summary.json"  # beside the figures: what was drawn from which run, what was skipped and why
 
 
 def paper_baseline(label: str, names: dict[str, str] | None = None) -> str | None:
@@ -76,22 +33,6 @@ def paper_baseline(label: str, names: dict[str, str] | None = None) -> str | Non
         return names[label]
     key = label.lower().replace("_", "").replace("-", "")
     return next((b for alias, b in ALIASES.items() if alias in key), None)
-
-
-def _stacked(ax, rows: list[tuple[str, dict[str, float]]], cats: tuple[str, ...], hollow: set[str] = frozenset()):
-    """Horizontal 100% stacked bars, one per row label, categories left to right; hollow rows are unconfirmed."""
-    for i, (lab, vals) in enumerate(rows):
-        left = 0.0
-        for c in cats:
-            v = vals.get(c) or 0.0
-            ax.barh(i, v, left=left, color="none" if lab in hollow else COLORS[c], edgecolor=COLORS[c],
-                    hatch="//" if lab in hollow else None, label=c if i == 0 else None)
-            if v >= 6:
-                ax.text(left + v / 2, i, f"{v:.0f}", ha="center", va="center", fontsize=7)
-            left += v
-    ax.set_yticks(range(len(rows)), [r[0] for r in rows])
-    ax.invert_yaxis()
-    ax.set_xlim(0, 100)
 
 
 def preference(runs: list[Path], out: Path, annotator: str = "llm", names: dict[str, str] | None = None,
@@ -111,24 +52,23 @@ def preference(runs: list[Path], out: Path, annotator: str = "llm", names: dict[
         recs += [{"panel": "this run", "baseline": label, "outcome": c, "pct": d[c]["pct"], "lo": d[c].get("lo"),
                   "hi": d[c].get("hi"), "n": d.get("n"), "confirmed": True} for c in OUTCOMES]
     df = pd.DataFrame(recs)
-    fig, (a_paper, a_run) = _new_fig(8.5, 2.8, 2)
+    fig, (a_paper, a_run) = new_fig(8.5, 2.8, 2)
     for ax, panel in ((a_paper, "paper"), (a_run, "this run")):
         sub = df[df.panel == panel]
         rows = [(b, dict(zip(g.outcome, g.pct))) for b, g in sub.groupby("baseline", sort=False)]
-        _stacked(ax, rows, OUTCOMES, {b for b, g in sub.groupby("baseline") if not g.confirmed.all()})
+        stacked(ax, rows, OUTCOMES, {b for b, g in sub.groupby("baseline") if not g.confirmed.all()})
         ax.set_xlabel("LIMA win / tie / loss (%)")
     who = "human annotators" if annotator == "human" else "LLM judge"
     hatched = "\nhatched = unconfirmed (secondary sources)" if not df[df.panel == "paper"].confirmed.all() else ""
     a_paper.set_title(f"paper ({fig_id}, LIMA 65B vs baseline){hatched}")
     a_run.set_title(f"this run\n({who}, n = {int(df[df.panel == 'this run'].n.max() or 0)} prompts)")
     a_run.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
-    return _save(Drawn(name, "drawn", source=str(source), data=df, fig=fig), out, formats, dpi)
+    return save(Drawn(name, "drawn", source=str(source), data=df, fig=fig), out, formats, dpi)
 
 
 def _llm_pairwise(runs):
     for r in runs:
-        p = r / "judge" / "results.json"
-        res = json.loads(p.read_text()) if p.is_file() else {}
+        res = RunDir(r).read_results() or {}
         if any(d.get("n") for d in res.get("pairwise", {}).values()):
             return {b: d for b, d in res["pairwise"].items() if d.get("n")}, r
     return {}, None
@@ -136,14 +76,11 @@ def _llm_pairwise(runs):
 
 def _human_pairwise(runs):
     """Pool every annotator's pairwise labels; item ids are `prompt#sample|system|baseline`."""
-    from . import analysis
-    from .annotate import pairwise_labels
-
     for r in runs:
-        if not (r / "annotations").is_dir():
+        if not RunDir(r).annotations.is_dir():
             continue
         outcomes: dict[str, list[str]] = {}
-        for labels in pairwise_labels(r / "annotations").values():
+        for labels in pairwise_labels(RunDir(r).annotations).values():
             for item, winner in labels.items():
                 _, system, baseline = item.split("|")
                 outcomes.setdefault(baseline, []).append(analysis.pairwise_outcome(winner, system))
@@ -152,24 +89,13 @@ def _human_pairwise(runs):
     return {}, None
 
 
-def _grades_figure(name: str, src, df: pd.DataFrame, xlabel: str, title: str, out: Path, formats, dpi) -> Drawn:
-    """Fail / Pass / Excellent stacked bars, one row per `df.row` (figures 3 and 7)."""
-    fig, (ax,) = _new_fig(6.5, 2.4)
-    _stacked(ax, [(r, dict(zip(g.label, g.pct))) for r, g in df.groupby("row", sort=False)], GRADES)
-    ax.set_xlabel(xlabel)
-    ax.set_title(title)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
-    return _save(Drawn(name, "drawn", source=str(src), data=df, fig=fig), out, formats, dpi)
-
-
 def absolute(runs: list[Path], out: Path, formats=("png", "pdf"), dpi: int = 200) -> Drawn:
     """Fig. 3: Fail / Pass / Excellent shares of the judged system (and other judged systems) beside the paper's."""
     name = "fig3_absolute"
-    src = next((r for r in runs if (r / "judge/results.json").is_file()
-                and json.loads((r / "judge/results.json").read_text()).get("absolute")), None)
+    src = next((r for r in runs if (RunDir(r).read_results() or {}).get("absolute")), None)
     if src is None:
         return Drawn(name, "skipped", "no judge/results.json with absolute (Fail/Pass/Excellent) results")
-    res = json.loads((src / "judge/results.json").read_text())
+    res = RunDir(src).read_results()
     recs = [{"panel": "paper", "row": "paper: 50 test prompts", "label": k, "pct": v, "n": 50, "confirmed": True}
             for k, v in pv.FIG3_ABSOLUTE.items()]
     recs += [{"panel": "paper", "row": "paper: 20 OOD prompts", "label": k, "pct": v, "n": 20, "confirmed": True}
@@ -177,13 +103,13 @@ def absolute(runs: list[Path], out: Path, formats=("png", "pdf"), dpi: int = 200
     for s, d in res["absolute"].items():
         recs += [{"panel": "this run", "row": f"this run: {s}", "label": k, "pct": d[k]["pct"], "n": d["n"],
                   "confirmed": True} for k in GRADES]
-    return _grades_figure(name, src, pd.DataFrame(recs), "share of responses (%)",
+    return grades_figure(name, src, pd.DataFrame(recs), "share of responses (%)",
                           "Fig. 3: absolute grades, paper (LIMA 65B) vs this run", out, formats, dpi)
 
 
 def _ablation_summary(runs):
-    path = _find(runs, "ablations/summary.json")
-    return (json.loads(path.read_text()), path.parent.parent) if path else (None, None)
+    src = next((r for r in runs if RunDir(r).ablation_summary.is_file()), None)
+    return (RunDir(src).read_ablation_summary(), src) if src else (None, None)
 
 
 def ablation_means(runs: list[Path], out: Path, formats=("png", "pdf"), dpi: int = 200) -> Drawn:
@@ -201,7 +127,7 @@ def ablation_means(runs: list[Path], out: Path, formats=("png", "pdf"), dpi: int
              for c in conds]
     df = pd.DataFrame(recs)
     order = list(dict.fromkeys(df.condition))
-    fig, (ax,) = _new_fig(max(4.5, 1.0 * len(order)), 3.2)
+    fig, (ax,) = new_fig(max(4.5, 1.0 * len(order)), 3.2)
     for off, series, color in ((-0.2, "paper", PAPER_C), (0.2, "this run", RUN_C)):
         sub = df[df.series == series]
         xs = [order.index(c) + off for c in sub.condition]
@@ -215,7 +141,7 @@ def ablation_means(runs: list[Path], out: Path, formats=("png", "pdf"), dpi: int
     ax.set_ylabel("helpfulness, 1-6 (mean, 95% CI)")
     ax.set_title(f"Fig. 5: ablations, paper (7B, ChatGPT judge)\nvs this run{_judge_note(summ)}")
     ax.legend(fontsize=7)
-    return _save(Drawn(name, "drawn", source=str(src), data=df, fig=fig), out, formats, dpi)
+    return save(Drawn(name, "drawn", source=str(src), data=df, fig=fig), out, formats, dpi)
 
 
 def _judge_note(summ) -> str:
@@ -237,7 +163,7 @@ def quantity(runs: list[Path], out: Path, formats=("png", "pdf"), dpi: int = 200
                       + [{"series": "paper", "condition": f"{n}", "n_examples": n, "mean": None, "lo": None, "hi": None,
                           "confirmed": False} for n in pv.FIG6_QUANTITY_SIZES])
     run = df[df.series == "this run"]
-    fig, (ax,) = _new_fig(5, 3.2)
+    fig, (ax,) = new_fig(5, 3.2)
     ax.errorbar(run.n_examples, run["mean"], yerr=[(run["mean"] - run.lo).fillna(0), (run.hi - run["mean"]).fillna(0)],
                 marker="o", capsize=3, color=RUN_C, label="this run")
     ax.set_xscale("log", base=2)
@@ -248,7 +174,7 @@ def quantity(runs: list[Path], out: Path, formats=("png", "pdf"), dpi: int = 200
             transform=ax.transAxes, fontsize=7, color=PAPER_C)
     ax.set_title("Fig. 6: data quantity")
     ax.legend(fontsize=7)
-    return _save(Drawn(name, "drawn", source=str(src), data=df, fig=fig), out, formats, dpi)
+    return save(Drawn(name, "drawn", source=str(src), data=df, fig=fig), out, formats, dpi)
 
 
 def dialogue(runs: list[Path], out: Path, formats=("png", "pdf"), dpi: int = 200) -> Drawn:
@@ -263,30 +189,29 @@ def dialogue(runs: list[Path], out: Path, formats=("png", "pdf"), dpi: int = 200
             for k, d in pv.FIG7_DIALOGUE.items() for lab, v in d.items()]
     recs += [{"row": f"this run: {c['condition']}", "label": lab, "pct": c["dialogue"][lab]["pct"],
               "n": c["dialogue"]["n"], "confirmed": True} for c in conds for lab in GRADES]
-    return _grades_figure(name, src, pd.DataFrame(recs), "assistant turns (%)",
+    return grades_figure(name, src, pd.DataFrame(recs), "assistant turns (%)",
                           "Fig. 7: dialogue turns without vs with multi-turn examples", out, formats, dpi)
 
 
 def perplexity_score(runs: list[Path], out: Path, formats=("png", "pdf"), dpi: int = 200) -> Drawn:
     """Fig. 9: held-out perplexity (left axis) and 1-6 score per checkpoint (right axis) against steps."""
     name = "fig9_perplexity_vs_score"
-    src = next((r for r in runs if (r / "train/metrics.jsonl").is_file()
-                and any(x["type"] == "eval" for x in read_jsonl_plain(r / "train/metrics.jsonl"))), None)
+    src = next((r for r in runs if RunDir(r).metrics.is_file()
+                and any(x["type"] == "eval" for x in RunDir(r).read_metrics())), None)
     if src is None:
         return Drawn(name, "skipped", "no train/metrics.jsonl with held-out (eval) rows")
-    evals = [x for x in read_jsonl_plain(src / "train/metrics.jsonl") if x["type"] == "eval"]
+    run = RunDir(src)
+    evals = [x for x in run.read_metrics() if x["type"] == "eval"]
     recs = [{"series": "perplexity", "step": x["step"], "value": x["perplexity"], "lo": None, "hi": None} for x in evals]
-    steps = {c["name"]: c["step"] for c in json.loads((src / "train/checkpoints.json").read_text())} \
-        if (src / "train/checkpoints.json").is_file() else {}
+    steps = {c["name"]: c["step"] for c in run.list_checkpoints()} if run.checkpoint_index.is_file() else {}
     scores = {}
-    if (src / "select/selection.json").is_file():
-        scores.update(json.loads((src / "select/selection.json").read_text()).get("scores", {}))
-    if (src / "judge/results.json").is_file():
-        scores.update(json.loads((src / "judge/results.json").read_text()).get("likert", {}))
+    if run.selection.is_file():
+        scores.update(run.read_selection().get("scores", {}))
+    scores.update((run.read_results() or {}).get("likert", {}))
     recs += [{"series": "score", "step": steps[k], "value": s["mean"], "lo": s.get("lo"), "hi": s.get("hi")}
              for k, s in scores.items() if k in steps and s.get("mean") is not None]
     df = pd.DataFrame(recs).sort_values(["series", "step"], kind="stable")
-    fig, (ax,) = _new_fig(5.5, 3.2)
+    fig, (ax,) = new_fig(5.5, 3.2)
     ppl = df[df.series == "perplexity"]
     ax.plot(ppl.step, ppl.value, "o-", color=RUN_C, label="held-out perplexity (this run)")
     ax.set_xlabel("training step")
@@ -301,33 +226,27 @@ def perplexity_score(runs: list[Path], out: Path, formats=("png", "pdf"), dpi: i
             transform=ax.transAxes, fontsize=7, color=PAPER_C, va="bottom")
     ax.set_title("Fig. 9: perplexity vs generation quality" + ("" if len(sc) else " (no per-checkpoint scores)"), pad=16)
     fig.legend(loc="outside lower center", ncols=2, fontsize=7)
-    return _save(Drawn(name, "drawn", source=str(src), data=df, fig=fig), out, formats, dpi)
+    return save(Drawn(name, "drawn", source=str(src), data=df, fig=fig), out, formats, dpi)
 
 
 def datacard(runs: list[Path], out: Path) -> Drawn:
     """Table 1: this run's training data card beside the paper's, as CSV and Markdown."""
     name = "table1_datacard"
-    path = _find(runs, "curate/datacard.json")
-    if path is None:
+    src = next((r for r in runs if RunDir(r).datacard.is_file()), None)
+    if src is None:
         return Drawn(name, "skipped", "no curate/datacard.json in the given runs")
     cols = ["source", "n", "avg_input_tokens", "avg_output_tokens"]
     paper = pd.DataFrame(pv.TABLE1, columns=cols).assign(table="paper")
-    run = pd.DataFrame(json.loads(path.read_text())["splits"].get("train", [])).reindex(columns=cols).assign(table="this run")
+    card = RunDir(src).read_datacard()
+    run = pd.DataFrame(card["splits"].get("train", [])).reindex(columns=cols).assign(table="this run")
     df = pd.concat([paper, run], ignore_index=True)[["table", *cols]]
-    d = _save(Drawn(name, "drawn", source=str(path.parent.parent), data=df), out, (), 0)
+    d = save(Drawn(name, "drawn", source=str(src), data=df), out, (), 0)
     md = out / f"{name}.md"
-    md.write_text("## Table 1: training data\n\n### paper (LIMA, 1,000 examples)\n\n" + _markdown(paper[cols])
-                  + f"\n\n### this run ({path.parent.parent.name}/curate/datacard.json)\n\n" + _markdown(run[cols])
+    md.write_text("## Table 1: training data\n\n### paper (LIMA, 1,000 examples)\n\n" + markdown(paper[cols])
+                  + f"\n\n### this run ({RunDir(src).datacard.relative_to(src.parent)})\n\n" + markdown(run[cols])
                   + "\n", encoding="utf-8")
     d.files.append(str(md))
     return d
-
-
-def _markdown(df: pd.DataFrame) -> str:
-    """A GitHub Markdown table (pandas' to_markdown needs the tabulate package)."""
-    cell = lambda v: "" if pd.isna(v) else (f"{v:g}" if isinstance(v, float) else str(v))
-    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
-    return "\n".join(lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)])
 
 
 def draw_all(runs: list[str | Path], out: str | Path, names: dict[str, str] | None = None,
@@ -341,7 +260,7 @@ def draw_all(runs: list[str | Path], out: str | Path, names: dict[str, str] | No
              dialogue(runs, out, **kw), perplexity_score(runs, out, **kw), datacard(runs, out)]
     pv.table().to_csv(out / "paper_values.csv", index=False)
     summary = {"runs": [str(r) for r in runs], "figures": {d.name: d.record() for d in drawn}}
-    write_json(out / "figures_summary.json", summary)
+    write_json(out / SUMMARY, summary)
     return summary
 
 
@@ -366,7 +285,7 @@ def run_figures(cfg) -> Path:
                 old.unlink()
         for name in fresh:
             shutil.copy2(out / name, dest / name)
-        _relocate_summary(dest / "figures_summary.json", dest)
+        _relocate_summary(dest / SUMMARY, dest)
     return out
 
 

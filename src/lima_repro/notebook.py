@@ -1,36 +1,51 @@
-"""What the notebooks call around their one `run_*` call: resolve the config, then show what a stage wrote."""
+"""What the notebooks call around their one `run_*` call: resolve the config, then show what a stage wrote.
+
+Every helper takes the resolved `Config` and reads the run directory through `RunDir`.
+"""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+import matplotlib.pyplot as plt
+import pandas as pd
+
 from .config import Config, load_config, load_resolved
-from .rundir import read_jsonl_plain
+from .files import read_json, read_jsonl_plain
+from .runs import RunDir, new_run_dir
 
 
 def setup(config_path: str = "", profile: str = "demo", overrides: dict | None = None, run_dir: str = "") -> Config:
     """The pipeline passes `config_path` (its resolved config.json); interactive users give a profile,
-    overrides and optionally an existing run directory to continue."""
+    overrides and optionally an existing run directory to continue (else a new one is created and named)."""
     cfg = load_resolved(config_path) if config_path else load_config(profile, overrides=overrides or {})
     if run_dir:
         cfg.run_dir = str(Path(run_dir).resolve())
+    if not cfg.run_dir:
+        print(f"new run directory: {new_run_dir(cfg).root}")
     return cfg
 
 
-def datacard_tables(curate_dir: str | Path):
+def datacard_tables(cfg: Config) -> dict[str, pd.DataFrame]:
     """The data card as one pandas DataFrame per split (the paper's Table 1 for `train`)."""
-    import pandas as pd
-
-    card = json.loads((Path(curate_dir) / "datacard.json").read_text())
+    card = RunDir.of(cfg).read_datacard()
     return {split: pd.DataFrame(rows) for split, rows in card["splits"].items() if rows}
 
 
-def training_summary(train_dir: str | Path) -> dict:
+def curation_steps(cfg: Config) -> pd.DataFrame:
+    """The data card's per-source steps as one DataFrame (source, step, kept, dropped): every rule's counts."""
+    card = RunDir.of(cfg).read_datacard()
+    rows = [{"source": src, **step} for src, info in card.get("sources", {}).items() for step in info["steps"]]
+    rows += [{"source": src, "step": f"skipped: {why}", "kept": 0, "dropped": n}
+             for src, info in card.get("sources", {}).items() for why, n in info["skipped"].items()]
+    return pd.DataFrame(rows, columns=["source", "step", "kept", "dropped"])
+
+
+def training_summary(cfg: Config) -> dict:
     """Loss per epoch (mean of its steps), held-out perplexity per epoch, throughput, checkpoints."""
-    rows = read_jsonl_plain(Path(train_dir) / "metrics.jsonl")
+    run = RunDir.of(cfg)
+    rows = run.read_metrics()
     train = [r for r in rows if r["type"] == "train"]
-    info = json.loads((Path(train_dir) / "train_info.json").read_text())
-    per_epoch = info["steps_per_epoch"]
+    per_epoch = read_json(run.train_info)["steps_per_epoch"]
     epochs: dict[int, list[float]] = {}
     for r in train:
         epochs.setdefault((r["step"] - 1) // per_epoch + 1, []).append(r["loss"])
@@ -41,15 +56,13 @@ def training_summary(train_dir: str | Path) -> dict:
         "loss_per_epoch": {e: sum(v) / len(v) for e, v in epochs.items()},
         "perplexity_per_epoch": {r["epoch"]: r["perplexity"] for r in rows if r["type"] == "eval"},
         "tokens_per_s": sum(r["tokens"] for r in train) / max(sum(r["tokens"] / r["tokens_per_s"] for r in train), 1e-9),
-        "checkpoints": [c["name"] for c in json.loads((Path(train_dir) / "checkpoints.json").read_text())],
+        "checkpoints": [c["name"] for c in run.list_checkpoints()],
     }
 
 
-def plot_training(train_dir: str | Path):
+def plot_training(cfg: Config):
     """Training loss per step and held-out perplexity per epoch."""
-    import matplotlib.pyplot as plt
-
-    rows = read_jsonl_plain(Path(train_dir) / "metrics.jsonl")
+    rows = RunDir.of(cfg).read_metrics()
     train = [r for r in rows if r["type"] == "train"]
     evals = [r for r in rows if r["type"] == "eval"]
     fig, ax = plt.subplots(figsize=(7, 3.2))
@@ -65,11 +78,20 @@ def plot_training(train_dir: str | Path):
     return fig
 
 
-def generations_table(generate_dir: str | Path, width: int = 400):
+def generations_table(cfg: Config, width: int = 400) -> pd.DataFrame:
     """Responses side by side: one row per prompt, one column per checkpoint (first sample, truncated)."""
-    import pandas as pd
-
-    rows = [r for r in read_jsonl_plain(Path(generate_dir) / "generations.jsonl") if r["sample"] == 0]
+    rows = [r for r in read_jsonl_plain(RunDir.of(cfg).generations) if r["sample"] == 0]
     df = pd.DataFrame([{"prompt": r["messages"][-1]["content"][:width], "checkpoint": r["checkpoint"],
                         "response": r["response"][:width]} for r in rows])
     return df.pivot(index="prompt", columns="checkpoint", values="response")
+
+
+def generation_summary(cfg: Config) -> dict:
+    """Per checkpoint: responses, how many stopped at EOT, and their total length in tokens."""
+    stats: dict[str, dict] = {}
+    for r in read_jsonl_plain(RunDir.of(cfg).generations):
+        s = stats.setdefault(r["checkpoint"], {"n": 0, "stopped_at_eot": 0, "response_tokens": 0})
+        s["n"] += 1
+        s["stopped_at_eot"] += r["stopped_at_eot"]
+        s["response_tokens"] += r["response_tokens"]
+    return stats

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pandas as pd
+
 
 @dataclass(frozen=True)
 class PaperValue:
@@ -28,8 +30,6 @@ def _wtl(figure: str, rows: dict[str, tuple[float, float, float]], confirmed: se
     return [PaperValue(figure, f"{b}/{c}", v, "pct", b in confirmed)
             for b, vals in rows.items() for c, v in zip(("win", "tie", "loss"), vals)]
 
-
-BASELINES = ("Alpaca-65B", "DaVinci003", "Bard", "Claude", "GPT-4")
 
 # PAPER.md sec. 5: LIMA win / tie / loss % against each baseline
 FIG1_HUMAN = {"Alpaca-65B": (53, 21, 26), "DaVinci003": (44, 21, 35), "Bard": (33, 25, 42),
@@ -69,8 +69,6 @@ VALUES: list[PaperValue] = [
 
 def table(figure: str | None = None):
     """The paper values (optionally of one figure) as a DataFrame: figure, key, value, unit, confirmed, note."""
-    import pandas as pd
-
     rows = [vars(v) for v in VALUES if figure is None or v.figure == figure]
     return pd.DataFrame(rows, columns=["figure", "key", "value", "unit", "confirmed", "note"])
 

@@ -2,7 +2,8 @@
 
 `<run_dir>/config.json` is the resolved configuration every notebook reads; `<run_dir>/notebooks/` holds the
 executed notebooks; `<run_dir>/manifest.json` records git commit, package versions, input hashes, seed,
-device and the wall time of each stage.
+device and the wall time of each stage. With `generate.checkpoints: selected`, the select notebook runs
+before generation (LIMA sec. 3: the checkpoint is chosen on the dev set).
 """
 from __future__ import annotations
 
@@ -11,9 +12,14 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import papermill as pm
+
 from . import data
 from .config import Config, to_dict
-from .rundir import device_info, git_commit, new_run_dir, package_versions, sha256_file, write_json
+from .files import write_json
+from .runs import RunDir, new_run_dir, provenance
+
+SELECT_NOTEBOOK, GENERATE_NOTEBOOK = "02b_select", "03_generate"
 
 
 def notebooks_dir() -> Path:
@@ -26,40 +32,44 @@ def notebooks_dir() -> Path:
     raise FileNotFoundError("cannot find the notebooks/ folder: run from the repository root or set LIMA_REPRO_NOTEBOOKS")
 
 
-def run_pipeline(cfg: Config, kernel_name: str = "python3") -> Path:
-    """Run every notebook in `cfg.notebooks` in order; returns the run directory."""
-    import papermill as pm
+def notebook_order(cfg: Config) -> list[str]:
+    """`cfg.notebooks`, with the select notebook before generation when generation uses the selected checkpoint."""
+    names = list(cfg.notebooks)
+    if cfg.generate.checkpoints == "selected" and SELECT_NOTEBOOK not in names and GENERATE_NOTEBOOK in names:
+        names.insert(names.index(GENERATE_NOTEBOOK), SELECT_NOTEBOOK)
+    return names
 
-    run_dir = Path(cfg.run_dir) if cfg.run_dir else new_run_dir(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cfg.run_dir = str(run_dir.resolve())
-    config_path = write_json(run_dir / "config.json", to_dict(cfg))
-    inputs = [data.resolve_path(s) for s in (*cfg.curate.train_files, *cfg.curate.dev_files, *cfg.curate.test_files)]
-    manifest = {
-        "profile": cfg.profile, "started": datetime.now(timezone.utc).isoformat(), "git_commit": git_commit(),
-        "packages": package_versions(), "seed": cfg.seed, "device": device_info(),
-        "inputs": {str(p): sha256_file(p) for p in inputs if p.is_file()}, "stages": {}, "status": "running",
-    }
-    write_json(run_dir / "manifest.json", manifest)
+
+def run_pipeline(cfg: Config, kernel_name: str = "python3") -> Path:
+    """Run every notebook of `notebook_order(cfg)` in order; returns the run directory."""
+    run = RunDir(cfg.run_dir) if cfg.run_dir else new_run_dir(cfg)
+    run.root.mkdir(parents=True, exist_ok=True)
+    cfg.run_dir = str(run.root.resolve())
+    config_path = write_json(run.config, to_dict(cfg))
+    c = cfg.curate
+    inputs = [data.resolve_path(s) for s in (*c.train_files, *c.dev_files, *c.test_files) if not data.is_hub(s)]
+    manifest = {"profile": cfg.profile, "started": datetime.now(timezone.utc).isoformat(),
+                **provenance(cfg.seed, inputs), "stages": {}, "status": "running"}
+    write_json(run.manifest, manifest)
     t_all = time.time()
     src = notebooks_dir()
-    (run_dir / "notebooks").mkdir(exist_ok=True)
-    for name in cfg.notebooks:
+    run.notebooks.mkdir(exist_ok=True)
+    for name in notebook_order(cfg):
         t0 = time.time()
         try:
             pm.execute_notebook(
-                str(src / f"{name}.ipynb"), str(run_dir / "notebooks" / f"{name}.ipynb"),
+                str(src / f"{name}.ipynb"), str(run.notebooks / f"{name}.ipynb"),
                 parameters={"config_path": str(config_path)}, kernel_name=kernel_name, cwd=os.getcwd(),
                 progress_bar=False, log_output=True,
             )
         except Exception as e:
             manifest["stages"][name] = {"wall_time_s": round(time.time() - t0, 2), "status": f"failed: {type(e).__name__}"}
             manifest["status"] = f"failed in {name}"
-            write_json(run_dir / "manifest.json", manifest)
+            write_json(run.manifest, manifest)
             raise
         manifest["stages"][name] = {"wall_time_s": round(time.time() - t0, 2), "status": "ok"}
-        write_json(run_dir / "manifest.json", manifest)
+        write_json(run.manifest, manifest)
     manifest["status"] = "ok"
     manifest["wall_time_s"] = round(time.time() - t_all, 2)
-    write_json(run_dir / "manifest.json", manifest)
-    return run_dir
+    write_json(run.manifest, manifest)
+    return run.root

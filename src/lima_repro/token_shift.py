@@ -10,13 +10,11 @@ Responses are re-tokenized from their stored text, which can differ slightly fro
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import torch
 
 from . import models
 from .chat_format import encode_prompt
-from .rundir import write_json
 
 
 @torch.no_grad()
@@ -67,10 +65,9 @@ def analyse_rows(rows: list[dict], base_model, tokenizer, eot: str, control_mode
     return out
 
 
-def run_token_shift(cfg, rows: list[dict], system: str, out_dir: str | Path, control: bool = True) -> dict:
-    """Load the base model and the `system` checkpoint, analyse its responses, write token_shift.{json,csv}."""
-    import pandas as pd
-
+def run_token_shift(cfg, rows: list[dict], system: str, control: bool = True) -> dict:
+    """Load the base model and the `system` checkpoint and analyse its responses (the judge stage writes the
+    result to judge/token_shift.{json,csv})."""
     mine = [r for r in rows if r["checkpoint"] == system]
     paths = {r["checkpoint_path"] for r in mine}
     if len(paths) != 1 or None in paths:
@@ -85,7 +82,4 @@ def run_token_shift(cfg, rows: list[dict], system: str, out_dir: str | Path, con
     result.update({"system": system, "base_model": cfg.model.name,
                    "reference": "URIAL (Lin et al. 2023): 7.8% shifted for Llama-2-7B-chat, 4.8% Vicuna-7B, "
                                 "5.2% Mistral-7B-Instruct"})
-    out_dir = Path(out_dir)
-    write_json(out_dir / "token_shift.json", result)
-    pd.DataFrame(result["per_response"]).to_csv(out_dir / "token_shift.csv", index=False)
     return result

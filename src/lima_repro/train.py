@@ -10,7 +10,6 @@ Distributed: run the same entry point under `accelerate launch` (configs in `con
 """
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import time
@@ -19,21 +18,17 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedType
 from tqdm.auto import tqdm
 
 from . import batching, data, models
 from .chat_format import IGNORE, encode
 from .config import Config
 from .dropout import add_residual_dropout
+from .files import append_jsonl, read_json, read_jsonl_plain, sha256_file, write_json, write_jsonl
 from .loss import CausalLMLoss
-from .rundir import Stage, append_jsonl, read_jsonl_plain, sha256_file, write_json, write_jsonl
-
-
-def resolve_precision(precision: str) -> str:
-    """`auto` -> bf16 on a GPU that supports it, fp32 otherwise (on CPUs without bf16 units it is slower)."""
-    if precision != "auto":
-        return precision
-    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+from .runs import PROGRESS, RunDir, Stage, checkpoint_name
 
 
 def resolve_compile(option: bool | str, device: torch.device) -> str | None:
@@ -94,31 +89,25 @@ def evaluate_perplexity(loss_model, examples: list[dict], pad_id: int, micro_bat
     return {"eval_loss": mean, "perplexity": math.exp(min(mean, 50.0)), "eval_tokens": n}
 
 
-def _input_files(cfg: Config) -> tuple[Path, Path | None]:
-    curate = Path(cfg.run_dir) / "curate"
-    train_file = Path(cfg.train.train_file) if cfg.train.train_file else curate / "train.jsonl"
-    eval_file = Path(cfg.train.eval_file) if cfg.train.eval_file else curate / "dev.jsonl"
+def _input_files(cfg: Config, run: RunDir) -> tuple[Path, Path | None]:
+    train_file, eval_file = run.train_file(cfg), run.eval_file(cfg)
     if not train_file.exists():
         raise FileNotFoundError(f"{train_file} not found: run the curate stage first (01_curate) or set train.train_file")
-    card = curate / "datacard.json"
-    if not cfg.train.train_file and card.exists():
-        expected = json.loads(card.read_text())["files"].get("train.jsonl", {}).get("sha256")
+    if not cfg.train.train_file and run.datacard.exists():
+        expected = run.read_datacard()["files"].get(train_file.name, {}).get("sha256")
         if expected and expected != sha256_file(train_file):
             raise ValueError(f"{train_file} changed since the curate stage wrote it (sha256 differs from "
-                             f"{card}); re-run 01_curate instead of editing its outputs")
+                             f"{run.datacard}); re-run 01_curate instead of editing its outputs")
     return train_file, (eval_file if eval_file.exists() else None)
 
 
 def run_train(cfg: Config, on_step: Callable[[dict], None] | None = None) -> Path:
     """Fine-tune `cfg.model` on the curated training set; returns the stage directory."""
-    from accelerate import Accelerator
-
-    t = cfg.train
-    train_file, eval_file = _input_files(cfg)
-    precision = resolve_precision(t.precision)
+    t, run = cfg.train, RunDir.of(cfg)
+    train_file, eval_file = _input_files(cfg, run)
+    precision = models.resolve_precision(t.precision)
     acc = Accelerator(mixed_precision="bf16" if precision == "bf16" else "no")
     with Stage(cfg, "train", inputs=[p for p in (train_file, eval_file) if p]) as st:
-        out = st.out
         torch.manual_seed(t.seed)
         model, tokenizer, _ = models.load_base(cfg.model)
         if t.gradient_checkpointing:
@@ -136,13 +125,13 @@ def run_train(cfg: Config, on_step: Callable[[dict], None] | None = None) -> Pat
         total = per_epoch * t.epochs if t.max_steps is None else min(per_epoch * t.epochs, t.max_steps)
         loss_model, optimizer, scheduler = prepare_training(acc, model, t, total)
         acc.register_for_checkpointing(scheduler)
-        step, metrics_path = _maybe_resume(acc, out)
+        step, metrics_path = _maybe_resume(acc, run)
         st.extra.update(steps_total=total, steps_per_epoch=per_epoch, precision=precision, compiled=compiled,
                         attn_implementation=model.config._attn_implementation,
                         dropout_per_layer=probs, processes=acc.num_processes, data=stats,
                         resumed_from_step=step or None)
         if acc.is_main_process:
-            write_json(out / "train_info.json", st.extra)
+            write_json(run.train_info, st.extra)
         pad_id = tokenizer.pad_token_id
         loss_model.train()
         bar = tqdm(total=total, initial=step, desc="train", disable=not acc.is_main_process, unit="step")
@@ -157,14 +146,14 @@ def run_train(cfg: Config, on_step: Callable[[dict], None] | None = None) -> Pat
                 on_step(row)
             epoch_done = step % per_epoch == 0
             if epoch_done or step == total:
-                _end_of_epoch(cfg, acc, loss_model, tokenizer, eval_set, out, step, per_epoch, total, metrics_path)
+                _end_of_epoch(cfg, acc, loss_model, tokenizer, eval_set, run, step, per_epoch, total, metrics_path)
             elif t.save_state and t.save_state_every_steps and step % t.save_state_every_steps == 0:
-                _save_state(acc, out, step)
+                _save_state(acc, run, step)
         bar.close()
         acc.wait_for_everyone()
         if acc.is_main_process:
-            _write_checkpoint_index(out)
-    return out
+            _write_checkpoint_index(run)
+    return st.out
 
 
 def prepare_training(acc, model, t, total: int):
@@ -180,8 +169,6 @@ def prepare_training(acc, model, t, total: int):
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_at(s, total, t.lr, t.lr_end, t.warmup_steps) / t.lr)
-    from accelerate.utils import DistributedType
-
     single = acc.distributed_type == DistributedType.NO  # DDP/FSDP hooks need the head's gradient via autograd
     loss_model, optimizer = acc.prepare(CausalLMLoss(model, t.loss_chunk_size, head_grad_in_forward=single), optimizer)
     return loss_model, optimizer, scheduler
@@ -226,7 +213,8 @@ def train_step(acc, loss_model, optimizer, scheduler, train_set: list[dict], t, 
             "tokens_per_s": float(totals[1]) / max(time.time() - t0, 1e-9), "loss_tokens": n_loss}
 
 
-def _end_of_epoch(cfg, acc, loss_model, tokenizer, eval_set, out, step, per_epoch, total, metrics_path) -> None:
+def _end_of_epoch(cfg, acc, loss_model, tokenizer, eval_set, run: RunDir, step, per_epoch, total,
+                  metrics_path) -> None:
     t = cfg.train
     epoch = math.ceil(step / per_epoch)
     if eval_set and (epoch % t.eval_every_epochs == 0 or step == total):
@@ -234,8 +222,8 @@ def _end_of_epoch(cfg, acc, loss_model, tokenizer, eval_set, out, step, per_epoc
         if acc.is_main_process:
             append_jsonl(metrics_path, {"type": "eval", "step": step, "epoch": epoch, **ev})
     if epoch % t.save_every_epochs == 0 or step == total:
-        name = f"epoch-{epoch}" if step % per_epoch == 0 else f"step-{step}"
-        path = out / "checkpoints" / name
+        name = checkpoint_name(step, epoch, at_epoch_end=step % per_epoch == 0)
+        path = run.checkpoints / name
         lm = acc.unwrap_model(loss_model).lm
         state = acc.get_state_dict(loss_model)
         state = {k[len("lm."):]: v for k, v in state.items() if k.startswith("lm.")}
@@ -246,50 +234,43 @@ def _end_of_epoch(cfg, acc, loss_model, tokenizer, eval_set, out, step, per_epoc
             tokenizer.save_pretrained(tmp)
             shutil.rmtree(path, ignore_errors=True)
             tmp.rename(path)
-            write_json(path / "lima_checkpoint.json", {"step": step, "epoch": epoch, "eot_token": cfg.model.eot_token})
+            models.write_checkpoint_info(path, step, epoch, cfg.model.eot_token)
     if t.save_state:
-        _save_state(acc, out, step)
+        _save_state(acc, run, step)
 
 
-def _save_state(acc, out: Path, step: int) -> None:
+def _save_state(acc, run: RunDir, step: int) -> None:
     """Resumable state (model, optimizer, scheduler, RNG) under state/; written whole, then swapped in."""
-    tmp = out / "state.partial"
+    tmp = run.state_partial
     acc.wait_for_everyone()
     acc.save_state(str(tmp))
     if acc.is_main_process:
-        write_json(tmp / "progress.json", {"step": step})
-        shutil.rmtree(out / "state", ignore_errors=True)
-        tmp.rename(out / "state")
+        write_json(tmp / PROGRESS, {"step": step})
+        shutil.rmtree(run.state, ignore_errors=True)
+        tmp.rename(run.state)
     acc.wait_for_everyone()
 
 
-def _maybe_resume(acc, out: Path) -> tuple[int, Path]:
+def _maybe_resume(acc, run: RunDir) -> tuple[int, Path]:
     """Continue from state/ if a previous run left one (model, optimizer, registered scheduler, RNG); drop
     metric rows logged after that state."""
-    metrics = out / "metrics.jsonl"
-    state = out / "state"
-    if not (state / "progress.json").exists():
+    metrics, state = run.metrics, run.state
+    if not (state / PROGRESS).exists():
         if acc.is_main_process and metrics.exists():
             metrics.unlink()
         return 0, metrics
     acc.load_state(str(state))
-    step = json.loads((state / "progress.json").read_text())["step"]
+    step = read_json(state / PROGRESS)["step"]
     if acc.is_main_process and metrics.exists():
         write_jsonl(metrics, [r for r in read_jsonl_plain(metrics) if r["step"] <= step])
     acc.wait_for_everyone()
     return step, metrics
 
 
-def _write_checkpoint_index(out: Path) -> None:
-    evals = {r["step"]: r for r in read_jsonl_plain(out / "metrics.jsonl") if r["type"] == "eval"}
-    index = []
-    for p in sorted((out / "checkpoints").glob("*/lima_checkpoint.json"), key=lambda p: json.loads(p.read_text())["step"]):
-        info = json.loads(p.read_text())
-        ev = evals.get(info["step"], {})
-        index.append({"name": p.parent.name, "path": str(p.parent), **info, "perplexity": ev.get("perplexity")})
-    write_json(out / "checkpoints.json", index)
-
-
-def list_checkpoints(train_dir: str | Path) -> list[dict]:
-    """Checkpoints a training stage wrote, oldest first (from checkpoints.json)."""
-    return json.loads((Path(train_dir) / "checkpoints.json").read_text())
+def _write_checkpoint_index(run: RunDir) -> None:
+    """checkpoints.json: every finished checkpoint, oldest first, with its held-out perplexity."""
+    evals = {r["step"]: r for r in run.read_metrics() if r["type"] == "eval"}
+    found = [(d, info) for d in run.checkpoints.iterdir() if (info := models.read_checkpoint_info(d))]
+    index = [{"name": d.name, "path": str(d), **info, "perplexity": evals.get(info["step"], {}).get("perplexity")}
+             for d, info in sorted(found, key=lambda x: x[1]["step"])]
+    write_json(run.checkpoint_index, index)

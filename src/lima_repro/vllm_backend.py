@@ -1,7 +1,7 @@
 """Sampling with vLLM instead of lima_repro's torch sampler (`generate.backend: vllm`, or `auto` on a GPU with vLLM).
 
-The same as `generate.sample`, so `generate_rows` writes the same generations.jsonl columns with the same meaning:
-the prompt token ids (built by `generate._prompt_ids`, so the LIMA chat format is identical); LIMA sec. 3's recipe
+The same as `sampling.sample`, so `generate.generate_rows` writes the same generations.jsonl columns with the same meaning:
+the prompt token ids (built by `sampling.prompt_ids`, so the LIMA chat format is identical); LIMA sec. 3's recipe
 (top-p 0.9, temperature 0.7, at most `max_new_tokens` new tokens, stop at EOT or EOS); `num_samples` samples per
 prompt; what is counted (`response_tokens` = the tokens before the stop token, `stopped_at_eot` = that stop token
 was EOT); and the response text, decoded by our own tokenizer rather than taken from vLLM.
@@ -25,13 +25,12 @@ import gc
 import logging
 import tempfile
 from pathlib import Path
-from types import SimpleNamespace
 
 from transformers import AutoConfig, AutoTokenizer
 
 from . import models
 from .config import Config, GenerateConfig
-from .train import resolve_precision
+from .sampling import checkpoint_eot_id, prompt_ids, torch_dtype
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +68,7 @@ def split_stop(token_ids, finish_reason: str | None, stop_reason, stops: list[in
 
 def _save_base(cfg: Config, folder: Path):
     """The base model with EOT added (`models.load_base`), saved as a folder vLLM can load. Returns its tokenizer."""
-    from .generate import _dtype
-
-    model, tokenizer, _ = models.load_base(cfg.model, dtype=_dtype(cfg.generate.precision))
+    model, tokenizer, _ = models.load_base(cfg.model, dtype=torch_dtype(cfg.generate.precision))
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     del model
@@ -90,11 +87,9 @@ def _free_gpu() -> None:
 def sample_with_vllm(cfg: Config, examples: list[dict], path: str | None, prompts_path: Path,
                      scratch: Path) -> tuple[object, list[list[int]], list[dict]]:
     """Sample responses to `examples` with one checkpoint (None = the base model). Returns (tokenizer, prompt ids,
-    results), the results in `generate.sample`'s shape and order: per (prompt, sample) {"prompt_index", "sample",
+    results), the results in `sampling.sample`'s shape and order: per (prompt, sample) {"prompt_index", "sample",
     "ids", "stopped_at_eot"}."""
     from vllm import LLM, SamplingParams
-
-    from .generate import _checkpoint_eot_id, _prompt_ids
 
     g, eot = cfg.generate, cfg.model.eot_token
     scratch.mkdir(parents=True, exist_ok=True)
@@ -105,24 +100,23 @@ def sample_with_vllm(cfg: Config, examples: list[dict], path: str | None, prompt
         else:
             folder = Path(path)
             tokenizer = AutoTokenizer.from_pretrained(folder)
-        eot_id = _checkpoint_eot_id(tokenizer, path, eot)
-        context = SimpleNamespace(config=AutoConfig.from_pretrained(folder))  # for the prompt-length check
-        prompt_ids = _prompt_ids(examples, tokenizer, eot, context, g, prompts_path)
-        stops = [eot_id] + ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
-        dtype = "bfloat16" if resolve_precision(g.precision) == "bf16" else "float32"  # as the torch backend
+        eot_id = checkpoint_eot_id(tokenizer, path, eot)
+        ids = prompt_ids(examples, tokenizer, eot, AutoConfig.from_pretrained(folder), g, prompts_path)
+        stops = models.stop_ids(tokenizer, eot_id)
+        dtype = "bfloat16" if models.resolve_precision(g.precision) == "bf16" else "float32"  # as the torch backend
         llm = LLM(model=str(folder), tokenizer=str(folder), dtype=dtype, seed=g.seed, generation_config="vllm",
                   trust_remote_code=cfg.model.trust_remote_code)
         try:
             outputs = llm.generate(
-                [{"prompt_token_ids": ids} for ids in prompt_ids],  # a vllm.inputs.TokensPrompt
+                [{"prompt_token_ids": p} for p in ids],  # a vllm.inputs.TokensPrompt
                 [sampling_params(SamplingParams, g, stops, request_seed(g.seed, i, g.num_samples))
-                 for i in range(len(prompt_ids))])
+                 for i in range(len(ids))])
         finally:
             del llm
             _free_gpu()
     results = []
     for i, out in enumerate(outputs):  # LLM.generate returns outputs in the order of the prompts
         for s, c in enumerate(out.outputs):
-            ids, at_eot = split_stop(c.token_ids, c.finish_reason, c.stop_reason, stops, eot_id)
-            results.append({"prompt_index": i, "sample": s, "ids": ids, "stopped_at_eot": at_eot})
-    return tokenizer, prompt_ids, results
+            new, at_eot = split_stop(c.token_ids, c.finish_reason, c.stop_reason, stops, eot_id)
+            results.append({"prompt_index": i, "sample": s, "ids": new, "stopped_at_eot": at_eot})
+    return tokenizer, ids, results

@@ -1,6 +1,24 @@
-"""Judges (OpenAI-compatible servers, local Hugging Face models), the paper's protocols, and the judgment cache."""
-from .backends import Completion, CostCapError, Judge, JudgeError, OpenAIJudge, Request, make_judge
-from .runner import JudgmentCache, cache_key, judge_requests
+"""Judging: the paper's protocols, judges behind one interface, the on-disk judgment cache, result tables.
 
-__all__ = ["Completion", "CostCapError", "Judge", "JudgeError", "JudgmentCache", "OpenAIJudge", "Request", "cache_key",
-           "judge_requests", "make_judge"]
+    base.py      Judge, Request, Completion, errors        remote.py   OpenAI-compatible servers
+    local.py     a Hugging Face model as judge             protocols.py templates, labels, verdict parsing
+    items.py     generation rows -> requests, pairing      runner.py   cached, resumable judging
+    results.py   judgments -> result tables                labels.py   human labels from the annotator
+    dialogue.py  per-turn grading of live conversations
+"""
+from .base import Completion, CostCapError, Judge, JudgeError, Request, cache_key
+from .local import HFJudge
+from .remote import OpenAIJudge
+from .runner import JudgmentCache, judge_requests
+
+__all__ = ["Completion", "CostCapError", "HFJudge", "Judge", "JudgeError", "JudgmentCache", "OpenAIJudge", "Request",
+           "cache_key", "judge_requests", "make_judge"]
+
+
+def make_judge(jc) -> Judge:
+    """The judge `judge.backend` names: `openai` (any OpenAI-compatible server) or `local` (Hugging Face model)."""
+    if jc.backend == "openai":
+        return OpenAIJudge(jc)
+    if jc.backend == "local":
+        return HFJudge(jc)
+    raise JudgeError(f"judge.backend must be 'openai' or 'local', got {jc.backend!r}")

@@ -11,10 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..data import DataError
-from ..rundir import append_jsonl, read_jsonl_plain
+from ..files import append_jsonl, read_jsonl_plain
 from . import protocols
-from .backends import Request
-from .runner import cache_key
+from .base import Request, cache_key
 
 KIND = "dialogue_turn"
 """`kind` of a per-turn judgment row (kept apart from the generation-based protocols in the analysis)."""

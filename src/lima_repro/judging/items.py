@@ -1,5 +1,9 @@
 """Turn generation rows into judge requests, import other systems' outputs, export ours for AlpacaEval.
 
+Pairwise items are one (prompt, sample) answered by our system and a baseline; `pairs` is the one place that
+pairs them and names the item (`<prompt_id>#<sample>|<system>|<baseline>`), for the judge, the annotator and the
+length analysis alike.
+
 Baselines (PAPER.md sec. 4 compares with Alpaca 65B, DaVinci003, Bard, Claude, GPT-4) come as AlpacaEval
 `model_outputs.json` (a JSON array of {instruction, output, generator, dataset}; matched to our prompts by the
 text of the last user turn) or JSONL rows {prompt_id, output}. Either becomes generation-like rows.
@@ -9,10 +13,51 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..config import ConfigError
 from ..data import DataError
+from ..runs import checkpoint_epoch
 from . import protocols
-from .backends import Request
-from .runner import cache_key
+from .base import Request, cache_key
+
+
+def resolve_system(rows: list[dict], system: str) -> str:
+    """The generations label judged as "ours": `last` = the highest `epoch-N` (else the last non-base label)."""
+    labels = list(dict.fromkeys(r["checkpoint"] for r in rows))
+    if system != "last":
+        if system not in labels:
+            raise ConfigError(f"judge.system={system!r} is not in the generations (have {labels})")
+        return system
+    epochs = [lab for lab in labels if checkpoint_epoch(lab) is not None]
+    if epochs:
+        return max(epochs, key=checkpoint_epoch)
+    others = [lab for lab in labels if lab != "base"]
+    if not others:
+        raise ConfigError("judge.system='last' found no fine-tuned checkpoint in the generations")
+    return others[-1]
+
+
+def row_index(rows: list[dict]) -> dict[tuple[str, str, int], dict]:
+    return {(r["checkpoint"], r["prompt_id"], r.get("sample", 0)): r for r in rows}
+
+
+def partner(index: dict, baseline: str, ours: dict) -> dict | None:
+    """The baseline's response to the same prompt and sample (or its only sample, for one-sample baselines)."""
+    key = (ours["prompt_id"], ours.get("sample", 0))
+    return index.get((baseline, *key)) or index.get((baseline, key[0], 0))
+
+
+def pair_item_id(ours: dict, system: str, baseline: str) -> str:
+    return f"{ours['prompt_id']}#{ours.get('sample', 0)}|{system}|{baseline}"
+
+
+def pairs(rows: list[dict], system: str, baseline: str) -> list[tuple[str, dict, dict]]:
+    """(item id, our row, the baseline's row) for every (prompt, sample) of `system` that `baseline` answered."""
+    index = row_index(rows)
+    out = []
+    for r in rows:
+        if r["checkpoint"] == system and (other := partner(index, baseline, r)) is not None:
+            out.append((pair_item_id(r, system, baseline), r, other))
+    return out
 
 
 def last_user(messages: list[dict]) -> str:
@@ -86,7 +131,7 @@ def build_requests(rows: list[dict], system: str, baselines: list[str], protocol
                             answer_prefix=proto.answer_prefix,
                             meta={"protocol": proto_name, "template_hash": hashes[proto_name], **meta}))
 
-    index = {(r["checkpoint"], r["prompt_id"], r.get("sample", 0)): r for r in rows}
+    index = row_index(rows)
     systems = [system] + [b for b in baselines if b != system]
     for r in rows:
         if r["checkpoint"] not in systems:
@@ -105,10 +150,10 @@ def build_requests(rows: list[dict], system: str, baselines: list[str], protocol
                 {**base_meta, "item_id": item, "turn": sum(m["role"] == "assistant" for m in r["messages"]) + 1})
         if "pairwise" in protocol_names and r["checkpoint"] == system:
             for b in baselines:
-                other = index.get((b, r["prompt_id"], r.get("sample", 0))) or index.get((b, r["prompt_id"], 0))
+                other = partner(index, b, r)
                 if other is None or b == system:
                     continue
-                pair = {**base_meta, "baseline": b, "item_id": f"{r['prompt_id']}#{r.get('sample', 0)}|{system}|{b}"}
+                pair = {**base_meta, "baseline": b, "item_id": pair_item_id(r, system, b)}
                 add("pairwise", {"prompt": ptext, "response_a": r["response"], "response_b": other["response"]},
                     {**pair, "order": "AB"})
                 add("pairwise", {"prompt": ptext, "response_a": other["response"], "response_b": r["response"]},

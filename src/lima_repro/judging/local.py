@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from .. import models
-from .backends import Completion, Judge, JudgeError, Request
+from ..batching import left_pad
+from .base import Completion, Judge, JudgeError, Request
 
 SMOLLM2 = "smollm2-135m-instruct"
 WEAK_NOTE = ("The judge is SmolLM2-135M-Instruct, a 135M-parameter model: a WEAK judge with strong position bias. "
@@ -63,8 +65,6 @@ class HFJudge(Judge):
         self.verdict_source = jc.local_verdict
         self.weak = jc.model == SMOLLM2
         if model is None:
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-
             path = smollm2_dir() if jc.model == SMOLLM2 else models.resolve(jc.model)
             tokenizer = AutoTokenizer.from_pretrained(path)
             model = models.to_inference_device(AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32))
@@ -83,15 +83,6 @@ class HFJudge(Judge):
                                                       add_generation_prompt=True)
         return prompt + "\n\n"
 
-    def _left_pad(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), self.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, s in enumerate(seqs):
-            ids[i, width - len(s):] = torch.tensor(s)
-            mask[i, width - len(s):] = 1
-        return ids.to(self.device), mask.to(self.device)
-
     @torch.no_grad()
     def _label_probs(self, batch: list[Request], texts: list[str]) -> list[dict[str, float]]:
         prefixes, label_ids = [], []
@@ -99,8 +90,7 @@ class HFJudge(Judge):
             ids, toks = label_tokens(self.tokenizer, text + req.answer_prefix, req.labels)
             prefixes.append(ids)
             label_ids.append(toks)
-        ids, mask = self._left_pad(prefixes)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
+        ids, mask, positions = (t.to(self.device) for t in left_pad(prefixes, self.tokenizer.pad_token_id))
         logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
                             logits_to_keep=1).logits[:, -1, :].float()  # the head only where it is read
         out = []
@@ -112,7 +102,7 @@ class HFJudge(Judge):
     @torch.no_grad()
     def _generate(self, texts: list[str]) -> tuple[list[str], list[int]]:
         seqs = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-        ids, mask = self._left_pad(seqs)
+        ids, mask, _ = (t.to(self.device) for t in left_pad(seqs, self.tokenizer.pad_token_id))
         out = self.model.generate(input_ids=ids, attention_mask=mask, do_sample=False,
                                   max_new_tokens=self.jc.max_tokens, pad_token_id=self.tokenizer.pad_token_id)
         new = out[:, ids.shape[1]:]

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from ..analysis import GRADES
+
 
 @dataclass(frozen=True)
 class Protocol:
@@ -34,13 +36,13 @@ PROTOCOLS = {
     # LIMA sec. 4: A significantly better / B significantly better / neither
     "pairwise": Protocol("pairwise", ("A", "B", "neither"), "Verdict", ("prompt", "response_a", "response_b")),
     # LIMA sec. 4 (Fig. 3): Fail / Pass / Excellent on single responses
-    "absolute": Protocol("absolute", ("Fail", "Pass", "Excellent"), "Grade", ("prompt", "response")),
+    "absolute": Protocol("absolute", GRADES, "Grade", ("prompt", "response")),
     # LIMA sec. 5 ablations: 1-6 helpfulness, step-by-step reasoning before the score
     "likert": Protocol("likert", ("1", "2", "3", "4", "5", "6"), "Score", ("prompt", "response")),
     # LIMA sec. 4: safe / unsafe on the sensitive test prompts
     "safety": Protocol("safety", ("safe", "unsafe"), "Verdict", ("prompt", "response")),
     # LIMA sec. 4 (Fig. 7): every assistant turn of a dialogue labelled Fail / Pass / Excellent
-    "dialogue": Protocol("dialogue", ("Fail", "Pass", "Excellent"), "Grade", ("conversation", "response")),
+    "dialogue": Protocol("dialogue", GRADES, "Grade", ("conversation", "response")),
 }
 
 

@@ -1,25 +1,21 @@
 """Judging with an on-disk cache: every judgment is appended (flushed, fsynced) the moment it arrives.
 
-Cache key = sha256(judge identity, protocol, template hash, rendered prompt). A rerun sends zero requests for
+Cache key = `base.cache_key` (judge identity, protocol, template hash, rendered prompt). A rerun sends zero requests for
 what is cached; a run killed halfway resumes with what is missing, never duplicating a row. An output that does
 not parse is re-requested `parse_retries` times, then stored as invalid with every raw text, and counted.
 Requests that fail at the transport level after all retries are reported as errors and not cached.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
-from ..rundir import append_jsonl
-from . import protocols
-from .backends import Completion, CostCapError, Judge, Request
+from tqdm.auto import tqdm
 
-
-def cache_key(identity: dict, protocol: str, template_hash: str, prompt: str) -> str:
-    blob = json.dumps({"judge": identity, "protocol": protocol, "template": template_hash, "prompt": prompt},
-                      sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+from .. import analysis
+from ..files import append_jsonl
+from . import dialogue, items, protocols
+from .base import Completion, CostCapError, Judge, Request
 
 
 class JudgmentCache:
@@ -41,6 +37,11 @@ class JudgmentCache:
                         continue
                     raise ValueError(f"{self.path}:{i + 1}: corrupt cache line; delete the line to re-judge it")
                 self.rows[row["key"]] = row
+
+    @classmethod
+    def for_judge(cls, folder: str | Path, judge: Judge) -> "JudgmentCache":
+        """The cache file of `judge` in `folder` (one file per judge, so caches can be shared across runs)."""
+        return cls(Path(folder) / f"{judge.name.replace(':', '_').replace('/', '_')}.jsonl")
 
     def __contains__(self, key: str) -> bool:
         return key in self.rows
@@ -81,8 +82,6 @@ def judge_requests(judge: Judge, requests: list[Request], cache: JudgmentCache, 
                    progress: bool = True, max_cost_usd: float | None = None) -> tuple[list[dict], dict]:
     """Judge `requests` (cache first). Returns (one row per request, in request order; stats). With
     `max_cost_usd`, the uncached requests are costed first and refused over the cap (`check_cost`)."""
-    from tqdm.auto import tqdm
-
     stats = {"requests": len(requests), "cached": 0, "sent": 0, "invalid": 0, "errors": 0,
              "prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0}
     by_key: dict[str, list[int]] = {}
@@ -139,3 +138,21 @@ def judge_requests(judge: Judge, requests: list[Request], cache: JudgmentCache, 
             stats["invalid"] += not hit["valid"]
         out.append({**r.meta, **row})
     return out, stats
+
+
+def judge_rows(judge: Judge, jc, rows: list[dict], system: str, baselines: list[str], protocol_names: list[str],
+               cache_folder: str | Path, transcripts: list[dict] | None = None) -> tuple[list[dict], dict]:
+    """Judge generation rows (ours = `system` against `baselines`, with `protocol_names`) and each assistant turn of
+    `transcripts` in ONE cached run, so the cost cap sees every uncached request before any is sent."""
+    reqs = items.build_requests(rows, system, baselines, protocol_names, judge.identity(), jc.templates_dir)
+    reqs += dialogue.turn_requests(transcripts or [], judge.identity(), jc.templates_dir)
+    return judge_requests(judge, reqs, JudgmentCache.for_judge(cache_folder, judge), parse_retries=jc.parse_retries,
+                          max_cost_usd=jc.max_cost_usd)
+
+
+def judge_dialogues(judge: Judge, jc, transcripts: list[dict], cache_folder: str | Path) -> dict:
+    """Grade every assistant turn of `transcripts` (rows from `dialogue.read_transcripts`) with the cached runner.
+    Returns {"turns": judged rows, "dialogue_turns": per-system shares, "requests": stats}; nothing is written
+    but the cache (`run_judge` with `judge.dialogue_files` does the same inside the judge stage)."""
+    judged, stats = judge_rows(judge, jc, [], "", [], [], cache_folder, transcripts)
+    return {"turns": judged, "dialogue_turns": analysis.dialogue_turn_shares(judged), "requests": stats}

@@ -8,12 +8,11 @@ itself are skipped and counted (`StepLog.skip`), so the data card shows them.
 from __future__ import annotations
 
 from collections import OrderedDict
-from importlib import resources
 from pathlib import Path
 
 from ..data import DataError
 
-__all__ = ["DataError", "StepLog", "resolve_raw", "make_example", "require_file"]
+__all__ = ["DataError", "StepLog", "make_example", "require_file"]
 
 MAX_SKIP_EXAMPLES = 20  # skipped rows listed verbatim in the card per source; the rest are only counted
 
@@ -45,14 +44,6 @@ class StepLog:
     def as_dict(self) -> dict:
         return {"steps": [{"step": k, **v} for k, v in self.steps.items()], "skipped": dict(self.skips),
                 "skipped_examples": list(self.skip_examples)}
-
-
-def resolve_raw(spec: str | Path) -> Path:
-    """`demo_raw:stackexchange/...` -> the shipped demo dump; anything else is a filesystem path."""
-    spec = str(spec)
-    if spec.startswith("demo_raw:"):
-        return Path(str(resources.files("lima_repro.demo_raw").joinpath(spec[len("demo_raw:"):])))
-    return Path(spec).expanduser()
 
 
 def require_file(path: Path, what: str, key: str) -> None:

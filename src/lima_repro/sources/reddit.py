@@ -13,6 +13,8 @@ import re
 from pathlib import Path
 from typing import Iterator
 
+import zstandard
+
 from . import DataError, StepLog, make_example, require_file
 
 _TAG = re.compile(r"^\s*[\[(]\s*(\w{2,3})\s*[\])]\s*")  # FORMATS.md: [WP], ( wp ), [ EU ] ...
@@ -26,8 +28,6 @@ _FIX_ZST = ("re-download the file (`zstd -t --long=31 FILE` checks it); a damage
 def _zst_chunks(raw, path: Path, pos: list[int]) -> Iterator[bytes]:
     """Decompressed chunks of a (possibly multi-frame) zstd file; a corrupt or cut-off frame raises DataError.
     `pos[0]` tracks the compressed byte offset for error messages."""
-    import zstandard
-
     dctx = zstandard.ZstdDecompressor(max_window_size=2**31)  # Pushshift dumps use a 2 GiB window
     dobj, fed = dctx.decompressobj(), False
     while chunk := raw.read(1 << 16):

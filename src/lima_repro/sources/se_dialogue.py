@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import StepLog, make_example
 from .se_sites import site_name
-from .stackexchange import FABRICATED_IDS, _int, iter_rows, keep_top, open_posts, open_table
+from .stackexchange import FABRICATED_IDS, int_field, iter_rows, keep_top, open_posts, open_table
 from .text import html_to_markdown, strip_links
 
 SOURCE = "multi_turn"
@@ -81,7 +81,7 @@ def _question_pool(path: Path, cfg, log: StepLog) -> tuple[int, dict[str, dict]]
     n_questions = 0
     with open_posts(path) as (fh, shown):
         for i, row in enumerate(iter_rows(fh, shown)):
-            ptype, pid, score = row.get("PostTypeId"), row.get("Id"), _int(row, "Score")
+            ptype, pid, score = row.get("PostTypeId"), row.get("Id"), int_field(row, "Score")
             if ptype not in ("1", "2"):
                 continue
             if pid is None or score is None or not pid.isdigit() or pid in FABRICATED_IDS:

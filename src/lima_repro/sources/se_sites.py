@@ -29,9 +29,9 @@ puzzling quilting retrocomputing rpg russian scifi skeptics softwarerecs sound s
 startups sustainability travel ukrainian ux vegetarianism video webapps woodworking workplace worldbuilding writers
 """.split())
 
-# The "5 niche" exchanges the paper dropped are unnamed; sites here are skipped like unknown ones.
-# Ours: the non-English Stack Overflows and the Russian-language site, whose answers are not in English.
-DROPPED_SITES = frozenset({"pt", "ru", "es", "ja", "rus"})
+# The "5 niche" exchanges the paper dropped are unnamed. Ours are the non-English Stack Overflows (pt, ru, es, ja)
+# and the Russian-language site (rus), whose answers are not in English: they are in neither list above, so they
+# are skipped and counted like any unknown site.
 ALIASES = {"avp": "video", "beer": "alcohol", "moderators": "communitybuilding"}  # archives with old domains
 
 

@@ -100,7 +100,7 @@ def iter_rows(fh: IO[bytes], path: Path) -> Iterator[dict[str, str]]:
         raise DataError(path, f"line {line}, column {col}", f"XML error: {what}", _FIX_XML) from e
 
 
-def _int(row: dict, key: str) -> int | None:
+def int_field(row: dict, key: str) -> int | None:
     v = row.get(key)
     try:
         return int(v) if v is not None else None
@@ -139,7 +139,7 @@ def site_candidates(dump: str | Path, cfg, log: StepLog, rng: random.Random, *, 
     n_questions = n_eligible = 0
     with open_posts(path) as (fh, shown):
         for i, row in enumerate(iter_rows(fh, shown)):
-            ptype, pid, score = row.get("PostTypeId"), row.get("Id"), _int(row, "Score")
+            ptype, pid, score = row.get("PostTypeId"), row.get("Id"), int_field(row, "Score")
             if ptype not in ("1", "2"):
                 continue
             if pid is None or score is None or not pid.isdigit():

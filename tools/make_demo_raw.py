@@ -1,6 +1,6 @@
 """Write the shipped demo raw dumps in the real formats (FORMATS.md). All texts are invented for this package.
 
-    python -m lima_repro.demo_raw.make_demo_raw    # rewrites the files beside this script
+    python tools/make_demo_raw.py    # rewrites src/lima_repro/demo_raw/ (a developer tool; not shipped)
 
 Each source holds rows every rule of LIMA sec. 1 must drop, next to rows it keeps, so `01_curate` on the
 demo profile shows every step's kept/dropped counts. Kept answers sit near the lower length bounds so the
@@ -16,7 +16,7 @@ from xml.sax.saxutils import quoteattr
 
 import zstandard
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1] / "src" / "lima_repro" / "demo_raw"  # where the dumps ship
 DATE = "2021-03-14T09:26:53.590"
 
 # ---- Stack Exchange -------------------------------------------------------------------------------------

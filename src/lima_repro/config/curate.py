@@ -1,10 +1,17 @@
 """Curation settings (`Config.curate`): one dataclass per raw source, defaults from LIMA sec. 1 (PAPER.md sec. 1).
 
 Thresholds the paper states carry its value and section; heuristics the paper leaves open are marked "ours".
+`CurateConfig.check()` holds the rules the types cannot express; the curate stage relies on them.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from .base import raise_first
+
+# Selectors a config may name (subsets.SELECTORS minus `score`, which needs a Python scoring function and so
+# can only be built in code). Kept here, not read from subsets.py, so loading a config imports no selection code.
+CONFIG_SELECTORS = ("random", "longest", "quality", "kcenter", "kcenter_hashing")
 
 
 @dataclass
@@ -164,3 +171,24 @@ class CurateConfig:
     """After curation, keep `select_n` training examples by: random, quality, longest, kcenter, kcenter_hashing."""
     select_n: int | None = None
     """Training-set size for `selector`; None = no selection."""
+
+    def check(self) -> None:
+        """Curate settings the dataclass types cannot express; a bad value is a ConfigError naming the key."""
+        se, d, sd = self.stackexchange, self.dedup, self.se_dialogue
+        raise_first([
+            (se.tau <= 0, "curate.stackexchange.tau must be > 0"),
+            (sd.tau <= 0, "curate.se_dialogue.tau must be > 0"),
+            (sd.min_turns < 2 or sd.max_turns < sd.min_turns,
+             "curate.se_dialogue.min_turns must be >= 2 and <= max_turns"),
+            (not 0 <= se.title_prompt_prob <= 1, "curate.stackexchange.title_prompt_prob must be in [0, 1]"),
+            (se.min_answer_chars > se.max_answer_chars,
+             "curate.stackexchange.min_answer_chars exceeds max_answer_chars"),
+            (min(se.n_per_group, self.wikihow.n, self.writingprompts.n, self.askreddit.n, self.natinst.n_tasks,
+                 sd.n) < 0, "curate target counts (n, n_per_group, n_tasks) must be >= 0"),
+            (not 0 < d.threshold <= 1, "curate.dedup.threshold must be in (0, 1]"),
+            # `or` short-circuits: bands < 1 is reported before num_perm % 0 could be computed
+            (d.bands < 1 or d.num_perm % d.bands,
+             "curate.dedup.num_perm must be a positive multiple of curate.dedup.bands"),
+            (self.selector is not None and self.selector not in CONFIG_SELECTORS,
+             f"curate.selector must be one of {sorted(CONFIG_SELECTORS)} or null"),
+        ])

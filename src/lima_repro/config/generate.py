@@ -1,0 +1,45 @@
+"""Generation settings (`Config.generate`): LIMA sec. 3's sampling as defaults."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .base import PRECISIONS, raise_first
+
+
+@dataclass
+class GenerateConfig:
+    checkpoints: str | list[str] = "last"
+    """`last`, `all`, `selected` (chosen on the dev set by the select stage, LIMA sec. 3), or checkpoint names/paths."""
+    include_base: bool = False
+    """Also generate with the untuned base model (for base-vs-tuned comparisons)."""
+    prompts_file: str | None = None
+    """Prompts JSONL; None = the curate stage's test.jsonl."""
+    max_prompts: int | None = None
+    """Use only the first N prompts (demo); None = all."""
+    top_p: float = 0.9  # LIMA sec. 3: nucleus sampling p = 0.9
+    temperature: float = 0.7  # LIMA sec. 3: temperature 0.7
+    repetition_penalty: float = 1.2  # LIMA sec. 3: penalty 1.2 on previously generated tokens
+    max_new_tokens: int = 2048  # LIMA sec. 3: generation capped at 2,048 tokens
+    num_samples: int = 1  # LIMA sec. 4: one sample per prompt (5 in the ablations)
+    batch_size: int = 8
+    """Sequences per generate() call; prompts are grouped by length."""
+    precision: str = "auto"
+    """`fp32`, `bf16` or `auto` (bf16 on capable GPUs, fp32 on CPU)."""
+    backend: str = "auto"
+    """`torch` (lima_repro's batched KV-cache sampler), `vllm` (needs vLLM and a GPU), or `auto` (vLLM when it is
+    installed and a GPU is present, else torch). Both write the same generations.jsonl."""
+    seed: int = 0
+    """Sampling seed."""
+
+    def check(self) -> None:
+        raise_first([
+            (self.precision not in PRECISIONS,
+             f"generate.precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}"),
+            (self.backend not in ("auto", "torch", "vllm"),
+             f"generate.backend must be one of auto, torch, vllm; got {self.backend!r}"),
+            # a list names checkpoints or paths, which only the generate stage can resolve
+            (isinstance(self.checkpoints, str) and self.checkpoints not in ("last", "all", "selected"),
+             "generate.checkpoints must be 'last', 'all', 'selected' or a list of checkpoint names"),
+            (not 0 < self.top_p <= 1 or self.temperature <= 0 or self.num_samples < 1,
+             "generate: need 0 < top_p <= 1, temperature > 0, num_samples >= 1"),
+        ])

@@ -1,0 +1,90 @@
+"""The figures' drawing kit: one look for every figure, a record of what was drawn, files written together.
+
+Figures are built on `matplotlib.figure.Figure` with the Agg canvas: no pyplot, no global backend switch. Each
+is saved as PNG + PDF with the CSV of exactly what it draws (`save`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import seaborn as sns
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .analysis import GRADES as WORST_FIRST
+
+OUTCOMES = ("win", "tie", "loss")
+GRADES = tuple(reversed(WORST_FIRST))  # drawn best first: Excellent, Pass, Fail
+COLORS = dict(zip(OUTCOMES, sns.color_palette("RdYlGn_r", 3))) | dict(zip(GRADES, sns.color_palette("YlGn_r", 3)))
+PAPER_C, RUN_C = "0.55", sns.color_palette("deep")[0]
+
+
+@dataclass
+class Drawn:
+    """One figure's outcome: drawn (with its files and the DataFrame drawn) or skipped (with why)."""
+    name: str
+    status: str
+    reason: str = ""
+    source: str | None = None
+    files: list[str] = field(default_factory=list)
+    data: pd.DataFrame | None = None
+    fig: Figure | None = None
+
+    def record(self) -> dict:
+        return {"status": self.status, "reason": self.reason, "source": self.source, "files": self.files}
+
+
+def new_fig(w: float, h: float, ncols: int = 1, **kw):
+    with sns.axes_style("whitegrid"), sns.plotting_context("paper"):
+        fig = Figure(figsize=(w, h), layout="constrained")
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(1, ncols, squeeze=False, **kw)[0]
+    return fig, list(axes)
+
+
+def save(d: Drawn, out: Path, formats: tuple[str, ...], dpi: int) -> Drawn:
+    out.mkdir(parents=True, exist_ok=True)
+    d.data.to_csv(out / f"{d.name}.csv", index=False)
+    d.files = [str(out / f"{d.name}.csv")]
+    if d.fig is not None:
+        for ax in d.fig.axes:
+            ax.title.set_fontsize(9)
+        for fmt in formats:
+            d.fig.savefig(out / f"{d.name}.{fmt}", dpi=dpi)
+            d.files.append(str(out / f"{d.name}.{fmt}"))
+    return d
+
+
+def stacked(ax, rows: list[tuple[str, dict[str, float]]], cats: tuple[str, ...], hollow: set[str] = frozenset()):
+    """Horizontal 100% stacked bars, one per row label, categories left to right; hollow rows are unconfirmed."""
+    for i, (lab, vals) in enumerate(rows):
+        left = 0.0
+        for c in cats:
+            v = vals.get(c) or 0.0
+            ax.barh(i, v, left=left, color="none" if lab in hollow else COLORS[c], edgecolor=COLORS[c],
+                    hatch="//" if lab in hollow else None, label=c if i == 0 else None)
+            if v >= 6:
+                ax.text(left + v / 2, i, f"{v:.0f}", ha="center", va="center", fontsize=7)
+            left += v
+    ax.set_yticks(range(len(rows)), [r[0] for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+
+
+def grades_figure(name: str, src, df: pd.DataFrame, xlabel: str, title: str, out: Path, formats, dpi) -> Drawn:
+    """Fail / Pass / Excellent stacked bars, one row per `df.row` (figures 3 and 7)."""
+    fig, (ax,) = new_fig(6.5, 2.4)
+    stacked(ax, [(r, dict(zip(g.label, g.pct))) for r, g in df.groupby("row", sort=False)], GRADES)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
+    return save(Drawn(name, "drawn", source=str(src), data=df, fig=fig), out, formats, dpi)
+
+
+def markdown(df: pd.DataFrame) -> str:
+    """A GitHub Markdown table (pandas' tomarkdown needs the tabulate package)."""
+    cell = lambda v: "" if pd.isna(v) else (f"{v:g}" if isinstance(v, float) else str(v))
+    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
+    return "\n".join(lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)])

@@ -1,0 +1,67 @@
+"""The judge interface: `complete_many(requests)` yields `(index, Completion)` as each one finishes.
+
+Backends: `remote.OpenAIJudge` (any OpenAI-compatible server) and `local.HFJudge` (a Hugging Face model);
+`judging.make_judge` picks one from the config. A new backend subclasses `Judge` (see ARCHITECTURE.md).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Iterator
+
+
+def cache_key(identity: dict, protocol: str, template_hash: str, prompt: str) -> str:
+    blob = json.dumps({"judge": identity, "protocol": protocol, "template": template_hash, "prompt": prompt},
+                      sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class JudgeError(RuntimeError):
+    """A judge cannot be set up (missing key, unknown backend); the message says what to set."""
+
+
+class CostCapError(JudgeError):
+    """The estimated cost of the uncached requests exceeds `judge.max_cost_usd`; nothing was sent."""
+
+
+@dataclass
+class Request:
+    key: str
+    """Cache key: hash of judge identity, template hash and the rendered prompt."""
+    protocol: str
+    prompt: str
+    """The rendered template: the user message the judge sees."""
+    labels: tuple[str, ...] = ()
+    answer_prefix: str = ""
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class Completion:
+    text: str = ""
+    label_probs: dict[str, float] | None = None
+    """Local judges: probability of each label as the next token after the answer prefix (renormalised)."""
+    usage: dict[str, int] = field(default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0})
+    cost: float = 0.0
+    latency_s: float = 0.0
+    error: str | None = None
+    """Set when the request failed after all retries (not cached: a rerun tries again)."""
+
+
+class Judge:
+    """Base class. `identity()` names the judge in cache keys and outputs; `verdict_source` is `text` or `probs`."""
+
+    kind = "abstract"
+    verdict_source = "text"
+    weak = False
+
+    def identity(self) -> dict:
+        raise NotImplementedError
+
+    def complete_many(self, requests: list[Request]) -> Iterator[tuple[int, Completion]]:
+        raise NotImplementedError
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}:{self.identity()['model']}"

@@ -1,0 +1,171 @@
+"""LIMA's sampler (sec. 3, PAPER.md sec. 3) and what every sampling backend shares.
+
+Nucleus sampling p = 0.9, temperature 0.7, a repetition penalty of 1.2 on tokens generated so far (not on the
+prompt), at most `max_new_tokens` new tokens, stopping at EOT (or EOS). Prompts are sorted by length and
+generated in left-padded batches with the KV cache; a row leaves its batch (and the cache) as soon as it samples
+a stop token, so finished rows cost nothing. `generate.py` (the stage), `select.py`, `vllm_backend.py` and the
+notebooks' `Chat` all sample through this module.
+"""
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+from transformers import LogitsProcessor
+
+from . import data, models
+from .batching import left_pad
+from .chat_format import encode_prompt
+from .config import GenerateConfig
+
+REPETITION_PENALTY_SCOPE = {"torch": "generated", "vllm": "prompt+generated"}  # see vllm_backend's docstring
+
+
+class GeneratedRepetitionPenalty(LogitsProcessor):
+    """CTRL-style repetition penalty applied only to tokens generated after `prompt_len` (LIMA sec. 3)."""
+
+    def __init__(self, penalty: float, prompt_len: int):
+        self.penalty, self.prompt_len = penalty, prompt_len
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        generated = input_ids[:, self.prompt_len :]
+        if self.penalty == 1.0 or generated.shape[1] == 0:
+            return scores
+        picked = scores.gather(1, generated)
+        picked = torch.where(picked < 0, picked * self.penalty, picked / self.penalty)
+        return scores.scatter(1, generated, picked)
+
+
+def context_length(model_config) -> int | None:
+    """The longest sequence a model takes (None when its config does not say)."""
+    return getattr(model_config, "max_position_embeddings", None) or getattr(model_config, "n_positions", None)
+
+
+def top_p_sample(logits: torch.Tensor, top_p: float, temperature: float) -> torch.Tensor:
+    """One token per row from softmax(logits / temperature) restricted to the nucleus: the most likely tokens
+    whose mass before each is < top_p (transformers' TopPLogitsWarper keeps the same set). The nucleus is found
+    among the top k tokens, k growing until it holds top_p of the mass, instead of sorting a 262K vocabulary."""
+    if temperature <= 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    k = min(64, probs.shape[-1])
+    while True:
+        top, idx = probs.topk(k, dim=-1)
+        cum = top.cumsum(-1)
+        if k == probs.shape[-1] or bool((cum[:, -1] >= top_p).all()):
+            break
+        k = min(k * 8, probs.shape[-1])
+    keep = (cum - top) < top_p
+    keep[:, 0] = True  # at least one token
+    choice = torch.multinomial(top * keep, 1)
+    return idx.gather(1, choice).squeeze(1)
+
+
+def _last_logits(model, takes_logits_to_keep: bool, **inputs) -> tuple[torch.Tensor, object]:
+    out = model(**inputs, use_cache=True, **({"logits_to_keep": 1} if takes_logits_to_keep else {}))
+    return out.logits[:, -1], out.past_key_values
+
+
+@torch.no_grad()
+def decode(model, prompts: list[list[int]], pad: int, stops: list[int], g: GenerateConfig) -> list[list[int]]:
+    """Sample continuations of `prompts` (left-padded into one batch) with the KV cache. A row that reaches a stop
+    token leaves the batch and the cache at once, so finished rows cost nothing. Each result ends with its stop
+    token if any."""
+    device = next(model.parameters()).device
+    ids, mask, pos = (t.to(device) for t in left_pad(prompts, pad))
+    takes = "logits_to_keep" in inspect.signature(model.forward).parameters
+    logits, cache = _last_logits(model, takes, input_ids=ids, attention_mask=mask, position_ids=pos)
+    penalty = GeneratedRepetitionPenalty(g.repetition_penalty, prompt_len=0)
+    stop = torch.tensor(stops, device=device)
+    rows = torch.arange(len(prompts), device=device)  # which prompt each live row is
+    generated = torch.empty((len(prompts), 0), dtype=torch.long, device=device)  # live rows' tokens so far
+    out: list[list[int]] = [[] for _ in prompts]
+    for step in range(g.max_new_tokens):
+        token = top_p_sample(penalty(generated, logits), g.top_p, g.temperature)
+        for r, t in zip(rows.tolist(), token.tolist()):
+            out[r].append(t)
+        live = ~torch.isin(token, stop)
+        if step == g.max_new_tokens - 1 or not bool(live.any()):
+            break
+        if not bool(live.all()):
+            keep = live.nonzero().squeeze(1)
+            cache.batch_select_indices(keep)
+            rows, token, mask, pos, generated = rows[keep], token[keep], mask[keep], pos[keep], generated[keep]
+        generated = torch.cat([generated, token[:, None]], 1)
+        mask = torch.cat([mask, mask.new_ones((len(rows), 1))], 1)
+        pos = pos[:, -1:] + 1
+        logits, cache = _last_logits(model, takes, input_ids=token[:, None], attention_mask=mask, position_ids=pos,
+                                     past_key_values=cache)
+    return out
+
+
+@torch.no_grad()
+def sample(model, tokenizer, eot_id: int, prompts: list[list[int]], g: GenerateConfig, desc: str = "generate",
+           progress: bool = True) -> list[dict]:
+    """Sample `g.num_samples` continuations of each tokenized prompt. Returns, per (prompt, sample) in input
+    order, {"prompt_index", "sample", "ids", "stopped_at_eot"}."""
+    model.eval()
+    items = sorted(((len(p), i, s) for i, p in enumerate(prompts) for s in range(g.num_samples)), reverse=True)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eot_id
+    stops = models.stop_ids(tokenizer, eot_id)
+    results: dict[tuple[int, int], dict] = {}
+    bar = tqdm(total=len(items), desc=desc, unit="seq", disable=not progress)
+    for start in range(0, len(items), g.batch_size):  # sorted by length: each batch holds similar lengths
+        chunk = items[start : start + g.batch_size]
+        for (_, i, s), new in zip(chunk, decode(model, [prompts[i] for _, i, _ in chunk], pad, stops, g)):
+            stop_at = next((k for k, t in enumerate(new) if t in stops), None)
+            results[(i, s)] = {"prompt_index": i, "sample": s, "ids": new[:stop_at] if stop_at is not None else new,
+                               "stopped_at_eot": stop_at is not None and new[stop_at] == eot_id}
+        bar.update(len(chunk))
+    bar.close()
+    return [results[(i, s)] for i in range(len(prompts)) for s in range(g.num_samples)]
+
+
+def prompt_ids(examples: list[dict], tokenizer, eot: str, model_config, g: GenerateConfig,
+               path: Path) -> list[list[int]]:
+    """Token ids of each example's prompt in the LIMA format; a prompt that leaves no room for
+    `g.max_new_tokens` in the model's context is a DataError naming the file, the example and the fix."""
+    limit = context_length(model_config)
+    out = []
+    for ex in examples:
+        ids = encode_prompt(tokenizer, data.prompt_messages(ex), eot)
+        if limit is not None and len(ids) + g.max_new_tokens > limit:
+            raise data.DataError(path, f"id {ex['id']}", f"prompt has {len(ids)} tokens; with generate.max_new_tokens="
+                                 f"{g.max_new_tokens} it exceeds the model's context of {limit}",
+                                 "shorten the prompt or lower generate.max_new_tokens")
+        out.append(ids)
+    return out
+
+
+def torch_dtype(precision: str) -> torch.dtype:
+    return torch.bfloat16 if models.resolve_precision(precision) == "bf16" else torch.float32
+
+
+def checkpoint_eot_id(tokenizer, path: str | None, eot: str) -> int:
+    """The id of `eot` in a fine-tuned checkpoint's tokenizer; an untuned model is an error that says what to do."""
+    if eot not in tokenizer.get_vocab():
+        raise ValueError(f"{path} has no {eot} token, so it was not fine-tuned with this "
+                         "format; to sample from an untuned model use generate.include_base")
+    return tokenizer.convert_tokens_to_ids(eot)
+
+
+def resolve_backend(g: GenerateConfig) -> str:
+    """`torch` or `vllm` for generate.backend: `auto` is vLLM when a CUDA GPU is present and vLLM imports."""
+    if g.backend == "torch" or (g.backend == "auto" and not torch.cuda.is_available()):
+        return "torch"
+    try:
+        import vllm  # noqa: F401
+    except ImportError as e:
+        if g.backend == "auto":
+            return "torch"
+        raise ImportError("generate.backend is 'vllm' but vLLM cannot be imported: `pip install vllm` (needs a "
+                          "CUDA GPU), or set generate.backend: torch") from e
+    return "vllm"
+
+
+def sampling_record(g: GenerateConfig) -> dict:
+    """How responses are sampled under `g`, for the stage records (generate manifest, selection.json)."""
+    backend = resolve_backend(g)
+    return {"backend": backend, "repetition_penalty_scope": REPETITION_PENALTY_SCOPE[backend]}

@@ -1,0 +1,61 @@
+"""The select stage: `run_select(config) -> <run_dir>/select`, checkpoint selection on the dev set (LIMA sec. 3).
+
+(Named select_checkpoint.py, not select.py, which would shadow the standard library's `select` module.)
+
+The paper picks its checkpoint between epochs 5 and 10 by the quality of generations on 50 dev prompts (held-out
+perplexity rises while quality does too, so perplexity cannot choose). This stage samples dev-set responses with
+every checkpoint inside `judge.selection_window` (all checkpoints when none is inside), grades them with the 1-6
+Likert protocol and records the best in `select/selection.json`, which `generate.checkpoints: selected` reads.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import analysis, data
+from .config import Config
+from .files import read_jsonl_plain, write_json
+from .generate import generate_rows
+from .judging import make_judge
+from .judging.runner import judge_rows
+from .runs import RunDir, Stage, checkpoint_epoch
+from .sampling import sampling_record
+
+
+def run_select(cfg: Config, judge=None) -> Path:
+    """Sample dev-set responses with each checkpoint in the window, judge them, choose; returns `<run_dir>/select`.
+    `judge` may be passed in (tests); default = the one `cfg.judge` names."""
+    run = RunDir.of(cfg)
+    lo, hi = cfg.judge.selection_window
+    ckpts = run.list_checkpoints()
+    pool = [c for c in ckpts if lo <= c["epoch"] <= hi] or ckpts
+    dev = run.eval_file(cfg)
+    examples = data.read_examples(dev, ends_with=None)[: cfg.judge.max_prompts]
+    generate_rows(cfg, examples, [(c["name"], c["path"]) for c in pool], dev, run.dev_generations)
+    select_checkpoint(cfg, run.dev_generations, judge, generation=sampling_record(cfg.generate))
+    return run.stage("select")
+
+
+def select_checkpoint(cfg: Config, generations_file: str | Path, judge=None, generation: dict | None = None) -> dict:
+    """Judge dev-set generations of several checkpoints with the Likert protocol and choose the best mean score
+    inside `judge.selection_window` epochs (LIMA sec. 3); writes `<run_dir>/select/selection.json`. `generation`:
+    how the dev-set responses were sampled, recorded with the choice."""
+    rows = read_jsonl_plain(generations_file)
+    labels = list(dict.fromkeys(r["checkpoint"] for r in rows if r["checkpoint"] != "base"))
+    lo, hi = cfg.judge.selection_window
+    run = RunDir.of(cfg)
+    with Stage(cfg, "select", inputs=[generations_file]):
+        judge = judge or make_judge(cfg.judge)
+        judged, stats = judge_rows(judge, cfg.judge, rows, labels[0], labels[1:], ["likert"],
+                                   run.judge_cache(cfg, "select"))
+        scores = {lab: analysis.likert_summary([j for j in judged if j["system"] == lab]) for lab in labels}
+        window = [lab for lab in labels if (e := checkpoint_epoch(lab)) is not None and lo <= e <= hi]
+        chosen = max(window or labels, key=lambda lab: (scores[lab]["mean"] if scores[lab]["mean"] is not None
+                                                        else -1, checkpoint_epoch(lab) or 0))
+        why = (f"highest mean 1-6 helpfulness ({scores[chosen]['mean']}) on {scores[chosen]['n']} dev prompts among "
+               + (f"epochs {lo}-{hi} (LIMA sec. 3)" if window else f"all checkpoints (none inside epochs {lo}-{hi})")
+               + f", judged by {judge.name}")
+        sel = {"chosen": chosen, "path": next(r["checkpoint_path"] for r in rows if r["checkpoint"] == chosen),
+               "why": why, "scores": scores, "window": [lo, hi], "requests": stats,
+               **({"generation": generation} if generation else {})}
+        write_json(run.selection, sel)
+    return sel
