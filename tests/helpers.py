@@ -61,6 +61,8 @@ def tiny_overrides(model_dir: Path, run_dir: Path, **extra) -> dict:
         "train.lr_end": 1e-4,
         "train.residual_dropout": 0.2,
         "train.packing": False,
+        "train.precision": "fp32",  # pinned losses must not depend on whether this CPU has bf16 units
+        "generate.precision": "fp32",
         "generate.max_new_tokens": 24,
         "generate.max_prompts": 3,
         "generate.include_base": True,

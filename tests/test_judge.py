@@ -10,7 +10,7 @@ import pytest
 from lima_repro.config import Config, JudgeConfig
 from lima_repro.judge import run_judge
 from lima_repro.select_checkpoint import select_checkpoint
-from lima_repro.judging import protocols
+from lima_repro.judging import Completion, Judge, protocols
 from lima_repro.judging.items import build_requests, import_baseline
 from lima_repro.judging.local import HFJudge, label_tokens
 from lima_repro.files import read_jsonl_plain, write_jsonl
@@ -167,3 +167,63 @@ def test_select_checkpoint_within_window(tmp_path):
     assert sel["chosen"] == "epoch-7" and sel["path"] == "/ck/7" and "epochs 5-10" in sel["why"]
     assert sel["scores"]["epoch-3"]["mean"] == 5.0  # best overall, but outside LIMA's window
     assert (tmp_path / "run" / "select" / "selection.json").exists()
+
+
+class ProbJudge(Judge):
+    """Reads its verdict from label probabilities, like the local judge. `bias`: extra probability of "A" whatever
+    the answers are; `prefers_long`: the longer answer gets `skill` more probability than the shorter."""
+
+    kind, verdict_source = "probjudge", "probs"
+
+    def __init__(self, bias: float, skill: float):
+        self.bias, self.skill = bias, skill
+
+    def identity(self):
+        return {"kind": self.kind, "model": "probs", "bias": self.bias, "skill": self.skill}
+
+    def complete_many(self, requests):
+        for i, r in enumerate(requests):
+            if r.protocol == "pairwise":
+                a, b = re.search(r"\[Answer A\]\n(.*?)\n\n\[Answer B\]\n(.*?)\n\n", r.prompt, re.S).groups()
+                pa = 0.45 + self.bias + (self.skill if len(a) > len(b) else -self.skill if len(b) > len(a) else 0)
+                p = {"A": pa, "B": 0.9 - pa, "neither": 0.1}
+            else:
+                p = {lab: 1 / len(r.labels) for lab in r.labels}
+            yield i, Completion(label_probs=p)
+
+
+def test_balanced_calibration_by_hand():
+    from lima_repro import analysis as an
+
+    always_a = an.balanced_preference({"A": 0.8, "B": 0.1, "neither": 0.1}, {"A": 0.8, "B": 0.1, "neither": 0.1})
+    assert always_a["ours"] == pytest.approx(always_a["theirs"]) and an.calibrated_outcome(always_a, 0.05) == "tie"
+    biased_but_right = an.balanced_preference({"A": 0.85, "B": 0.05, "neither": 0.1},  # ours shown first
+                                              {"A": 0.55, "B": 0.35, "neither": 0.1})  # ours shown second
+    assert biased_but_right == pytest.approx({"ours": 0.6, "theirs": 0.3, "neither": 0.1})
+    assert an.calibrated_outcome(biased_but_right, 0.05) == "win"
+    assert an.calibrated_outcome({"ours": 0.3, "theirs": 0.32, "neither": 0.38}, 0.0) == "tie"  # neither most likely
+    assert an.preference_ci(["tie"] * 8, n_boot=100)["excludes_chance"] is False
+    assert an.preference_ci(["win"] * 8, n_boot=100) == {"n": 8, "pct": 100.0, "lo": 100.0, "hi": 100.0,
+                                                        "excludes_chance": True}
+
+
+def test_position_bias_cancels_and_a_real_preference_survives(tmp_path):
+    """A judge that only ever prefers position A: swap-to-tie gives all ties too, and balanced calibration turns it
+    into ties rather than wins for whoever is shown first. A judge that prefers the longer answer on top of the
+    same position bias: calibration recovers the right winner in every pair, where swap-to-tie sees disagreements."""
+    results = {}
+    for name, judge in (("position_only", ProbJudge(bias=0.4, skill=0.0)), ("real", ProbJudge(bias=0.3, skill=0.1))):
+        out = run_judge(_cfg(tmp_path / name, generation_rows(), protocols=["pairwise"]), judge=judge)
+        results[name] = json.loads((out / "results.json").read_text())
+    flat = results["position_only"]
+    assert flat["order_consistency"]["base"]["agreement"] == 0.0  # A in both orders: never the same system
+    assert flat["pairwise"]["base"]["tie"]["pct"] == 100.0
+    cal = flat["pairwise_calibration"]["base"]
+    assert cal["method"] == "balanced" and cal["preference"]["excludes_chance"] is False
+    assert "cannot tell epoch-2 from base" in cal["verdict"] and cal["mean_difference"]["mean"] == pytest.approx(0.0)
+    real = results["real"]
+    assert real["pairwise"]["base"]["win"]["pct"] == 100.0  # the system's answers are the longer ones
+    assert real["pairwise_swap"]["base"]["tie"]["pct"] == 100.0  # position bias hides it without calibration
+    assert real["pairwise_calibration"]["base"]["preference"]["excludes_chance"] is True
+    assert real["pairwise_calibration"]["base"]["mean_difference"]["mean"] == pytest.approx(0.55 - 0.35)
+    assert real["pairwise_calibration"]["base"]["verdict"].startswith("The judge prefers epoch-2 to base")

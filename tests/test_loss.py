@@ -27,6 +27,34 @@ def test_fused_loss_and_gradients_match_plain(softcap, bias):
         torch.testing.assert_close(g, r, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("softcap", [None, 30.0])
+def test_evaluation_under_no_grad_computes_no_gradient(softcap, monkeypatch):
+    """Held-out perplexity runs under torch.no_grad: the loss is the same, `.grad` is untouched (even with a
+    grad_scale), and the gradient path (`_FusedLinearCE`) never runs."""
+    from lima_repro import loss as loss_mod
+
+    torch.manual_seed(0)
+    h, w, y = torch.randn(37, 16), torch.randn(101, 16, requires_grad=True), torch.randint(0, 101, (37,))
+    w.grad = torch.full_like(w, 7.0)
+    with_grad = fused_linear_cross_entropy(h.requires_grad_(), w, y, chunk_size=8, softcap=softcap).item()
+    monkeypatch.setattr(loss_mod._FusedLinearCE, "apply", lambda *a: pytest.fail("gradient path under no_grad"))
+    with torch.no_grad():
+        evaluated = fused_linear_cross_entropy(h, w, y, chunk_size=8, softcap=softcap, grad_scale=0.5)
+    assert evaluated.item() == pytest.approx(with_grad, rel=1e-6)
+    assert torch.equal(w.grad, torch.full_like(w, 7.0))
+
+
+def test_frozen_head_gets_no_weight_gradient():
+    torch.manual_seed(0)
+    h = torch.randn(37, 16, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(101, 16, dtype=torch.float64)  # frozen
+    y = torch.randint(0, 101, (37,))
+    (gh,) = torch.autograd.grad(fused_linear_cross_entropy(h, w, y, chunk_size=8, grad_scale=0.5) * 0.5, [h])
+    (ref,) = torch.autograd.grad(F.cross_entropy(F.linear(h, w), y, reduction="sum") * 0.5, [h])
+    torch.testing.assert_close(gh, ref, rtol=1e-9, atol=1e-12)
+    assert w.grad is None
+
+
 @pytest.mark.parametrize("family", ["llama", "gemma3", "qwen2", "gpt2"])
 def test_causal_lm_loss_equals_transformers_loss(tiny_model_dirs, family):
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dirs[family]).eval()
@@ -110,3 +138,42 @@ def test_causal_lm_loss_head_grad_in_forward_with_tied_embeddings(tiny_model_dir
         grads.append({k: p.grad.clone() for k, p in model.named_parameters()})
     for k in grads[0]:
         torch.testing.assert_close(grads[1][k], grads[0][k], rtol=1e-5, atol=1e-7, msg=k)
+
+
+@pytest.mark.parametrize("family", ["gemma3", "llama", "gpt2"])  # tied + scaled embedding, untied head, GPT-2
+def test_frozen_embeddings_train_only_the_new_rows_with_exact_gradients(tiny_model_dirs, family):
+    """train.freeze_embeddings: the trained rows (here two token ids, one of them in the input) get exactly the
+    gradient those rows get when the whole embedding trains, and so does every other weight; the frozen matrices
+    get none; merge_rows writes the rows back into the model."""
+    torch.manual_seed(5)
+    ids = torch.randint(3, 200, (2, 24))
+    ids[:, 10] = 42  # a trained row's token as input (and as target, at position 9)
+    labels = ids.clone()
+    labels[:, :6] = IGNORE
+    rows = [42, 7]
+
+    def grads(train_rows):
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dirs[family]).train()
+        torch.manual_seed(0)  # the same dropout masks (GPT-2 has its own dropout)
+        lm = CausalLMLoss(model, chunk_size=5, train_rows=train_rows)
+        loss, n = lm(ids, labels)
+        (loss / n).backward()
+        return lm, dict(lm.named_parameters())
+
+    full, full_params = grads(None)
+    part, part_params = grads(rows)
+    emb, head = full.lm.get_input_embeddings().weight, full.lm.get_output_embeddings().weight
+    in_rows = emb.grad[rows]  # a tied head shares this gradient: lookup and head both add into it
+    torch.testing.assert_close(part.rows_in.grad, in_rows, rtol=1e-5, atol=1e-7)
+    if head is not emb:
+        torch.testing.assert_close(part.rows_out.grad, head.grad[rows], rtol=1e-5, atol=1e-7)
+    frozen = {"lm." + n for n, p in part.lm.named_parameters() if not p.requires_grad}
+    assert frozen and all(part_params[n].grad is None for n in frozen)
+    for name, p in part_params.items():
+        if name in full_params and name not in frozen:
+            torch.testing.assert_close(p.grad, full_params[name].grad, rtol=1e-5, atol=1e-7)
+    with torch.no_grad():
+        part.rows_in.add_(1.0)
+    part.merge_rows()
+    torch.testing.assert_close(part.lm.get_input_embeddings().weight[rows], part.rows_in.detach())
+    torch.testing.assert_close(part.lm.get_output_embeddings().weight[rows], part.rows_out.detach())

@@ -48,14 +48,18 @@ def test_demo_pipeline_end_to_end(tmp_path):
     train = recorded(nbs / "02_train.ipynb", "train_summary")
     metrics = read_jsonl_plain(run_dir / "train" / "metrics.jsonl")
     assert train["steps"] == 2 and train["checkpoints"] == ["step-2"]
-    assert train["first_loss"] == pytest.approx(metrics[0]["loss"]) and 0.5 < train["first_loss"] < 8
-    assert any(r["type"] == "eval" and r["perplexity"] > 1 for r in metrics)
+    first = next(r for r in metrics if r["type"] == "train")  # metrics[0] is the base model's evaluation
+    assert train["first_loss"] == pytest.approx(first["loss"]) and 0.5 < train["first_loss"] < 8
+    assert [r["step"] for r in metrics if r["type"] == "eval"] == [0, 2] and all(r.get("perplexity", 2) > 1 for r in metrics)
 
     select = recorded(nbs / "02b_select.ipynb", "select_summary")
     assert select["chosen"] == "step-2" == run.read_selection()["chosen"]  # the only checkpoint
 
     gen = recorded(nbs / "03_generate.ipynb", "generate_summary")
     assert set(gen) == {"base", "step-2"} and all(v["n"] == 2 for v in gen.values())
+    for shares in gen.values():  # every response stops at EOT, at EOS or at max_new_tokens, and is counted once
+        assert shares["eot_pct"] + shares["eos_pct"] + shares["max_new_tokens_pct"] == pytest.approx(100.0)
+    assert json.loads((run_dir / "generate" / "manifest.json").read_text())["stops"] == gen
     rows = read_jsonl_plain(run_dir / "generate" / "generations.jsonl")
     assert len(rows) == 4 and all(r["response_tokens"] <= 12 for r in rows)
 
@@ -63,7 +67,14 @@ def test_demo_pipeline_end_to_end(tmp_path):
     results = json.loads((run_dir / "judge" / "results.json").read_text())
     assert judge["system"] == "step-2" and set(judge["pairwise"]) == {"base"}
     assert judge["pairwise"]["base"]["n"] == results["pairwise"]["base"]["n"] == 2
-    assert run.token_shift.is_file() and run.token_shift_table.is_file() and results["token_shift"]["base"]["positions"]
+    assert judge["calibration"]["base"]["method"] == "balanced"  # the local judge's label probabilities
+    assert 0.0 <= judge["order_consistency"]["base"] <= 1.0 and results["pairwise_calibration"]["base"]["verdict"]
+    ref = judge["reference"]  # the reference-based check: perplexity before/after, similarity of dev answers
+    assert ref["perplexity"]["base"] > 1 and ref["perplexity"]["step-2"] > 1
+    assert set(ref["similarity"]) == {"base", "step-2"} and all(-1 <= s["mean"] <= 1 for s in ref["similarity"].values())
+    ts = results["token_shift"]  # run on the tuned answers that ended at EOT (12 new tokens: maybe none here)
+    assert run.token_shift.is_file() and run.token_shift_table.is_file() and ts["responses"] == 2
+    assert ts["answers_analysed"] == sum(r["stop"] == "eot" for r in rows if r["checkpoint"] == "step-2")
 
     ablations = json.loads((run_dir / "ablations" / "summary.json").read_text())
     assert [c["condition"] for c in ablations["conditions"]] == ["se_filtered"]

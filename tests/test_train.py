@@ -13,7 +13,8 @@ from helpers import tiny_overrides
 
 # First losses of the tiny fixed-seed Llama on the demo data (recorded when the recipe was written; a change
 # here means the data order, masking, loss normalisation, dropout or optimizer changed).
-PINNED_LOSSES = [5.575106, 5.521551, 5.472245, 5.414733]
+PINNED_LOSSES = {"mean": [5.575106, 5.521551, 5.472245, 5.414733],  # EOT starting as the mean row (until 2026-12)
+                 "eos": [5.576208, 5.522726, 5.472696, 5.415496]}  # EOT starting as a copy of EOS's row (the default since)
 
 
 def curated(tmp_path, model_dir, **extra):
@@ -29,18 +30,19 @@ def test_lr_schedule_linear_decay_without_warmup():
     assert lr_at(0, 10, 1.0, 0.0, 2) == 0.5 and lr_at(1, 10, 1.0, 0.0, 2) == 1.0
 
 
-def test_pinned_losses_and_run_directory(tmp_path, tiny_llama):
-    cfg = curated(tmp_path, tiny_llama)
+@pytest.mark.parametrize("eot_init", ["mean", "eos"])
+def test_pinned_losses_and_run_directory(tmp_path, tiny_llama, eot_init):
+    cfg = curated(tmp_path, tiny_llama, **{"model.eot_init": eot_init})
     out = run_train(cfg)
     rows = read_jsonl_plain(out / "metrics.jsonl")
     train = [r for r in rows if r["type"] == "train"]
     evals = [r for r in rows if r["type"] == "eval"]
-    assert [r["loss"] for r in train[:4]] == pytest.approx(PINNED_LOSSES, rel=1e-4)
+    assert [r["loss"] for r in train[:4]] == pytest.approx(PINNED_LOSSES[eot_init], rel=1e-4)
     assert len(train) == 12 and [r["step"] for r in train] == list(range(1, 13))  # 48 examples / 8, 2 epochs
     assert train[-1]["loss"] < train[0]["loss"]
     assert {"step", "epoch", "loss", "lr", "grad_norm", "tokens_per_s"} <= set(train[0])
     assert train[0]["lr"] == 1e-3 and train[-1]["lr"] == pytest.approx(1e-4)
-    assert [e["epoch"] for e in evals] == [1, 2] and all(e["perplexity"] > 1 for e in evals)
+    assert [e["epoch"] for e in evals] == [0, 1, 2] and all(e["perplexity"] > 1 for e in evals)  # 0: the base
     assert [c["name"] for c in RunDir(out.parent).list_checkpoints()] == ["epoch-1", "epoch-2"]
     info = json.loads((out / "train_info.json").read_text())
     assert info["dropout_per_layer"] == pytest.approx([0.0, 0.1, 0.2])
@@ -64,15 +66,29 @@ def test_checkpoint_is_plain_transformers_and_chats_with_eot(tmp_path, tiny_llam
     assert out[0]["generated_text"][-1]["role"] == "assistant"
 
 
-def test_eot_embedding_starts_at_the_mean(tiny_llama):
+@pytest.mark.parametrize("init, token", [("mean", None), ("eos", "</s>"), ("a", "a"), ("</s>", "</s>")])
+def test_eot_rows_start_from_the_chosen_token(tiny_llama, init, token):
+    """model.eot_init: the new EOT rows (input embedding and the untied output head) copy EOS's row, a named
+    token's row, or start at the mean of all rows."""
     from lima_repro import models
     from lima_repro.config import ModelConfig
 
     base = AutoModelForCausalLM.from_pretrained(tiny_llama)
-    model, tok, eot_id = models.load_base(ModelConfig(name=str(tiny_llama)))
-    emb = model.get_input_embeddings().weight
-    torch.testing.assert_close(emb[eot_id], base.get_input_embeddings().weight.mean(0))
-    torch.testing.assert_close(model.lm_head.weight[eot_id], base.lm_head.weight.mean(0))
+    model, tok, eot_id = models.load_base(ModelConfig(name=str(tiny_llama), eot_init=init))
+    row = None if token is None else tok.convert_tokens_to_ids(token)
+    assert row is None or 0 <= row < eot_id
+    for new, old in ((model.get_input_embeddings().weight, base.get_input_embeddings().weight),
+                     (model.lm_head.weight, base.lm_head.weight)):
+        torch.testing.assert_close(new[eot_id], old.mean(0) if row is None else old[row])
+        torch.testing.assert_close(new[:eot_id], old)  # the existing rows are untouched
+
+
+def test_unknown_eot_init_token_is_a_clear_error(tiny_llama):
+    from lima_repro import models
+    from lima_repro.config import ModelConfig
+
+    with pytest.raises(ValueError, match="eot_init='<nope>'.*not a token"):
+        models.load_base(ModelConfig(name=str(tiny_llama), eot_init="<nope>"))
 
 
 def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, tiny_llama):
@@ -136,3 +152,38 @@ def test_bf16_autocast_trains_close_to_fp32(tmp_path, tiny_llama):
         assert json.loads((out / "train_info.json").read_text())["precision"] == precision
     assert losses["bf16"] == pytest.approx(losses["fp32"], rel=2e-2)
     assert losses["bf16"] != losses["fp32"]  # autocast really ran in bf16
+
+
+@pytest.mark.parametrize("flags, expected", [({"avx2", "fma"}, "fp32"), ({"avx2", "avx512_bf16"}, "bf16"),
+                                             ({"amx_bf16", "amx_tile"}, "bf16"), (set(), "fp32")])
+def test_auto_precision_follows_the_cpus_bf16_units(monkeypatch, flags, expected):
+    """On CPUs without bf16 units bf16 matmuls are emulated (far slower), so `auto` asks the CPU, not the device type."""
+    from lima_repro import models
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(models, "cpu_flags", lambda: flags)
+    assert models.resolve_precision("auto") == expected
+    assert models.resolve_precision("fp32") == "fp32" and models.resolve_precision("bf16") == "bf16"
+
+
+def test_cpu_flags_reads_this_machine():
+    from lima_repro import models
+
+    flags = models.cpu_flags()
+    assert isinstance(flags, set) and (not flags or any(f.startswith(("sse", "avx", "neon", "fp", "asimd")) for f in flags))
+
+
+def test_freeze_embeddings_changes_only_the_eot_rows(tmp_path, tiny_model_dirs):
+    """train.freeze_embeddings on a tied (Gemma 3) model: the saved checkpoint's embedding equals the base's
+    except the EOT row, which trained; the run records the setting."""
+    from lima_repro import models
+    from lima_repro.config import ModelConfig
+
+    cfg = curated(tmp_path, tiny_model_dirs["gemma3"], **{"train.freeze_embeddings": True, "train.epochs": 1})
+    out = run_train(cfg)
+    base, tok, eot_id = models.load_base(ModelConfig(name=str(tiny_model_dirs["gemma3"])))
+    tuned = AutoModelForCausalLM.from_pretrained(RunDir(out.parent).list_checkpoints()[-1]["path"])
+    old, new = base.get_input_embeddings().weight, tuned.get_input_embeddings().weight
+    torch.testing.assert_close(new[:eot_id], old[:eot_id], rtol=0, atol=0)
+    assert not torch.allclose(new[eot_id], old[eot_id])
+    assert json.loads((out / "config.json").read_text())["train"]["freeze_embeddings"] is True

@@ -1,7 +1,9 @@
 """The paper's statistics over judgments (PAPER.md sec. 4-5): pure functions of lists, so they test by hand.
 
-- Pairwise (Fig. 1-2): each pair is judged in both orders; the same verdict twice is a win or a loss, anything
-  else (a disagreement, or `neither`) is a tie. Win / tie / loss % with percentile-bootstrap 95% CIs over items.
+- Pairwise (Fig. 1-2): each pair is judged in both orders. With label probabilities (local judges) the two orders
+  are combined by balanced position calibration (`balanced_preference`); otherwise MT-Bench's swap-to-tie: the
+  same verdict twice is a win or a loss, anything else is a tie (`combine_orders`). Win / tie / loss % with
+  percentile-bootstrap 95% CIs over items, and the preference (win + tie/2) with whether its CI excludes 50%.
 - Absolute (Fig. 3, 7): the Fail / Pass / Excellent distribution. Likert (Fig. 5-6): samples of a prompt are
   averaged first, then mean and two-sided 95% t-interval over prompts. Safety: share of sensitive prompts answered
   safely.
@@ -19,6 +21,7 @@ import numpy as np
 
 NEITHER = "neither"
 GRADES = ("Fail", "Pass", "Excellent")  # LIMA sec. 4: absolute and per-turn dialogue labels, worst first
+PREFERENCE = {"win": 1.0, "tie": 0.5, "loss": 0.0}  # a pairwise outcome as a preference for ours
 
 
 def combine_orders(first: str | None, second: str | None) -> str | None:
@@ -33,6 +36,43 @@ def pairwise_outcome(winner: str | None, system: str) -> str:
     if winner is None:
         return "invalid"
     return "tie" if winner == NEITHER else ("win" if winner == system else "loss")
+
+
+def balanced_preference(ab: dict[str, float], ba: dict[str, float]) -> dict[str, float]:
+    """Balanced position calibration (Wang et al. 2023, "Large Language Models are not Fair Evaluators"): the label
+    probabilities of one pair judged in both orders (`ab`: ours shown as A; `ba`: ours shown as B), averaged so that
+    each system is scored once in each position. A judge that prefers position A whatever it reads gives both
+    systems the same probability. Returns {"ours", "theirs", "neither"}."""
+    return {"ours": (ab["A"] + ba["B"]) / 2, "theirs": (ab["B"] + ba["A"]) / 2,
+            "neither": (ab["neither"] + ba["neither"]) / 2}
+
+
+def calibrated_outcome(p: dict[str, float], margin: float) -> str:
+    """win / tie / loss from calibrated probabilities: a tie when `neither` is the most likely label or the two
+    systems' probabilities differ by at most `margin`."""
+    diff = p["ours"] - p["theirs"]
+    if abs(diff) <= margin or p["neither"] >= max(p["ours"], p["theirs"]):
+        return "tie"
+    return "win" if diff > 0 else "loss"
+
+
+
+def bootstrap_mean(values: list[float], n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+    """Mean with a percentile-bootstrap CI (values resampled with replacement)."""
+    if not values:
+        return {"n": 0, "mean": None, "lo": None, "hi": None}
+    rng = random.Random(seed)
+    boots = sorted(statistics.fmean(rng.choices(values, k=len(values))) for _ in range(n_boot))
+    return {"n": len(values), "mean": statistics.fmean(values), "lo": _quantile(boots, (1 - level) / 2),
+            "hi": _quantile(boots, 1 - (1 - level) / 2)}
+
+
+def preference_ci(outcomes: list[str], n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+    """Preference for ours (win 1, tie 1/2, loss 0) in %, with a percentile-bootstrap CI over items, and whether the
+    CI excludes 50% (a coin flip: no preference either way)."""
+    b = bootstrap_mean([100.0 * PREFERENCE[o] for o in outcomes if o in PREFERENCE], n_boot, seed, level)
+    excludes = None if b["mean"] is None else b["lo"] > 50.0 or b["hi"] < 50.0
+    return {"n": b["n"], "pct": b["mean"], "lo": b["lo"], "hi": b["hi"], "excludes_chance": excludes}
 
 
 def bootstrap_shares(outcomes: list[str], n_boot: int = 2000, seed: int = 0, level: float = 0.95,
@@ -208,8 +248,6 @@ def dialogue_conversation_compare(rows: list[dict], a: str, b: str, categories: 
     worse = sum(means[a][k] < means[b][k] for k in shared)
     return {"a": a, "b": b, "n": len(shared), "a_better": better, "tied": len(shared) - better - worse, "a_worse": worse}
 
-
-PREFERENCE = {"win": 1.0, "tie": 0.5, "loss": 0.0}
 
 
 def _logistic_intercept(x: list[float], y: list[float], ridge: float = 1e-6, iters: int = 100) -> tuple[float, float]:

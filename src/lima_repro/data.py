@@ -197,6 +197,12 @@ def read_many(specs: Iterable[str | Path], *, ends_with: str | None = "assistant
     return out
 
 
+def reference_answer(example: dict) -> str | None:
+    """The answer a dev example ends with (what its prompt should get), or None for a test prompt."""
+    last = example["messages"][-1]
+    return last["content"] if last["role"] == "assistant" else None
+
+
 def prompt_messages(example: dict) -> list[dict]:
     """The conversation up to (and including) its last user turn: what a model is asked to continue."""
     msgs = example["messages"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -63,7 +64,16 @@ def preference(runs: list[Path], out: Path, annotator: str = "llm", names: dict[
     a_paper.set_title(f"paper ({fig_id}, LIMA 65B vs baseline){hatched}")
     a_run.set_title(f"this run\n({who}, n = {int(df[df.panel == 'this run'].n.max() or 0)} prompts)")
     a_run.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
+    verdicts = _verdicts(source) if annotator == "llm" else []
+    if verdicts:  # what the judge's numbers mean, in words, under the figure (e.g. a judge at chance says so)
+        fig.supxlabel("\n".join(textwrap.fill(v, 160) for v in verdicts), x=0.01, ha="left", fontsize=6.5)
     return save(Drawn(name, "drawn", source=str(source), data=df, fig=fig), out, formats, dpi)
+
+
+def _verdicts(run_dir) -> list[str]:
+    """The judge stage's one-sentence verdict per baseline (position-calibrated preference, results.json)."""
+    cal = (RunDir(run_dir).read_results() or {}).get("pairwise_calibration", {})
+    return [f"{b}: {c['verdict']}" for b, c in cal.items()]
 
 
 def _llm_pairwise(runs):

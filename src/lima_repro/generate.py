@@ -15,7 +15,8 @@ from .chat_format import encode_prompt
 from .config import Config, GenerateConfig
 from .files import write_jsonl
 from .runs import RunDir, Stage, seed_everything
-from .sampling import checkpoint_eot_id, prompt_ids, resolve_backend, sample, sampling_record, torch_dtype
+from .sampling import (checkpoint_eot_id, prompt_ids, resolve_backend, sample, sampling_record, stop_shares,
+                       torch_dtype)
 from .vllm_backend import sample_with_vllm, warn_penalty_scope
 
 
@@ -75,7 +76,7 @@ def generate_rows(cfg: Config, examples: list[dict], targets: list[tuple[str, st
                 "tags": ex["tags"], "sample": r["sample"], "messages": data.prompt_messages(ex),
                 "response": tokenizer.decode(r["ids"], skip_special_tokens=True).strip(),
                 "prompt_tokens": len(ids[r["prompt_index"]]), "response_tokens": len(r["ids"]),
-                "stopped_at_eot": r["stopped_at_eot"],
+                "stopped_at_eot": r["stopped_at_eot"], "stop": r["stop"], "reference": data.reference_answer(ex),
             })
         write_jsonl(out_file, rows)
     return rows
@@ -87,10 +88,15 @@ def run_generate(cfg: Config) -> Path:
     prompts_path = run.prompts_file(cfg)
     examples = data.read_examples(prompts_path, ends_with="user")[: g.max_prompts]
     chosen = targets(cfg)
-    with Stage(cfg, "generate", inputs=[prompts_path]) as st:
+    dev_path = run.eval_file(cfg)
+    dev = data.read_examples(dev_path, ends_with="assistant") if g.dev_responses and dev_path.is_file() else []
+    with Stage(cfg, "generate", inputs=[prompts_path, *([dev_path] if dev else [])]) as st:
         rows = generate_rows(cfg, examples, chosen, prompts_path, run.generations)
-        st.extra["generation"] = {"rows": len(rows), "prompts": len(examples), "targets": [lbl for lbl, _ in chosen],
-                                  **sampling_record(g)}
+        if dev:  # held-out prompts with references: the judge's reference-based check
+            generate_rows(cfg, dev, chosen, dev_path, run.reference_generations)
+        st.extra["generation"] = {"rows": len(rows), "prompts": len(examples), "dev_prompts": len(dev),
+                                  "targets": [lbl for lbl, _ in chosen], **sampling_record(g)}
+        st.extra["stops"] = stop_shares(rows)  # does each model answer and stop at EOT? (LIMA's format)
     return st.out
 
 

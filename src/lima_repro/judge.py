@@ -24,6 +24,7 @@ from .judging.local import WEAK_NOTE
 from .judging.results import analyse, write_tables
 from .judging.runner import judge_rows
 from .runs import RunDir, Stage
+from .reference import reference_check
 from .token_shift import run_token_shift
 
 
@@ -63,7 +64,8 @@ def run_judge(cfg: Config, judge=None) -> Path:
         human = pairwise_labels(ann_dir) if ann_dir.is_dir() else {}
         turn_rows = [j for j in judged if j.get("kind") == DIALOGUE_TURN]
         res = analyse([j for j in judged if j.get("kind") != DIALOGUE_TURN], rows, system, baselines,
-                      jc.n_bootstrap, cfg.seed, human, jc.length_control, jc.lc_ratio_band)
+                      jc.n_bootstrap, cfg.seed, human, jc.length_control, jc.lc_ratio_band,
+                      jc.position_calibration, jc.calibration_margin)
         if turn_rows:
             res["dialogue_turns"] = analysis.dialogue_turn_shares(turn_rows)
             names = list(jc.dialogue_files)
@@ -71,11 +73,14 @@ def run_judge(cfg: Config, judge=None) -> Path:
                                        for i, a in enumerate(names) for b in names[i + 1:]]
         res.update({"judge": judge.name, "judge_note": WEAK_NOTE if judge.weak else None, "system": system,
                     "baselines": baselines, "requests": stats, "protocols": jc.protocols})
+        if jc.reference_check:
+            res["reference"] = reference_check(run, [system, *baselines], jc.n_bootstrap, cfg.seed)
         if jc.token_shift and next((r for r in rows if r["checkpoint"] == system), {}).get("checkpoint_path"):
             ts = run_token_shift(cfg, rows, system)
             write_json(run.token_shift, ts)
             pd.DataFrame(ts["per_response"]).to_csv(run.token_shift_table, index=False)
-            res["token_shift"] = {k: ts[k] for k in ("base", "control_finetuned_self", "top_shifted_tokens") if k in ts}
+            res["token_shift"] = {k: ts[k] for k in ("base", "control_finetuned_self", "top_shifted_tokens", "responses",
+                                                     "answers_analysed", "note") if k in ts}
         write_json(run.results, res)
         write_tables(res, run)
         st.extra["judge"] = {"name": judge.name, "system": system, "baselines": baselines, "requests": stats}

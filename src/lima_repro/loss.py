@@ -19,55 +19,80 @@ from torch import nn
 from .chat_format import IGNORE
 
 
+def _chunk_logits(hi, weight, bias, acc, softcap, row_ids=None, rows=None):
+    """One chunk's logits in the accumulator dtype (after Gemma's final soft-capping), and tanh for its gradient.
+    With `rows`, the head's rows `row_ids` are `rows` instead of `weight[row_ids]` (trainable new-token rows)."""
+    logits = F.linear(hi, weight, bias).to(acc)
+    if rows is not None:
+        logits[:, row_ids] = F.linear(hi, rows, None if bias is None else bias[row_ids]).to(acc)
+    if softcap is None:
+        return logits, None
+    t = torch.tanh(logits / softcap)
+    return softcap * t, t
+
+
+def _nll_(logits, yi):
+    """Summed negative log-likelihood of targets `yi`; turns `logits` into exp(logits - max) in place (one exp
+    pass: logsumexp would add a chunk-sized temporary and a second exp). Returns (loss sum, row sums of exp)."""
+    top = logits.amax(dim=-1, keepdim=True)
+    target = logits.gather(1, yi[:, None]) - top
+    total = logits.sub_(top).exp_().sum(dim=-1, keepdim=True)
+    return (total.log() - target).sum(), total
+
+
 class _FusedLinearCE(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h, weight, bias, targets, chunk_size, softcap, grad_scale):
+    def forward(ctx, h, weight, bias, targets, chunk_size, softcap, grad_scale, need_w, row_ids, rows):
         n = h.shape[0]
         acc = torch.promote_types(weight.dtype, torch.float32)  # softmax and accumulators: at least fp32
         loss = torch.zeros((), dtype=acc, device=h.device)
         grad_h = torch.empty_like(h)
-        if grad_scale is None:
+        if not need_w:  # a frozen head: its weight gradient is never computed
+            grad_w, w_scale = None, 1.0
+        elif grad_scale is None:
             grad_w, w_scale = torch.zeros_like(weight, dtype=acc), 1.0
         else:  # straight into weight.grad, already multiplied by the scale backward will be called with
             if weight.grad is None:
                 weight.grad = torch.zeros_like(weight)
             grad_w, w_scale = weight.grad, grad_scale
-        grad_b = torch.zeros_like(bias, dtype=acc) if bias is not None else None
-        rows = torch.arange(min(chunk_size, n), device=h.device)
+        grad_b = torch.zeros_like(bias, dtype=acc) if bias is not None and need_w else None
+        # new-token rows trained on their own: their gradient, and what they change in h's gradient
+        grad_rows = torch.zeros_like(rows, dtype=acc) if rows is not None else None
+        delta = rows - weight[row_ids] if rows is not None else None
+        arange = torch.arange(min(chunk_size, n), device=h.device)
         for i in range(0, n, chunk_size):
             hi, yi = h[i : i + chunk_size], targets[i : i + chunk_size]
-            logits = F.linear(hi, weight, bias).to(acc)
-            if softcap is not None:
-                t = torch.tanh(logits / softcap)
-                logits = softcap * t
-            # softmax in place, one exp pass: logsumexp would add a chunk-sized temporary and a second exp
-            top = logits.amax(dim=-1, keepdim=True)
-            target = logits.gather(1, yi[:, None]) - top
-            total = logits.sub_(top).exp_().sum(dim=-1, keepdim=True)
-            loss += (total.log() - target).sum()
+            logits, t = _chunk_logits(hi, weight, bias, acc, softcap, row_ids, rows)
+            nll, total = _nll_(logits, yi)
+            loss += nll
             # d loss / d logits = softmax - onehot; big temporaries cost page faults on CPU
             dlogits = logits.div_(total)
-            dlogits[rows[: len(yi)], yi] -= 1.0
-            if softcap is not None:
+            dlogits[arange[: len(yi)], yi] -= 1.0
+            if t is not None:
                 dlogits.mul_(1.0 - t * t)
             # under autocast the matmuls run in the autocast dtype; otherwise in the weights' dtype
             dl = dlogits if torch.is_autocast_enabled(h.device.type) else dlogits.to(weight.dtype)
-            grad_h[i : i + chunk_size] = (dl @ weight).to(h.dtype)
-            if dl.dtype == grad_w.dtype and hi.dtype == grad_w.dtype:
+            gh = dl @ weight
+            if rows is not None:
+                d_rows = dl[:, row_ids]
+                gh += d_rows @ delta.to(d_rows.dtype)
+                grad_rows += (d_rows.t() @ hi.to(d_rows.dtype)).to(acc)
+            grad_h[i : i + chunk_size] = gh.to(h.dtype)
+            if grad_w is not None and dl.dtype == grad_w.dtype and hi.dtype == grad_w.dtype:
                 grad_w.addmm_(dl.t(), hi, alpha=w_scale)  # accumulate in place: no V x d temporary per chunk
-            else:
+            elif grad_w is not None:
                 grad_w.add_((dl.t() @ hi).to(grad_w.dtype), alpha=w_scale)
             if grad_b is not None:
                 grad_b += dlogits.sum(0)
-        ctx.grad_scale = grad_scale
-        ctx.save_for_backward(grad_h, None if grad_scale is not None else grad_w, grad_b)
-        ctx.dtypes = (weight.dtype, None if bias is None else bias.dtype)
+        ctx.grad_scale = grad_scale if need_w else None
+        ctx.save_for_backward(grad_h, None if grad_scale is not None else grad_w, grad_b, grad_rows)
+        ctx.dtypes = (weight.dtype, None if bias is None else bias.dtype, None if rows is None else rows.dtype)
         return loss
 
     @staticmethod
     def backward(ctx, grad_out):
-        grad_h, grad_w, grad_b = ctx.saved_tensors
-        w_dtype, b_dtype = ctx.dtypes
+        grad_h, grad_w, grad_b, grad_rows = ctx.saved_tensors
+        w_dtype, b_dtype, r_dtype = ctx.dtypes
         gb = (grad_b * grad_out).to(b_dtype) if grad_b is not None else None
         if ctx.grad_scale is not None:
             # checked without a host sync (on a GPU it fails at the next synchronisation)
@@ -77,25 +102,47 @@ class _FusedLinearCE(torch.autograd.Function):
                                 f"{ctx.grad_scale}), but backward came with another multiplier: pass the loss "
                                 "multiplier as grad_scale, or no grad_scale")
             gw = None  # already in weight.grad
-        else:
+        elif grad_w is not None:
             # scaled in place (backward runs once: no retain_graph): a second V x d tensor would double the head's
             # gradient memory for a moment, and that moment is the training step's peak
             gw = grad_w.mul_(grad_out).to(w_dtype)
-        return grad_h.mul_(grad_out.to(grad_h.dtype)), gw, gb, None, None, None, None
+        else:
+            gw = None  # a frozen head
+        gr = (grad_rows * grad_out).to(r_dtype) if grad_rows is not None else None
+        return grad_h.mul_(grad_out.to(grad_h.dtype)), gw, gb, None, None, None, None, None, None, gr
+
+
+def _loss_only(h, weight, bias, targets, chunk_size, softcap, row_ids=None, rows=None):
+    """The same loss without any gradient work (held-out evaluation under torch.no_grad)."""
+    acc = torch.promote_types(weight.dtype, torch.float32)
+    loss = torch.zeros((), dtype=acc, device=h.device)
+    for i in range(0, h.shape[0], chunk_size):
+        logits, _ = _chunk_logits(h[i : i + chunk_size], weight, bias, acc, softcap, row_ids, rows)
+        loss += _nll_(logits, targets[i : i + chunk_size])[0]
+    return loss
 
 
 def fused_linear_cross_entropy(h, weight, targets, bias=None, chunk_size: int = 256, softcap: float | None = None,
-                               grad_scale: float | None = None):
+                               grad_scale: float | None = None, row_ids: torch.Tensor | None = None,
+                               rows: torch.Tensor | None = None):
     """Sum over rows of cross_entropy(softcap(h @ weight.T + bias), targets); logits exist one chunk at a time.
+    With `rows` (k x d) the head's rows `row_ids` are `rows` (trainable) instead of `weight[row_ids]`.
 
-    `grad_scale`: the caller will call `backward` on `loss * grad_scale`; the weight's gradient is then added to
-    `weight.grad` during this call (a leaf weight of the accumulator dtype and grad mode on; else ignored), and
-    `backward` with any other multiplier is an error."""
+    Gradients are computed only where autograd will ask for them: none under `torch.no_grad` (evaluation), no
+    weight gradient for a frozen head. `grad_scale`: the caller will call `backward` on `loss * grad_scale`; the
+    weight's gradient is then added to `weight.grad` during this call (a leaf weight of the accumulator dtype and
+    grad mode on; else ignored), and `backward` with any other multiplier is an error."""
     if h.shape[0] == 0:
-        return (h.sum() + weight.sum()) * 0.0  # keeps the graph (and DDP's gradient hooks) intact
-    into_grad = (grad_scale is not None and torch.is_grad_enabled() and weight.requires_grad and weight.is_leaf
+        zero = h.sum() + weight.sum() + (rows.sum() if rows is not None else 0.0)
+        return zero * 0.0  # keeps the graph (and DDP's gradient hooks) intact
+    trainable = h.requires_grad or weight.requires_grad or (rows is not None and rows.requires_grad)
+    if not torch.is_grad_enabled() or not trainable:
+        return _loss_only(h, weight, bias, targets, chunk_size, softcap, row_ids, rows)
+    need_w = weight.requires_grad
+    into_grad = (grad_scale is not None and need_w and weight.is_leaf
                  and weight.dtype == torch.promote_types(weight.dtype, torch.float32))
-    return _FusedLinearCE.apply(h, weight, bias, targets, chunk_size, softcap, grad_scale if into_grad else None)
+    return _FusedLinearCE.apply(h, weight, bias, targets, chunk_size, softcap, grad_scale if into_grad else None,
+                                need_w, row_ids, rows)
 
 
 def loss_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,14 +153,54 @@ def loss_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class CausalLMLoss(nn.Module):
-    """forward(input_ids, labels, attention_mask=None, position_ids=None) -> (summed loss, number of loss tokens)."""
+    """forward(input_ids, labels, attention_mask=None, position_ids=None) -> (summed loss, number of loss tokens).
 
-    def __init__(self, lm: nn.Module, chunk_size: int = 256, head_grad_in_forward: bool = False):
+    `train_rows`: train only these rows of the input embedding and of the output head (the new EOT token's), and
+    freeze the rest of both matrices (`train.freeze_embeddings`). The rows live here as their own parameters
+    (one shared by a tied head, as Gemma's), used by the embedding through a forward hook and by the fused head
+    directly; no vocabulary-sized gradient or optimizer state exists. `merge_rows()` writes them back into the
+    model before it is saved, so checkpoints stay plain transformers models."""
+
+    def __init__(self, lm: nn.Module, chunk_size: int = 256, head_grad_in_forward: bool = False,
+                 train_rows: list[int] | None = None):
         super().__init__()
         self.lm, self.chunk_size = lm, chunk_size
         # only without DDP/FSDP: their gradient hooks must see every parameter's gradient arrive through autograd
         self.head_grad_in_forward = head_grad_in_forward
         self._no_split_modules = getattr(lm, "_no_split_modules", None)  # FSDP auto-wrap reads it off the root
+        self.rows_in = self.rows_out = None
+        if train_rows:
+            self._split_rows(train_rows)
+
+    def _split_rows(self, train_rows: list[int]) -> None:
+        emb, head = self.lm.get_input_embeddings(), self.lm.get_output_embeddings()
+        self.register_buffer("row_ids", torch.tensor(train_rows, device=emb.weight.device), persistent=False)
+        emb.weight.requires_grad_(False)
+        self.rows_in = nn.Parameter(emb.weight[self.row_ids].detach().clone())
+        if head.weight is emb.weight:
+            self.rows_out = self.rows_in  # a tied head: one row, trained from both ends
+        else:
+            head.weight.requires_grad_(False)
+            self.rows_out = nn.Parameter(head.weight[self.row_ids].detach().clone())
+        emb.register_forward_hook(self._embed_rows)
+
+    def _embed_rows(self, module, args, out):
+        """Positions holding a trained row's token take it from `rows_in` (times the embedding's scale, Gemma)."""
+        ids = args[0]
+        hit = torch.isin(ids, self.row_ids)
+        which = (ids[..., None] == self.row_ids).float().argmax(-1)
+        scale = getattr(module, "embed_scale", None)
+        rows = self.rows_in.to(out.dtype)[which] * (scale.to(out.dtype) if scale is not None else 1.0)
+        return torch.where(hit[..., None], rows, out)
+
+    @torch.no_grad()
+    def merge_rows(self) -> None:
+        """Copy the trained rows into the model's embedding and head (before saving a checkpoint)."""
+        if self.rows_in is None:
+            return
+        self.lm.get_input_embeddings().weight[self.row_ids] = self.rows_in.to(self.lm.get_input_embeddings().weight.dtype)
+        head = self.lm.get_output_embeddings()
+        head.weight[self.row_ids] = self.rows_out.to(head.weight.dtype)
 
     def forward(self, input_ids, labels, attention_mask=None, position_ids=None, grad_scale: float | None = None):
         """`grad_scale`: the multiplier `backward` will be called with (see `fused_linear_cross_entropy`)."""
@@ -124,6 +211,7 @@ class CausalLMLoss(nn.Module):
         h = hidden[:, :-1][mask]
         head = self.lm.get_output_embeddings()
         softcap = getattr(self.lm.config, "final_logit_softcapping", None)
+        trained = {} if self.rows_out is None else {"row_ids": self.row_ids, "rows": self.rows_out}
         loss = fused_linear_cross_entropy(h, head.weight, targets, getattr(head, "bias", None), self.chunk_size,
-                                          softcap, grad_scale if self.head_grad_in_forward else None)
+                                          softcap, grad_scale if self.head_grad_in_forward else None, **trained)
         return loss, targets.numel()

@@ -12,6 +12,7 @@ import pandas as pd
 from .config import Config, load_config, load_resolved
 from .files import read_json, read_jsonl_plain
 from .runs import RunDir, new_run_dir
+from .sampling import stop_shares
 
 
 def setup(config_path: str = "", profile: str = "demo", overrides: dict | None = None, run_dir: str = "") -> Config:
@@ -87,11 +88,5 @@ def generations_table(cfg: Config, width: int = 400) -> pd.DataFrame:
 
 
 def generation_summary(cfg: Config) -> dict:
-    """Per checkpoint: responses, how many stopped at EOT, and their total length in tokens."""
-    stats: dict[str, dict] = {}
-    for r in read_jsonl_plain(RunDir.of(cfg).generations):
-        s = stats.setdefault(r["checkpoint"], {"n": 0, "stopped_at_eot": 0, "response_tokens": 0})
-        s["n"] += 1
-        s["stopped_at_eot"] += r["stopped_at_eot"]
-        s["response_tokens"] += r["response_tokens"]
-    return stats
+    """Per checkpoint: responses, % that stopped at EOT / at EOS / at max_new_tokens, and the median length."""
+    return stop_shares(read_jsonl_plain(RunDir.of(cfg).generations))

@@ -8,6 +8,7 @@ before generation (LIMA sec. 3: the checkpoint is chosen on the dev set).
 from __future__ import annotations
 
 import os
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -54,22 +55,34 @@ def run_pipeline(cfg: Config, kernel_name: str = "python3") -> Path:
     t_all = time.time()
     src = notebooks_dir()
     run.notebooks.mkdir(exist_ok=True)
-    for name in notebook_order(cfg):
+    names = notebook_order(cfg)
+    say(f"run directory: {run.root}  ({len(names)} notebooks: {' '.join(names)})")
+    for i, name in enumerate(names, 1):
         t0 = time.time()
+        say(f"[{i}/{len(names)}] {name} started")
         try:
+            # the notebooks' output (progress bars included) streams to this terminal as it comes
             pm.execute_notebook(
                 str(src / f"{name}.ipynb"), str(run.notebooks / f"{name}.ipynb"),
                 parameters={"config_path": str(config_path)}, kernel_name=kernel_name, cwd=os.getcwd(),
-                progress_bar=False, log_output=True,
+                progress_bar=False, stdout_file=sys.stdout, stderr_file=sys.stderr,
             )
         except Exception as e:
             manifest["stages"][name] = {"wall_time_s": round(time.time() - t0, 2), "status": f"failed: {type(e).__name__}"}
             manifest["status"] = f"failed in {name}"
             write_json(run.manifest, manifest)
+            say(f"[{i}/{len(names)}] {name} FAILED after {time.time() - t0:.0f} s: {type(e).__name__}")
             raise
         manifest["stages"][name] = {"wall_time_s": round(time.time() - t0, 2), "status": "ok"}
         write_json(run.manifest, manifest)
+        say(f"[{i}/{len(names)}] {name} done in {time.time() - t0:.0f} s")
     manifest["status"] = "ok"
     manifest["wall_time_s"] = round(time.time() - t_all, 2)
     write_json(run.manifest, manifest)
+    say(f"pipeline done in {manifest['wall_time_s']:.0f} s: {run.root}")
     return run.root
+
+
+def say(line: str) -> None:
+    """A pipeline line on the terminal, set apart from the notebooks' own output."""
+    print(f"\n[lima_repro] {line}", file=sys.stderr, flush=True)

@@ -6,7 +6,7 @@
     <run>/curate/{train,dev,test}.jsonl, datacard.json
     <run>/train/checkpoints/<epoch-N>/, checkpoints.json, metrics.jsonl, train_info.json, state/
     <run>/select/dev_generations.jsonl, selection.json   checkpoint selection on the dev set (LIMA sec. 3)
-    <run>/generate/generations.jsonl
+    <run>/generate/generations.jsonl, dev_generations.jsonl      (the latter: answers to the dev prompts)
     <run>/judge/judgments.jsonl, results.json, <table>.csv, token_shift.{json,csv}, alpaca_eval/, cache/
     <run>/annotations/<annotator>.jsonl                   human labels (annotate.ipynb)
     <run>/ablations/summary.{json,csv}, <condition>/      each condition is a run directory of its own
@@ -154,6 +154,11 @@ class RunDir:
     @property
     def generations(self) -> Path:
         return self.stage("generate") / "generations.jsonl"
+
+    @property
+    def reference_generations(self) -> Path:
+        """Every model's answers to the dev prompts, each row with its `reference` answer (generate.dev_responses)."""
+        return self.stage("generate") / "dev_generations.jsonl"
 
     # ---- judge ---------------------------------------------------------------------------------------------
     @property

@@ -9,10 +9,11 @@ notebooks' `Chat` all sample through this module.
 from __future__ import annotations
 
 import inspect
+import statistics
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: they stream to the terminal and stay in saved notebooks
 from transformers import LogitsProcessor
 
 from . import data, models
@@ -105,19 +106,21 @@ def decode(model, prompts: list[list[int]], pad: int, stops: list[int], g: Gener
 def sample(model, tokenizer, eot_id: int, prompts: list[list[int]], g: GenerateConfig, desc: str = "generate",
            progress: bool = True) -> list[dict]:
     """Sample `g.num_samples` continuations of each tokenized prompt. Returns, per (prompt, sample) in input
-    order, {"prompt_index", "sample", "ids", "stopped_at_eot"}."""
+    order, {"prompt_index", "sample", "ids", "stopped_at_eot", "stop"}: `stop` is `eot` (LIMA's end of turn),
+    `eos` (the base model's own end token, which also ends generation) or `max_new_tokens` (cut off)."""
     model.eval()
     items = sorted(((len(p), i, s) for i, p in enumerate(prompts) for s in range(g.num_samples)), reverse=True)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eot_id
     stops = models.stop_ids(tokenizer, eot_id)
     results: dict[tuple[int, int], dict] = {}
-    bar = tqdm(total=len(items), desc=desc, unit="seq", disable=not progress)
+    bar = tqdm(total=len(items), desc=desc, unit="seq", disable=not progress, mininterval=2.0)
     for start in range(0, len(items), g.batch_size):  # sorted by length: each batch holds similar lengths
         chunk = items[start : start + g.batch_size]
         for (_, i, s), new in zip(chunk, decode(model, [prompts[i] for _, i, _ in chunk], pad, stops, g)):
             stop_at = next((k for k, t in enumerate(new) if t in stops), None)
+            stop = "max_new_tokens" if stop_at is None else "eot" if new[stop_at] == eot_id else "eos"
             results[(i, s)] = {"prompt_index": i, "sample": s, "ids": new[:stop_at] if stop_at is not None else new,
-                               "stopped_at_eot": stop_at is not None and new[stop_at] == eot_id}
+                               "stopped_at_eot": stop == "eot", "stop": stop}
         bar.update(len(chunk))
     bar.close()
     return [results[(i, s)] for i in range(len(prompts)) for s in range(g.num_samples)]
@@ -149,6 +152,16 @@ def checkpoint_eot_id(tokenizer, path: str | None, eot: str) -> int:
         raise ValueError(f"{path} has no {eot} token, so it was not fine-tuned with this "
                          "format; to sample from an untuned model use generate.include_base")
     return tokenizer.convert_tokens_to_ids(eot)
+
+
+def stop_shares(rows: list[dict]) -> dict[str, dict]:
+    """Per checkpoint: responses, the share (%) that stopped at EOT, at EOS and at max_new_tokens, median length."""
+    by: dict[str, list[dict]] = {}
+    for r in rows:
+        by.setdefault(r["checkpoint"], []).append(r)
+    return {label: {"n": len(rs), **{f"{s}_pct": 100.0 * sum(r.get("stop") == s for r in rs) / len(rs)
+                                     for s in ("eot", "eos", "max_new_tokens")},
+                    "median_tokens": statistics.median(r["response_tokens"] for r in rs)} for label, rs in by.items()}
 
 
 def resolve_backend(g: GenerateConfig) -> str:

@@ -17,6 +17,15 @@ from . import models
 from .chat_format import encode_prompt
 
 
+URIAL = "URIAL (Lin et al. 2023): 7.8% shifted for Llama-2-7B-chat, 4.8% Vicuna-7B, 5.2% Mistral-7B-Instruct"
+NOTE = ("Computed on the tuned model's answers (responses that ended at EOT), each token ranked under the base model "
+        "given the same prefix. URIAL's 5-8% compare 7B chat models with their bases on greedy answers; here the "
+        "answers are sampled (top-p 0.9, T 0.7), so the tuned model's own share of non-top-1 tokens (the control) "
+        "is the part sampling explains, and what is left over is the shift. A 270M model tuned for minutes on a few "
+        "dozen examples can show whether the shift is small and stylistic (which tokens move); its share is not a "
+        "measurement of how a large model aligns.")
+
+
 @torch.no_grad()
 def token_ranks(model, prompt_ids: list[int], response_ids: list[int]) -> list[int]:
     """Rank (1 = most probable) of each response token under `model`, given the prompt and the response before it."""
@@ -68,8 +77,9 @@ def analyse_rows(rows: list[dict], base_model, tokenizer, eot: str, control_mode
 def run_token_shift(cfg, rows: list[dict], system: str, control: bool = True) -> dict:
     """Load the base model and the `system` checkpoint and analyse its responses (the judge stage writes the
     result to judge/token_shift.{json,csv})."""
-    mine = [r for r in rows if r["checkpoint"] == system]
-    paths = {r["checkpoint_path"] for r in mine}
+    responses = [r for r in rows if r["checkpoint"] == system]
+    mine = [r for r in responses if r.get("stopped_at_eot") is not False]  # answers: they ended at EOT
+    paths = {r["checkpoint_path"] for r in responses}
     if len(paths) != 1 or None in paths:
         raise ValueError(f"token shift needs one checkpoint folder for {system!r}, found {sorted(map(str, paths))}")
     ckpt_model, tokenizer = models.load_checkpoint(paths.pop())
@@ -79,7 +89,6 @@ def run_token_shift(cfg, rows: list[dict], system: str, control: bool = True) ->
     ckpt_model, base_model = models.to_inference_device(ckpt_model), models.to_inference_device(base_model)
     result = analyse_rows(mine, base_model.eval(), tokenizer, cfg.model.eot_token,
                           control_model=ckpt_model.eval() if control else None)
-    result.update({"system": system, "base_model": cfg.model.name,
-                   "reference": "URIAL (Lin et al. 2023): 7.8% shifted for Llama-2-7B-chat, 4.8% Vicuna-7B, "
-                                "5.2% Mistral-7B-Instruct"})
+    result.update({"system": system, "base_model": cfg.model.name, "responses": len(responses),
+                   "answers_analysed": len(mine), "reference": URIAL, "note": NOTE})
     return result

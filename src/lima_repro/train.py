@@ -4,7 +4,7 @@ LIMA sec. 3 (PAPER.md sec. 2): plain next-token loss on the responses, a new EOT
 weight decay 0.1), lr 1e-5 decaying linearly to 1e-6 without warmup, 32 examples per step, 2,048-token
 texts, 15 epochs, residual dropout rising from 0 to 0.3 over the layers. Writes
 `checkpoints/epoch-N` (plain `save_pretrained` folders), `metrics.jsonl` (train rows per step, eval rows
-per epoch with held-out perplexity), `checkpoints.json`, and `state/` for resuming a killed run.
+with held-out perplexity before training and per epoch), `checkpoints.json`, and `state/` for resuming a killed run.
 
 Distributed: run the same entry point under `accelerate launch` (configs in `configs/accelerate/`).
 """
@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: they stream to the terminal and stay in saved notebooks
 
 from . import batching, data, models
 from .chat_format import IGNORE, encode
@@ -123,7 +123,8 @@ def run_train(cfg: Config, on_step: Callable[[dict], None] | None = None) -> Pat
             raise ValueError(f"{train_file}: no example has response tokens left after trimming to {t.max_length}")
         per_epoch = batching.steps_per_epoch(len(train_set), t.batch_size)
         total = per_epoch * t.epochs if t.max_steps is None else min(per_epoch * t.epochs, t.max_steps)
-        loss_model, optimizer, scheduler = prepare_training(acc, model, t, total)
+        train_rows = [tokenizer.convert_tokens_to_ids(cfg.model.eot_token)] if t.freeze_embeddings else None
+        loss_model, optimizer, scheduler = prepare_training(acc, model, t, total, train_rows)
         acc.register_for_checkpointing(scheduler)
         step, metrics_path = _maybe_resume(acc, run)
         st.extra.update(steps_total=total, steps_per_epoch=per_epoch, precision=precision, compiled=compiled,
@@ -133,6 +134,8 @@ def run_train(cfg: Config, on_step: Callable[[dict], None] | None = None) -> Pat
         if acc.is_main_process:
             write_json(run.train_info, st.extra)
         pad_id = tokenizer.pad_token_id
+        if step == 0 and eval_set:  # the base model's held-out perplexity (with EOT added): the reference point
+            _evaluate(cfg, acc, loss_model, tokenizer, eval_set, 0, 0, metrics_path)
         loss_model.train()
         bar = tqdm(total=total, initial=step, desc="train", disable=not acc.is_main_process, unit="step")
         while step < total:
@@ -156,21 +159,29 @@ def run_train(cfg: Config, on_step: Callable[[dict], None] | None = None) -> Pat
     return st.out
 
 
-def prepare_training(acc, model, t, total: int):
-    """CausalLMLoss around `model`, AdamW with LIMA's decay groups and the linear schedule, all `acc.prepare`d."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
+def prepare_training(acc, model, t, total: int, train_rows: list[int] | None = None):
+    """CausalLMLoss around `model`, AdamW with LIMA's decay groups and the linear schedule, all `acc.prepare`d.
+    `train_rows`: with `train.freeze_embeddings`, the embedding rows that still train (the new EOT token's)."""
+    single = acc.distributed_type == DistributedType.NO  # DDP/FSDP hooks need the head's gradient via autograd
+    loss_model = CausalLMLoss(model, t.loss_chunk_size, head_grad_in_forward=single, train_rows=train_rows)
+    rows = {id(p) for p in (loss_model.rows_in, loss_model.rows_out) if p is not None}
+    decay, no_decay, new_rows = [], [], []
+    for name, p in loss_model.named_parameters():
+        if p.requires_grad:
+            group = new_rows if id(p) in rows else no_decay if p.ndim < 2 or "norm" in name.lower() else decay
+            group.append(p)
+    groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if new_rows:
+        groups.append({"params": new_rows, "weight_decay": t.weight_decay, "lr": t.lr * t.new_rows_lr_multiplier})
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         # fused: one pass over each parameter, no parameter-sized temporaries (CPU too, where torch's default is a
         # per-parameter loop that allocates one for the 262K x 640 embedding)
-        lr=t.lr, betas=(t.beta1, t.beta2), fused=all(p.device.type in ("cpu", "cuda") for p in decay + no_decay),
+        groups, lr=t.lr, betas=(t.beta1, t.beta2),
+        fused=all(p.device.type in ("cpu", "cuda") for g in groups for p in g["params"]),
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_at(s, total, t.lr, t.lr_end, t.warmup_steps) / t.lr)
-    single = acc.distributed_type == DistributedType.NO  # DDP/FSDP hooks need the head's gradient via autograd
-    loss_model, optimizer = acc.prepare(CausalLMLoss(model, t.loss_chunk_size, head_grad_in_forward=single), optimizer)
+    loss_model, optimizer = acc.prepare(loss_model, optimizer)
     return loss_model, optimizer, scheduler
 
 
@@ -218,12 +229,11 @@ def _end_of_epoch(cfg, acc, loss_model, tokenizer, eval_set, run: RunDir, step, 
     t = cfg.train
     epoch = math.ceil(step / per_epoch)
     if eval_set and (epoch % t.eval_every_epochs == 0 or step == total):
-        ev = evaluate_perplexity(loss_model, eval_set, tokenizer.pad_token_id, t.micro_batch_size, acc.autocast)
-        if acc.is_main_process:
-            append_jsonl(metrics_path, {"type": "eval", "step": step, "epoch": epoch, **ev})
+        _evaluate(cfg, acc, loss_model, tokenizer, eval_set, step, epoch, metrics_path)
     if epoch % t.save_every_epochs == 0 or step == total:
         name = checkpoint_name(step, epoch, at_epoch_end=step % per_epoch == 0)
         path = run.checkpoints / name
+        acc.unwrap_model(loss_model).merge_rows()  # trained new-token rows into the model (freeze_embeddings)
         lm = acc.unwrap_model(loss_model).lm
         state = acc.get_state_dict(loss_model)
         state = {k[len("lm."):]: v for k, v in state.items() if k.startswith("lm.")}
@@ -237,6 +247,12 @@ def _end_of_epoch(cfg, acc, loss_model, tokenizer, eval_set, run: RunDir, step, 
             models.write_checkpoint_info(path, step, epoch, cfg.model.eot_token)
     if t.save_state:
         _save_state(acc, run, step)
+
+
+def _evaluate(cfg, acc, loss_model, tokenizer, eval_set, step: int, epoch: int, metrics_path) -> None:
+    ev = evaluate_perplexity(loss_model, eval_set, tokenizer.pad_token_id, cfg.train.micro_batch_size, acc.autocast)
+    if acc.is_main_process:
+        append_jsonl(metrics_path, {"type": "eval", "step": step, "epoch": epoch, **ev})
 
 
 def _save_state(acc, run: RunDir, step: int) -> None:

@@ -118,5 +118,6 @@ def sample_with_vllm(cfg: Config, examples: list[dict], path: str | None, prompt
     for i, out in enumerate(outputs):  # LLM.generate returns outputs in the order of the prompts
         for s, c in enumerate(out.outputs):
             new, at_eot = split_stop(c.token_ids, c.finish_reason, c.stop_reason, stops, eot_id)
-            results.append({"prompt_index": i, "sample": s, "ids": new, "stopped_at_eot": at_eot})
+            stop = "eot" if at_eot else "eos" if c.finish_reason == "stop" else "max_new_tokens"
+            results.append({"prompt_index": i, "sample": s, "ids": new, "stopped_at_eot": at_eot, "stop": stop})
     return tokenizer, ids, results

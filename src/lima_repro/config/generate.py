@@ -12,6 +12,9 @@ class GenerateConfig:
     """`last`, `all`, `selected` (chosen on the dev set by the select stage, LIMA sec. 3), or checkpoint names/paths."""
     include_base: bool = False
     """Also generate with the untuned base model (for base-vs-tuned comparisons)."""
+    dev_responses: bool = False
+    """Also answer the dev prompts (held out, with reference answers) with every model, for the judge stage's
+    reference-based check: similarity of each system's answers to the references (`judge.reference_check`)."""
     prompts_file: str | None = None
     """Prompts JSONL; None = the curate stage's test.jsonl."""
     max_prompts: int | None = None
@@ -24,7 +27,7 @@ class GenerateConfig:
     batch_size: int = 8
     """Sequences per generate() call; prompts are grouped by length."""
     precision: str = "auto"
-    """`fp32`, `bf16` or `auto` (bf16 on capable GPUs, fp32 on CPU)."""
+    """`fp32`, `bf16` or `auto` (bf16 on capable GPUs and on CPUs with bf16 units, else fp32)."""
     backend: str = "auto"
     """`torch` (lima_repro's batched KV-cache sampler), `vllm` (needs vLLM and a GPU), or `auto` (vLLM when it is
     installed and a GPU is present, else torch). Both write the same generations.jsonl."""

@@ -61,13 +61,23 @@ class JudgeConfig:
     n_bootstrap: int = 2000
     """Bootstrap resamples for the win/tie/loss confidence intervals."""
     token_shift: bool = True
-    """Run the superficial-alignment token-shift test (Lin et al. 2023) on the system's responses."""
+    """Run the superficial-alignment token-shift test (Lin et al. 2023) on the system's answers (responses that
+    ended at EOT)."""
+    reference_check: bool = True
+    """Score every system against the dev set's reference answers, independently of the judge: held-out perplexity
+    of the references, and embedding similarity of its answers to them (needs `generate.dev_responses`)."""
     annotations_dir: str | None = None
     """Human labels from the annotator (agreement with the judge); None = `<run_dir>/annotations`."""
     selection_window: list[int] = field(default_factory=lambda: [5, 10])  # LIMA sec. 3: chosen between epochs 5 and 10
     """Epoch range checkpoint selection chooses from (on dev-set generations)."""
     dialogue_files: dict[str, str] = field(default_factory=dict)  # LIMA Fig. 7: "1,000 ex." vs "1,030 ex."
     """system -> transcripts JSONL ({id, source, messages, tags}); every assistant turn graded (dialogue_turns.csv)."""
+    position_calibration: str = "balanced"  # Wang et al. 2023; the paper's annotators saw one order only
+    """How a pair's two orders become one verdict: `balanced` (average each system's label probability over the
+    two positions, so a fixed preference for "A" cancels; needs label probabilities: local judges) or `swap`
+    (MT-Bench: the same verdict twice wins, anything else is a tie; what text-only judges always get)."""
+    calibration_margin: float = 0.05
+    """With `balanced`: calibrated probabilities of the two systems closer than this are a tie (ours)."""
     length_control: bool = True
     """Add length-controlled win rates to the pairwise results (length band + logistic regression on length)."""
     lc_ratio_band: float = 1.5
@@ -87,6 +97,10 @@ class JudgeConfig:
              f"judge.local_verdict must be 'probs' or 'text', got {self.local_verdict!r}"),
             (self.concurrency < 1 or self.max_retries < 0 or self.parse_retries < 0,
              "judge: need concurrency >= 1, max_retries >= 0, parse_retries >= 0"),
+            (self.position_calibration not in ("balanced", "swap"),
+             f"judge.position_calibration must be balanced or swap, got {self.position_calibration!r}"),
+            (not 0 <= self.calibration_margin < 1,
+             f"judge.calibration_margin must be in [0, 1), got {self.calibration_margin}"),
             (self.lc_ratio_band < 1, f"judge.lc_ratio_band must be >= 1 (a length ratio), got {self.lc_ratio_band}"),
             (self.max_cost_usd is not None and self.max_cost_usd < 0,
              f"judge.max_cost_usd must be >= 0 or None, got {self.max_cost_usd}"),

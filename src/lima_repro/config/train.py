@@ -27,9 +27,18 @@ class TrainConfig:
     max_grad_norm: float | None = None
     """Gradient clipping; the paper states none, so it is off (the norm is still logged)."""
     precision: str = "auto"
-    """`fp32`, `bf16` (autocast) or `auto`: bf16 on GPUs that support it, fp32 on CPU."""
+    """`fp32`, `bf16` (autocast) or `auto`: bf16 on GPUs that support it and on CPUs with bf16 units (AMX or
+    AVX512-BF16), fp32 elsewhere (`models.resolve_precision`)."""
     packing: bool = False
     """Pack several examples per row (no attention across them); False = length-grouped padded batches."""
+    freeze_embeddings: bool = False  # off in the paper's recipe (LIMA sec. 3 trains every weight)
+    """Train only the new EOT token's rows of the input embedding and output head; freeze the rest of both. For the
+    packaged Gemma 3 270M the 262,144 x 640 embedding (tied head) is ~60% of the parameters: freezing it removes its
+    weight gradient and optimizer state (a demo step ~1.9x faster on this CPU; benchmarks/RESULTS.md)."""
+    new_rows_lr_multiplier: float = 1.0
+    """With `freeze_embeddings`: the EOT rows train at `lr` times this. They start as a copy of EOS's row and must
+    move away from it for the model to prefer EOT over EOS within a short run; AdamW moves each coordinate by about
+    the learning rate per step, so a few dozen steps at 1e-4 barely separate them (measured: benchmarks/RESULTS.md)."""
     loss_chunk_size: int = 256
     """Loss-carrying tokens per chunk of the output head, so a batch's full logits never exist at once."""
     gradient_checkpointing: bool = False
@@ -64,6 +73,8 @@ class TrainConfig:
              f"({self.micro_batch_size})"),
             (not 0.0 <= self.residual_dropout < 1.0,
              f"train.residual_dropout must be in [0, 1), got {self.residual_dropout}"),
+            (self.new_rows_lr_multiplier <= 0,
+             f"train.new_rows_lr_multiplier must be > 0, got {self.new_rows_lr_multiplier}"),
             (self.precision not in PRECISIONS,
              f"train.precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}"),
         ])

@@ -28,32 +28,80 @@ def pair_lengths(rows: list[dict], system: str, baseline: str) -> dict[str, tupl
     return {item: (len(ours["response"]), len(other["response"])) for item, ours, other in pairs(rows, system, baseline)}
 
 
+def calibrated_winners(by_item: dict[str, dict[str, dict]], swapped: dict[str, str | None], system: str,
+                       baseline: str, calibration: str, margin: float) -> tuple[dict[str, str | None], str]:
+    """Each pair's winner (a system's name or `neither`) and the method used: `balanced` position calibration
+    when asked for and every pair has label probabilities in both orders (local judges), else `swap`."""
+    calibrated = balanced_probabilities(by_item)
+    if calibration != "balanced" or calibrated is None:
+        return swapped, "swap"
+    name = {"win": system, "loss": baseline, "tie": analysis.NEITHER}
+    return {k: name[analysis.calibrated_outcome(p, margin)] for k, p in calibrated.items()}, "balanced"
+
+
+def balanced_probabilities(by_item: dict[str, dict[str, dict]]) -> dict[str, dict[str, float]] | None:
+    """item -> position-calibrated probabilities, or None unless every pair has label probabilities in both orders."""
+    probs = {k: (v.get("AB", {}).get("label_probs"), v.get("BA", {}).get("label_probs")) for k, v in by_item.items()}
+    if not probs or not all(ab and ba for ab, ba in probs.values()):
+        return None
+    return {k: analysis.balanced_preference(ab, ba) for k, (ab, ba) in probs.items()}
+
+
+def preference_verdict(pref: dict, system: str, baseline: str, consistency: dict) -> str:
+    """One sentence a reader can act on: does the (calibrated) judge prefer one system, or can it not tell?"""
+    if not pref["n"]:
+        return f"no valid pairwise judgments of {system} against {baseline}"
+    ci = f"preference for {system} {pref['pct']:.0f}% (95% CI {pref['lo']:.0f}-{pref['hi']:.0f}%, n = {pref['n']})"
+    oc = consistency.get("agreement")
+    order = f"; the judge agreed with itself across the two orders on {oc:.0%} of pairs" if oc is not None else ""
+    if pref["excludes_chance"]:
+        better, worse = (system, baseline) if pref["pct"] > 50 else (baseline, system)
+        return f"The judge prefers {better} to {worse}: {ci} excludes a coin flip{order}."
+    return (f"The judge cannot tell {system} from {baseline}: {ci} includes 50%, a coin flip{order}. "
+            "These verdicts say nothing about which system is better.")
+
+
 def analyse(judged: list[dict], rows: list[dict], system: str, baselines: list[str], n_boot: int, seed: int,
             human: dict[str, dict[str, str]] | None = None, length_control: bool = False,
-            lc_ratio_band: float = 1.5) -> dict:
-    """All result tables as one dict (see the module docstring of `analysis`). With `length_control`, also
-    `length_controlled[baseline]` (see `analysis.length_controlled`)."""
-    res: dict = {"pairwise": {}, "order_consistency": {}, "absolute": {}, "likert": {}, "safety": {}, "dialogue": {}}
+            lc_ratio_band: float = 1.5, calibration: str = "balanced", margin: float = 0.05) -> dict:
+    """All result tables as one dict (see the module docstring of `analysis`). Pairwise outcomes use `calibration`
+    (`balanced` or `swap`, see `calibrated_winners`); `pairwise_swap` keeps the swap-to-tie shares beside them.
+    With `length_control`, also `length_controlled[baseline]` (see `analysis.length_controlled`)."""
+    res: dict = {"pairwise": {}, "pairwise_swap": {}, "pairwise_calibration": {}, "order_consistency": {},
+                 "absolute": {}, "likert": {}, "safety": {}, "dialogue": {}}
     if length_control:
         res["length_controlled"] = {}
     annotators: dict[str, dict[str, str]] = {}
     for b in baselines:
-        pairs: dict[str, dict[str, str | None]] = {}
+        by_item: dict[str, dict[str, dict]] = {}
         for j in judged:
             if j["protocol"] == "pairwise" and j["baseline"] == b:
-                pairs.setdefault(j["item_id"], {})[j["order"]] = winner_of(j)
-        winners = {k: analysis.combine_orders(v.get("AB"), v.get("BA")) for k, v in pairs.items()}
+                by_item.setdefault(j["item_id"], {})[j["order"]] = j
+        swapped = {k: analysis.combine_orders(*(winner_of(v[o]) if o in v else None for o in ("AB", "BA")))
+                   for k, v in by_item.items()}
+        winners, method = calibrated_winners(by_item, swapped, system, b, calibration, margin)
         outcomes = [analysis.pairwise_outcome(w, system) for w in winners.values()]
         res["pairwise"][b] = analysis.bootstrap_shares(outcomes, n_boot=n_boot, seed=seed)
+        res["pairwise_swap"][b] = analysis.bootstrap_shares([analysis.pairwise_outcome(w, system)
+                                                             for w in swapped.values()], n_boot=n_boot, seed=seed)
+        # the same judge in its two orders is the cheapest check of position bias
+        both = {k: v for k, v in by_item.items() if winner_of(v.get("AB", {})) and winner_of(v.get("BA", {}))}
+        res["order_consistency"][b] = analysis.agreement({k: winner_of(v["AB"]) for k, v in both.items()},
+                                                         {k: winner_of(v["BA"]) for k, v in both.items()})
+        pref = analysis.preference_ci(outcomes, n_boot=n_boot, seed=seed)
+        calibrated = balanced_probabilities(by_item) if method == "balanced" else None
+        res["pairwise_calibration"][b] = {"method": method, "margin": margin if method == "balanced" else None,
+                                          "preference": pref,
+                                          # how far apart the two systems' calibrated probabilities are, on average
+                                          "mean_difference": analysis.bootstrap_mean(
+                                              [p["ours"] - p["theirs"] for p in calibrated.values()], n_boot, seed)
+                                          if calibrated else None,
+                                          "verdict": preference_verdict(pref, system, b, res["order_consistency"][b])}
         if length_control:
             lengths = pair_lengths(rows, system, b)
             res["length_controlled"][b] = analysis.length_controlled(
                 [(analysis.pairwise_outcome(w, system), *lengths[k]) for k, w in winners.items() if k in lengths],
                 band=lc_ratio_band)
-        both = {k: v for k, v in pairs.items() if v.get("AB") and v.get("BA")}
-        # the same judge in its two orders is the cheapest check of position bias
-        res["order_consistency"][b] = analysis.agreement({k: v["AB"] for k, v in both.items()},
-                                                         {k: v["BA"] for k, v in both.items()})
         for k, w in winners.items():
             if w is not None:
                 annotators.setdefault("llm-judge", {})[k] = w
@@ -86,6 +134,11 @@ def write_tables(res: dict, run: RunDir) -> None:
         row = {"baseline": b, "n": d["n"], "invalid": d["invalid"]}
         for c in ("win", "tie", "loss"):
             row.update({f"{c}_pct": d[c]["pct"], f"{c}_lo": d[c]["lo"], f"{c}_hi": d[c]["hi"]})
+        cal = res["pairwise_calibration"][b]
+        row.update({"calibration": cal["method"], "preference_pct": cal["preference"]["pct"],
+                    "preference_lo": cal["preference"]["lo"], "preference_hi": cal["preference"]["hi"],
+                    "excludes_chance": cal["preference"]["excludes_chance"],
+                    "order_consistency": res["order_consistency"][b]["agreement"]})
         lc = res.get("length_controlled", {}).get(b)
         if lc:
             row.update({k if k.startswith("lc_") else f"lc_{k}": v for k, v in lc.items() if k != "n"})

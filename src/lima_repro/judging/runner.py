@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: they stream to the terminal and stay in saved notebooks
 
 from .. import analysis
 from ..files import append_jsonl
@@ -95,7 +95,8 @@ def judge_requests(judge: Judge, requests: list[Request], cache: JudgmentCache, 
     errors: dict[str, str] = {}
     history: dict[str, dict] = {r.key: {"raw": [], "usage": {"prompt_tokens": 0, "completion_tokens": 0},
                                         "cost": 0.0} for r in pending}
-    bar = tqdm(total=len(pending), desc=f"judge {judge.name}", unit="req", disable=not progress or not pending)
+    bar = tqdm(total=len(pending), desc=f"judge {judge.name}", unit="req", disable=not progress or not pending,
+               mininterval=2.0)
     for attempt in range(parse_retries + 1):
         retry = []
         for i, c in judge.complete_many(pending):
