@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +19,8 @@ import pandas as pd
 from . import analysis
 from . import paper_values as pv
 from .files import write_json
-from .figures_kit import GRADES, OUTCOMES, PAPER_C, RUN_C, Drawn, grades_figure, markdown, new_fig, save, stacked
+from .figures_kit import (GRADES, OUTCOMES, PAPER_C, RUN_C, Drawn, caption, grades_figure, markdown, new_fig, save,
+                          stacked)
 from .judging.labels import pairwise_labels
 from .runs import RunDir
 
@@ -64,9 +64,8 @@ def preference(runs: list[Path], out: Path, annotator: str = "llm", names: dict[
     a_paper.set_title(f"paper ({fig_id}, LIMA 65B vs baseline){hatched}")
     a_run.set_title(f"this run\n({who}, n = {int(df[df.panel == 'this run'].n.max() or 0)} prompts)")
     a_run.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
-    verdicts = _verdicts(source) if annotator == "llm" else []
-    if verdicts:  # what the judge's numbers mean, in words, under the figure (e.g. a judge at chance says so)
-        fig.supxlabel("\n".join(textwrap.fill(v, 160) for v in verdicts), x=0.01, ha="left", fontsize=6.5)
+    if annotator == "llm":  # what the judge's numbers mean, in words, under the figure (e.g. a judge at chance)
+        caption(fig, " ".join(_verdicts(source)), width=160)
     return save(Drawn(name, "drawn", source=str(source), data=df, fig=fig), out, formats, dpi)
 
 
@@ -113,8 +112,11 @@ def absolute(runs: list[Path], out: Path, formats=("png", "pdf"), dpi: int = 200
     for s, d in res["absolute"].items():
         recs += [{"panel": "this run", "row": f"this run: {s}", "label": k, "pct": d[k]["pct"], "n": d["n"],
                   "confirmed": True} for k in GRADES]
+    only = {k for d in res["absolute"].values() for k in GRADES if d[k]["pct"] == 100.0}
+    note = (f"The judge ({res.get('judge')}) gave every response of every system the grade {only.pop()}: these "
+            "grades cannot tell the systems apart." if len(only) == 1 and len(res["absolute"]) > 1 else "")
     return grades_figure(name, src, pd.DataFrame(recs), "share of responses (%)",
-                          "Fig. 3: absolute grades, paper (LIMA 65B) vs this run", out, formats, dpi)
+                         "Fig. 3: absolute grades, paper (LIMA 65B) vs this run", out, formats, dpi, note)
 
 
 def _ablation_summary(runs):
@@ -151,6 +153,10 @@ def ablation_means(runs: list[Path], out: Path, formats=("png", "pdf"), dpi: int
     ax.set_ylabel("helpfulness, 1-6 (mean, 95% CI)")
     ax.set_title(f"Fig. 5: ablations, paper (7B, ChatGPT judge)\nvs this run{_judge_note(summ)}")
     ax.legend(fontsize=7)
+    means = set(df[df.series == "this run"]["mean"])
+    if len(means) == 1 and len(conds) > 1:
+        caption(fig, f"The judge gave every answer in every condition the same mean score ({means.pop():.2f}): "
+                     "these bars cannot differ, whatever the data.", width=90)
     return save(Drawn(name, "drawn", source=str(src), data=df, fig=fig), out, formats, dpi)
 
 

@@ -5,6 +5,7 @@ is saved as PNG + PDF with the CSV of exactly what it draws (`save`).
 """
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,14 +74,22 @@ def stacked(ax, rows: list[tuple[str, dict[str, float]]], cats: tuple[str, ...],
     ax.set_xlim(0, 100)
 
 
-def grades_figure(name: str, src, df: pd.DataFrame, xlabel: str, title: str, out: Path, formats, dpi) -> Drawn:
-    """Fail / Pass / Excellent stacked bars, one row per `df.row` (figures 3 and 7)."""
+def grades_figure(name: str, src, df: pd.DataFrame, xlabel: str, title: str, out: Path, formats, dpi,
+                  note: str = "") -> Drawn:
+    """Fail / Pass / Excellent stacked bars, one row per `df.row` (figures 3 and 7); `note` is written under it."""
     fig, (ax,) = new_fig(6.5, 2.4)
     stacked(ax, [(r, dict(zip(g.label, g.pct))) for r, g in df.groupby("row", sort=False)], GRADES)
     ax.set_xlabel(xlabel)
     ax.set_title(title)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
+    caption(fig, note)
     return save(Drawn(name, "drawn", source=str(src), data=df, fig=fig), out, formats, dpi)
+
+
+def caption(fig, text: str, width: int = 150) -> None:
+    """A sentence under the figure saying what its numbers mean (e.g. that a judge could not tell systems apart)."""
+    if text:
+        fig.supxlabel(textwrap.fill(text, width), x=0.01, ha="left", fontsize=6.5)
 
 
 def markdown(df: pd.DataFrame) -> str:
