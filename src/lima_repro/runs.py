@@ -193,9 +193,6 @@ class RunDir:
     def annotations(self) -> Path:
         return self.root / "annotations"
 
-    def annotation_log(self, annotator_file: str) -> Path:
-        return self.annotations / f"{annotator_file}.jsonl"
-
     # ---- ablations and figures -----------------------------------------------------------------------------
     def ablation(self, condition: str) -> "RunDir":
         return RunDir(self.stage("ablations") / condition)

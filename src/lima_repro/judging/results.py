@@ -28,12 +28,11 @@ def pair_lengths(rows: list[dict], system: str, baseline: str) -> dict[str, tupl
     return {item: (len(ours["response"]), len(other["response"])) for item, ours, other in pairs(rows, system, baseline)}
 
 
-def calibrated_winners(by_item: dict[str, dict[str, dict]], swapped: dict[str, str | None], system: str,
-                       baseline: str, calibration: str, margin: float) -> tuple[dict[str, str | None], str]:
+def calibrated_winners(calibrated: dict[str, dict[str, float]] | None, swapped: dict[str, str | None], system: str,
+                       baseline: str, margin: float) -> tuple[dict[str, str | None], str]:
     """Each pair's winner (a system's name or `neither`) and the method used: `balanced` position calibration
-    when asked for and every pair has label probabilities in both orders (local judges), else `swap`."""
-    calibrated = balanced_probabilities(by_item)
-    if calibration != "balanced" or calibrated is None:
+    when calibrated probabilities are given (`balanced_probabilities`), else `swap`."""
+    if calibrated is None:
         return swapped, "swap"
     name = {"win": system, "loss": baseline, "tie": analysis.NEITHER}
     return {k: name[analysis.calibrated_outcome(p, margin)] for k, p in calibrated.items()}, "balanced"
@@ -79,7 +78,8 @@ def analyse(judged: list[dict], rows: list[dict], system: str, baselines: list[s
                 by_item.setdefault(j["item_id"], {})[j["order"]] = j
         swapped = {k: analysis.combine_orders(*(winner_of(v[o]) if o in v else None for o in ("AB", "BA")))
                    for k, v in by_item.items()}
-        winners, method = calibrated_winners(by_item, swapped, system, b, calibration, margin)
+        calibrated = balanced_probabilities(by_item) if calibration == "balanced" else None
+        winners, method = calibrated_winners(calibrated, swapped, system, b, margin)
         outcomes = [analysis.pairwise_outcome(w, system) for w in winners.values()]
         res["pairwise"][b] = analysis.bootstrap_shares(outcomes, n_boot=n_boot, seed=seed)
         res["pairwise_swap"][b] = analysis.bootstrap_shares([analysis.pairwise_outcome(w, system)
@@ -89,7 +89,6 @@ def analyse(judged: list[dict], rows: list[dict], system: str, baselines: list[s
         res["order_consistency"][b] = analysis.agreement({k: winner_of(v["AB"]) for k, v in both.items()},
                                                          {k: winner_of(v["BA"]) for k, v in both.items()})
         pref = analysis.preference_ci(outcomes, n_boot=n_boot, seed=seed)
-        calibrated = balanced_probabilities(by_item) if method == "balanced" else None
         res["pairwise_calibration"][b] = {"method": method, "margin": margin if method == "balanced" else None,
                                           "preference": pref,
                                           # how far apart the two systems' calibrated probabilities are, on average
