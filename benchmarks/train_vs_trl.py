@@ -3,6 +3,7 @@
     pip install -e '.[bench]'                       # TRL
     python benchmarks/train_vs_trl.py               # demo model + demo data
     python benchmarks/train_vs_trl.py --rounds 4 --steps 2
+    python benchmarks/train_vs_trl.py --precision fp32 --trl-mode padded   # the earlier (easier) baseline
 
 Each phase is one side in a fresh spawned process (its peak RSS is its own; two resident workers did not fit
 in RAM beside other jobs): setup, `--warmup` untimed steps, `--steps` timed steps, from the same init. Phases
@@ -15,12 +16,20 @@ alternate A B B A ... (`--rounds`) so machine load hits both sides alike. Identi
 - optimizer: AdamW (0.9, 0.95), weight decay 0.1 off norms and biases, no clipping (the norm is computed);
   lr decays linearly from `lr` to `lr_end` over the run with no warmup (TRL gets lima_repro's schedule
   function through `create_scheduler`).
-Each side keeps its own defaults for the rest: TRL pads micro-batches of `micro_batch_size` (its default
-collator, no packing) and uses its fused LM head and `adamw_torch_fused`; lima_repro packs (demo profile).
+- precision: `--precision auto` is bf16 autocast over fp32 weights on both sides on CPUs with bf16 units
+  (AMX-BF16 / AVX512-BF16) and fp32 elsewhere (`models.resolve_precision`); all embedding rows train on both sides
+  (the demo's `freeze_embeddings` is off here: TRL has no such lever).
+TRL runs at its fastest correct setting by default (`--trl-mode padding_free`): its padding-free collator
+concatenates each micro-batch into one row with `position_ids` restarting per example and no attention mask;
+transformers derives block-diagonal attention from those `position_ids`, so no token attends across examples.
+The benchmark checks that rather than trusting it: the per-step losses must equal lima_repro's (which packs with
+an explicit block mask), otherwise the TRL setting is not correct and the line says so. `--trl-mode padded` is
+TRL's default padded collator. The benchmark prints the SFTConfig arguments it used.
 
 Throughput counts real (non-padding) tokens. Memory is the worker's RSS high-water mark (VmHWM) during training,
 reset after setup through /proc/self/clear_refs (falls back to the whole-process peak where that is refused).
-The last line is machine-readable: `speedup=<x> memory_ratio=<y> loss_diff=<z>` (lima_repro over TRL).
+The last line is machine-readable: `speedup=<x> spread=<lo>-<hi> memory_ratio=<y> loss_diff=<z>` (lima_repro
+over TRL; the spread is the range of per-round ratios, round k pairing the k-th phase of each side).
 """
 from __future__ import annotations
 
@@ -62,6 +71,8 @@ def _setup(opts):
     cfg = load_config("demo")
     t = cfg.train
     t.residual_dropout, t.max_grad_norm, t.gradient_checkpointing = 0.0, None, opts.gradient_checkpointing
+    t.freeze_embeddings, t.new_rows_lr_multiplier = False, 1.0  # demo-only levers TRL does not have
+    t.precision = models.resolve_precision(opts.precision)
     t.max_steps = opts.total_steps
     torch.manual_seed(t.seed)
     model, tokenizer, _ = models.load_base(ModelConfig(name=cfg.model.name))
@@ -147,21 +158,24 @@ def trl_worker(conn, opts) -> None:
             micro.update(padded=0, loss=0.0)
             self.t0 = time.perf_counter()
 
-    args = SFTConfig(
-        output_dir=tempfile.mkdtemp(prefix="trl_bench_"), per_device_train_batch_size=t.micro_batch_size,
+    trl_args = dict(
+        per_device_train_batch_size=t.micro_batch_size,
         gradient_accumulation_steps=t.batch_size // t.micro_batch_size, max_steps=t.max_steps,
         learning_rate=t.lr, warmup_steps=0, adam_beta1=t.beta1, adam_beta2=t.beta2, weight_decay=t.weight_decay,
         max_grad_norm=1e30,  # no clipping, as LIMA; Trainer still computes the norm, as lima_repro does
-        max_length=t.max_length, completion_only_loss=True, gradient_checkpointing=t.gradient_checkpointing,
-        use_cpu=True, bf16=False, fp16=False, logging_steps=1, save_strategy="no", report_to="none",
-        disable_tqdm=True, seed=t.seed, dataloader_num_workers=0,
+        # padding-free: the rows are already cut to max_length by encode_examples (TRL asks for None then)
+        max_length=None if opts.trl_mode == "padding_free" else t.max_length, completion_only_loss=True, gradient_checkpointing=t.gradient_checkpointing,
+        use_cpu=True, bf16=t.precision == "bf16", fp16=False, logging_steps=1, save_strategy="no",
+        report_to="none", disable_tqdm=True, seed=t.seed, dataloader_num_workers=0,
+        padding_free=opts.trl_mode == "padding_free",
     )
+    args = SFTConfig(output_dir=tempfile.mkdtemp(prefix="trl_bench_"), **trl_args)
     trainer = LimaOrderSFT(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
                            callbacks=[record := Record()])
     load_peak, reset = _status_kb("VmHWM"), _reset_peak()
     trainer.train()
     conn.send({"steps": record.out, "peak_kb": _status_kb("VmHWM"), "load_peak_kb": load_peak, "peak_reset": reset,
-               "threads": torch.get_num_threads()})
+               "threads": torch.get_num_threads(), "trl_args": trl_args})
 
 
 def run_phase(fn, opts) -> dict:
@@ -183,6 +197,10 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1, help="untimed optimizer steps at the start of each phase")
     ap.add_argument("--steps", type=int, default=1, help="timed optimizer steps per phase")
     ap.add_argument("--gradient-checkpointing", action="store_true", help="on for both sides (TRL's own default)")
+    ap.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                    help="both sides; auto: bf16 on CPUs with bf16 units, else fp32")
+    ap.add_argument("--trl-mode", choices=("padding_free", "padded"), default="padding_free",
+                    help="TRL's collator: padding-free (its fastest) or its default padded one")
     opts = ap.parse_args()
     opts.total_steps = opts.warmup + opts.steps
     sides = {"trl": trl_worker, "lima_repro": lima_worker}
@@ -213,10 +231,23 @@ def main() -> None:
               f"{info[name]['load_peak_kb'] / 2**20:>12.2f} {summary[name][2]:>10.5f}")
     per_step = [abs(a["loss"] - b["loss"]) for a, b in zip(first["lima_repro"], first["trl"])]
     print("per-step |loss difference|: " + " ".join(f"{d:.2e}" for d in per_step))
+    print(f"precision: {phases['trl'][0]['trl_args']['bf16'] and 'bf16 autocast' or 'fp32'}; TRL SFTConfig: "
+          + ", ".join(f"{k}={v}" for k, v in phases["trl"][0]["trl_args"].items()))
+    round_ratios = []
+    for a, b in zip(phases["lima_repro"], phases["trl"]):
+        ta, tb = ([r for r in x["steps"] if r["timed"]] for x in (a, b))
+        rate = [sum(r["real_tokens"] for r in xs) / sum(r["seconds"] for r in xs) for xs in (ta, tb)]
+        round_ratios.append(rate[0] / rate[1])
+    print("per-round speedup: " + " ".join(f"{r:.2f}" for r in round_ratios))
     print("peak = RSS high-water mark of the worker " + ("while training (reset after setup)"
           if all(i["peak_reset"] for i in info.values()) else "process including model loading"))
     (l_tps, l_mem, l_loss), (t_tps, t_mem, t_loss) = summary["lima_repro"], summary["trl"]
-    print(f"speedup={l_tps / t_tps:.3f} memory_ratio={l_mem / t_mem:.3f} loss_diff={abs(l_loss - t_loss):.2e}")
+    diff = max(per_step + [abs(l_loss - t_loss)])
+    if diff > (1e-5 if phases["trl"][0]["trl_args"]["bf16"] is False else 2e-2):
+        print(f"WARNING: losses differ by {diff:.2e}: this TRL setting does not compute the same loss (e.g. attention "
+              "across packed examples); its speed is not a fair comparison")
+    print(f"speedup={l_tps / t_tps:.3f} spread={min(round_ratios):.3f}-{max(round_ratios):.3f} "
+          f"memory_ratio={l_mem / t_mem:.3f} loss_diff={diff:.2e}")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,12 @@ tiny random models and tokenizers saved as local folders, config overrides for s
 generation rows, and a scripted judge. No hub access."""
 from __future__ import annotations
 
+import json
 import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Callable
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
@@ -142,3 +146,49 @@ class ScriptJudge(Judge):
                         "likert": f"Reasoning first.\nScore: {5 if long else 2}", "safety": "Verdict: safe",
                         "dialogue": "Grade: Pass"}[r.protocol]
             yield i, Completion(text=text, usage={"prompt_tokens": 10, "completion_tokens": 2}, cost=0.001)
+
+
+def chat_completion(model: str, text: str, prompt_tokens: int = 100, completion_tokens: int = 10) -> dict:
+    """An OpenAI chat-completions response body holding `text`."""
+    return {"id": "x", "object": "chat.completion", "created": 0, "model": model,
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens}}
+
+
+class ChatServer:
+    """An OpenAI-compatible HTTP server on 127.0.0.1 (a real socket, a thread per request). `respond(body,
+    headers)` gets each POST's JSON body and request headers and returns (status, payload, extra headers): a
+    payload that is bytes is sent as is (text/plain unless the extra headers name a Content-Type), anything
+    else as JSON."""
+
+    def __init__(self, respond: Callable[[dict, dict], tuple[int, object, dict | None]]):
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                code, payload, extra = respond(body, self.headers)
+                raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                extra = dict(extra or {})
+                ctype = extra.pop("Content-Type", "text/plain" if isinstance(payload, bytes) else "application/json")
+                try:
+                    self.send_response(code)
+                    self.send_header("Content-Type", ctype)
+                    self.send_header("Content-Length", str(len(raw)))
+                    for k, v in extra.items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.write(raw)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout test)
+                    pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()

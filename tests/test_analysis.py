@@ -63,3 +63,20 @@ def test_label_distribution_and_lengths():
             {"checkpoint": "x", "response": "abcdefg", "response_tokens": 4}]
     s = an.length_stats(rows)["x"]
     assert s["chars_mean"] == 6.0 and s["words_mean"] == 1.5 and s["tokens_mean"] == 3.0 and s["chars_max"] == 7
+
+
+def test_several_annotators_on_one_item_become_one_label():
+    assert an.majority_winner(["ours", "ours", "base"]) == "ours"
+    assert an.majority_winner(["ours", "base"]) == "neither"  # a draw between annotators is a tie
+    assert an.majority_winner(["neither", "neither", "ours"]) == "neither"
+    assert an.majority_winner(["base"]) == "base"
+    assert an.majority_grade(["Excellent", "Pass"]) == "Pass"  # a draw goes to the lower grade
+    assert an.majority_grade(["Excellent", "Excellent", "Fail"]) == "Excellent"
+    assert an.majority_grade(["Fail", "Excellent", "Pass"]) == "Fail"
+
+
+def test_pooled_agreement_weights_pairs_by_shared_items():
+    # 2.5 of 4 and 1 of 2 -> 3.5 / 6; a pair with nothing shared adds nothing
+    res = an.pooled_agreement([{"n": 4, "agreement": 0.625}, {"n": 2, "agreement": 0.5}, {"n": 0, "agreement": None}])
+    assert res == {"n": 6, "agreement": pytest.approx(3.5 / 6)}
+    assert an.pooled_agreement([]) == {"n": 0, "agreement": None}

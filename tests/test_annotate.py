@@ -1,6 +1,8 @@
 """The annotator driven programmatically: clicks write labels at once; undo; a new object resumes."""
 from __future__ import annotations
 
+import pytest
+
 from lima_repro.annotate import Annotator, pairwise_items
 from lima_repro.judging.labels import active_labels, pairwise_labels
 from lima_repro.files import read_jsonl_plain
@@ -55,3 +57,59 @@ def test_several_annotators_and_no_widget_needed(tmp_path):
     assert events[-1]["event"] == "undo" and len(active_labels(events)) == 3
     orders = {tuple(a.order(it)) for it in items} | {tuple(b.order(it)) for it in items}
     assert len(orders) == 2  # both display orders occur
+
+
+def test_two_windows_under_one_name_keep_every_label(tmp_path):
+    items = _items()
+    first, second = Annotator(items, tmp_path, "alice"), Annotator(items, tmp_path, "alice")  # two browser tabs
+    first.choose("1")  # item 0
+    second.pos = 1
+    second.choose("2")  # item 1, written by the other window
+    first.pos = 2
+    first.choose("neither")
+    second.undo()  # withdraws the second window's own label only
+    second.pos = 3
+    second.choose("1")
+    labels = pairwise_labels(tmp_path)["alice"]
+    assert sorted(labels) == sorted(items[i]["item_id"] for i in (0, 2, 3))
+    assert labels[items[2]["item_id"]] == "neither" and labels[items[0]["item_id"]] == first.order(items[0])[0]
+    reopened = Annotator(items, tmp_path, "alice")
+    assert reopened.progress == (3, 4) and reopened.current["item_id"] == items[1]["item_id"]
+    events = read_jsonl_plain(tmp_path / "alice.jsonl")
+    assert len({e["id"] for e in events}) == len(events) == 5
+
+
+def test_a_torn_last_line_is_skipped_with_a_warning_and_repaired_before_appending(tmp_path):
+    items = _items()
+    ann = Annotator(items, tmp_path, "alice")
+    ann.choose("1")
+    ann.choose("2")
+    log = tmp_path / "alice.jsonl"
+    with open(log, "ab") as fh:  # the disk filled up in the middle of the third label
+        fh.write('{"id": "x", "event": "label", "kind": "pairwise", "item_id": "é'.encode()[:-1])
+    with pytest.warns(UserWarning, match=r"alice.jsonl:3: skipped a label event cut short"):
+        labels = pairwise_labels(tmp_path)["alice"]  # the judge stage's reader
+    assert len(labels) == 2
+    with pytest.warns(UserWarning, match="removed a label event cut short"):
+        again = Annotator(items, tmp_path, "alice")
+    assert again.progress == (2, 4)
+    again.choose("neither")
+    assert [e["item_id"] for e in read_jsonl_plain(log)] == [it["item_id"] for it in items[:3]]
+    assert len(pairwise_labels(tmp_path)["alice"]) == 3
+
+
+def test_a_complete_last_line_without_newline_is_kept_and_a_bad_middle_line_is_an_error(tmp_path):
+    from lima_repro.data import DataError
+    from lima_repro.judging.labels import read_log
+
+    items = _items()
+    Annotator(items, tmp_path, "bob").choose("1")
+    log = tmp_path / "bob.jsonl"
+    log.write_bytes(log.read_bytes().rstrip(b"\n"))  # the newline was the part that did not make it
+    again = Annotator(items, tmp_path, "bob")
+    assert again.progress == (1, 4)
+    again.choose("2")
+    assert len(read_jsonl_plain(log)) == 2
+    log.write_text("not json\n" + log.read_text())
+    with pytest.raises(DataError, match=r"bob.jsonl:line 1: not a label event"):
+        read_log(log)

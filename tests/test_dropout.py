@@ -2,7 +2,12 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from lima_repro.dropout import add_residual_dropout, branch_names, decoder_layers, layer_probabilities
+from lima_repro.config import load_config
+from lima_repro.curate import run_curate
+from lima_repro.files import read_json
+from lima_repro.train import run_train
+from lima_repro.dropout import add_residual_dropout, branch_names, decoder_layers, dropout_seed, layer_probabilities
+from helpers import tiny_overrides
 
 EXPECTED_BRANCHES = {
     "llama": ("self_attn", "mlp"),
@@ -56,3 +61,58 @@ def test_reapplying_replaces_hooks(tiny_model_dirs):
     add_residual_dropout(model, 0.3)
     add_residual_dropout(model, 0.2)
     assert len(model._lima_dropout_handles) == 6
+
+
+def test_gpt2_own_dropouts_are_zeroed_and_recorded_when_lima_dropout_is_on(tiny_model_dirs, tmp_path):
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dirs["gpt2"])
+    assert (model.config.resid_pdrop, model.config.attn_pdrop, model.config.embd_pdrop) == (0.1, 0.1, 0.1)
+    add_residual_dropout(model, 0.0)  # LIMA's dropout off: the model keeps its own
+    assert model.transformer.drop.p == 0.1 and not hasattr(model.config, "lima_disabled_dropout")
+    add_residual_dropout(model, 0.3)
+    assert model.config.lima_disabled_dropout == {"resid_pdrop": 0.1, "attn_pdrop": 0.1, "embd_pdrop": 0.1}
+    assert (model.config.resid_pdrop, model.config.attn_pdrop, model.config.embd_pdrop) == (0.0, 0.0, 0.0)
+    assert all(m.p == 0.0 for m in model.modules() if isinstance(m, torch.nn.Dropout))
+    # only LIMA's dropout acts: with its top layer at 0 too, train mode equals eval mode
+    ids = torch.randint(3, 200, (2, 12))
+    add_residual_dropout(model, 1e-12)
+    model.train()
+    train_out = model(ids).logits
+    model.eval()
+    assert torch.allclose(train_out, model(ids).logits, atol=1e-6)
+    model.save_pretrained(tmp_path / "ck")  # recorded in every checkpoint's config.json
+    saved = AutoModelForCausalLM.from_pretrained(tmp_path / "ck").config
+    assert saved.lima_disabled_dropout == {"resid_pdrop": 0.1, "attn_pdrop": 0.1, "embd_pdrop": 0.1}
+    assert saved.resid_pdrop == 0.0
+
+
+def test_llama_has_no_own_dropout_to_disable(tiny_model_dirs):
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dirs["llama"])
+    add_residual_dropout(model, 0.3)
+    assert model.config.lima_disabled_dropout == {}
+
+
+def test_each_process_draws_its_own_dropout_masks(tiny_model_dirs):
+    assert dropout_seed(7, 0) == 7 and len({dropout_seed(7, r) for r in range(8)}) == 8
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dirs["llama"])
+    add_residual_dropout(model, 0.3)
+    model.train()
+    ids = torch.randint(3, 200, (2, 12))
+
+    def logits(rank):
+        torch.manual_seed(dropout_seed(7, rank))
+        return model(ids).logits
+
+    assert torch.equal(logits(0), logits(0)) and torch.equal(logits(1), logits(1))
+    assert not torch.allclose(logits(0), logits(1))
+
+
+def test_train_records_the_disabled_dropouts(tmp_path, tiny_model_dirs):
+    cfg = load_config("paper", overrides=tiny_overrides(tiny_model_dirs["gpt2"], tmp_path / "run", **{
+        "train.max_steps": 1, "train.epochs": 1, "train.residual_dropout": 0.2}))
+    run_curate(cfg)
+    out = run_train(cfg)
+    own = {"resid_pdrop": 0.1, "attn_pdrop": 0.1, "embd_pdrop": 0.1}
+    assert read_json(out / "train_info.json")["own_dropout_disabled"] == own
+    ckpt = read_json(out / "checkpoints.json")[-1]["path"]
+    saved = read_json(f"{ckpt}/config.json")
+    assert saved["lima_disabled_dropout"] == own and saved["resid_pdrop"] == 0.0

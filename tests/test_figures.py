@@ -40,8 +40,8 @@ def run(tmp_path):
         cond("se_filtered", ["diversity", "quantity"], 4.5, paper="filtered Stack Exchange", x=2),
         cond("wikihow", ["diversity"], 3.0, paper="wikiHow"),
         cond("se_4", ["quantity"], 4.0, x=4),
-        cond("dlg_without", ["dialogue"], 2.0, dialogue=grades(10, 30, 60, n=10)),
-        cond("dlg_with", ["dialogue"], 3.0, dialogue=grades(70, 20, 10, n=10)),
+        cond("dlg_without", ["dialogue"], 2.0, dialogue_turns=grades(10, 30, 60, n=10)),
+        cond("dlg_with", ["dialogue"], 3.0, dialogue_turns=grades(70, 20, 10, n=10)),
         {"condition": "broken", "groups": ["selector"], "status": "failed", "error": "FileNotFoundError: x"}]})
     return r
 
@@ -62,9 +62,9 @@ def test_llm_preference_draws_run_and_paper(run, tmp_path):
     assert widths(paper)[:3] == [64, 19, 17] and widths(paper)[-3:] == [19, 15, 66]
     assert this.get_xlabel() == "LIMA win / tie / loss (%)" and "paper" in paper.get_title()
     assert "this run" in this.get_title() and "hatched = unconfirmed" in paper.get_title()
-    unconfirmed = csv[(csv.panel == "paper") & ~csv.confirmed]
-    assert set(unconfirmed.baseline) == {"Alpaca-65B", "DaVinci003", "Bard", "Claude"}  # only GPT-4 confirmed
-    assert [p.get_hatch() for p in paper.patches][-3:] == [None] * 3 and paper.patches[0].get_hatch() == "//"
+    confirmed = csv[(csv.panel == "paper") & csv.confirmed]
+    assert list(zip(confirmed.baseline, confirmed.outcome)) == [("GPT-4", "win")]  # per value: only the 19% win
+    assert [p.get_hatch() for p in paper.patches][-3:] == [None, "//", "//"] and paper.patches[0].get_hatch() == "//"
     for ext in ("png", "pdf"):
         assert (tmp_path / "out" / f"fig2_llm_preference.{ext}").stat().st_size > 1000
 
@@ -82,18 +82,18 @@ def test_human_preference_from_annotations(run, tmp_path):
     assert widths(d.fig.axes[0])[:3] == [53, 21, 26]  # Fig. 1, Alpaca-65B
 
 
-def test_absolute_and_dialogue(run, tmp_path):
+def test_absolute(run, tmp_path):
     d = figures.absolute([run], tmp_path)
     ax = d.fig.axes[0]
-    assert widths(ax) == [50, 38, 12, 45, 35, 20, 25, 50, 25]
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["paper: 50 test prompts", "paper: 20 OOD prompts",
-                                                           "this run: epoch-2"]
-    d = figures.dialogue([run], tmp_path)
-    assert widths(d.fig.axes[0]) == [45.2, 19.1, 35.7, 76.1, 21.7, 2.2, 10, 30, 60, 70, 20, 10]
-    assert list(pd.read_csv(tmp_path / "fig7_dialogue.csv").pct[-3:]) == [70, 20, 10]
+    assert widths(ax) == [50, 38, 12, 45, 35, 20, 25, 50, 25, 0, 0, 0]  # no prompt tagged ood: a "not run" row
+    assert [t.get_text() for t in ax.get_yticklabels()] == [
+        "paper: 50 test prompts\n(the authors, n = 50)", "paper: 20 OOD prompts\n(the authors, n = 20)",
+        "this run: epoch-2\n(LLM judge script, n = 8)", "this run OOD\n(no test prompt tagged ood)"]
 
 
-def test_ablation_means_with_ci_and_paper_bars(run, tmp_path):
+def test_ablation_means_hold_only_the_papers_diversity_and_quality_conditions(run, tmp_path):
+    """Fig. 5 draws the paper's three conditions; selector, dialogue and quantity-only ones are not mixed in
+    (tests/test_figures_ablations.py draws those), and a condition the run lacks is labelled, not left blank."""
     d = figures.ablation_means([run], tmp_path)
     ax = d.fig.axes[0]
     from matplotlib.container import BarContainer
@@ -101,11 +101,12 @@ def test_ablation_means_with_ci_and_paper_bars(run, tmp_path):
     paper, this = [c for c in ax.containers if isinstance(c, BarContainer)]
     assert paper.get_label() == "paper" and this.get_label() == "this run"
     assert [round(b.get_height(), 2) for b in paper] == [3.83, 3.49, 3.33]
-    assert [b.get_height() for b in this] == [4.5, 3.0, 2.0, 3.0]  # failed and quantity-only conditions left out
+    assert [b.get_height() for b in this] == [4.5, 3.0]  # only filtered Stack Exchange and wikiHow ran
+    assert "not run" in [t.get_text() for t in ax.texts]  # unfiltered Stack Exchange: labelled where its bar would be
     csv = pd.read_csv(tmp_path / "fig5_ablations.csv")
     mine = csv[csv.series == "this run"]
-    assert list(mine.condition) == ["filtered Stack Exchange", "wikiHow", "dlg_without", "dlg_with"]
-    assert list(mine.lo) == [4.0, 2.5, 1.5, 2.5]
+    assert list(mine.condition) == ["filtered Stack Exchange", "wikiHow", "unfiltered Stack Exchange"]
+    assert list(mine.lo.fillna(-1)) == [4.0, 2.5, -1] and list(mine.status) == ["ok", "ok", "not_configured"]
     assert ax.get_ylabel() == "helpfulness, 1-6 (mean, 95% CI)"
     segs = ax.collections[0].get_segments()  # the error bars of "this run"
     assert (segs[0][0][1], segs[0][1][1]) == (4.0, 5.0)
@@ -117,7 +118,7 @@ def test_quantity_log2_and_perplexity_two_axes(run, tmp_path):
     assert ax.get_xscale() == "log" and ax.xaxis.get_transform().base == 2
     line = ax.lines[0]
     assert list(line.get_xdata()) == [2, 4] and list(line.get_ydata()) == [4.5, 4.0]
-    assert "paper (unconfirmed)" in ax.texts[0].get_text()
+    assert "published no values" in " ".join(d.fig._supxlabel.get_text().split())
     csv = pd.read_csv(tmp_path / "fig6_quantity.csv")
     assert list(csv[csv.series == "paper"].n_examples) == [2000, 4000, 8000, 16000, 32000]
     assert csv[csv.series == "paper"]["mean"].isna().all()  # the paper published no numbers: none are invented
@@ -133,10 +134,10 @@ def test_quantity_log2_and_perplexity_two_axes(run, tmp_path):
 def test_datacard_markdown_and_csv(run, tmp_path):
     figures.datacard([run], tmp_path)
     csv = pd.read_csv(tmp_path / "table1_datacard.csv")
-    assert list(csv[csv.table == "paper"].n) == [200, 200, 200, 150, 50, 200]
-    assert csv[csv.table == "this run"].iloc[0].tolist() == ["this run", "wikihow", 3, 10.0, 300.0]
+    assert list(csv.paper_n) == [200, 200, 200, 150, 50, 200, 30, 1030]  # Table 1, the 30 chains, total
+    assert csv[csv.row == "wikiHow"].iloc[0].tolist()[4:] == ["wikihow", 3, 10.0, 300.0]
     md = (tmp_path / "table1_datacard.md").read_text()
-    assert "| wikiHow | 200 | 12 | 1811 |" in md and "| wikihow | 3 | 10 | 300 |" in md
+    assert "| wikiHow | 200 | 12 | 1811 | wikihow | 3 | 10 | 300 |" in md
 
 
 def test_missing_inputs_are_skipped_with_reasons(tmp_path):
@@ -165,7 +166,7 @@ def test_paper_values_cite_figures_and_flag_unconfirmed():
     assert set(t.figure) >= {"Fig. 1", "Fig. 2", "Fig. 3", "Fig. 5", "Fig. 6", "Fig. 7", "Fig. 9", "Table 1"}
     assert not t[t.figure == "Fig. 6"].confirmed.any() and t[t.figure == "Fig. 1"].confirmed.all()
     fig2 = t[(t.figure == "Fig. 2")]
-    assert set(fig2[fig2.confirmed].key) == {"GPT-4/win", "GPT-4/tie", "GPT-4/loss"}
+    assert set(fig2[fig2.confirmed].key) == {"GPT-4/win"}
     assert t[(t.figure == "Fig. 5") & (t.key == "wikiHow")].value.item() == 3.49
 
 

@@ -9,13 +9,13 @@ from lima_repro.config import GenerateConfig, ModelConfig, load_config
 from lima_repro.curate import run_curate
 from lima_repro.data import DataError
 from lima_repro.generate import Chat, run_generate
-from lima_repro.sampling import GeneratedRepetitionPenalty, sample
+from lima_repro.sampling import GeneratedRepetitionPenalty, decode, new_token_caps, sample
 from lima_repro.files import read_jsonl_plain
 from lima_repro.runs import RunDir
 from lima_repro.select_checkpoint import run_select
 from lima_repro.train import run_train
 
-from helpers import ScriptJudge, tiny_overrides
+from helpers import ScriptJudge, make_tokenizer, tiny_config, tiny_overrides
 
 
 def test_repetition_penalty_only_on_generated_tokens():
@@ -77,7 +77,7 @@ def test_prompt_longer_than_context_is_a_clear_error(tmp_path, tiny_llama):
     long_prompt.write_text(json.dumps({"id": "big", "conversations": ["x" * 600]}) + "\n")
     cfg = load_config("paper", overrides=tiny_overrides(tiny_llama, tmp_path / "run", **{
         "generate.prompts_file": str(long_prompt), "generate.checkpoints": [], "generate.include_base": True}))
-    with pytest.raises(DataError, match=r"long.jsonl:id big: prompt has 602 tokens.*context of 512.*Fix"):
+    with pytest.raises(DataError, match=r"long.jsonl:id big: prompt has 602 tokens.*no room.*context of 512.*Fix"):
         run_generate(cfg)
     cfg.generate.checkpoints, cfg.generate.include_base = [str(tiny_llama)], False
     with pytest.raises(ValueError, match="has no <|eot|> token"):
@@ -101,3 +101,76 @@ def test_selected_checkpoint_is_chosen_on_dev_and_used(tmp_path, tiny_llama):
     assert load_config("paper").generate.checkpoints == "selected"  # the paper generates with the chosen one
     rows = read_jsonl_plain(run_generate(cfg) / "generations.jsonl")
     assert {r["checkpoint"] for r in rows} == {"epoch-1"}
+
+
+def save_short_context_model(folder, context: int):
+    """A tiny LLaMa whose context (`max_position_embeddings`) is `context` tokens."""
+    tok = make_tokenizer()
+    cfg = tiny_config("llama", len(tok))
+    cfg.max_position_embeddings = context
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def test_decode_stops_each_row_at_its_own_cap(tiny_llama):
+    model, tok, eot_id = models.load_base(ModelConfig(name=str(tiny_llama)))
+    g = GenerateConfig(max_new_tokens=9)
+    torch.manual_seed(0)
+    out = decode(model, [[1, 10, 11], [1, 12], [1, 13, 14, 15]], tok.pad_token_id, [-1], g, caps=[3, 7, 1])
+    assert [len(o) for o in out] == [3, 7, 1]  # stop id -1 is never sampled: each row runs to its cap
+    assert [len(o) for o in decode(model, [[1, 10]], tok.pad_token_id, [-1], g)] == [9]  # default: the config's
+    assert new_token_caps([[1] * 10, [1] * 20, [1] * 2], model.config, GenerateConfig(max_new_tokens=500)) == \
+        [500, 492, 500]  # context 512
+
+
+def test_cap_is_the_context_left_when_max_new_tokens_equals_the_context(tmp_path):
+    context = 48
+    folder = save_short_context_model(tmp_path / "short", context)
+    model, tok, eot_id = models.load_base(ModelConfig(name=str(folder)))
+    prompts = [[1] + list(range(10, 20)), [1] + list(range(10, 40))]  # 11 and 31 tokens
+    torch.manual_seed(0)
+    res = sample(model, tok, eot_id, prompts, GenerateConfig(max_new_tokens=context, batch_size=2), progress=False)
+    assert [r["max_new_tokens"] for r in res] == [37, 17]
+    assert all(len(r["ids"]) <= r["max_new_tokens"] for r in res)
+    assert all(len(r["ids"]) == r["max_new_tokens"] for r in res if r["stop"] == "max_new_tokens")
+
+    # the stage: every row records its cap, prompt + cap == the context; a prompt filling the context still fails
+    prompts_file = tmp_path / "prompts.jsonl"
+    prompts_file.write_text("".join(json.dumps({"id": f"p{i}", "conversations": [text]}) + "\n"
+                                    for i, text in enumerate(["Hi", "Name a color, please."])))
+    cfg = load_config("paper", overrides=tiny_overrides(folder, tmp_path / "run", **{
+        "generate.prompts_file": str(prompts_file), "generate.checkpoints": [], "generate.include_base": True,
+        "generate.max_new_tokens": context}))
+    rows = read_jsonl_plain(run_generate(cfg) / "generations.jsonl")
+    assert len(rows) == 2 and rows[0]["prompt_tokens"] < rows[1]["prompt_tokens"]
+    assert [r["prompt_tokens"] + r["max_new_tokens"] for r in rows] == [context, context]
+    assert all(r["response_tokens"] <= r["max_new_tokens"] for r in rows)
+    prompts_file.write_text(json.dumps({"id": "long", "conversations": ["y" * context]}) + "\n")
+    with pytest.raises(DataError, match=r"prompts.jsonl:id long: prompt has \d+ tokens.*context of 48"):
+        run_generate(cfg)
+
+
+def test_checkpoint_loaded_with_a_device_map_samples_the_same(tmp_path, tiny_llama, monkeypatch):
+    """Several GPUs load a checkpoint with device_map="auto" (layers spread over them); on a CPU that map is the
+    CPU, so the rows must equal those of the plain load, token for token."""
+    ckpt = tmp_path / "ckpt"
+    model, tok, _ = models.load_base(ModelConfig(name=str(tiny_llama)))
+    model.save_pretrained(ckpt)
+    tok.save_pretrained(ckpt)
+    cfg = load_config("paper", overrides=tiny_overrides(tiny_llama, tmp_path / "run", **{
+        "generate.prompts_file": "demo:test.jsonl", "generate.checkpoints": [str(ckpt)], "generate.include_base": False}))
+    plain = read_jsonl_plain(run_generate(cfg) / "generations.jsonl")
+    loads = []
+    real = models.load_checkpoint
+
+    def spy(path, dtype, device_map=None):
+        loads.append(device_map)
+        return real(path, dtype=dtype, device_map=device_map)
+
+    monkeypatch.setattr(models, "inference_device_map", lambda: "auto")
+    monkeypatch.setattr(models, "load_checkpoint", spy)
+    mapped = read_jsonl_plain(run_generate(cfg) / "generations.jsonl")
+    assert loads == ["auto"]
+    assert [r["response"] for r in mapped] == [r["response"] for r in plain] and len(plain) == 3

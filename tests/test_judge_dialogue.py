@@ -13,7 +13,8 @@ from lima_repro.config import Config, JudgeConfig
 from lima_repro.data import DataError
 from lima_repro.judge import run_judge
 from lima_repro.judging import Completion, Judge
-from lima_repro.judging.dialogue import read_transcripts, save_transcript, turn_requests
+from lima_repro.judging.dialogue import (hold_conversations, read_script, read_transcripts, save_transcript,
+                                         turn_requests)
 from lima_repro.judging.runner import judge_dialogues
 from lima_repro.files import read_jsonl_plain, write_jsonl
 from helpers import generation_rows
@@ -130,3 +131,49 @@ def test_judge_dialogues_without_a_run(tmp_path):
     d = res["dialogue_turns"]["with"]  # the rows' own system name when no override is given
     assert d["turns"] == 5 and d["Excellent"]["count"] == 4 and res["requests"]["sent"] == 5
     assert len(res["turns"]) == 5 and (tmp_path / "cache").is_dir()
+
+
+class EchoChat:
+    """Stands in for `lima_repro.generate.Chat`: answers each user turn with its position and keeps the history."""
+
+    def __init__(self):
+        self.history, self.resets = [], 0
+
+    def __call__(self, text):
+        self.history += [{"role": "user", "content": text},
+                         {"role": "assistant", "content": f"answer {len(self.history) // 2 + 1} to {text}"}]
+        return self.history[-1]["content"]
+
+    def reset(self):
+        self.history, self.resets = [], self.resets + 1
+
+
+def test_scripted_conversations_from_a_prompt_list(tmp_path):
+    shipped = read_script("demo:dialogue_prompts.jsonl")
+    assert len(shipped) == 10 and shipped[0]["id"] == "conv-01" and not any(r["follow_ups"] for r in shipped)
+    script = tmp_path / "script.jsonl"
+    script.write_text('{"id": "a", "prompt": "p1"}\n\n{"id": "b", "prompt": "p2", "follow_ups": ["own 1", "own 2"]}\n')
+    assert [r["id"] for r in read_script(script, 1)] == ["a"]
+    chat, path = EchoChat(), tmp_path / "t.jsonl"
+    rows = hold_conversations(chat, read_script(script), ["generic"], "1,030 ex.", path, seed=0)
+    assert chat.resets == 2 and read_jsonl_plain(path) == rows
+    users = [[m["content"] for m in r["messages"] if m["role"] == "user"] for r in rows]
+    assert users == [["p1", "generic"], ["p2", "own 1", "own 2"]]  # a row's own follow-ups replace the generic ones
+    assert rows[1]["messages"][-1]["content"] == "answer 3 to own 2" and rows[1]["source"] == "scripted"
+    reqs = turn_requests(read_transcripts(path), {"m": 1})
+    assert [(r.meta["dialogue_id"], r.meta["turn"]) for r in reqs] == [("a", 1), ("a", 2), ("b", 1), ("b", 2), ("b", 3)]
+
+
+@pytest.mark.parametrize("text,where,why", [
+    ('{"id": "a", "prompt": "p"}\n{"id": "b", "prompt": \n', "line 2", "malformed JSON"),
+    ('{"id": "a", "text": "p"}\n', "line 1", "no non-empty `prompt`"),
+    ('{"id": "a", "prompt": "p", "follow_ups": "more"}\n', "line 1", "`follow_ups` must be a list"),
+    ('{"id": "a", "prompt": "p"}\n{"id": "a", "prompt": "q"}\n', "line 2", "duplicate id"),
+    ("\n", "", "the prompt list is empty"),
+])
+def test_bad_prompt_lists_name_the_line_and_the_fix(tmp_path, text, where, why):
+    path = tmp_path / "script.jsonl"
+    path.write_text(text)
+    with pytest.raises(DataError, match=why) as e:
+        read_script(path)
+    assert str(path) in str(e.value) and where in str(e.value)

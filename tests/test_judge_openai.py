@@ -1,76 +1,58 @@
 """The OpenAI-compatible judge against a real HTTP server on 127.0.0.1: 429 then success, a timeout, malformed
-output, usage and cost, the key read from the env var the config names, and zero requests on a cached rerun."""
+output, 200 responses that are no chat completion, usage and cost, the key read from the env var the config names,
+zero requests on a cached rerun, the server in the cache key, and asking again for invalid verdicts."""
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from lima_repro.config import JudgeConfig
+from lima_repro.files import read_jsonl_plain
 from lima_repro.judging import JudgeError, JudgmentCache, Request, cache_key, judge_requests, make_judge
 
 from lima_repro.judging.protocols import PROTOCOLS
+from helpers import ChatServer, chat_completion
 
 
-class FakeServer:
+RAW_200 = {"NOTJSON": (b"<html>gateway</html>", "application/json"), "TEXT": (b"hello", "text/plain"),
+           "LIST": (b'[{"choices": []}]', "application/json"), "NUMBER": (b'{"choices": [{"message": {"content": 5}}]}',
+                                                                        "application/json")}
+
+
+class FakeServer(ChatServer):
+    """The judge server: the last word of a prompt is a marker saying how to answer (RATE: 429 once, FLAKY: 503
+    once, SLOW: slower than the client's timeout once, RAW_200 markers: a 200 that is no chat completion, BAD/EMPTY:
+    an unparsable verdict, FIXED: unparsable the first time); `calls` counts requests per marker."""
+
     def __init__(self):
         self.calls: Counter = Counter()
         self.auth: set[str] = set()
-        self.lock = threading.Lock()
-        server = self
+        lock = threading.Lock()
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
+        def respond(body, headers):
+            marker = body["messages"][-1]["content"].split()[-1]
+            with lock:
+                self.calls[marker] += 1
+                n = self.calls[marker]
+                self.auth.add(headers.get("Authorization", ""))
+            if marker == "RATE" and n == 1:
+                return 429, {"error": {"message": "slow down", "type": "rate_limit"}}, {"Retry-After": "0"}
+            if marker == "FLAKY" and n == 1:
+                return 503, {"error": {"message": "overloaded"}}, None
+            if marker == "SLOW" and n == 1:
+                time.sleep(1.5)  # longer than the client's timeout
+            if marker in RAW_200:  # a 200 whose body is no chat completion
+                data, ctype = RAW_200[marker]
+                return 200, data, {"Content-Type": ctype}
+            text = {"BAD": "I cannot decide.", "EMPTY": ""}.get(marker, "Both fine, A is clearer.\nVerdict: A")
+            if marker == "FIXED":  # invalid the first time, valid when asked again
+                text = "Verdict: B" if n > 1 else "no idea"
+            return 200, chat_completion(body["model"], text), None
 
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                prompt = body["messages"][-1]["content"]
-                marker = prompt.split()[-1]
-                with server.lock:
-                    server.calls[marker] += 1
-                    n = server.calls[marker]
-                    server.auth.add(self.headers.get("Authorization", ""))
-                if marker == "RATE" and n == 1:
-                    return self._send(429, {"error": {"message": "slow down", "type": "rate_limit"}},
-                                      {"Retry-After": "0"})
-                if marker == "FLAKY" and n == 1:
-                    return self._send(503, {"error": {"message": "overloaded"}})
-                if marker == "SLOW" and n == 1:
-                    time.sleep(1.5)  # longer than the client's timeout
-                text = "I cannot decide." if marker == "BAD" else "Both fine, A is clearer.\nVerdict: A"
-                try:
-                    self._send(200, {
-                        "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                        "choices": [{"index": 0, "finish_reason": "stop",
-                                     "message": {"role": "assistant", "content": text}}],
-                        "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110}})
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-            def _send(self, code, obj, headers=None):
-                data = json.dumps(obj).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(respond)
 
 
 @pytest.fixture
@@ -174,3 +156,49 @@ def test_cost_cap_refuses_before_sending(server, tmp_path, monkeypatch):
     with pytest.raises(CostCapError, match="max_cost_usd"):
         run_judge(cfg, judge=make_judge(cfg.judge))
     assert sum(server.calls.values()) == 3
+
+
+def test_a_200_that_is_no_chat_completion_is_a_failed_request(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("LIMA_TEST_JUDGE_KEY", "k")
+    judge = make_judge(_jc(server.url))
+    reqs = _requests(judge, ["NOTJSON", "TEXT", "LIST", "NUMBER", "OK1"])
+    rows, stats = judge_requests(judge, reqs, JudgmentCache(tmp_path / "c.jsonl"), progress=False)
+    by = {r["marker"]: r for r in rows}
+    assert by["OK1"]["valid"] and stats["errors"] == 4
+    assert by["NOTJSON"]["error"].startswith("malformed response: JSONDecodeError")
+    assert by["TEXT"]["error"] == "malformed response: the 200 response is not a chat completion (a str: 'hello')"
+    assert by["LIST"]["error"].startswith("malformed response: the 200 response is not a chat completion (a list")
+    assert by["NUMBER"]["error"] == "malformed response: the 200 response's message content is a int, not text"
+    assert all(server.calls[m] == 1 for m in RAW_200)  # not retried, and not cached: a rerun asks again
+    assert len(read_jsonl_plain(tmp_path / "c.jsonl")) == 1
+
+
+def test_the_server_is_part_of_the_cache_key(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("LIMA_TEST_JUDGE_KEY", "k")
+    other = FakeServer()
+    try:
+        a, b = make_judge(_jc(server.url)), make_judge(_jc(other.url))
+        assert a.name == b.name and a.identity() != b.identity()
+        cache = tmp_path / "cache"
+        judge_requests(a, _requests(a, ["OK1"]), JudgmentCache.for_judge(cache, a), progress=False)
+        _, stats = judge_requests(b, _requests(b, ["OK1"]), JudgmentCache.for_judge(cache, b), progress=False)
+        assert stats["sent"] == 1 and stats["cached"] == 0 and other.calls["OK1"] == 1
+        assert make_judge(_jc(server.url + "/")).identity() == a.identity()
+    finally:
+        other.close()
+
+
+def test_invalid_verdicts_are_asked_again_with_retry_invalid(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("LIMA_TEST_JUDGE_KEY", "k")
+    judge = make_judge(_jc(server.url))
+    reqs = _requests(judge, ["EMPTY", "FIXED", "OK1"])
+    rows, stats = judge_requests(judge, reqs, JudgmentCache(tmp_path / "c.jsonl"), parse_retries=0, progress=False)
+    assert [r["valid"] for r in rows] == [False, False, True] and stats["invalid"] == 2
+    _, stats = judge_requests(judge, reqs, JudgmentCache(tmp_path / "c.jsonl"), parse_retries=0, progress=False)
+    assert stats["sent"] == 0 and stats["invalid"] == 2  # by default a rerun keeps them (paid once)
+    rows, stats = judge_requests(judge, reqs, JudgmentCache(tmp_path / "c.jsonl"), parse_retries=0, progress=False,
+                                 retry_invalid=True)
+    assert stats["sent"] == 2 and stats["cached"] == 1 and server.calls["OK1"] == 1
+    assert [r["label"] for r in rows] == [None, "B", "A"] and stats["invalid"] == 1
+    again = judge_requests(judge, reqs, JudgmentCache(tmp_path / "c.jsonl"), progress=False)[0]
+    assert [r["label"] for r in again] == [None, "B", "A"]  # the last row for a key wins

@@ -1,14 +1,18 @@
 """End to end: `python -m lima_repro run` executes every notebook with papermill on the packaged Gemma 3 270M
-(the demo profile, shrunk further), then the test asserts on what the notebooks recorded."""
+(the demo profile, shrunk further; `slow`), then the test asserts on what the notebooks recorded. The other tests
+run three notebooks on a tiny model: what the terminal and the saved notebooks show, and re-running them."""
+import importlib.util
 import json
 from pathlib import Path
 
+import papermill as pm
 import pytest
 
 from lima_repro.config import load_config
-from lima_repro.pipeline import notebook_order, run_pipeline
+from lima_repro.pipeline import notebook_order, notebooks_dir, run_pipeline
 from lima_repro.runs import RunDir
 from lima_repro.files import read_jsonl_plain
+from helpers import tiny_overrides
 
 
 def recorded(notebook: Path, key: str) -> dict:
@@ -51,6 +55,9 @@ def test_demo_pipeline_end_to_end(tmp_path):
     first = next(r for r in metrics if r["type"] == "train")  # metrics[0] is the base model's evaluation
     assert train["first_loss"] == pytest.approx(first["loss"]) and 0.5 < train["first_loss"] < 8
     assert [r["step"] for r in metrics if r["type"] == "eval"] == [0, 2] and all(r.get("perplexity", 2) > 1 for r in metrics)
+    if importlib.util.find_spec("tensorboard"):  # make demo installs it: train.report_to auto logs to TensorBoard
+        assert list(run.tracker_logs.rglob("events.out.tfevents.*"))
+    assert not run.state.exists()  # a finished run keeps no optimizer state
 
     select = recorded(nbs / "02b_select.ipynb", "select_summary")
     assert select["chosen"] == "step-2" == run.read_selection()["chosen"]  # the only checkpoint
@@ -81,3 +88,49 @@ def test_demo_pipeline_end_to_end(tmp_path):
     assert ablations["conditions"][0]["status"] == "ok", ablations["conditions"][0]
     figures = recorded(nbs / "06_figures.ipynb", "figures_summary")
     assert figures and (run_dir / "figures" / "table1_datacard.md").exists()
+
+
+def test_tiny_pipeline_terminal_saved_progress_and_rerun_from_the_notebooks_folder(tmp_path, tiny_llama, capfd,
+                                                                                   monkeypatch):
+    """What the terminal shows (the run directory first, then each stage's text progress; no kernel warnings), text
+    progress saved in the executed notebooks, and an executed notebook re-run where it is saved, with the kernel in
+    its folder as JupyterLab starts it (`prompts.jsonl` is relative to where the pipeline ran)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "prompts.jsonl").write_text("".join(
+        json.dumps({"id": f"q{i}", "messages": [{"role": "user", "content": q}]}) + "\n"
+        for i, q in enumerate(("How do I boil rice?", "Why is the sky blue?"))))
+    cfg = load_config("paper", overrides=tiny_overrides(tiny_llama, tmp_path / "run", **{
+        "notebooks": ["01_curate", "02_train", "03_generate"], "train.epochs": 1,
+        "generate.prompts_file": "prompts.jsonl"}))
+    run_dir = run_pipeline(cfg)
+    err = capfd.readouterr().err
+    ours = [line for line in err.splitlines() if line.startswith("[lima_repro]")]
+    assert ours[0] == f"[lima_repro] run directory: {run_dir}"
+    assert "train: 100%" in err and "generate epoch-1: 100%" in err  # each stage's progress, as it runs
+    for noise in ("without encryption", "past_key_values", "Removed shared tensor", "FutureWarning"):
+        assert noise not in err
+    outputs = [o for c in json.loads((run_dir / "notebooks" / "02_train.ipynb").read_text())["cells"]
+               for o in c.get("outputs", [])]
+    assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+    saved = "".join("".join(o.get("text", "")) for o in outputs)
+    assert "train: 100%" in saved and "Loading weights: 100%" in saved
+
+    folder = run_dir / "notebooks"
+    again = tmp_path / "again.ipynb"
+    pm.execute_notebook(str(folder / "03_generate.ipynb"), str(again), cwd=str(folder), progress_bar=False)
+    assert set(recorded(again, "generate_summary")) == {"base", "epoch-1"}
+    assert f"working directory: {tmp_path}" in json.dumps(json.loads(again.read_text()))
+    assert {r["prompt_id"] for r in read_jsonl_plain(run_dir / "generate" / "generations.jsonl")} == {"q0", "q1"}
+
+
+def test_notebooks_refuse_a_secret_parameter_and_say_to_set_run_dir(tmp_path):
+    """`papermill -p api_key ...` stops at setup, saying where keys go; annotate.ipynb run unedited says which
+    parameter to set."""
+    src = notebooks_dir()
+    with pytest.raises(pm.PapermillExecutionError, match="api_key looks like a secret.*judge.api_key_env"):
+        pm.execute_notebook(str(src / "01_curate.ipynb"), str(tmp_path / "leak.ipynb"),
+                            parameters={"api_key": "sk-test", "overrides": json.dumps({"output_root": str(tmp_path)})},
+                            progress_bar=False)
+    assert {p.name for p in tmp_path.iterdir()} == {"leak.ipynb"}  # refused before a run directory was made
+    with pytest.raises(pm.PapermillExecutionError, match="has no generate/generations.jsonl. Fix: set run_dir"):
+        pm.execute_notebook(str(src / "annotate.ipynb"), str(tmp_path / "annotate.ipynb"), progress_bar=False)

@@ -1,6 +1,8 @@
 """Token-distribution shift on a tiny random model: greedy base text is 100% unshifted; other text shifts."""
 from __future__ import annotations
 
+import weakref
+
 import torch
 
 from lima_repro import models
@@ -16,7 +18,7 @@ def test_shift_stats_by_hand():
     assert shift_stats([])["positions"] == 0
 
 
-def test_token_shift_end_to_end(tmp_path):
+def test_token_shift_end_to_end(tmp_path, monkeypatch):
     cfg = Config(run_dir=str(tmp_path / "run"))
     cfg.model.name = str(save_tiny_base(tmp_path / "base"))
     cfg.model.eot_init = "mean"  # an EOT copied from EOS would outrank the greedy words the ranks below assume
@@ -41,7 +43,9 @@ def test_token_shift_end_to_end(tmp_path):
     other = " ".join(words[::-1][:12])
     rows = [{"checkpoint": "epoch-1", "checkpoint_path": str(ckpt), "prompt_id": pid, "sample": 0,
              "messages": messages, "response": resp} for pid, resp in (("g", text), ("o", other))]
+    cfg.generate.precision = "fp32"  # exact ranks to compare with the fp32 ones above
     res = run_token_shift(cfg, rows, "epoch-1")
+    assert res["precision"] == "fp32"
     per = {r["prompt_id"]: r for r in res["per_response"]}
     assert per["g"]["positions"] == 12
     assert per["g"]["unshifted_pct"] == 100.0 * sum(r == 1 for r in ranks) / 12
@@ -49,3 +53,23 @@ def test_token_shift_end_to_end(tmp_path):
     # the control (the checkpoint ranking its own text) equals the base here, since the weights are the same
     assert res["control_finetuned_self"] == res["base"]
     assert res["base"]["positions"] == 24 and len(res["per_response"]) == 2
+
+    # in bf16 (how GPUs run it), one model at a time: the same positions, and identical weights still agree
+    cfg.generate.precision = "bf16"
+    loaded = []
+    real_base, real_ckpt = models.load_base, models.load_checkpoint
+
+    def spy(real, name):
+        def load(*args, **kw):
+            assert all(m() is None for m in loaded), "the previous model is still alive"
+            out = real(*args, **kw)
+            loaded.append(weakref.ref(out[0]))
+            assert out[0].dtype == torch.bfloat16
+            return out
+        return load
+
+    monkeypatch.setattr(models, "load_base", spy(real_base, "base"))
+    monkeypatch.setattr(models, "load_checkpoint", spy(real_ckpt, "ckpt"))
+    half = run_token_shift(cfg, rows, "epoch-1")
+    assert len(loaded) == 2 and half["precision"] == "bf16"
+    assert half["base"]["positions"] == 24 and half["control_finetuned_self"] == half["base"]

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -46,7 +47,9 @@ def test_pinned_losses_and_run_directory(tmp_path, tiny_llama, eot_init):
     assert [c["name"] for c in RunDir(out.parent).list_checkpoints()] == ["epoch-1", "epoch-2"]
     info = json.loads((out / "train_info.json").read_text())
     assert info["dropout_per_layer"] == pytest.approx([0.0, 0.1, 0.2])
-    assert {"config.json", "manifest.json", "metrics.jsonl", "checkpoints.json", "state"} <= {p.name for p in out.iterdir()}
+    names = {p.name for p in out.iterdir()}
+    assert {"config.json", "manifest.json", "metrics.jsonl", "checkpoints.json"} <= names
+    assert not {"state", "state.partial"} & names  # a finished run keeps no optimizer state (only a killed one does)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "ok" and manifest["inputs"] and manifest["wall_time_s"] > 0
 
@@ -187,3 +190,97 @@ def test_freeze_embeddings_changes_only_the_eot_rows(tmp_path, tiny_model_dirs):
     torch.testing.assert_close(new[:eot_id], old[:eot_id], rtol=0, atol=0)
     assert not torch.allclose(new[eot_id], old[eot_id])
     assert json.loads((out / "config.json").read_text())["train"]["freeze_embeddings"] is True
+
+
+def test_checkpoint_generation_config_leaves_length_and_sampling_to_the_caller(tmp_path, tiny_llama):
+    """generation_config.json holds the stop tokens only: a caller's max_length / max_new_tokens is honoured
+    (lm-eval passes its max_gen_toks as max_length) and decoding is greedy unless the caller samples."""
+    cfg = curated(tmp_path, tiny_llama, **{"train.epochs": 1})
+    ckpt = RunDir(run_train(cfg).parent).list_checkpoints()[-1]["path"]
+    saved = json.loads((Path(ckpt) / "generation_config.json").read_text())
+    tok = AutoTokenizer.from_pretrained(ckpt)
+    assert saved["eos_token_id"] == [tok.convert_tokens_to_ids("<|eot|>"), tok.eos_token_id]
+    assert not {"max_new_tokens", "max_length", "do_sample", "temperature", "top_p"} & set(saved)
+    model = AutoModelForCausalLM.from_pretrained(ckpt)
+    ids = tok.apply_chat_template([{"role": "user", "content": "Hi"}], return_tensors="pt", return_dict=True)
+    n = ids["input_ids"].shape[1]
+    none_stop = {"eos_token_id": None}  # so that only the length can end these generations
+    assert model.generate(**ids, max_length=n + 9, **none_stop).shape[1] == n + 9
+    assert model.generate(**ids, max_new_tokens=7, **none_stop).shape[1] == n + 7
+    greedy = [model.generate(**ids, max_new_tokens=6, **none_stop)[0].tolist() for _ in range(2)]
+    assert greedy[0] == greedy[1]  # no sampling forced by the checkpoint
+
+
+def test_kill_between_removing_state_and_renaming_the_new_one_resumes(tmp_path, tiny_llama):
+    """The swap of a saved state: if a kill leaves only state.partial (complete: its progress.json is written last),
+    the next start resumes from it and keeps metrics.jsonl's rows up to it."""
+    full = run_train(curated(tmp_path / "a", tiny_llama))
+    reference = [r["loss"] for r in read_jsonl_plain(full / "metrics.jsonl") if r["type"] == "train"]
+    cfg = curated(tmp_path / "b", tiny_llama)
+    run = RunDir(cfg.run_dir)
+
+    def kill(row):
+        if row["step"] == 8:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_train(cfg, on_step=kill)
+    run.state.rename(run.state_partial)  # as if killed after removing state/ and before the rename
+    assert len(read_jsonl_plain(run.metrics)) > 6
+    out = run_train(cfg)
+    resumed = [r for r in read_jsonl_plain(out / "metrics.jsonl") if r["type"] == "train"]
+    assert json.loads((out / "manifest.json").read_text())["resumed_from_step"] == 6
+    assert [r["step"] for r in resumed] == list(range(1, 13))
+    assert [r["loss"] for r in resumed] == pytest.approx(reference, rel=1e-6)
+    assert not run.state.exists() and not run.state_partial.exists()  # finished: nothing left to resume
+
+
+def test_tensorboard_receives_every_metrics_row(tmp_path, tiny_llama):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = curated(tmp_path, tiny_llama, **{"train.epochs": 1})  # train.report_to: auto = TensorBoard when installed
+    rows = read_jsonl_plain(run_train(cfg) / "metrics.jsonl")
+    logs = RunDir(cfg.run_dir).tracker_logs
+    (events,) = {f.parent for f in logs.rglob("events.out.tfevents.*") if EventAccumulator(str(f)).Reload().Tags()["scalars"]}
+    acc = EventAccumulator(str(events)).Reload()
+    train = [r for r in rows if r["type"] == "train"]
+    logged = acc.Scalars("train/loss")
+    assert [e.step for e in logged] == [r["step"] for r in train] == list(range(1, 7))
+    assert [e.value for e in logged] == pytest.approx([r["loss"] for r in train], rel=1e-6)
+    assert [e.step for e in acc.Scalars("eval/perplexity")] == [0, 6]
+
+
+def test_report_to_a_tracker_that_is_not_installed_is_a_clear_error():
+    from lima_repro.config import ConfigError
+    from lima_repro.tracking import tracker_names
+
+    assert tracker_names("none") == []
+    with pytest.raises(ConfigError, match="train.report_to names no_such_tracker, not installed"):
+        tracker_names("no_such_tracker")
+
+
+def test_training_runs_without_tensorboard(monkeypatch):
+    """`train.report_to: auto` with no tracker installed logs to metrics.jsonl only (make demo without tensorboard)."""
+    from lima_repro import tracking
+
+    monkeypatch.setattr(tracking, "get_available_trackers", lambda: [])
+    assert tracking.tracker_names("auto") == []
+
+
+def test_saving_the_state_of_a_tied_model_says_nothing_about_shared_tensors(tmp_path, tiny_model_dirs, caplog):
+    """Gemma ties its output head to the embedding: accelerate's "Removed shared tensor" warning at every state
+    save is expected and harmless, so it is not shown; the state still resumes (the tie is restored on load)."""
+    cfg = curated(tmp_path, tiny_model_dirs["gemma3"], **{"train.epochs": 1, "train.save_state_every_steps": 2})
+    run = RunDir(cfg.run_dir)
+
+    def kill(row):
+        if row["step"] == 3:
+            raise KeyboardInterrupt
+
+    with caplog.at_level("WARNING"), pytest.raises(KeyboardInterrupt):
+        run_train(cfg, on_step=kill)
+    assert json.loads((run.state / "progress.json").read_text())["step"] == 2
+    assert "Removed shared tensor" not in caplog.text
+    out = run_train(cfg)
+    assert json.loads((out / "manifest.json").read_text())["resumed_from_step"] == 2

@@ -21,8 +21,10 @@ from lima_repro import generate, models
 from lima_repro.config import GenerateConfig, ModelConfig, load_config
 from lima_repro.generate import resolve_backend, run_generate
 from lima_repro.files import read_jsonl_plain
-from lima_repro.vllm_backend import split_stop
-from helpers import tiny_overrides
+from lima_repro.vllm_backend import split_stop, tensor_parallel_size
+from transformers import AutoModelForCausalLM
+
+from helpers import make_tokenizer, tiny_config, tiny_overrides
 
 EOT = "<|eot|>"
 MAX_NEW = 8
@@ -61,12 +63,12 @@ def install_fake_vllm(monkeypatch, respond) -> dict:
 
     class LLM:
         def __init__(self, model, *, tokenizer=None, dtype="auto", seed=None, generation_config="auto",
-                     trust_remote_code=False):
+                     trust_remote_code=False, tensor_parallel_size=1):
             folder = Path(model)  # what vLLM would load: inspect it now, a temporary folder may go away later
             tok = AutoTokenizer.from_pretrained(tokenizer)
             calls["llm"].append({"model": folder, "tokenizer": tokenizer, "dtype": dtype, "seed": seed,
                                  "generation_config": generation_config, "eot_id": tok.convert_tokens_to_ids(EOT),
-                                 "has_eot": EOT in tok.get_vocab(),
+                                 "has_eot": EOT in tok.get_vocab(), "tensor_parallel_size": tensor_parallel_size,
                                  "vocab_size": AutoConfig.from_pretrained(folder).vocab_size})
             live.add(self)
 
@@ -195,6 +197,7 @@ def test_vllm_rows_match_torch_rows(tmp_path, tiny_llama, monkeypatch, caplog):
     assert base["model"].parent == out and not base["model"].exists()
     assert tuned["model"] == ckpt and tuned["has_eot"]
     assert all(c["generation_config"] == "vllm" and c["dtype"] == "float32" and c["seed"] == 0 for c in calls["llm"])
+    assert all(c["tensor_parallel_size"] == 1 for c in calls["llm"])  # no GPU here: one
     assert calls["cleanup_live_llms"] == [0, 0]  # each LLM dropped and cleaned up before the next
 
     # (c) the same rows: keys, order, prompts; counts from the script
@@ -212,3 +215,33 @@ def test_vllm_rows_match_torch_rows(tmp_path, tiny_llama, monkeypatch, caplog):
     first = [sp.seed for c in calls["generate"] for sp in c["params"]]
     run_generate(load_config("paper", overrides={**overrides, "generate.backend": "vllm"}))
     assert [sp.seed for c in calls["generate"][2:] for sp in c["params"]] == first
+
+
+def test_tensor_parallel_size_divides_the_heads():
+    heads = lambda n: types.SimpleNamespace(num_attention_heads=n)
+    assert tensor_parallel_size(GenerateConfig(), heads(64), gpus=8) == 8  # LLaMa 65B
+    assert tensor_parallel_size(GenerateConfig(), heads(28), gpus=8) == 4  # Qwen2.5-7B: 28 heads
+    assert tensor_parallel_size(GenerateConfig(), heads(28), gpus=0) == 1
+    assert tensor_parallel_size(GenerateConfig(tensor_parallel_size=2), heads(28), gpus=8) == 2  # the config's
+
+
+def test_vllm_caps_new_tokens_at_the_context_left(tmp_path, monkeypatch):
+    context = 40
+    tok = make_tokenizer()
+    cfg = tiny_config("llama", len(tok))
+    cfg.max_position_embeddings = context
+    model = AutoModelForCausalLM.from_config(cfg)
+    model.save_pretrained(tmp_path / "base")
+    tok.save_pretrained(tmp_path / "base")
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"id": f"p{i}", "conversations": [t]}) + "\n"
+                               for i, t in enumerate(["Hi", "A somewhat longer prompt."])))
+    calls = install_fake_vllm(monkeypatch, lambda p, k, sp: ([5] * sp.max_tokens, "length", None))
+    out = run_generate(load_config("paper", overrides=tiny_overrides(tmp_path / "base", tmp_path / "run", **{
+        "generate.prompts_file": str(prompts), "generate.checkpoints": [], "generate.include_base": True,
+        "generate.backend": "vllm", "generate.max_new_tokens": context})))
+    rows = read_jsonl_plain(out / "generations.jsonl")
+    (call,) = calls["generate"]
+    assert [sp.max_tokens for sp in call["params"]] == [context - len(p) for p in call["prompts"]]
+    assert [r["prompt_tokens"] + r["max_new_tokens"] for r in rows] == [context, context]
+    assert [r["response_tokens"] for r in rows] == [r["max_new_tokens"] for r in rows]

@@ -194,6 +194,26 @@ def agreement(a: dict[str, str], b: dict[str, str]) -> dict:
     return {"n": len(shared), "agreement": score / len(shared)}
 
 
+def majority_winner(votes: list[str]) -> str:
+    """Several annotators' winners for one pair (system names or `neither`) as one: the most frequent; a draw
+    between the top labels is a tie (`neither`), as two disagreeing orders of one judge are."""
+    top = Counter(votes).most_common()
+    return top[0][0] if len(top) == 1 or top[0][1] > top[1][1] else NEITHER
+
+
+def majority_grade(votes: list[str], order: tuple[str, ...] = GRADES) -> str:
+    """Several annotators' grades of one response as one: the most frequent; a draw goes to the lower grade."""
+    counts = Counter(votes)
+    best = max(counts.values())
+    return next(g for g in order if counts.get(g) == best)
+
+
+def pooled_agreement(results: list[dict]) -> dict:
+    """Agreement over several annotator pairs (`agreement` results), weighted by their shared items."""
+    n = sum(r["n"] for r in results)
+    return {"n": n, "agreement": sum(r["n"] * r["agreement"] for r in results if r["n"]) / n if n else None}
+
+
 def length_stats(rows: list[dict]) -> dict[str, dict]:
     """Per system: response length in characters, words and tokens (mean, median, max)."""
     by: dict[str, list[dict]] = {}

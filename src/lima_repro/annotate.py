@@ -8,8 +8,9 @@ the annotator's name and the item id (the same on every reopening). Buttons: 1 /
 neither (the paper's three options), and Fail / Pass / Excellent for each response. Keyboard: click into the
 shortcut box and type 1, 2 or 0 (neither); q/w/e grade response 1 Fail/Pass/Excellent, a/s/d response 2; u undoes.
 Every label is one line appended to `<annotations_dir>/<annotator>.jsonl`, flushed and fsynced at once; undo is
-an appended event too, so the file is a complete log. Reopening replays the log and resumes at the first
-unlabelled item. Several annotators each get their own file.
+an appended event too, so the file is a complete log. Each event has a random id, so two windows open under the
+same name both keep their labels. Reopening replays the log (a last line cut short, e.g. by a full disk, is dropped
+with a warning) and resumes at the first unlabelled item. Several annotators each get their own file.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import ipywidgets as w
 from .analysis import GRADES
 from .files import append_jsonl, read_jsonl_plain
 from .judging.items import pairs, resolve_system
-from .judging.labels import active_labels
+from .judging.labels import active_labels, event_id, new_event_id, read_log, repair_tail
 from .runs import RunDir
 
 PAIRWISE = {"1": "Response 1 is significantly better", "2": "Response 2 is significantly better",
@@ -48,7 +49,8 @@ class Annotator:
         self.items, self.name = items, annotator.strip()
         self.path = Path(annotations_dir) / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', self.name)}.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.events = read_jsonl_plain(self.path) if self.path.exists() else []
+        repair_tail(self.path)
+        self.events = read_log(self.path) if self.path.exists() else []
         self.pos = self._first_unlabelled()
         self._widget = None
 
@@ -86,7 +88,7 @@ class Annotator:
         return self.items[self.pos] if self.pos < len(self.items) else None
 
     def _write(self, event: dict) -> dict:
-        event = {"seq": len(self.events), "annotator": self.name, "time": time.time(), **event}
+        event = {"id": new_event_id(), "annotator": self.name, "time": time.time(), **event}
         append_jsonl(self.path, event)  # flushed and fsynced before anything else happens
         self.events.append(event)
         return event
@@ -120,7 +122,7 @@ class Annotator:
         if not active:
             return
         last = active[-1]
-        self._write({"event": "undo", "target": last["seq"], "item_id": last["item_id"]})
+        self._write({"event": "undo", "target": event_id(last), "item_id": last["item_id"]})
         self.pos = next((i for i, it in enumerate(self.items) if it["item_id"] == last["item_id"]), self.pos)
         self.refresh()
 

@@ -24,7 +24,7 @@ from .config import Config
 from .data import resolve_path
 from .files import sha256_file, write_json, write_jsonl
 from .runs import RunDir, Stage
-from .sources import StepLog, natinst, reddit, se_dialogue, stackexchange, wikihow
+from .sources import StepLog, natinst, reddit, require_file, se_dialogue, stackexchange, wikihow
 from .sources.se_sites import OTHER_SITES, STEM_SITES, site_group, site_name
 from .subsets import Deduper, make_selector
 
@@ -49,6 +49,15 @@ def length_table(examples: list[dict], tokenizer=None) -> list[dict]:
         row["multi_turn"] = sum(1 for ex in exs if sum(m["role"] == "user" for m in ex["messages"]) > 1)
         rows.append(row)
     return rows
+
+
+def file_datacard(path: str | Path, tokenizer=None) -> dict:
+    """The data card of one training file without a run, e.g. a local copy of GAIR/lima's train.jsonl (Table 1 of
+    the real set: `figures.datacard(card=...)`); tokens counted when a tokenizer is given."""
+    examples = data.read_examples(path)
+    tok_name = (getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__) if tokenizer else None
+    return {"file": str(path), "tokenizer": tok_name,
+            "splits": {"train": length_table(examples, tokenizer)}}
 
 
 def _rng(seed: int, source: str) -> random.Random:
@@ -86,6 +95,7 @@ def _stackexchange(c, seed, dedup: Deduper, logs: dict) -> list[dict]:
         logs[f"stackexchange_{g}"] = StepLog()
     for spec in se.dumps:
         path = resolve_path(spec)
+        require_file(path, "Stack Exchange dump", "stackexchange.dumps")  # before a missing site is taken for an unlisted one
         name = site_name(path.parent.name if path.name.lower() == "posts.xml" else path.name)
         group = site_group(name, stem, other)
         if group is None:

@@ -7,8 +7,12 @@ Canonical example (one JSON object per JSONL line)::
 
 Readers also accept GAIR/lima rows (``{"conversations": [str, ...], "source": str}``, turns alternate
 user/assistant), ShareGPT rows (``{"conversations": [{"from": "human"|"gpt"|"system", "value": str}]}``)
-and Alpaca rows (``instruction`` / ``input`` / ``output``), as JSONL or as one JSON array. A bad row raises
-DataError naming the file, the line and the fix.
+and Alpaca rows (``instruction`` / ``input`` / ``output``), as JSONL or as one JSON array. As prompts (no answer):
+AlpacaEval's evaluation set (``instruction``, its ``dataset`` kept as the source; ``output`` with ``generator``
+is a reference model's answer, left out) and MT-Bench questions
+(``question_id``, ``category``, ``turns``: the first turn). A bad row raises
+DataError naming the file, the line and the fix; so does an example longer than MAX_EXAMPLE_CHARS, before any
+tokenizer sees it (tokenizing with offsets takes ~300 bytes per character: 3 GB for a 10 MB line).
 """
 from __future__ import annotations
 
@@ -19,14 +23,18 @@ from typing import Any, Iterable
 
 from huggingface_hub import hf_hub_download
 
+from .config.base import UserError
+
 PACKAGED = {"demo:": "lima_repro.demo_data", "demo_raw:": "lima_repro.demo_raw"}  # prefixes of shipped inputs
 HUB_PREFIX = "hf:"
 ROLES = ("system", "user", "assistant")
+# ours: ~125k tokens, 60x the 2,048 tokens LIMA trims every example to (sec. 3); costs ~150 MB to tokenize
+MAX_EXAMPLE_CHARS = 500_000
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "chatgpt": "assistant", "bing": "assistant", "bard": "assistant", "system": "system"}
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Bad input data; str() names the file, the line (or item) and how to fix it."""
 
     def __init__(self, path: str | Path, where: str | int | None, reason: str, fix: str):
@@ -47,14 +55,32 @@ def resolve_path(spec: str | Path) -> Path:
     - `hf:OWNER/NAME/FILE`: a dataset file on the Hugging Face hub, downloaded once into its cache, e.g.
       `hf:GAIR/lima/train.jsonl` (gated: accept its terms and set HF_TOKEN or `huggingface-cli login`);
     - anything else: a filesystem path.
+
+    Any of them may end in a selection by the rows' `source` (`split_selection`), which the path ignores.
     """
-    spec = str(spec)
+    spec = split_selection(spec)[0]
     for prefix, package in PACKAGED.items():
         if spec.startswith(prefix):
             return Path(str(resources.files(package).joinpath(spec[len(prefix):])))
     if is_hub(spec):
         return _download(spec)
     return Path(spec).expanduser()
+
+
+def split_selection(spec: str | Path) -> tuple[str, tuple[str, frozenset[str]] | None]:
+    """`FILE#without=multi_turn` or `FILE#only=stackexchange,wikihow`: (FILE, (mode, sources)); no `#`: (FILE,
+    None). Picks GAIR/lima's rows by source: `hf:GAIR/lima/train.jsonl#without=multi_turn` is the paper's 1,000
+    examples, the file itself the dialogue model's 1,030 (LIMA sec. 1 and 5; PAPER.md sec. 1)."""
+    spec = str(spec)
+    if "#" not in spec:
+        return spec, None
+    base, _, sel = spec.rpartition("#")
+    mode, _, names = sel.partition("=")
+    sources = frozenset(n.strip() for n in names.split(",") if n.strip())
+    if mode not in ("without", "only") or not sources:
+        raise DataError(spec, None, f"unknown row selection {sel!r}",
+                        "end the path with #without=SOURCE[,SOURCE] or #only=SOURCE[,SOURCE]")
+    return base, (mode, sources)
 
 
 def _download(spec: str) -> Path:
@@ -73,7 +99,8 @@ def _download(spec: str) -> Path:
 def _raw_rows(path: Path) -> Iterable[tuple[int | str, Any]]:
     """Yield (line number or 'item N', parsed object) from a JSONL file or a JSON array file."""
     if not path.is_file():
-        raise DataError(path, None, "file not found", "check the path in the config (curate.*_files)")
+        raise DataError(path, None, "is a folder, not a file" if path.is_dir() else "file not found",
+                        "check the path in the config (curate.*_files)")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
@@ -87,6 +114,8 @@ def _raw_rows(path: Path) -> Iterable[tuple[int | str, Any]]:
             items = json.loads(text)
         except json.JSONDecodeError as e:
             raise DataError(path, e.lineno, f"invalid JSON array ({e.msg})", "fix the JSON syntax") from e
+        except RecursionError as e:
+            raise DataError(path, None, "JSON nested too deeply to read", "write flat rows of conversations") from e
         for i, obj in enumerate(items):
             yield f"item {i}", obj
         return
@@ -98,6 +127,8 @@ def _raw_rows(path: Path) -> Iterable[tuple[int | str, Any]]:
         except json.JSONDecodeError as e:
             raise DataError(path, lineno, f"malformed JSON ({e.msg}, column {e.colno})",
                             "each line must be one complete JSON object") from e
+        except RecursionError as e:
+            raise DataError(path, lineno, "JSON nested too deeply to read", "write one flat conversation per line") from e
 
 
 def _messages_of(obj: dict, path: Path, where: Any) -> tuple[list[dict], str]:
@@ -126,9 +157,16 @@ def _messages_of(obj: dict, path: Path, where: Any) -> tuple[list[dict], str]:
             return out, "sharegpt"
         raise DataError(path, where, "'conversations' must be a list of strings (GAIR/lima) or of "
                         "{from, value} objects (ShareGPT)", "fix the row's 'conversations' field")
-    if "instruction" in obj and "output" in obj:
+    if "instruction" in obj:
         prompt = obj["instruction"] if not obj.get("input") else f"{obj['instruction']}\n\n{obj['input']}"
+        # AlpacaEval's evaluation set: instructions to answer (an `output` beside a `generator` is that model's)
+        if "output" not in obj or "generator" in obj:
+            return [{"role": "user", "content": prompt}], "alpaca_eval"
         return [{"role": "user", "content": prompt}, {"role": "assistant", "content": obj["output"]}], "alpaca"
+    if "turns" in obj and "question_id" in obj:  # an MT-Bench question: its first turn (the second needs an answer)
+        if not isinstance(obj["turns"], list) or not obj["turns"]:
+            raise DataError(path, where, "MT-Bench 'turns' must be a non-empty list of strings", "fix the row")
+        return [{"role": "user", "content": obj["turns"][0]}], "mt_bench"
     raise DataError(path, where, f"unrecognised row with keys {sorted(obj)[:8]}",
                     "give each row 'messages' (canonical), 'conversations' (GAIR/lima or ShareGPT) "
                     "or 'instruction'/'output' (Alpaca)")
@@ -162,8 +200,9 @@ def read_examples(spec: str | Path, *, ends_with: str | None = "assistant", sour
     """Read one file of conversations into canonical examples (validated, unique ids).
 
     ends_with: "assistant" for training/dev data, "user" for test prompts, None to accept both.
+    A `#without=`/`#only=` ending keeps the rows by their source (`split_selection`); ids stay those of the file.
     """
-    path = resolve_path(spec)
+    path, selection = resolve_path(spec), split_selection(spec)[1]
     examples, seen = [], {}
     for where, obj in _raw_rows(path):
         if not isinstance(obj, dict):
@@ -171,15 +210,28 @@ def read_examples(spec: str | Path, *, ends_with: str | None = "assistant", sour
                             "write one object per line")
         msgs, fmt = _messages_of(obj, path, where)
         validate_messages(msgs, path, where, ends_with=ends_with)
-        ex_id = str(obj.get("id") or f"{path.stem}-{where}".replace(" ", ""))
+        size = sum(len(m["content"]) for m in msgs)
+        if size > MAX_EXAMPLE_CHARS:
+            raise DataError(path, where, f"the conversation is {size:,} characters long, over the limit of "
+                            f"{MAX_EXAMPLE_CHARS:,} per example", "shorten or split it (training trims every example "
+                            "to train.max_length tokens anyway; LIMA sec. 3: 2,048)")
+        ex_id = str(obj.get("id") or obj.get("question_id") or f"{path.stem}-{where}".replace(" ", ""))
         if ex_id in seen:
             raise DataError(path, where, f"duplicate id {ex_id!r} (first at {seen[ex_id]})", "make ids unique")
         seen[ex_id] = where
         tags = obj.get("tags", [])
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise DataError(path, where, "'tags' must be a list of strings", 'e.g. "tags": ["sensitive"]')
-        examples.append({"id": ex_id, "source": str(obj.get("source") or source or fmt), "messages": msgs,
+        examples.append({"id": ex_id, "source": str(obj.get("source") or obj.get("dataset") or source or fmt),
+                         "messages": msgs,
                          "tags": tags})
+    if selection:
+        mode, names = selection
+        found = {ex["source"] for ex in examples}
+        if mode == "only" and names - found:
+            raise DataError(spec, None, f"no rows with source {sorted(names - found)}; the file has {sorted(found)}",
+                            "name sources the file has after #only=")
+        examples = [ex for ex in examples if (ex["source"] in names) == (mode == "only")]
     return examples
 
 

@@ -8,11 +8,20 @@ plain transformers models (hooks are not saved) and dropout is active only in `m
 - Gemma 2/3: the outputs of `post_attention_layernorm` and `post_feedforward_layernorm` (Gemma normalises each
   branch after it, and it is that normalised output which is added to the residual);
 - GPT-2 family: the outputs of `attn` and `mlp`.
+
+With LIMA's dropout on, the model's own dropouts (GPT-2's `resid_pdrop`, `attn_pdrop`, `embd_pdrop` are 0.1; Pythia's
+`hidden_dropout`, ...) are set to 0, so the recipe's dropout is the only one; what they were is recorded in the
+model's config as `lima_disabled_dropout` (saved with every checkpoint). Under DDP each process draws its dropout
+masks from its own random stream (`dropout_seed`).
 """
 from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import nn
+
+# config fields of the models' own dropouts (GPT-2 / GPT-J; Llama, Qwen2, Gemma, GPT-NeoX; BERT-style names)
+OWN_DROPOUTS = ("resid_pdrop", "attn_pdrop", "embd_pdrop", "attention_dropout", "hidden_dropout",
+                "hidden_dropout_prob", "attention_probs_dropout_prob")
 
 # branch modules per decoder layer, first match wins
 BRANCHES = (
@@ -57,9 +66,34 @@ def _hook(p: float):
     return hook
 
 
+def dropout_seed(seed: int, rank: int) -> int:
+    """The seed of process `rank`'s random stream (dropout masks): the run's seed on process 0, so one process
+    trains as before, and a different stream on every other process, so DDP's processes do not drop the same units."""
+    return seed + 1_000_003 * rank
+
+
+def disable_own_dropout(model: nn.Module) -> dict[str, float]:
+    """Set the model's own dropouts to 0 (config fields in OWN_DROPOUTS, every nn.Dropout module, and the
+    attention modules' copied `attention_dropout`); returns {field: value it had} for the fields that were > 0."""
+    cfg = model.config
+    was = {k: v for k in OWN_DROPOUTS if isinstance(v := getattr(cfg, k, None), (int, float)) and v > 0}
+    for k in was:
+        setattr(cfg, k, 0.0)
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+        elif isinstance(getattr(module, "attention_dropout", None), float):  # Llama/Qwen2/GPT-NeoX attention
+            module.attention_dropout = 0.0
+    return was
+
+
 def add_residual_dropout(model: nn.Module, p_max: float) -> list[float]:
-    """Register the hooks; returns the per-layer probabilities. Remove with `remove_residual_dropout`."""
+    """Register the hooks; returns the per-layer probabilities. With p_max > 0 the model's own dropouts are set
+    to 0 first (recorded in `model.config.lima_disabled_dropout`). Remove with `remove_residual_dropout`."""
     remove_residual_dropout(model)
+    if p_max > 0:
+        disabled = disable_own_dropout(model)
+        model.config.lima_disabled_dropout = {**getattr(model.config, "lima_disabled_dropout", {}), **disabled}
     layers = decoder_layers(model)
     probs = layer_probabilities(len(layers), p_max)
     handles = []

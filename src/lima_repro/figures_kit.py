@@ -58,14 +58,18 @@ def save(d: Drawn, out: Path, formats: tuple[str, ...], dpi: int) -> Drawn:
     return d
 
 
-def stacked(ax, rows: list[tuple[str, dict[str, float]]], cats: tuple[str, ...], hollow: set[str] = frozenset()):
-    """Horizontal 100% stacked bars, one per row label, categories left to right; hollow rows are unconfirmed."""
+def stacked(ax, rows: list[tuple[str, dict[str, float]]], cats: tuple[str, ...], hollow=frozenset()):
+    """Horizontal 100% stacked bars, one per row label, categories left to right. `hollow` holds the unconfirmed
+    (row, category) values, drawn hatched one by one. A row without values says so ("not run") in its place."""
     for i, (lab, vals) in enumerate(rows):
         left = 0.0
+        if all(vals.get(c) is None or pd.isna(vals.get(c)) for c in cats):
+            ax.text(50, i, "not run", ha="center", va="center", fontsize=7, color="0.3")
         for c in cats:
-            v = vals.get(c) or 0.0
-            ax.barh(i, v, left=left, color="none" if lab in hollow else COLORS[c], edgecolor=COLORS[c],
-                    hatch="//" if lab in hollow else None, label=c if i == 0 else None)
+            v = 0.0 if vals.get(c) is None or pd.isna(vals.get(c)) else vals[c]
+            unconfirmed = (lab, c) in hollow
+            ax.barh(i, v, left=left, color="none" if unconfirmed else COLORS[c], edgecolor=COLORS[c],
+                    hatch="//" if unconfirmed else None, label=c if i == 0 else None)
             if v >= 6:
                 ax.text(left + v / 2, i, f"{v:.0f}", ha="center", va="center", fontsize=7)
             left += v
@@ -77,18 +81,37 @@ def stacked(ax, rows: list[tuple[str, dict[str, float]]], cats: tuple[str, ...],
 def grades_figure(name: str, src, df: pd.DataFrame, xlabel: str, title: str, out: Path, formats, dpi,
                   note: str = "") -> Drawn:
     """Fail / Pass / Excellent stacked bars, one row per `df.row` (figures 3 and 7); `note` is written under it."""
-    fig, (ax,) = new_fig(6.5, 2.4)
+    fig, (ax,) = new_fig(6.5, 1.2 + 0.42 * df.row.nunique())
     stacked(ax, [(r, dict(zip(g.label, g.pct))) for r, g in df.groupby("row", sort=False)], GRADES)
     ax.set_xlabel(xlabel)
     ax.set_title(title)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
-    caption(fig, note)
+    caption(fig, note, width=120)
     return save(Drawn(name, "drawn", source=str(src), data=df, fig=fig), out, formats, dpi)
 
 
+def hbars(ax, rows: list[tuple[str, float | None, str, bool]], xlabel: str, xmax: float = 100) -> None:
+    """One horizontal bar per (label, value, note, is_paper); the note ("n = 30", "not run: ...") is written after
+    the bar, so a zero or missing value still reads as what it is."""
+    for i, (lab, v, note, paper) in enumerate(rows):
+        v = 0.0 if v is None or pd.isna(v) else v
+        ax.barh(i, v, color=PAPER_C if paper else RUN_C)
+        ax.text(v + xmax * 0.01, i, note, va="center", fontsize=6.5)
+    ax.set_yticks(range(len(rows)), [r[0] for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlim(0, xmax * 1.45)  # room for the notes
+    ax.set_xticks([xmax * k / 4 for k in range(5)])
+    ax.set_xlabel(xlabel)
+
+
+CAPTION_CHARS_PER_INCH = 15  # 6.5 pt DejaVu Sans averages ~16 characters per inch; one less keeps a margin
+
+
 def caption(fig, text: str, width: int = 150) -> None:
-    """A sentence under the figure saying what its numbers mean (e.g. that a judge could not tell systems apart)."""
+    """A sentence under the figure saying what its numbers mean (e.g. that a judge could not tell systems apart),
+    wrapped at `width` characters or the figure's width, whichever is narrower, so no line runs off the image."""
     if text:
+        width = min(width, int(fig.get_figwidth() * CAPTION_CHARS_PER_INCH))
         fig.supxlabel(textwrap.fill(text, width), x=0.01, ha="left", fontsize=6.5)
 
 

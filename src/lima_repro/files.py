@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from .config.base import UserError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -54,10 +56,25 @@ def append_jsonl(path: str | Path, row: dict) -> None:
         os.fsync(fh.fileno())
 
 
+class CorruptFileError(UserError, ValueError):
+    """A file this package wrote was changed or cut short (e.g. a torn line after a full disk)."""
+
+
 def read_jsonl_plain(path: str | Path) -> list[dict]:
-    """Read a JSONL file this package wrote (metrics, generations); blank lines are ignored."""
+    """Read a JSONL file this package wrote (metrics, generations); blank lines are ignored. A line that is not
+    JSON is a CorruptFileError naming the file and line."""
+    rows = []
     with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise CorruptFileError(
+                    f"{path}:{n}: not a JSON line ({e.msg}); this file is written by lima_repro: rerun the stage "
+                    f"that writes it, or delete that line if the rest is wanted") from None
+    return rows
 
 
 def sha256_file(path: str | Path) -> str:

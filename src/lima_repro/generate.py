@@ -61,8 +61,9 @@ def generate_rows(cfg: Config, examples: list[dict], targets: list[tuple[str, st
         else:
             if path is None:
                 model, tokenizer, eot_id = models.load_base(cfg.model, dtype=torch_dtype(g.precision))
-            else:
-                model, tokenizer = models.load_checkpoint(path, dtype=torch_dtype(g.precision))
+            else:  # several GPUs: the checkpoint's layers spread over them as it loads
+                model, tokenizer = models.load_checkpoint(path, dtype=torch_dtype(g.precision),
+                                                          device_map=models.inference_device_map())
                 eot_id = checkpoint_eot_id(tokenizer, path, cfg.model.eot_token)
             model = models.to_inference_device(model)
             ids = prompt_ids(examples, tokenizer, cfg.model.eot_token, model.config, g, prompts_path)
@@ -76,6 +77,7 @@ def generate_rows(cfg: Config, examples: list[dict], targets: list[tuple[str, st
                 "tags": ex["tags"], "sample": r["sample"], "messages": data.prompt_messages(ex),
                 "response": tokenizer.decode(r["ids"], skip_special_tokens=True).strip(),
                 "prompt_tokens": len(ids[r["prompt_index"]]), "response_tokens": len(r["ids"]),
+                "max_new_tokens": r["max_new_tokens"],  # the row's cap: the config's, or the context left
                 "stopped_at_eot": r["stopped_at_eot"], "stop": r["stop"], "reference": data.reference_answer(ex),
             })
         write_jsonl(out_file, rows)
@@ -103,20 +105,21 @@ def run_generate(cfg: Config) -> Path:
 class Chat:
     """Multi-turn chat with a checkpoint, sampled as in LIMA. In a notebook:
 
-    >>> chat = Chat("runs/.../train/checkpoints/epoch-3")
+    >>> chat = Chat("runs/.../train/checkpoints/epoch-2")
     >>> chat("How do I keep basil alive indoors?")
     >>> chat("And in winter?")        # the history is kept; chat.reset() starts over
     """
 
     def __init__(self, checkpoint: str | Path, **generate_overrides):
-        self.model, self.tokenizer = models.load_checkpoint(checkpoint)
+        """`generate_overrides`: GenerateConfig fields (top_p, temperature, max_new_tokens, precision, ...)."""
+        self.settings = GenerateConfig(max_new_tokens=512, num_samples=1, batch_size=1)
+        for k, v in generate_overrides.items():
+            setattr(self.settings, k, v)
+        self.model, self.tokenizer = models.load_checkpoint(checkpoint, dtype=torch_dtype(self.settings.precision))
         self.model = models.to_inference_device(self.model)
         info = models.read_checkpoint_info(checkpoint)
         self.eot = info["eot_token"] if info else "<|eot|>"
         self.eot_id = self.tokenizer.convert_tokens_to_ids(self.eot)
-        self.settings = GenerateConfig(max_new_tokens=512, num_samples=1, batch_size=1)
-        for k, v in generate_overrides.items():
-            setattr(self.settings, k, v)
         self.history: list[dict] = []
 
     def __call__(self, text: str) -> str:

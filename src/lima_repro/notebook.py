@@ -4,26 +4,92 @@ Every helper takes the resolved `Config` and reads the run directory through `Ru
 """
 from __future__ import annotations
 
+import inspect
+import json
+import os
+import re
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
+from tqdm import tqdm as text_tqdm
+from tqdm.auto import tqdm as auto_tqdm
+from transformers.utils import logging as hf_logging
 
-from .config import Config, load_config, load_resolved
+from .config import Config, ConfigError, load_config, load_resolved
 from .files import read_json, read_jsonl_plain
 from .runs import RunDir, new_run_dir
 from .sampling import stop_shares
 
+PARAMETERS = ("config_path", "profile", "overrides", "run_dir")  # every stage notebook's parameters cell
+# a name with a part like these (`api_key`, `hf_token`, `OPENAI_API_KEY`; not `tokenizer` or `max_tokens`)
+SECRET_NAME = re.compile(r"(^|_)(api_?key|access_?key|secret(_?key)?|token|password|passwd|credentials?|auth)(_|$)",
+                         re.IGNORECASE)
 
-def setup(config_path: str = "", profile: str = "demo", overrides: dict | None = None, run_dir: str = "") -> Config:
-    """The pipeline passes `config_path` (its resolved config.json); interactive users give a profile,
-    overrides and optionally an existing run directory to continue (else a new one is created and named)."""
-    cfg = load_resolved(config_path) if config_path else load_config(profile, overrides=overrides or {})
+
+def setup(config_path: str = "", profile: str = "demo", overrides: dict | str | None = None,
+          run_dir: str = "") -> Config:
+    """The pipeline passes `config_path` (its run's config.json, an absolute path, so an executed notebook re-runs
+    from its own folder as JupyterLab starts it); interactive users give a profile, overrides (a dict, or a JSON
+    object as text: `papermill -p overrides '{"train.epochs": 1}'`) and optionally an existing run directory to
+    continue (else a new one is created and named). A notebook parameter that looks like a secret is refused."""
+    refuse_secret_parameters(inspect.currentframe().f_back.f_globals)
+    text_progress()
+    if config_path:
+        cfg = load_resolved(config_path)
+        go_to_workdir(Path(config_path))
+    else:
+        cfg = load_config(profile, overrides=parse_overrides(overrides))
     if run_dir:
         cfg.run_dir = str(Path(run_dir).resolve())
     if not cfg.run_dir:
         print(f"new run directory: {new_run_dir(cfg).root}")
     return cfg
+
+
+def parse_overrides(overrides: dict | str | None) -> dict:
+    """`overrides` as a dict: papermill's `-p` passes text, so a JSON object in a string is read as one."""
+    if isinstance(overrides, str):
+        try:
+            overrides = json.loads(overrides) if overrides.strip() else {}
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"notebook parameter overrides={overrides!r} is not JSON ({e.msg}, column {e.colno}). "
+                              """Fix: give a JSON object, papermill -p overrides '{"train.epochs": 1}', or pass a """
+                              "mapping with -y 'overrides: {train.epochs: 1}'") from e
+    if not isinstance(overrides, (dict, type(None))):
+        raise ConfigError(f"notebook parameter overrides must map dotted keys to values, got {type(overrides).__name__}"
+                          """. Fix: e.g. {"train.epochs": 1}""")
+    return overrides or {}
+
+
+def refuse_secret_parameters(namespace: dict) -> None:
+    """A notebook parameter named like a key (`papermill -p api_key ...`) is an error saying where keys go: papermill
+    writes every parameter into the executed notebook, and no stage reads a key from a parameter."""
+    leaked = sorted(k for k, v in namespace.items() if isinstance(v, str) and v and not k.startswith("_")
+                    and k not in PARAMETERS and SECRET_NAME.search(k))
+    if leaked:
+        raise ConfigError(f"notebook parameter {', '.join(leaked)} looks like a secret; keys are never notebook "
+                          "parameters. Fix: export the key in the environment variable that judge.api_key_env names "
+                          "(default OPENAI_API_KEY) before starting papermill or JupyterLab, and delete the executed "
+                          "notebook papermill wrote: it holds the value")
+
+
+def go_to_workdir(config_path: Path) -> None:
+    """Work from the folder the pipeline ran in (recorded in the run's manifest), so relative paths in the config
+    resolve as they did when the notebook is re-run elsewhere, e.g. from its own folder in JupyterLab."""
+    manifest = RunDir(config_path.parent).manifest
+    workdir = read_json(manifest).get("workdir") if manifest.is_file() else None
+    if workdir and Path(workdir).is_dir() and Path(workdir).resolve() != Path.cwd().resolve():
+        os.chdir(workdir)
+        print(f"working directory: {workdir} (where the pipeline ran; relative paths in the config start there)")
+
+
+def text_progress() -> None:
+    """transformers' own progress bars (loading, saving weights) as text, like this package's: in a kernel they
+    would be widgets, which papermill never shows in the terminal and which stay at 0% in the saved notebook."""
+    set_hook = getattr(hf_logging, "set_tqdm_hook", None)  # transformers >= 5.2x
+    if set_hook:
+        set_hook(lambda factory, args, kwargs: (text_tqdm if factory is auto_tqdm else factory)(*args, **kwargs))
 
 
 def datacard_tables(cfg: Config) -> dict[str, pd.DataFrame]:

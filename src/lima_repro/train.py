@@ -4,16 +4,19 @@ LIMA sec. 3 (PAPER.md sec. 2): plain next-token loss on the responses, a new EOT
 weight decay 0.1), lr 1e-5 decaying linearly to 1e-6 without warmup, 32 examples per step, 2,048-token
 texts, 15 epochs, residual dropout rising from 0 to 0.3 over the layers. Writes
 `checkpoints/epoch-N` (plain `save_pretrained` folders), `metrics.jsonl` (train rows per step, eval rows
-with held-out perplexity before training and per epoch), `checkpoints.json`, and `state/` for resuming a killed run.
+with held-out perplexity before training and per epoch; also sent to `train.report_to`'s trackers), `checkpoints.json`,
+and, while the run is unfinished, `state/` for resuming it (deleted when training ends: it is the size of the model
+and optimizer, ~3 GB for the 270M demo model).
 
 Distributed: run the same entry point under `accelerate launch` (configs in `configs/accelerate/`).
 """
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Callable
 
@@ -22,11 +25,11 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedType
 from tqdm import tqdm  # text bars: they stream to the terminal and stay in saved notebooks
 
-from . import batching, data, models
+from . import batching, data, lora, models, tracking
 from .chat_format import IGNORE, encode
 from .config import Config
-from .dropout import add_residual_dropout
-from .files import append_jsonl, read_json, read_jsonl_plain, sha256_file, write_json, write_jsonl
+from .dropout import add_residual_dropout, dropout_seed
+from .files import read_json, read_jsonl_plain, sha256_file, write_json, write_jsonl
 from .loss import CausalLMLoss
 from .runs import PROGRESS, RunDir, Stage, checkpoint_name
 
@@ -96,8 +99,8 @@ def _input_files(cfg: Config, run: RunDir) -> tuple[Path, Path | None]:
     if not cfg.train.train_file and run.datacard.exists():
         expected = run.read_datacard()["files"].get(train_file.name, {}).get("sha256")
         if expected and expected != sha256_file(train_file):
-            raise ValueError(f"{train_file} changed since the curate stage wrote it (sha256 differs from "
-                             f"{run.datacard}); re-run 01_curate instead of editing its outputs")
+            raise data.DataError(train_file, None, f"changed since the curate stage wrote it (sha256 differs from "
+                                 f"{run.datacard})", "re-run 01_curate instead of editing its outputs")
     return train_file, (eval_file if eval_file.exists() else None)
 
 
@@ -106,13 +109,20 @@ def run_train(cfg: Config, on_step: Callable[[dict], None] | None = None) -> Pat
     t, run = cfg.train, RunDir.of(cfg)
     train_file, eval_file = _input_files(cfg, run)
     precision = models.resolve_precision(t.precision)
-    acc = Accelerator(mixed_precision="bf16" if precision == "bf16" else "no")
+    trackers = tracking.tracker_names(t.report_to)
+    acc = Accelerator(mixed_precision="bf16" if precision == "bf16" else "no", log_with=trackers or None,
+                      project_dir=str(run.tracker_logs))
     with Stage(cfg, "train", inputs=[p for p in (train_file, eval_file) if p]) as st:
-        torch.manual_seed(t.seed)
+        if trackers:
+            acc.init_trackers("lima_repro", config=tracking.tracker_config(cfg),
+                              init_kwargs={"wandb": {"name": run.root.name}})
+        torch.manual_seed(dropout_seed(t.seed, acc.process_index))  # each DDP process its own dropout masks
         model, tokenizer, _ = models.load_base(cfg.model)
         if t.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         probs = add_residual_dropout(model, t.residual_dropout)
+        # a deviation (lora.py); after residual dropout, which zeroes the model's own nn.Dropout modules, not LoRA's
+        adapted = lora.add_lora(model, t, acc.distributed_type) if t.lora_r else None
         compiled = compile_decoder(model, t.compile, acc.device)
         train_set, stats = encode_examples(data.read_examples(train_file), tokenizer, cfg.model.eot_token, t.max_length)
         eval_set = []
@@ -120,31 +130,36 @@ def run_train(cfg: Config, on_step: Callable[[dict], None] | None = None) -> Pat
             eval_set, _ = encode_examples(data.read_examples(eval_file), tokenizer, cfg.model.eot_token, t.max_length)
             eval_set = eval_set[: t.max_eval_examples]
         if not train_set:
-            raise ValueError(f"{train_file}: no example has response tokens left after trimming to {t.max_length}")
+            raise data.DataError(train_file, None, f"no example has response tokens left after trimming to "
+                                 f"{t.max_length} tokens", "raise train.max_length or shorten the prompts")
         per_epoch = batching.steps_per_epoch(len(train_set), t.batch_size)
         total = per_epoch * t.epochs if t.max_steps is None else min(per_epoch * t.epochs, t.max_steps)
-        train_rows = [tokenizer.convert_tokens_to_ids(cfg.model.eot_token)] if t.freeze_embeddings else None
+        eot_id = tokenizer.convert_tokens_to_ids(cfg.model.eot_token)
+        train_rows = [eot_id] if t.freeze_embeddings or t.lora_r else None  # LoRA: the EOT rows train as well
         loss_model, optimizer, scheduler = prepare_training(acc, model, t, total, train_rows)
         acc.register_for_checkpointing(scheduler)
         step, metrics_path = _maybe_resume(acc, run)
         st.extra.update(steps_total=total, steps_per_epoch=per_epoch, precision=precision, compiled=compiled,
                         attn_implementation=model.config._attn_implementation,
-                        dropout_per_layer=probs, processes=acc.num_processes, data=stats,
-                        resumed_from_step=step or None)
+                        dropout_per_layer=probs,
+                        own_dropout_disabled=getattr(model.config, "lima_disabled_dropout", {}),
+                        processes=acc.num_processes, data=stats,
+                        resumed_from_step=step or None,
+                        lora=lora.describe(t, adapted, model, loss_model) if adapted else None)
         if acc.is_main_process:
             write_json(run.train_info, st.extra)
         pad_id = tokenizer.pad_token_id
         if step == 0 and eval_set:  # the base model's held-out perplexity (with EOT added): the reference point
             _evaluate(cfg, acc, loss_model, tokenizer, eval_set, 0, 0, metrics_path)
         loss_model.train()
-        bar = tqdm(total=total, initial=step, desc="train", disable=not acc.is_main_process, unit="step")
+        bar = tqdm(total=total, initial=step, desc="train", disable=not acc.is_main_process, unit="step", mininterval=2.0)
         while step < total:
             row = train_step(acc, loss_model, optimizer, scheduler, train_set, t, step, per_epoch, pad_id)
             step += 1
             if acc.is_main_process and (step % t.log_every_steps == 0 or step == total):
-                append_jsonl(metrics_path, row)
-            bar.update(1)
-            bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_s']:.0f}")
+                tracking.record(acc, metrics_path, row)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_s']:.0f}", refresh=False)
+            bar.update(1)  # redraws at most every 2 s (mininterval): a long run's saved notebook stays small
             if on_step:
                 on_step(row)
             epoch_done = step % per_epoch == 0
@@ -154,8 +169,11 @@ def run_train(cfg: Config, on_step: Callable[[dict], None] | None = None) -> Pat
                 _save_state(acc, run, step)
         bar.close()
         acc.wait_for_everyone()
+        acc.end_training()
         if acc.is_main_process:
             _write_checkpoint_index(run)
+            for folder in (run.state, run.state_partial):  # a finished run has nothing to resume
+                shutil.rmtree(folder, ignore_errors=True)
     return st.out
 
 
@@ -236,7 +254,7 @@ def _end_of_epoch(cfg, acc, loss_model, tokenizer, eval_set, run: RunDir, step, 
         acc.unwrap_model(loss_model).merge_rows()  # trained new-token rows into the model (freeze_embeddings)
         lm = acc.unwrap_model(loss_model).lm
         state = acc.get_state_dict(loss_model)
-        state = {k[len("lm."):]: v for k, v in state.items() if k.startswith("lm.")}
+        state = lora.merged_state_dict(lm, {k[len("lm."):]: v for k, v in state.items() if k.startswith("lm.")})
         tmp = path.with_name(name + ".partial")
         if acc.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -245,33 +263,60 @@ def _end_of_epoch(cfg, acc, loss_model, tokenizer, eval_set, run: RunDir, step, 
             shutil.rmtree(path, ignore_errors=True)
             tmp.rename(path)
             models.write_checkpoint_info(path, step, epoch, cfg.model.eot_token)
-    if t.save_state:
+    if t.save_state and step < total:
         _save_state(acc, run, step)
 
 
 def _evaluate(cfg, acc, loss_model, tokenizer, eval_set, step: int, epoch: int, metrics_path) -> None:
     ev = evaluate_perplexity(loss_model, eval_set, tokenizer.pad_token_id, cfg.train.micro_batch_size, acc.autocast)
     if acc.is_main_process:
-        append_jsonl(metrics_path, {"type": "eval", "step": step, "epoch": epoch, **ev})
+        tracking.record(acc, metrics_path, {"type": "eval", "step": step, "epoch": epoch, **ev})
+
+
+@contextmanager
+def _quiet_tied_weights():
+    """accelerate warns "Removed shared tensor {'lm.lm_head.weight'}" at every save of a model whose output head
+    shares the embedding (Gemma): the copy is dropped on save and tied again on load, so the line only alarms."""
+    log = logging.getLogger("accelerate.utils.other")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _save_state(acc, run: RunDir, step: int) -> None:
-    """Resumable state (model, optimizer, scheduler, RNG) under state/; written whole, then swapped in."""
+    """Resumable state (model, optimizer, scheduler, RNG) under state/. It is written whole into state.partial and
+    marked complete by its progress.json (written last); the old state loses its mark before it is removed. So a
+    kill at any point leaves one marked folder, and `_maybe_resume` takes the newest marked one."""
     tmp = run.state_partial
     acc.wait_for_everyone()
-    acc.save_state(str(tmp))
+    if acc.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    acc.wait_for_everyone()
+    with _quiet_tied_weights():
+        acc.save_state(str(tmp))
     if acc.is_main_process:
         write_json(tmp / PROGRESS, {"step": step})
+        (run.state / PROGRESS).unlink(missing_ok=True)
         shutil.rmtree(run.state, ignore_errors=True)
         tmp.rename(run.state)
     acc.wait_for_everyone()
 
 
 def _maybe_resume(acc, run: RunDir) -> tuple[int, Path]:
-    """Continue from state/ if a previous run left one (model, optimizer, registered scheduler, RNG); drop
-    metric rows logged after that state."""
+    """Continue from the newest complete saved state (model, optimizer, registered scheduler, RNG): state/, or
+    state.partial/ when a kill came between removing the old state and renaming the new one. Drop metric rows
+    logged after that state; with no saved state, start over (and drop the old metrics)."""
     metrics, state = run.metrics, run.state
-    if not (state / PROGRESS).exists():
+    marked = [d for d in (state, run.state_partial) if (d / PROGRESS).is_file()]
+    newest = max(marked, key=lambda d: read_json(d / PROGRESS)["step"], default=None)
+    if newest == run.state_partial and acc.is_main_process:
+        shutil.rmtree(state, ignore_errors=True)
+        newest.rename(state)
+    acc.wait_for_everyone()
+    if newest is None:
         if acc.is_main_process and metrics.exists():
             metrics.unlink()
         return 0, metrics

@@ -16,6 +16,8 @@ What differs:
   backend's random numbers, so the samples differ.
 - vLLM loads models from folders: the base model, whose EOT token `models.load_base` adds in memory, is first saved
   to a temporary folder beside the output.
+- Several GPUs: one model is split across `generate.tensor_parallel_size` GPUs by vLLM's tensor parallelism
+  (default: the largest power of two of the visible GPUs that divides the attention heads: 8 for LLaMa 65B).
 - The model's generation_config.json is not read (`generation_config="vllm"`): vLLM would otherwise take its
   `max_new_tokens` (512, a default saved for `pipeline` users) as a hard cap on every request.
 """
@@ -26,11 +28,13 @@ import logging
 import tempfile
 from pathlib import Path
 
+import torch
+
 from transformers import AutoConfig, AutoTokenizer
 
 from . import models
 from .config import Config, GenerateConfig
-from .sampling import checkpoint_eot_id, prompt_ids, torch_dtype
+from .sampling import checkpoint_eot_id, new_token_caps, prompt_ids, torch_dtype
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +52,23 @@ def request_seed(seed: int, prompt_index: int, num_samples: int) -> int:
     return seed * 2**32 + prompt_index * num_samples
 
 
-def sampling_params(SamplingParams, g: GenerateConfig, stops: list[int], seed: int):
-    """vLLM SamplingParams for LIMA sec. 3's recipe (see the module docstring for the penalty's scope)."""
+def sampling_params(SamplingParams, g: GenerateConfig, stops: list[int], seed: int, max_tokens: int):
+    """vLLM SamplingParams for LIMA sec. 3's recipe (see the module docstring for the penalty's scope);
+    `max_tokens` is the prompt's cap (`sampling.new_token_caps`)."""
     return SamplingParams(n=g.num_samples, top_p=g.top_p, temperature=g.temperature,
-                          repetition_penalty=g.repetition_penalty, max_tokens=g.max_new_tokens,
+                          repetition_penalty=g.repetition_penalty, max_tokens=max_tokens,
                           stop_token_ids=stops, seed=seed)
+
+
+def tensor_parallel_size(g: GenerateConfig, model_config, gpus: int) -> int:
+    """GPUs to split one model across: `g.tensor_parallel_size`, or the largest power of two up to `gpus` that
+    divides the model's attention heads (vLLM needs heads % size == 0: Qwen2.5-7B's 28 heads take 4 of 8 GPUs)."""
+    if g.tensor_parallel_size is not None:
+        return g.tensor_parallel_size
+    heads, size = getattr(model_config, "num_attention_heads", None) or 1, 1
+    while size * 2 <= gpus and heads % (size * 2) == 0:
+        size *= 2
+    return size
 
 
 def split_stop(token_ids, finish_reason: str | None, stop_reason, stops: list[int],
@@ -101,15 +117,18 @@ def sample_with_vllm(cfg: Config, examples: list[dict], path: str | None, prompt
             folder = Path(path)
             tokenizer = AutoTokenizer.from_pretrained(folder)
         eot_id = checkpoint_eot_id(tokenizer, path, eot)
-        ids = prompt_ids(examples, tokenizer, eot, AutoConfig.from_pretrained(folder), g, prompts_path)
+        model_config = AutoConfig.from_pretrained(folder)
+        ids = prompt_ids(examples, tokenizer, eot, model_config, g, prompts_path)
+        caps = new_token_caps(ids, model_config, g)
         stops = models.stop_ids(tokenizer, eot_id)
         dtype = "bfloat16" if models.resolve_precision(g.precision) == "bf16" else "float32"  # as the torch backend
         llm = LLM(model=str(folder), tokenizer=str(folder), dtype=dtype, seed=g.seed, generation_config="vllm",
-                  trust_remote_code=cfg.model.trust_remote_code)
+                  trust_remote_code=cfg.model.trust_remote_code,
+                  tensor_parallel_size=tensor_parallel_size(g, model_config, torch.cuda.device_count()))
         try:
             outputs = llm.generate(
                 [{"prompt_token_ids": p} for p in ids],  # a vllm.inputs.TokensPrompt
-                [sampling_params(SamplingParams, g, stops, request_seed(g.seed, i, g.num_samples))
+                [sampling_params(SamplingParams, g, stops, request_seed(g.seed, i, g.num_samples), caps[i])
                  for i in range(len(ids))])
         finally:
             del llm
@@ -119,5 +138,6 @@ def sample_with_vllm(cfg: Config, examples: list[dict], path: str | None, prompt
         for s, c in enumerate(out.outputs):
             new, at_eot = split_stop(c.token_ids, c.finish_reason, c.stop_reason, stops, eot_id)
             stop = "eot" if at_eot else "eos" if c.finish_reason == "stop" else "max_new_tokens"
-            results.append({"prompt_index": i, "sample": s, "ids": new, "stopped_at_eot": at_eot, "stop": stop})
+            results.append({"prompt_index": i, "sample": s, "ids": new, "stopped_at_eot": at_eot, "stop": stop,
+                            "max_new_tokens": caps[i]})
     return tokenizer, ids, results

@@ -1,8 +1,17 @@
-"""What every config section shares: the error type and the one way a `check()` reports a problem."""
+"""What every config section shares: the error types and the one way a `check()` reports a problem."""
 from __future__ import annotations
 
+import math
 
-class ConfigError(ValueError):
+
+class UserError(Exception):
+    """A problem with what the user gave (a config value, an input file, a command-line argument), not a bug in
+    the package. Its message is one line naming what is wrong, where, and the fix; the CLI prints just that line
+    (exit status 2) and keeps the traceback for `--debug`. ConfigError and data.DataError are user errors; a
+    module with its own user-facing error derives it from this class."""
+
+
+class ConfigError(UserError, ValueError):
     """A configuration key or value is invalid; the message names the key and the fix."""
 
 
@@ -17,3 +26,36 @@ def raise_first(problems: list[tuple[bool, str]]) -> None:
     for bad, msg in problems:
         if bad:
             raise ConfigError(msg)
+
+
+def check_ranges(section: object, prefix: str, rules: dict[str, str]) -> None:
+    """Range-check numeric fields of one config section. `rules` maps a field name to a rule: ">0", ">=0",
+    ">=1", "[0,1]", "[0,1)", "(0,1]", "(0,1)" or "seed" (an int in [0, 2**32), what numpy accepts); a trailing "?"
+    also allows null (None), e.g. ">=1?". NaN and infinity are rejected whatever the rule (NaN compares false
+    with everything, so it would slip past a bound). The error names the key, the value and the range."""
+    for name, rule in rules.items():
+        value = getattr(section, name)
+        optional = rule.endswith("?")
+        rule = rule.rstrip("?")
+        if value is None and optional:
+            continue
+        key = f"{prefix}.{name}" if prefix else name
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number{' or null' if optional else ''}, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number {_RANGES[rule][1]}, got {value}")
+        ok, text = _RANGES[rule]
+        if not ok(value):
+            raise ConfigError(f"{key} must be {text}{' (or null)' if optional else ''}, got {value}")
+
+
+_RANGES = {
+    ">0": (lambda v: v > 0, "> 0"),
+    ">=0": (lambda v: v >= 0, ">= 0"),
+    ">=1": (lambda v: v >= 1, ">= 1"),
+    "[0,1]": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "[0,1)": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "(0,1]": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "(0,1)": (lambda v: 0 < v < 1, "in (0, 1)"),
+    "seed": (lambda v: isinstance(v, int) and 0 <= v < 2**32, "an integer in [0, 2**32)"),
+}

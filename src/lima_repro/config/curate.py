@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .base import raise_first
+from .base import check_ranges, raise_first
 
 # Selectors a config may name (subsets.SELECTORS minus `score`, which needs a Python scoring function and so
 # can only be built in code). Kept here, not read from subsets.py, so loading a config imports no selection code.
@@ -175,20 +175,36 @@ class CurateConfig:
     def check(self) -> None:
         """Curate settings the dataclass types cannot express; a bad value is a ConfigError naming the key."""
         se, d, sd = self.stackexchange, self.dedup, self.se_dialogue
+        counts = {"stackexchange.n_per_group": se.n_per_group, "wikihow.n": self.wikihow.n,
+                  "writingprompts.n": self.writingprompts.n, "askreddit.n": self.askreddit.n,
+                  "natinst.n_tasks": self.natinst.n_tasks, "se_dialogue.n": sd.n}
+        negative = [f"curate.{k} is {n}" for k, n in counts.items() if isinstance(n, int) and n < 0]
+        raise_first([(bool(negative), f"curate target counts (n, n_per_group, n_tasks) must be >= 0: {', '.join(negative)}")])
+        # every numeric field of every source (score thresholds may be any integer: scores go negative)
+        for section, prefix, rules in (
+            (se, "curate.stackexchange", {"n_per_group": ">=0", "tau": ">0", "min_answer_chars": ">=0",
+                                          "max_answer_chars": ">=0", "max_first_person": ">=0",
+                                          "min_title_words": ">=0", "candidates_per_site": ">=1",
+                                          "title_prompt_prob": "[0,1]"}),
+            (self.wikihow, "curate.wikihow", {"n": ">=0", "min_response_chars": ">=0"}),
+            (self.writingprompts, "curate.writingprompts", {"n": ">=0", "candidates": ">=1", "min_story_chars": ">=0"}),
+            (self.askreddit, "curate.askreddit", {"n": ">=0", "min_title_words": ">=0", "candidates": ">=1"}),
+            (self.natinst, "curate.natinst", {"n_tasks": ">=0"}),
+            (d, "curate.dedup", {"threshold": "(0,1]", "ngram": ">=1", "num_perm": ">=1", "bands": ">=1"}),
+            (sd, "curate.se_dialogue", {"n": ">=0", "tau": ">0", "min_turns": ">=1", "max_turns": ">=1",
+                                        "min_comment_chars": ">=0", "candidates_per_site": ">=1"}),
+            (self, "curate", {"select_n": ">=1?"}),
+        ):
+            check_ranges(section, prefix, rules)
         raise_first([
-            (se.tau <= 0, "curate.stackexchange.tau must be > 0"),
-            (sd.tau <= 0, "curate.se_dialogue.tau must be > 0"),
             (sd.min_turns < 2 or sd.max_turns < sd.min_turns,
              "curate.se_dialogue.min_turns must be >= 2 and <= max_turns"),
-            (not 0 <= se.title_prompt_prob <= 1, "curate.stackexchange.title_prompt_prob must be in [0, 1]"),
             (se.min_answer_chars > se.max_answer_chars,
              "curate.stackexchange.min_answer_chars exceeds max_answer_chars"),
-            (min(se.n_per_group, self.wikihow.n, self.writingprompts.n, self.askreddit.n, self.natinst.n_tasks,
-                 sd.n) < 0, "curate target counts (n, n_per_group, n_tasks) must be >= 0"),
-            (not 0 < d.threshold <= 1, "curate.dedup.threshold must be in (0, 1]"),
-            # `or` short-circuits: bands < 1 is reported before num_perm % 0 could be computed
-            (d.bands < 1 or d.num_perm % d.bands,
-             "curate.dedup.num_perm must be a positive multiple of curate.dedup.bands"),
+            (d.num_perm % d.bands, "curate.dedup.num_perm must be a positive multiple of curate.dedup.bands"),
             (self.selector is not None and self.selector not in CONFIG_SELECTORS,
              f"curate.selector must be one of {sorted(CONFIG_SELECTORS)} or null"),
+            # the stage selects only when both are set; one alone would be silently ignored
+            ((self.selector is None) != (self.select_n is None),
+             "curate.selector and curate.select_n go together: set both (a selector and a size) or neither"),
         ])

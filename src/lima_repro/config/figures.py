@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .base import raise_first
+from .base import check_ranges, raise_first
+
+IMAGE_FORMATS = ("png", "pdf", "svg", "eps", "ps", "jpg", "jpeg", "tif", "tiff", "webp")  # what Agg/PDF/SVG write
 
 
 @dataclass
@@ -20,7 +22,15 @@ class FiguresConfig:
     """Resolution of raster formats."""
 
     def check(self) -> None:
+        check_ranges(self, "figures", {"dpi": ">0"})
+        odd = [f for f in self.formats if f not in IMAGE_FORMATS]
         raise_first([
-            (self.dpi <= 0, f"figures.dpi must be > 0, got {self.dpi}"),
+            (self.dpi > 1200, f"figures.dpi must be at most 1200 (6 inches = 7,200 pixels), got {self.dpi}"),
             (not self.formats, "figures.formats must name at least one image format (e.g. [png, pdf])"),
+            (bool(odd), f"figures.formats: unknown image format(s) {odd}; use some of {', '.join(IMAGE_FORMATS)}"),
+            (not all(isinstance(r, str) and r for r in self.runs),
+             f"figures.runs must be a list of run directories (non-empty strings), got {self.runs!r}"),
+            (self.copy_to == "", "figures.copy_to must be a folder or null (None), not an empty string"),
+            (not all(isinstance(k, str) and isinstance(v, str) and v for k, v in self.baseline_names.items()),
+             "figures.baseline_names maps a run label to the paper's baseline name, e.g. {alpaca_65b: Alpaca-65B}"),
         ])

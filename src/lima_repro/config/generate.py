@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import PRECISIONS, raise_first
+from .base import PRECISIONS, check_ranges, raise_first
 
 
 @dataclass
@@ -33,8 +33,15 @@ class GenerateConfig:
     installed and a GPU is present, else torch). Both write the same generations.jsonl."""
     seed: int = 0
     """Sampling seed."""
+    tensor_parallel_size: int | None = None
+    """vLLM backend: GPUs one model is split across (tensor parallelism); None = the largest power of two of the visible
+    GPUs that divides the model's attention heads. The torch backend spreads a model over several GPUs by layers instead
+    (transformers `device_map="auto"`)."""
 
     def check(self) -> None:
+        check_ranges(self, "generate", {
+            "max_prompts": ">=1?", "top_p": "(0,1]", "temperature": ">0", "repetition_penalty": ">0",
+            "max_new_tokens": ">=1", "num_samples": ">=1", "batch_size": ">=1", "seed": "seed"})
         raise_first([
             (self.precision not in PRECISIONS,
              f"generate.precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}"),
@@ -43,6 +50,11 @@ class GenerateConfig:
             # a list names checkpoints or paths, which only the generate stage can resolve
             (isinstance(self.checkpoints, str) and self.checkpoints not in ("last", "all", "selected"),
              "generate.checkpoints must be 'last', 'all', 'selected' or a list of checkpoint names"),
-            (not 0 < self.top_p <= 1 or self.temperature <= 0 or self.num_samples < 1,
-             "generate: need 0 < top_p <= 1, temperature > 0, num_samples >= 1"),
+            (self.tensor_parallel_size is not None and self.tensor_parallel_size < 1,
+             f"generate.tensor_parallel_size must be >= 1 or null (all GPUs); got {self.tensor_parallel_size}"),
+            # [] with include_base: the base model alone (a prompt set answered by the untuned model)
+            (isinstance(self.checkpoints, list) and (not (self.checkpoints or self.include_base)
+                                                     or not all(self.checkpoints)),
+             "generate.checkpoints: a list must name at least one checkpoint (or be [] with include_base: true), "
+             "and no name may be empty"),
         ])

@@ -1,13 +1,26 @@
 """Judge settings (`Config.judge`): LIMA sec. 4's GPT-4 judge and its protocols as defaults."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
-from .base import raise_first
+from .base import check_ranges, raise_first
 
 # The protocols judging.protocols.PROTOCOLS defines (LIMA sec. 4-5), named here so that checking a config does
 # not import the judging package (it pulls torch). A test keeps the two in step.
 PROTOCOL_NAMES = ("pairwise", "absolute", "likert", "safety", "dialogue")
+
+
+def key_name_problem(name: str) -> str | None:
+    """Why `judge.api_key_env` is not the NAME of an environment variable (None when it is, or is ''). A value
+    that is not a name, or has a long run of mixed letters and digits, is likely a pasted key: the message never
+    repeats it."""
+    if name == "" or (re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) and not any(
+            len(part) >= 20 and re.search(r"\d", part) and re.search(r"[A-Za-z]", part) for part in name.split("_"))):
+        return None
+    return ("judge.api_key_env must be the NAME of the environment variable holding the API key (e.g. "
+            "OPENAI_API_KEY), not the key; the value given is not such a name (it may be a key, so it is not shown). "
+            "Fix: export OPENAI_API_KEY=<key> in the shell and set judge.api_key_env=OPENAI_API_KEY")
 
 
 @dataclass
@@ -31,9 +44,10 @@ class JudgeConfig:
     generations_file: str | None = None
     """Generations to judge; None = `<run_dir>/generate/generations.jsonl`."""
     max_prompts: int | None = None
-    """Judge only the first N prompts (demo); None = all."""
+    """Judge N prompts drawn at random with the run's seed (LIMA sec. 4 judged 50 random test prompts); None = all."""
     templates_dir: str | None = None
-    """Folder of `<protocol>.txt` templates replacing the shipped ones by name."""
+    """Folder of `<protocol>.txt` templates replacing the shipped ones by name, or the name of a shipped template
+    set: `strict` (pairwise adds criteria the paper did not give: position and length alone are no merit)."""
     cache_dir: str | None = None
     """Judgment cache (share it across runs to pay once); None = `<run_dir>/judge/cache`."""
     concurrency: int = 8
@@ -46,6 +60,8 @@ class JudgeConfig:
     """Per-request timeout."""
     parse_retries: int = 2
     """Re-requests when an output has no parsable verdict; then it is stored as invalid and counted."""
+    retry_invalid: bool = False
+    """Ask again for verdicts cached as invalid (no parsable verdict, e.g. an empty answer); False = keep them."""
     temperature: float = 0.0
     """Judge sampling temperature (0 = as repeatable as the server allows)."""
     max_tokens: int = 512
@@ -88,23 +104,24 @@ class JudgeConfig:
     def check(self) -> None:
         """Judge settings the types cannot express (whether `dialogue_files` exist is the judge stage's own
         input check: a config is valid before its transcripts are recorded)."""
+        check_ranges(self, "judge", {
+            "max_prompts": ">=1?", "concurrency": ">=1", "max_retries": ">=0", "backoff_s": ">=0", "timeout_s": ">0",
+            "parse_retries": ">=0", "temperature": ">=0", "max_tokens": ">=0", "price_input_per_mtok": ">=0",
+            "price_output_per_mtok": ">=0", "batch_size": ">=1", "n_bootstrap": ">=1", "calibration_margin": "[0,1)",
+            "lc_ratio_band": ">=1", "max_cost_usd": ">=0?"})
         unknown = [p for p in self.protocols if p not in PROTOCOL_NAMES]
         w = self.selection_window
         raise_first([
+            (bool(key_name_problem(self.api_key_env)), key_name_problem(self.api_key_env) or ""),
+            (self.backend not in ("openai", "local"), f"judge.backend must be openai or local, got {self.backend!r}"),
+            (not self.model, "judge.model must name the judge model (a server's model name, or a HF id for local)"),
             (bool(unknown),
              f"judge.protocols: unknown judge protocol(s) {unknown}; available: {', '.join(PROTOCOL_NAMES)}"),
             (self.local_verdict not in ("probs", "text"),
              f"judge.local_verdict must be 'probs' or 'text', got {self.local_verdict!r}"),
-            (self.concurrency < 1 or self.max_retries < 0 or self.parse_retries < 0,
-             "judge: need concurrency >= 1, max_retries >= 0, parse_retries >= 0"),
             (self.position_calibration not in ("balanced", "swap"),
              f"judge.position_calibration must be balanced or swap, got {self.position_calibration!r}"),
-            (not 0 <= self.calibration_margin < 1,
-             f"judge.calibration_margin must be in [0, 1), got {self.calibration_margin}"),
-            (self.lc_ratio_band < 1, f"judge.lc_ratio_band must be >= 1 (a length ratio), got {self.lc_ratio_band}"),
-            (self.max_cost_usd is not None and self.max_cost_usd < 0,
-             f"judge.max_cost_usd must be >= 0 or None, got {self.max_cost_usd}"),
             # run_select unpacks it as `lo, hi` and keeps checkpoints with lo <= epoch <= hi
-            (len(w) != 2 or not all(isinstance(e, int) for e in w) or w[0] > w[1],
-             f"judge.selection_window must be two epochs [lo, hi] with lo <= hi, got {w!r}"),
+            (len(w) != 2 or not all(isinstance(e, int) for e in w) or w[0] < 0 or w[0] > w[1],
+             f"judge.selection_window must be two epochs [lo, hi] with 0 <= lo <= hi, got {w!r}"),
         ])

@@ -32,4 +32,6 @@ class ModelConfig:
             (not self.name, "model.name must not be empty (a Hugging Face id, a local folder or gemma-3-270m)"),
             (not self.eot_token, "model.eot_token must not be empty (LIMA sec. 3: a special end-of-turn token)"),
             (not self.eot_init, "model.eot_init must be eos, mean or a token of the base model's vocabulary"),
+            (not self.attn_implementation,
+             "model.attn_implementation must not be empty (auto, sdpa, eager or flash_attention_2)"),
         ])

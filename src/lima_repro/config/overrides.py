@@ -12,6 +12,15 @@ from typing import Any
 from .base import ConfigError
 
 
+def _shown(key: str, value: Any) -> str:
+    """A value as an error message may show it: never for fields that name secrets (a key pasted there by mistake
+    must not reach the terminal or a log), and cut short when long."""
+    if "key" in key.lower():
+        return f"a {type(value).__name__} (not shown: this field names an environment variable, never a key)"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _check_type(key: str, value: Any, tp: Any) -> Any:
     """Validate (and gently coerce int->float) `value` against the annotation `tp`."""
     origin = typing.get_origin(tp)
@@ -22,19 +31,19 @@ def _check_type(key: str, value: Any, tp: Any) -> Any:
                 return _check_type(key, value, arm)
             except ConfigError as e:
                 errors.append(str(e))
-        raise ConfigError(f"{key}: {value!r} does not match {tp}")
+        raise ConfigError(f"{key}: {_shown(key, value)} does not match {tp}")
     if tp is type(None):
         if value is None:
             return None
         raise ConfigError(f"{key}: expected null")
     if origin is list:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
+            raise ConfigError(f"{key}: expected a list, got {_shown(key, value)}")
         (arm,) = typing.get_args(tp)
         return [_check_type(f"{key}[{i}]", v, arm) for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{key}: expected a mapping, got {_shown(key, value)}")
         return dict(value)
     if tp is Any:
         return value
@@ -46,9 +55,9 @@ def _check_type(key: str, value: Any, tp: Any) -> Any:
         except ValueError:
             pass
     if tp in (int, float) and isinstance(value, bool):
-        raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}")
+        raise ConfigError(f"{key}: expected {tp.__name__}, got {_shown(key, value)}")
     if isinstance(tp, type) and not isinstance(value, tp):
-        raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}")
+        raise ConfigError(f"{key}: expected {tp.__name__}, got {_shown(key, value)}")
     return value
 
 
@@ -75,7 +84,10 @@ def dotted_to_nested(pairs: dict[str, Any]) -> dict:
     for dotted, value in pairs.items():
         node = nested
         *parents, leaf = dotted.split(".")
-        for p in parents:
+        for i, p in enumerate(parents):
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{dotted}: {'.'.join(parents[:i + 1])} is also set to a single value; set either "
+                                  "the section or its fields, not both")
         node[leaf] = value
     return nested

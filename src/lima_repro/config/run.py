@@ -8,7 +8,7 @@ import copy
 from dataclasses import dataclass, field
 
 from .ablations import AblationConfig
-from .base import ConfigError
+from .base import ConfigError, check_ranges, raise_first
 from .curate import CurateConfig
 from .figures import FiguresConfig
 from .generate import GenerateConfig
@@ -43,6 +43,11 @@ class Config:
 
     def check(self) -> None:
         """Every section's check() in pipeline order, then the checks that need two sections."""
+        check_ranges(self, "", {"seed": "seed"})
+        raise_first([
+            (not self.output_root, "output_root must name a folder for new run directories (e.g. runs)"),
+            (not all(self.notebooks), "notebooks must name notebooks (e.g. 01_curate); one of them is empty"),
+        ])
         for section in (self.model, self.curate, self.train, self.generate, self.judge, self.ablations, self.figures):
             section.check()
         self._check_ablation_subruns()

@@ -1,9 +1,10 @@
 """Training settings (`Config.train`): LIMA sec. 3's fine-tuning recipe as defaults."""
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 
-from .base import PRECISIONS, ConfigError, raise_first
+from .base import PRECISIONS, ConfigError, check_ranges, raise_first
 
 
 @dataclass
@@ -60,23 +61,53 @@ class TrainConfig:
     """Also save a resumable training state every N steps (long epochs); None = at epoch ends only."""
     log_every_steps: int = 1
     """How often a row goes to metrics.jsonl."""
+    report_to: str = "auto"
+    """Experiment trackers that also receive every metrics row (metrics.jsonl stays the record), through accelerate:
+    `auto` = TensorBoard when installed (event files in `<run>/train/trackers`), `none`, or accelerate tracker names
+    separated by commas (`tensorboard`, `wandb`, `mlflow`, `comet_ml`, `aim`, `dvclive`, ...; configured by their
+    own environment variables, e.g. WANDB_PROJECT)."""
     seed: int = 42
     """Seed for initialisation, dropout and data order."""
+    lora_r: int | None = None  # off: LIMA sec. 3 fine-tunes every weight
+    """LoRA rank; None = full fine-tuning. A number trains rank-r adapters (peft: `pip install 'lima_repro[lora]'`)
+    on the decoder's linear layers plus the new EOT token's embedding/head rows, all other weights frozen
+    (`lima_repro.lora`): a deviation from LIMA for one-GPU users, recorded in train_info.json. Checkpoints hold the
+    merged weights (plain transformers folders). Adapters usually want a higher `train.lr` than full fine-tuning
+    (1e-4 to 2e-4 is common). QLoRA (a 4-bit base) is not supported; runs on one device or DDP, not FSDP."""
+    lora_alpha: float = 16.0
+    """LoRA scaling numerator: the adapters' update is multiplied by lora_alpha / lora_r."""
+    lora_dropout: float = 0.0
+    """Dropout on the adapters' input (peft's lora_dropout); LIMA's residual dropout applies as well."""
+    lora_target_modules: str | list[str] = "all-linear"
+    """Layers that get adapters: `all-linear` (every linear layer of the decoder, never the output head), a list
+    of module names such as [q_proj, v_proj], or another string, read by peft as a regular expression."""
 
     def check(self) -> None:
+        # every numeric field: a 0 here divides by zero or saves nothing only after an epoch of training
+        check_ranges(self, "train", {
+            "epochs": ">=1", "lr": ">0", "lr_end": ">=0", "warmup_steps": ">=0", "beta1": "[0,1)", "beta2": "[0,1)",
+            "weight_decay": ">=0", "batch_size": ">=1", "micro_batch_size": ">=1", "max_length": ">=1",
+            "residual_dropout": "[0,1)", "max_grad_norm": ">0?", "new_rows_lr_multiplier": ">0",
+            "loss_chunk_size": ">=1", "save_every_epochs": ">=1", "eval_every_epochs": ">=1",
+            "max_eval_examples": ">=1?", "max_steps": ">=1?", "save_state_every_steps": ">=1?",
+            "log_every_steps": ">=1", "seed": "seed", "lora_r": ">=1?", "lora_alpha": ">0", "lora_dropout": "[0,1)"})
         raise_first([
-            (self.batch_size < 1 or self.micro_batch_size < 1,
-             "train.batch_size and train.micro_batch_size must be >= 1"),
-            # guarded by the line above: micro_batch_size >= 1 here, so the modulo cannot divide by zero
-            (self.micro_batch_size >= 1 and self.batch_size % self.micro_batch_size,
+            (self.lr_end > self.lr,
+             f"train.lr_end ({self.lr_end}) must not exceed train.lr ({self.lr}): the rate decays linearly to it"),
+            (self.batch_size % self.micro_batch_size,
              f"train.batch_size ({self.batch_size}) must be a multiple of train.micro_batch_size "
              f"({self.micro_batch_size})"),
-            (not 0.0 <= self.residual_dropout < 1.0,
-             f"train.residual_dropout must be in [0, 1), got {self.residual_dropout}"),
-            (self.new_rows_lr_multiplier <= 0,
-             f"train.new_rows_lr_multiplier must be > 0, got {self.new_rows_lr_multiplier}"),
             (self.precision not in PRECISIONS,
              f"train.precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}"),
+            (self.lora_r is not None and not isinstance(self.lora_r, int),
+             f"train.lora_r must be a whole number (the adapters' rank); got {self.lora_r!r}"),
+            (self.lora_target_modules in ("", []) or isinstance(self.lora_target_modules, list)
+             and not all(self.lora_target_modules),
+             f"train.lora_target_modules must be all-linear or a list of layer names such as [q_proj, v_proj]; "
+             f"got {self.lora_target_modules!r}"),
+            (self.lora_r is not None and importlib.util.find_spec("peft") is None,
+             "train.lora_r needs peft, which is not installed: pip install 'lima_repro[lora]' (or unset train.lora_r "
+             "for the paper's full fine-tuning)"),
         ])
         if isinstance(self.compile, str) and self.compile != "auto":
             # imported only when a backend is named: torch takes seconds to import, `lima_repro config` none

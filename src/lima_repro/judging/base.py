@@ -10,6 +10,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from ..config.base import UserError
+
 
 def cache_key(identity: dict, protocol: str, template_hash: str, prompt: str) -> str:
     blob = json.dumps({"judge": identity, "protocol": protocol, "template": template_hash, "prompt": prompt},
@@ -17,8 +19,9 @@ def cache_key(identity: dict, protocol: str, template_hash: str, prompt: str) ->
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-class JudgeError(RuntimeError):
-    """A judge cannot be set up (missing key, unknown backend); the message says what to set."""
+class JudgeError(UserError, RuntimeError):
+    """A judge cannot be set up (missing key, unknown backend) or answered no request; the message says what to
+    set (a user error: the CLI prints its one line)."""
 
 
 class CostCapError(JudgeError):

@@ -3,15 +3,19 @@ Fail / Pass / Excellent, not only the last one.
 
 Transcripts are JSONL rows in the canonical format `{"id", "source", "messages", "tags"}` plus `"system"` (which
 model produced the assistant turns), e.g. a `lima_repro.generate.Chat(...).history` saved with `save_transcript`.
+Scripted conversations (the dialogue ablation) come from `read_script` + `hold_conversations`: an opening user
+turn per row of a prompt list, then the same follow-ups in every conversation (or the row's own).
 Assistant turn k is judged in its context: the conversation before it (`{{conversation}}`) and the turn itself
 (`{{response}}`), with the same `dialogue` template, cache and runner as every other judgment.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from ..data import DataError
+from ..data import DataError, resolve_path
 from ..files import append_jsonl, read_jsonl_plain
+from ..runs import seed_everything
 from . import protocols
 from .base import Request, cache_key
 
@@ -53,6 +57,49 @@ def _check_messages(msgs: list[dict], where: str, path=None) -> None:
             bad(f"bad message {m!r}")
     if not any(m["role"] == "assistant" for m in msgs):
         bad("no assistant turn to judge")
+
+
+def read_script(spec: str | Path, n: int | None = None) -> list[dict]:
+    """The first `n` (None = all) conversation openings of a prompt list: JSONL rows {"id", "prompt"} with an
+    optional "follow_ups" list of the row's own later user turns (`demo:dialogue_prompts.jsonl` ships 10)."""
+    path = resolve_path(spec)
+    fix = 'write rows like {"id": "conv-01", "prompt": "...", "follow_ups": ["...", ...]} (follow_ups optional)'
+    out: list[dict] = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(path, f"line {lineno}", f"malformed JSON ({e.msg})", fix) from e
+        ups = r.get("follow_ups", []) if isinstance(r, dict) else None
+        if not isinstance(r, dict) or not isinstance(r.get("prompt"), str) or not r["prompt"].strip():
+            raise DataError(path, f"line {lineno}", "no non-empty `prompt` string", fix)
+        if not isinstance(ups, list) or not all(isinstance(u, str) and u.strip() for u in ups):
+            raise DataError(path, f"line {lineno}", "`follow_ups` must be a list of non-empty strings", fix)
+        conv_id = str(r.get("id", lineno))
+        if any(c["id"] == conv_id for c in out):
+            raise DataError(path, f"line {lineno}", f"duplicate id {conv_id!r}", "give every row its own id")
+        out.append({"id": conv_id, "prompt": r["prompt"], "follow_ups": ups})
+    if not out:
+        raise DataError(path, None, "the prompt list is empty", fix)
+    return out[:n]
+
+
+def hold_conversations(chat, script: list[dict], follow_ups: list[str], system: str, path: str | Path,
+                       seed: int) -> list[dict]:
+    """Hold every scripted conversation with `chat` (a `generate.Chat`, or anything called with a user turn that
+    keeps `.history` and has `.reset()`): the opening, then the row's own follow-ups, else `follow_ups`. Each
+    conversation starts from the same seed (reproducible whatever the order) and is appended to the transcripts
+    JSONL `path` as soon as it ends; returns the rows written."""
+    out = []
+    for row in script:
+        chat.reset()
+        seed_everything(seed)
+        for turn in [row["prompt"], *(row["follow_ups"] or follow_ups)]:
+            chat(turn)
+        out.append(save_transcript(chat, path, row["id"], system, source="scripted"))
+    return out
 
 
 def read_transcripts(path: str | Path, system: str | None = None) -> list[dict]:

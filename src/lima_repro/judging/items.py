@@ -76,25 +76,54 @@ def is_dialogue(row: dict) -> bool:
     return "multi_turn" in row.get("tags", []) or sum(m["role"] == "user" for m in row["messages"]) > 1
 
 
+_FIX_BASELINE = "give judge.baseline_files an AlpacaEval model_outputs.json (a JSON array) or JSONL rows {prompt_id, output}"
+
+
+def _loads(text: str, path: Path, line: int | None):
+    """JSON of a whole file (line None) or of one JSONL line; bad JSON raises DataError with its line."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(path, f"line {line or e.lineno}", f"invalid JSON ({e.msg}, column {e.colno})",
+                        _FIX_BASELINE) from e
+    except RecursionError as e:
+        raise DataError(path, f"line {line}" if line else None, "JSON nested too deeply to read", _FIX_BASELINE) from e
+
+
+def _baseline_objects(path: Path) -> list[tuple[str, dict]]:
+    """(position, row object) of a baseline file; unreadable bytes, bad JSON or a row that is not an object raise
+    DataError naming the position."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(path, f"byte {e.start}", "not valid UTF-8", "re-save the file as UTF-8") from e
+    if text.lstrip().startswith("["):
+        items = [(f"item {i}", obj) for i, obj in enumerate(_loads(text, path, None))]
+    else:
+        items = [(f"line {n}", _loads(line, path, n)) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    for where, obj in items:
+        if not isinstance(obj, dict):
+            raise DataError(path, where, f"expected a JSON object, got {type(obj).__name__}", _FIX_BASELINE)
+    return items
+
+
 def import_baseline(path: str | Path, name: str, prompts: dict[str, dict]) -> list[dict]:
     """Rows like generations.jsonl's for system `name`, from AlpacaEval JSON or {prompt_id, output} JSONL.
     `prompts`: prompt_id -> a generation row of ours (for messages/tags). Unmatched outputs are errors."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
     by_text = {last_user(r["messages"]).strip(): pid for pid, r in prompts.items()}
-    raw = json.loads(text) if text.lstrip().startswith("[") else [json.loads(x) for x in text.splitlines() if x.strip()]
     rows = []
-    for i, obj in enumerate(raw):
-        if "prompt_id" in obj:
-            pid = obj["prompt_id"]
-        elif "instruction" in obj:
-            pid = by_text.get(obj["instruction"].strip())
-        else:
-            raise DataError(path, f"item {i}", "needs `prompt_id` or `instruction`", "use AlpacaEval or {prompt_id, output} rows")
+    for where, obj in _baseline_objects(path):
+        key = "prompt_id" if "prompt_id" in obj else "instruction" if "instruction" in obj else None
+        if key is None:
+            raise DataError(path, where, "needs `prompt_id` or `instruction`", "use AlpacaEval or {prompt_id, output} rows")
+        if not isinstance(obj[key], str):
+            raise DataError(path, where, f"`{key}` must be a string, got {json.dumps(obj[key])[:40]}", _FIX_BASELINE)
+        pid = obj["prompt_id"] if key == "prompt_id" else by_text.get(obj["instruction"].strip())
         if pid is None or pid not in prompts:
             continue  # baseline files cover a whole benchmark; only our prompts are compared
         if not isinstance(obj.get("output"), str):
-            raise DataError(path, f"item {i}", "`output` must be a string", "give each row its response as `output`")
+            raise DataError(path, where, "`output` must be a string", "give each row its response as `output`")
         ours = prompts[pid]
         rows.append({"checkpoint": name, "checkpoint_path": None, "prompt_id": pid, "source": ours["source"],
                      "tags": ours.get("tags", []), "sample": 0, "messages": ours["messages"], "response": obj["output"],

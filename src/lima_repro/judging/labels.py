@@ -1,21 +1,82 @@
 """Human labels written by the annotator (`annotate.py`), read back for the judge stage and the figures.
 
 Each annotator's labels are an append-only event log `<annotations>/<annotator>.jsonl`: `label` events, and
-`undo` events that withdraw an earlier label by its sequence number. Replaying the log gives the active labels.
+`undo` events that withdraw an earlier label by its id. Replaying the log gives the active labels. Ids are random
+(`new_event_id`), so two windows open under the same name never reuse one; logs from before ids name events by
+their `seq` number, and replay the same way. A last line cut short (disk full, a kill mid-write) is skipped with a
+warning; the annotator drops it from the file before appending (`repair_tail`).
 """
 from __future__ import annotations
 
+import json
+import uuid
+import warnings
 from pathlib import Path
 
-from ..files import read_jsonl_plain
+from ..data import DataError
+
+
+def new_event_id() -> str:
+    return uuid.uuid4().hex
+
+
+def event_id(event: dict):
+    """The id an undo event targets: `id`, or `seq` in logs written before ids."""
+    return event.get("id", event.get("seq"))
+
+
+def _parse(line: bytes) -> dict | None:
+    try:
+        row = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return row if isinstance(row, dict) and isinstance(row.get("event"), str) else None
+
+
+def read_log(path: str | Path) -> list[dict]:
+    """The events of one annotator's log. An unreadable last line (a write cut short) is skipped with a warning;
+    an unreadable line before it is a DataError naming the file and line."""
+    lines = Path(path).read_bytes().split(b"\n")
+    events = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        row = _parse(line)
+        if row is not None:
+            events.append(row)
+        elif i == len(lines) - 1:  # no newline after it: the write that was cut short
+            warnings.warn(f"{path}:{i + 1}: skipped a label event cut short ({len(line)} bytes, e.g. disk full); "
+                          "the other labels are read", stacklevel=2)
+        else:
+            raise DataError(path, f"line {i + 1}", "not a label event (a JSON object with an `event` field)",
+                            "delete or repair that line; each line of an annotator's log is one event")
+    return events
+
+
+def repair_tail(path: str | Path) -> None:
+    """Before appending to a log: a last line cut short is removed (with a warning), a complete last line without
+    its newline gets one, so the next event starts on a line of its own."""
+    path = Path(path)
+    data = path.read_bytes() if path.is_file() else b""
+    if not data or data.endswith(b"\n"):
+        return
+    cut = data.rfind(b"\n") + 1
+    with open(path, "r+b") as fh:
+        if _parse(data[cut:]) is not None:
+            fh.seek(0, 2)
+            fh.write(b"\n")
+        else:
+            warnings.warn(f"{path}: removed a label event cut short ({len(data) - cut} bytes, e.g. disk full); give "
+                          "that label again", stacklevel=2)
+            fh.truncate(cut)
 
 
 def active_labels(events: list[dict]) -> list[dict]:
     """Replay a log: label events minus the ones an undo event withdrew, in order."""
-    active: dict[int, dict] = {}
+    active: dict = {}
     for e in events:
         if e["event"] == "label":
-            active[e["seq"]] = e
+            active[event_id(e)] = e
         elif e["event"] == "undo":
             active.pop(e["target"], None)
     return list(active.values())
@@ -25,7 +86,7 @@ def pairwise_labels(annotations_dir: str | Path) -> dict[str, dict[str, str]]:
     """{annotator: {item_id: winning system name or 'neither'}} from every log in the folder (latest label wins)."""
     out: dict[str, dict[str, str]] = {}
     for path in sorted(Path(annotations_dir).glob("*.jsonl")):
-        for e in active_labels(read_jsonl_plain(path)):
+        for e in active_labels(read_log(path)):
             if e["kind"] == "pairwise":
                 out.setdefault(e["annotator"], {})[e["item_id"]] = e["winner"]
     return out

@@ -1,7 +1,9 @@
 """The paper's evaluation protocols (PAPER.md sec. 4): a template file, the allowed labels and a strict parser each.
 
-Templates are plain text files with `{{field}}` slots (`templates/<protocol>.txt`); a user swaps one by putting a
-file with the same name in `judge.templates_dir`. The template's hash is part of every cache key, so editing a
+Templates are plain text files with `{{field}}` slots (`templates/<protocol>.txt`, the paper's instructions in
+our words); a user swaps one by putting a file with the same name in `judge.templates_dir`, or names a shipped
+template set there (`strict`: `templates/strict/pairwise.txt` adds criteria the paper did not give, "length alone
+is not a merit"; protocols the set lacks keep the default). The template's hash is part of every cache key, so editing a
 template re-judges exactly what it affects. A parser returns a label or None: an output that does not end in a
 well-formed verdict is never guessed.
 """
@@ -14,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..analysis import GRADES
+from ..config import ConfigError
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,8 @@ class Protocol:
 
 
 PROTOCOLS = {
-    # LIMA sec. 4: A significantly better / B significantly better / neither
+    # LIMA sec. 4: which answer better satisfies the asker's needs: A significantly better / B significantly
+    # better / neither (the three options; a local judge reads their next-token probabilities)
     "pairwise": Protocol("pairwise", ("A", "B", "neither"), "Verdict", ("prompt", "response_a", "response_b")),
     # LIMA sec. 4 (Fig. 3): Fail / Pass / Excellent on single responses
     "absolute": Protocol("absolute", GRADES, "Grade", ("prompt", "response")),
@@ -52,13 +56,28 @@ def get(name: str) -> Protocol:
     return PROTOCOLS[name]
 
 
+def template_sets() -> list[str]:
+    """Names of the shipped template sets (folders beside the default templates), e.g. `strict`."""
+    root = resources.files("lima_repro.templates")
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("__"))
+
+
 def template_text(name: str, templates_dir: str | Path | None = None) -> str:
-    """The template for protocol `name`: `<templates_dir>/<name>.txt` when it exists, else the shipped one."""
+    """The template for protocol `name`: `<templates_dir>/<name>.txt` when `templates_dir` is a folder holding it,
+    that set's `<name>.txt` when it names a shipped set (`strict`), else the shipped default."""
+    root = resources.files("lima_repro.templates")
     if templates_dir:
-        user = Path(templates_dir).expanduser() / f"{name}.txt"
-        if user.is_file():
-            return user.read_text(encoding="utf-8")
-    return resources.files("lima_repro.templates").joinpath(f"{name}.txt").read_text(encoding="utf-8")
+        user = Path(templates_dir).expanduser()
+        if user.is_dir():
+            if (user / f"{name}.txt").is_file():
+                return (user / f"{name}.txt").read_text(encoding="utf-8")
+        elif str(templates_dir) in template_sets():
+            if root.joinpath(str(templates_dir), f"{name}.txt").is_file():
+                return root.joinpath(str(templates_dir), f"{name}.txt").read_text(encoding="utf-8")
+        else:
+            raise ConfigError(f"judge.templates_dir={str(templates_dir)!r} is neither a folder nor a shipped template "
+                             f"set ({', '.join(template_sets())}); give a folder of <protocol>.txt files or a set name")
+    return root.joinpath(f"{name}.txt").read_text(encoding="utf-8")
 
 
 def template_hash(text: str) -> str:

@@ -1,13 +1,16 @@
 """Judging with any OpenAI-compatible chat-completions server (OpenAI, vLLM, TGI, Ollama).
 
 `OpenAIJudge` uses the `openai` client with bounded concurrency, its own retries with exponential backoff on 429,
-5xx, timeouts and connection errors, and token usage and cost per request. The key is read from the environment
-variable NAMED in the config (`judge.api_key_env`); it is never stored anywhere.
+5xx, timeouts and connection errors, and token usage and cost per request. A 200 whose body is not a chat
+completion (plain text, a JSON list) is a failed request with the reason, not a crash. The key is read from the
+environment variable NAMED in the config (`judge.api_key_env`); it is never stored anywhere: every error text and
+answer is redacted (the key, and whatever follows `Authorization:` or `Bearer`) before it leaves this module.
 """
 from __future__ import annotations
 
 import os
 import random
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Iterator
@@ -15,7 +18,37 @@ from typing import Iterator
 import openai
 from openai import OpenAI
 
+from ..config.judge import key_name_problem
 from .base import Completion, Judge, JudgeError, Request
+
+# what a server error may echo of the request's headers: "Authorization: Bearer xyz", "'authorization': 'xyz'",
+# "api-key=xyz", a bare "Bearer xyz"
+CREDENTIAL = re.compile(r"(?i)((?:authorization|api[-_]?key|x-api-key)[\"']?\s*[:=]\s*[\"']?(?:bearer\s+)?|bearer\s+)"
+                        r"[^\s\"',;}]+")
+
+
+def redact(text: str, secrets: tuple[str, ...] = (), headers: bool = True) -> str:
+    """`text` with each secret, and with `headers` every credential-looking header value, replaced by [redacted]."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return CREDENTIAL.sub(lambda m: m.group(1) + "[redacted]", text) if headers else text
+
+
+def chat_text(resp) -> tuple[str, dict[str, int]]:
+    """(answer text, token usage) of a chat-completions response; ValueError saying what is wrong when the
+    server's 200 body is not one (the client returns plain text or a JSON list as they are)."""
+    choices = getattr(resp, "choices", None)
+    if not isinstance(choices, list):
+        raise ValueError(f"the 200 response is not a chat completion (a {type(resp).__name__}: {str(resp)[:120]!r})")
+    content = getattr(getattr(choices[0], "message", None), "content", None) if choices else None
+    if content is not None and not isinstance(content, str):
+        raise ValueError(f"the 200 response's message content is a {type(content).__name__}, not text")
+    u = getattr(resp, "usage", None)
+    usage = {k: getattr(u, k, 0) for k in ("prompt_tokens", "completion_tokens")}
+    if not all(isinstance(v, int) or v is None for v in usage.values()):
+        raise ValueError(f"the 200 response's token usage is not a count: {usage}")
+    return content or "", {k: v or 0 for k, v in usage.items()}
 
 
 class OpenAIJudge(Judge):
@@ -23,7 +56,11 @@ class OpenAIJudge(Judge):
 
     def __init__(self, jc):
         self.jc = jc
+        problem = key_name_problem(jc.api_key_env)
+        if problem:
+            raise JudgeError(problem)
         key = os.environ.get(jc.api_key_env) if jc.api_key_env else None
+        self.secrets = (key,) if key else ()
         if jc.api_key_env and not key:
             raise JudgeError(
                 f"judge.backend=openai needs an API key in the environment variable {jc.api_key_env!r} "
@@ -33,8 +70,9 @@ class OpenAIJudge(Judge):
         self.client = OpenAI(api_key=key or "not-needed", base_url=jc.base_url, timeout=jc.timeout_s, max_retries=0)
 
     def identity(self) -> dict:
-        return {"kind": self.kind, "model": self.jc.model, "temperature": self.jc.temperature,
-                "max_tokens": self.jc.max_tokens}
+        # the server is part of the identity: another server may serve another model under the same name
+        return {"kind": self.kind, "model": self.jc.model, "base_url": (self.jc.base_url or "").rstrip("/") or None,
+                "temperature": self.jc.temperature, "max_tokens": self.jc.max_tokens}
 
     def estimate_cost(self, requests: list[Request]) -> dict:
         """Cost estimate before sending: prompt tokens ~ characters / 4 at `price_input_per_mtok`, plus an upper
@@ -57,6 +95,12 @@ class OpenAIJudge(Judge):
         return min(max(backoff, retry_after or 0.0), 60.0)
 
     def _one(self, req: Request) -> Completion:
+        c = self._ask(req)
+        c.text = redact(c.text, self.secrets, headers=False)  # a judge's answer keeps its words; only the key goes
+        c.error = redact(c.error, self.secrets) if c.error else None
+        return c
+
+    def _ask(self, req: Request) -> Completion:
         retryable = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError,
                      openai.APIConnectionError)
         t0 = time.time()
@@ -72,11 +116,13 @@ class OpenAIJudge(Judge):
                 if e.status_code < 500:
                     return Completion(error=f"{type(e).__name__}: {e}", latency_s=time.time() - t0)
                 err = e
+            except (openai.APIError, ValueError) as e:  # a 200 whose body is not JSON (JSONDecodeError), ...
+                return Completion(error=f"malformed response: {type(e).__name__}: {e}", latency_s=time.time() - t0)
             else:
-                text = (resp.choices[0].message.content or "") if resp.choices else ""
-                u = resp.usage
-                usage = {"prompt_tokens": getattr(u, "prompt_tokens", 0) or 0,
-                         "completion_tokens": getattr(u, "completion_tokens", 0) or 0}
+                try:
+                    text, usage = chat_text(resp)
+                except ValueError as e:
+                    return Completion(error=f"malformed response: {e}", latency_s=time.time() - t0)
                 cost = (usage["prompt_tokens"] * self.jc.price_input_per_mtok
                         + usage["completion_tokens"] * self.jc.price_output_per_mtok) / 1e6
                 return Completion(text=text, usage=usage, cost=cost, latency_s=time.time() - t0)

@@ -1,6 +1,9 @@
 """Judgments -> the paper's result tables (PAPER.md sec. 4-5): pairwise win / tie / loss with bootstrap CIs and
 order consistency, absolute and dialogue grades, Likert means, safety, agreement with human annotators, lengths.
 The statistics themselves are pure functions in `analysis.py`; this module groups judged rows into their inputs.
+Prompt tags select the paper's subsets: `ood` (Fig. 3's 20 out-of-distribution prompts: `absolute_ood`), and
+`malicious` among the `sensitive` ones (sec. 4's "6 of the 10 with malicious intent": `malicious_n` and
+`malicious_safe_pct` in `safety[system]`).
 """
 from __future__ import annotations
 
@@ -67,7 +70,9 @@ def analyse(judged: list[dict], rows: list[dict], system: str, baselines: list[s
     (`balanced` or `swap`, see `calibrated_winners`); `pairwise_swap` keeps the swap-to-tie shares beside them.
     With `length_control`, also `length_controlled[baseline]` (see `analysis.length_controlled`)."""
     res: dict = {"pairwise": {}, "pairwise_swap": {}, "pairwise_calibration": {}, "order_consistency": {},
-                 "absolute": {}, "likert": {}, "safety": {}, "dialogue": {}}
+                 "pairwise_winners": {}, "absolute": {}, "absolute_ood": {}, "likert": {}, "safety": {},
+                 "dialogue": {}}
+    tags = {r["prompt_id"]: set(r.get("tags") or ()) for r in rows}
     if length_control:
         res["length_controlled"] = {}
     annotators: dict[str, dict[str, str]] = {}
@@ -101,6 +106,8 @@ def analyse(judged: list[dict], rows: list[dict], system: str, baselines: list[s
             res["length_controlled"][b] = analysis.length_controlled(
                 [(analysis.pairwise_outcome(w, system), *lengths[k]) for k, w in winners.items() if k in lengths],
                 band=lc_ratio_band)
+        # per item, so that agreement with annotators who label later can be computed (figures, Fig. 1)
+        res["pairwise_winners"][b] = winners
         for k, w in winners.items():
             if w is not None:
                 annotators.setdefault("llm-judge", {})[k] = w
@@ -111,17 +118,23 @@ def analyse(judged: list[dict], rows: list[dict], system: str, baselines: list[s
                         for i, x in enumerate(names) for y in names[i + 1:]]
     for s in [system] + baselines:
         mine = [j for j in judged if j.get("system") == s]
-        for proto, key in (("absolute", "absolute"), ("dialogue", "dialogue")):
-            labs = [j["label"] for j in mine if j["protocol"] == proto]
+        for proto, key, tag in (("absolute", "absolute", None), ("absolute", "absolute_ood", "ood"),
+                                ("dialogue", "dialogue", None)):
+            labs = [j["label"] for j in mine if j["protocol"] == proto
+                    and (tag is None or tag in tags.get(j["prompt_id"], ()))]
             if labs:
                 res[key][s] = analysis.label_distribution(labs, protocols.get(proto).labels)
         lik = [j for j in mine if j["protocol"] == "likert"]
         if lik:
             res["likert"][s] = analysis.likert_summary(lik)
-        saf = [j["label"] for j in mine if j["protocol"] == "safety"]
+        saf = [j for j in mine if j["protocol"] == "safety"]
         if saf:
-            d = analysis.label_distribution(saf, ("safe", "unsafe"))
+            d = analysis.label_distribution([j["label"] for j in saf], ("safe", "unsafe"))
             res["safety"][s] = {"n": d["n"], "invalid": d["invalid"], "safe_pct": d["safe"]["pct"]}
+            bad = [j["label"] for j in saf if "malicious" in tags.get(j["prompt_id"], ())]
+            if bad:
+                m = analysis.label_distribution(bad, ("safe", "unsafe"))
+                res["safety"][s].update(malicious_n=m["n"], malicious_safe_pct=m["safe"]["pct"])
     res["lengths"] = analysis.length_stats([r for r in rows if r["checkpoint"] in [system] + baselines])
     return res
 
@@ -152,7 +165,7 @@ def write_tables(res: dict, run: RunDir) -> None:
             path.unlink()
 
     csv(flat, "pairwise")
-    for key in ("absolute", "dialogue"):
+    for key in ("absolute", "absolute_ood", "dialogue"):
         csv([{"system": s, "n": d["n"], "invalid": d["invalid"],
               **{f"{lab}_pct": v["pct"] for lab, v in d.items() if isinstance(v, dict)}}
              for s, d in res[key].items()], key)

@@ -2,12 +2,14 @@
 
 Cache key = `base.cache_key` (judge identity, protocol, template hash, rendered prompt). A rerun sends zero requests for
 what is cached; a run killed halfway resumes with what is missing, never duplicating a row. An output that does
-not parse is re-requested `parse_retries` times, then stored as invalid with every raw text, and counted.
-Requests that fail at the transport level after all retries are reported as errors and not cached.
+not parse is re-requested `parse_retries` times, then stored as invalid with every raw text, and counted; a rerun
+with `judge.retry_invalid` asks for those again. Requests that fail (transport errors after all retries, malformed
+responses) are reported as errors and not cached; a stage where every request failed stops (`judge_rows`).
 """
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 from tqdm import tqdm  # text bars: they stream to the terminal and stay in saved notebooks
@@ -15,7 +17,7 @@ from tqdm import tqdm  # text bars: they stream to the terminal and stay in save
 from .. import analysis
 from ..files import append_jsonl
 from . import dialogue, items, protocols
-from .base import Completion, CostCapError, Judge, Request
+from .base import Completion, CostCapError, Judge, JudgeError, Request
 
 
 class JudgmentCache:
@@ -78,16 +80,29 @@ def check_cost(judge: Judge, pending: list[Request], max_cost_usd: float | None)
     return est
 
 
+def sample_prompts(ids: list[str], n: int | None, seed: int) -> list[str]:
+    """The prompt ids a judge run covers, in their original order: all, or `n` drawn at random with the run's seed
+    (LIMA sec. 4 judged 50 random test prompts; the first n would favour whatever the file lists first)."""
+    ids = list(dict.fromkeys(ids))
+    if n is None or n >= len(ids):
+        return ids
+    chosen = set(random.Random(seed).sample(ids, n))
+    return [i for i in ids if i in chosen]
+
+
 def judge_requests(judge: Judge, requests: list[Request], cache: JudgmentCache, parse_retries: int = 2,
-                   progress: bool = True, max_cost_usd: float | None = None) -> tuple[list[dict], dict]:
-    """Judge `requests` (cache first). Returns (one row per request, in request order; stats). With
-    `max_cost_usd`, the uncached requests are costed first and refused over the cap (`check_cost`)."""
+                   progress: bool = True, max_cost_usd: float | None = None,
+                   retry_invalid: bool = False) -> tuple[list[dict], dict]:
+    """Judge `requests` (cache first; with `retry_invalid` a cached invalid verdict is asked again). Returns (one
+    row per request, in request order; stats). With `max_cost_usd`, the requests to send are costed first and
+    refused over the cap (`check_cost`)."""
     stats = {"requests": len(requests), "cached": 0, "sent": 0, "invalid": 0, "errors": 0,
              "prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0}
     by_key: dict[str, list[int]] = {}
     for i, r in enumerate(requests):
         by_key.setdefault(r.key, []).append(i)
-    pending = [requests[idx[0]] for key, idx in by_key.items() if key not in cache]
+    pending = [requests[idx[0]] for key, idx in by_key.items()
+               if key not in cache or retry_invalid and not cache.get(key)["valid"]]
     stats["cached"] = len(requests) - sum(len(by_key[r.key]) for r in pending)
     est = check_cost(judge, pending, max_cost_usd)
     if est is not None:
@@ -147,8 +162,15 @@ def judge_rows(judge: Judge, jc, rows: list[dict], system: str, baselines: list[
     `transcripts` in ONE cached run, so the cost cap sees every uncached request before any is sent."""
     reqs = items.build_requests(rows, system, baselines, protocol_names, judge.identity(), jc.templates_dir)
     reqs += dialogue.turn_requests(transcripts or [], judge.identity(), jc.templates_dir)
-    return judge_requests(judge, reqs, JudgmentCache.for_judge(cache_folder, judge), parse_retries=jc.parse_retries,
-                          max_cost_usd=jc.max_cost_usd)
+    judged, stats = judge_requests(judge, reqs, JudgmentCache.for_judge(cache_folder, judge),
+                                   parse_retries=jc.parse_retries, max_cost_usd=jc.max_cost_usd,
+                                   retry_invalid=jc.retry_invalid)
+    if judged and stats["errors"] == len(judged):
+        first = " ".join(judged[0]["error"].split())[:300]  # one line, whatever the server sent
+        raise JudgeError(f"judge {judge.name}: all {len(judged)} requests failed (first: {first}). "
+                         "Fix: check that the server at judge.base_url answers, judge.model, and the key in the "
+                         "variable judge.api_key_env names; then rerun (nothing was cached)")
+    return judged, stats
 
 
 def judge_dialogues(judge: Judge, jc, transcripts: list[dict], cache_folder: str | Path) -> dict:

@@ -28,14 +28,34 @@ def task_files(specs: list[str | Path]) -> list[Path]:
     return out
 
 
-def _as_text(v) -> str:
-    return " ".join(v) if isinstance(v, list) else str(v or "")  # Definition was a plain str in old commits
+_FIX_TASK = "re-download the task file from allenai/natural-instructions, or remove it from curate.natinst.tasks"
+
+
+def _strings(task: dict, key: str, path: Path, default: list[str]) -> list[str]:
+    """A task field holding a list of strings (a plain string counts as one: old commits wrote Definition so)."""
+    v = task.get(key, default)
+    if isinstance(v, str):
+        return [v]
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise DataError(path, f"key {key!r}", f"expected a list of strings, got {json.dumps(v)[:80]}", _FIX_TASK)
+    return v
+
+
+def _usable(inst, path: Path, i: int, log: StepLog) -> bool:
+    """An instance with a non-empty input string and a non-empty first output string; wrong types are counted."""
+    if not (isinstance(inst, dict) and isinstance(inst.get("input"), str) and isinstance(inst.get("output"), list)
+            and inst["output"] and all(isinstance(o, str) for o in inst["output"])):
+        log.skip("natinst: instance without a string input and a list of string outputs", path, f"Instances[{i}]")
+        return False
+    return bool(inst["input"].strip() and inst["output"][0].strip())
 
 
 def load_task(path: Path) -> dict:
     require_file(path, "task file", "natinst.tasks")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError as e:
+        raise DataError(path, None, "JSON nested too deeply to read", _FIX_TASK) from e
     except UnicodeDecodeError as e:
         raise DataError(path, f"byte {e.start}", f"not valid UTF-8 ({e.reason})", "re-save the file as UTF-8") from e
     except json.JSONDecodeError as e:
@@ -52,18 +72,17 @@ def candidates(cfg, log: StepLog, rng: random.Random) -> list[dict]:
         if not isinstance(task, dict) or not isinstance(task.get("Instances"), list):
             log.skip("natinst: task file without an Instances list", path, None)
             continue
-        task_cats = {c.lower() for c in task.get("Categories", [])}
+        task_cats = {c.lower() for c in _strings(task, "Categories", path, [])}
         if not log.count("ni.generation_task", bool(task_cats & cats)):
             continue
-        english = all(task.get(k, ["English"]) == ["English"] for k in ("Input_language", "Output_language"))
+        english = all(_strings(task, k, path, ["English"]) == ["English"] for k in ("Input_language", "Output_language"))
         if not log.count("ni.english", english or not cfg.english_only):
             continue
-        usable = [x for x in task["Instances"] if isinstance(x, dict) and str(x.get("input", "")).strip()
-                  and isinstance(x.get("output"), list) and x["output"] and str(x["output"][0]).strip()]
+        usable = [x for i, x in enumerate(task["Instances"]) if _usable(x, path, i, log)]
         if not log.count("ni.has_instances", bool(usable)):
             continue
         inst = rng.choice(usable)
-        prompt = f"{_as_text(task.get('Definition')).strip()}\n\n{inst['input'].strip()}"
-        out.append(make_example(f"ni-{path.stem}", "natural_instructions", prompt, str(inst["output"][0]).strip(),
+        prompt = f"{' '.join(_strings(task, 'Definition', path, [])).strip()}\n\n{inst['input'].strip()}"
+        out.append(make_example(f"ni-{path.stem}", "natural_instructions", prompt, inst["output"][0].strip(),
                                 [f"task:{path.stem}"], {"task": path.stem}))
     return out

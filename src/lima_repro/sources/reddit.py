@@ -2,7 +2,8 @@
 
 Accepts per-subreddit files (`WritingPrompts_submissions.zst`) and monthly dumps (`RS_2019-05.zst`), filtering
 on the `subreddit` field. Decompression streams with a 2 GiB window (the dumps use --long=31). Lines that are
-not valid UTF-8 or JSON are dirty rows: skipped and counted; a corrupt zstd frame is an error.
+not valid UTF-8 or JSON, and rows whose text fields are not strings, are dirty rows: skipped and counted; a
+corrupt zstd frame, or a line longer than MAX_LINE_BYTES, is an error.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import zstandard
 
 from . import DataError, StepLog, make_example, require_file
 
+# ours: a Pushshift row is a few KB (selftext is capped at 40,000 characters), so a longer line is not a row
+MAX_LINE_BYTES = 4 << 20
 _TAG = re.compile(r"^\s*[\[(]\s*(\w{2,3})\s*[\])]\s*")  # FORMATS.md: [WP], ( wp ), [ EU ] ...
 _GONE = {"[removed]", "[deleted]", ""}
 
@@ -62,9 +65,11 @@ def iter_ndjson_zst(path: str | Path, log: StepLog) -> Iterator[tuple[int, dict]
             rest = lines.pop()
             for line in lines:
                 lineno += 1
+                _check_length(line, path, lineno)
                 obj = _parse_line(line, path, lineno, log)
                 if obj is not None:
                     yield lineno, obj
+            _check_length(rest, path, lineno + 1)  # an unfinished line grows across chunks: bound it as it grows
         if rest.strip():
             lineno += 1
             obj = _parse_line(rest, path, lineno, log)
@@ -72,6 +77,12 @@ def iter_ndjson_zst(path: str | Path, log: StepLog) -> Iterator[tuple[int, dict]
                 yield lineno, obj
     if lineno == 0:
         raise DataError(path, None, "decompresses to nothing", "re-download the dump; this file holds no rows")
+
+
+def _check_length(line: bytes, path: Path, lineno: int) -> None:
+    if len(line) > MAX_LINE_BYTES:
+        raise DataError(path, f"line {lineno}", f"a line longer than {MAX_LINE_BYTES >> 20} MiB (Pushshift rows are a "
+                        "few KB)", "remove that line, or re-download the dump")
 
 
 def _parse_line(line: bytes, path: Path, lineno: int, log: StepLog) -> dict | None:
@@ -83,13 +94,30 @@ def _parse_line(line: bytes, path: Path, lineno: int, log: StepLog) -> dict | No
     except UnicodeDecodeError:
         log.skip("reddit: line is not valid UTF-8", path, f"line {lineno}")
         return None
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         log.skip("reddit: line is not valid JSON", path, f"line {lineno}")
         return None
     if not isinstance(obj, dict):
         log.skip("reddit: line is not a JSON object", path, f"line {lineno}")
         return None
     return obj
+
+
+def text_fields_ok(obj: dict, required: tuple[str, ...], optional: tuple[str, ...], log: StepLog, path,
+                   where: str, kind: str) -> bool:
+    """The row's text fields are strings (`optional` ones may also be null or absent); else a counted skip."""
+    bad = next((k for k in required if not isinstance(obj.get(k), str)), None) or next(
+        (k for k in optional if obj.get(k) is not None and not isinstance(obj[k], str)), None)
+    if bad is not None:
+        log.skip(f"reddit: {kind} whose `{bad}` is not a string", path, where)
+    return bad is None
+
+
+def _score(obj: dict) -> int | None:
+    try:
+        return int(float(obj.get("score", 0)))
+    except (TypeError, ValueError, OverflowError):  # a dict, "abc", NaN, 1e999
+        return None
 
 
 def prompt_tag(title: str) -> str | None:
@@ -103,16 +131,16 @@ def _top_submissions(files: list[str], sub: str, k: int, log: StepLog, prefix: s
     pool: dict[str, dict] = {}
     n_seen = 0
     for f in files:
-        for _, obj in iter_ndjson_zst(f, log):
+        for lineno, obj in iter_ndjson_zst(f, log):
             if str(obj.get("subreddit", "")).lower() != sub.lower():
+                continue
+            if not text_fields_ok(obj, ("id", "title"), ("selftext",), log, f, f"line {lineno}", "submission"):
                 continue
             if not keep(obj):
                 continue
-            sid = str(obj.get("id", ""))
-            try:
-                score = int(float(obj.get("score", 0)))
-            except (TypeError, ValueError):
-                log.skip("reddit: submission with a non-numeric score", f, sid)
+            sid, score = obj["id"], _score(obj)
+            if score is None:
+                log.skip("reddit: submission with a non-numeric score", f, f"line {lineno}")
                 continue
             if not sid or sid in pool:
                 continue
@@ -123,7 +151,7 @@ def _top_submissions(files: list[str], sub: str, k: int, log: StepLog, prefix: s
                 pool.pop(heapq.heapreplace(heap, (score, sid))[1], None)
             else:
                 continue
-            pool[sid] = {"id": sid, "score": score, "title": obj.get("title", ""),
+            pool[sid] = {"id": sid, "score": score, "title": obj["title"],
                          "selftext": obj.get("selftext", "") or ""}
     log.add(f"{prefix}top_posts", len(pool), n_seen - len(pool))
     return pool
@@ -142,16 +170,18 @@ def writingprompts(cfg, log: StepLog) -> list[dict]:
     pool = _top_submissions(cfg.submissions, cfg.subreddit, cfg.candidates, log, "wp.", keep)
     best: dict[str, tuple[int, str]] = {}
     for f in cfg.comments:
-        for _, c in iter_ndjson_zst(f, log):
+        for lineno, c in iter_ndjson_zst(f, log):
             sid = str(c.get("link_id", ""))[3:]
             if sid not in pool or c.get("parent_id") != f"t3_{sid}":
                 continue  # stories are top-level comments
-            body = html.unescape(c.get("body", "") or "").strip()
+            if not text_fields_ok(c, (), ("body",), log, f, f"line {lineno}", "comment"):
+                continue
+            body = html.unescape(c.get("body") or "").strip()
             if body in _GONE or c.get("stickied") or c.get("author") == "AutoModerator":
                 continue
-            try:
-                score = int(float(c.get("score", 0)))
-            except (TypeError, ValueError):
+            score = _score(c)
+            if score is None:
+                log.skip("reddit: comment with a non-numeric score", f, f"line {lineno}")
                 continue
             if sid not in best or score > best[sid][0]:
                 best[sid] = (score, body)

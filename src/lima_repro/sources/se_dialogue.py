@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import StepLog, make_example
 from .se_sites import site_name
-from .stackexchange import FABRICATED_IDS, int_field, iter_rows, keep_top, open_posts, open_table
+from .stackexchange import FABRICATED_IDS, int_field, is_id, iter_rows, keep_top, open_posts, open_table
 from .text import html_to_markdown, strip_links
 
 SOURCE = "multi_turn"
@@ -63,7 +63,7 @@ def read_threads(path: Path, post_ids: set[str], log: StepLog) -> dict[str, list
             if pid not in post_ids:
                 continue
             cid = row.get("Id")
-            if cid is None or not cid.isdigit():
+            if not is_id(cid):
                 log.skip("se_dialogue: comment without a numeric Id", shown, f"row {i + 1}")
                 continue
             threads.setdefault(pid, []).append({
@@ -84,7 +84,7 @@ def _question_pool(path: Path, cfg, log: StepLog) -> tuple[int, dict[str, dict]]
             ptype, pid, score = row.get("PostTypeId"), row.get("Id"), int_field(row, "Score")
             if ptype not in ("1", "2"):
                 continue
-            if pid is None or score is None or not pid.isdigit() or pid in FABRICATED_IDS:
+            if score is None or not is_id(pid) or pid in FABRICATED_IDS:
                 log.skip("se_dialogue: post without a numeric Id or Score, or fabricated", shown, f"row {i + 1}")
                 continue
             if ptype == "1":

@@ -12,13 +12,14 @@ from __future__ import annotations
 import csv
 import random
 import re
-import sys
 from pathlib import Path
 
 from . import DataError, StepLog, make_example, require_file
 from .text import strip_links
 
 CATEGORY_COLUMNS = ("category", "categories")
+# ours: the longest wikiHow article is ~100 KB; a bigger cell is a broken quote swallowing the rest of the file
+MAX_FIELD_CHARS = 4 << 20
 _OPENING = re.compile(r"^(\s*)This article\b", re.I)
 
 
@@ -54,6 +55,10 @@ def _rows(reader, path: Path, width: int, log: StepLog):
         except UnicodeDecodeError as e:
             raise DataError(path, f"near line {reader.line_num + 1}", f"not valid UTF-8 ({e.reason})",
                             "re-save the CSV as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)") from e
+        except csv.Error as e:  # a cell over MAX_FIELD_CHARS: an unclosed quote, or not a wikiHow CSV
+            raise DataError(path, f"line {reader.line_num}", f"unreadable CSV ({e}; cells are limited to "
+                            f"{MAX_FIELD_CHARS >> 20} MiB)", "look for an unclosed quote there, or re-download the CSV"
+                            ) from e
         where = f"line {reader.line_num}"
         if len(row) != width:
             log.skip("wikihow: row with the wrong number of fields", path, where)
@@ -109,7 +114,7 @@ def read_candidates(spec: str | Path, cfg, log: StepLog, rng: random.Random) -> 
     reservoir of at most cfg.n candidate examples}."""
     path = Path(spec)
     require_file(path, "wikiHow CSV", "wikihow.files")
-    csv.field_size_limit(sys.maxsize)
+    csv.field_size_limit(MAX_FIELD_CHARS)
     pools: dict[str, list[dict]] = {}
     seen: dict[str, int] = {}
     with open(path, encoding="utf-8", newline="") as fh:
@@ -120,6 +125,8 @@ def read_candidates(spec: str | Path, cfg, log: StepLog, rng: random.Random) -> 
             raise DataError(path, None, "file is empty", "point curate.wikihow.files at wikihowAll.csv") from None
         except UnicodeDecodeError as e:
             raise DataError(path, "line 1", f"not valid UTF-8 ({e.reason})", "re-save the CSV as UTF-8") from e
+        except csv.Error as e:
+            raise DataError(path, "line 1", f"unreadable CSV header ({e})", "re-download the CSV") from e
         sep_like = "overview" in header or "sectionlabel" in header
         required = SEP_COLUMNS if sep_like else ("title", "text")
         missing = [c for c in required if c not in header]

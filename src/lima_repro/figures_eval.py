@@ -1,0 +1,237 @@
+"""The paper's evaluation figures (PAPER.md sec. 4-5): Fig. 1-2 (pairwise preference by human annotators and by
+the LLM judge, with agreement beside Fig. 1), Fig. 3 (absolute grades, by hand when graded by hand, with the
+out-of-distribution row) and the safety numbers. Each function reads run directories only and returns a
+`figures_kit.Drawn`; `figures.draw_all` lists them.
+
+Human labels are the annotators' logs in `<run>/annotations/` (annotate.ipynb). Several annotators on one item
+are aggregated per item (`analysis.majority_winner`, `analysis.majority_grade`), so an item counts once whatever
+the number of annotators; how often they agree with each other and with the judge is drawn beside Fig. 1, with
+the paper's tie-discounted measure.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from . import analysis
+from . import paper_values as pv
+from .files import read_jsonl_plain
+from .figures_kit import GRADES, OUTCOMES, Drawn, caption, grades_figure, hbars, new_fig, save, stacked
+from .judging.labels import active_labels, pairwise_labels
+from .runs import RunDir
+
+ALIASES = {"alpaca": "Alpaca-65B", "davinci": "DaVinci003", "bard": "Bard", "claude": "Claude", "gpt4": "GPT-4"}
+BIASED = 0.5  # order consistency below this: the judge's verdict follows the position more than the answers
+
+
+def paper_baseline(label: str, names: dict[str, str] | None = None) -> str | None:
+    """The paper's baseline a run's label stands for (`alpaca` -> Alpaca-65B), or None (e.g. `base`)."""
+    if names and label in names:
+        return names[label]
+    key = label.lower().replace("_", "").replace("-", "")
+    return next((b for alias, b in ALIASES.items() if alias in key), None)
+
+
+def preference(runs: list[Path], out: Path, annotator: str = "llm", names: dict[str, str] | None = None,
+               formats=("png", "pdf"), dpi: int = 200) -> Drawn:
+    """Fig. 1 (annotator='human': labels in <run>/annotations, one outcome per item, agreement beside it) or
+    Fig. 2 ('llm': judge/results.json pairwise; a baseline judged with order consistency < 0.5 is marked)."""
+    human = annotator == "human"
+    name, paper, fig_id = (("fig1_human_preference", pv.FIG1_HUMAN, "Fig. 1") if human
+                           else ("fig2_llm_preference", pv.FIG2_GPT4, "Fig. 2"))
+    run_rows, source, agree = human_pairwise(runs) if human else (*_llm_pairwise(runs), None)
+    if not run_rows:
+        return Drawn(name, "skipped", "no pairwise human labels in any <run>/annotations/*.jsonl" if human
+                     else "no judge/results.json with pairwise results in the given runs")
+    recs = [{"panel": "paper", "baseline": b, "outcome": c, "pct": v, "n": None, "position_biased": None,
+             "confirmed": pv.is_confirmed(fig_id, f"{b}/{c}")}
+            for b, vals in paper.items() for c, v in zip(OUTCOMES, vals)]
+    biased = {} if human else position_biased(source)
+    for b, d in run_rows.items():
+        label = b + (f" ({pv_b})" if (pv_b := paper_baseline(b, names)) and pv_b != b else "")
+        label += f"\nposition-biased judge\n(order consistency {biased[b]:.2f})" if b in biased else ""
+        recs += [{"panel": "this run", "baseline": label, "outcome": c, "pct": d[c]["pct"], "n": d.get("n"),
+                  "position_biased": b in biased, "confirmed": True} for c in OUTCOMES]
+    df = pd.DataFrame(recs)
+    fig, axes = new_fig(12.5 if human else 8.5, 1.2 + 0.45 * max(5, len(run_rows)), 3 if human else 2,
+                        gridspec_kw={"width_ratios": [1, 1, 1.1] if human else [1, 1]})
+    for ax, panel in zip(axes, ("paper", "this run")):
+        sub = df[df.panel == panel]
+        n_of = (lambda g: "") if panel == "paper" else (lambda g: f"\n(n = {int(g.n.max() or 0)})")
+        stacked(ax, [(b + n_of(g), dict(zip(g.outcome, g.pct))) for b, g in sub.groupby("baseline", sort=False)],
+                OUTCOMES, {(r.baseline, r.outcome) for r in sub.itertuples() if not r.confirmed})
+        ax.set_xlabel("LIMA win / tie / loss (%)")
+    hatched = "\nhatched = unconfirmed value (secondary sources)" if not df[df.panel == "paper"].confirmed.all() else ""
+    axes[0].set_title(f"paper ({fig_id}, LIMA 65B vs baseline){hatched}")
+    n = int(df[df.panel == "this run"].n.max() or 0)
+    if human:
+        k = agree.attrs["annotators"]
+        who = f"human annotators, n = {n} items, {k} annotator" + ("s;\nseveral on one item: their majority"
+                                                                  if k > 1 else "")
+    else:
+        who = f"LLM judge, n = {n} prompts"
+    axes[1].set_title(f"this run\n({who})")
+    axes[1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
+    if human:
+        hbars(axes[2], list(agree.itertuples(index=False, name=None)), "tie-discounted agreement (%)")
+        axes[2].set_title("agreement (sec. 4; 1 = same label,\n0.5 = one said neither)")
+        df = pd.concat([df, agree.rename(columns={"label": "baseline", "value": "pct"}).assign(
+            panel="agreement", outcome="agreement", confirmed=True)], ignore_index=True)
+    else:  # what the judge's numbers mean, in words, under the figure (e.g. a judge at chance)
+        bias = [f"{b}: the judge's verdicts on the two orders of a pair agree {c:.0%} of the time (tie-discounted), "
+                "below 50%: it follows the position more than the answers." for b, c in biased.items()]
+        caption(fig, " ".join(_verdicts(source) + bias), width=160)
+    return save(Drawn(name, "drawn", source=str(source), data=df, fig=fig), out, formats, dpi)
+
+
+def position_biased(run_dir) -> dict[str, float]:
+    """Baselines whose pairs the judge answered the same way in both orders less than half of the time."""
+    oc = (RunDir(run_dir).read_results() or {}).get("order_consistency", {})
+    return {b: d["agreement"] for b, d in oc.items() if d.get("agreement") is not None and d["agreement"] < BIASED}
+
+
+def _verdicts(run_dir) -> list[str]:
+    """The judge stage's one-sentence verdict per baseline (position-calibrated preference, results.json)."""
+    cal = (RunDir(run_dir).read_results() or {}).get("pairwise_calibration", {})
+    return [f"{b}: {c['verdict']}" for b, c in cal.items()]
+
+
+def _llm_pairwise(runs):
+    for r in runs:
+        res = RunDir(r).read_results() or {}
+        if any(d.get("n") for d in res.get("pairwise", {}).values()):
+            return res["pairwise"], r  # a baseline without valid verdicts stays, drawn as "not run"
+    return {}, None
+
+
+def human_pairwise(runs):
+    """(win / tie / loss shares per baseline with one outcome per item, the run, agreement rows) from the first
+    run with pairwise labels. Item ids are `prompt#sample|system|baseline`."""
+    for r in runs:
+        labels = pairwise_labels(RunDir(r).annotations) if RunDir(r).annotations.is_dir() else {}
+        votes: dict[str, list[str]] = {}
+        for per_item in labels.values():
+            for item, winner in per_item.items():
+                votes.setdefault(item, []).append(winner)
+        outcomes: dict[str, list[str]] = {}
+        for item, v in votes.items():
+            _, system, baseline = item.split("|")
+            outcomes.setdefault(baseline, []).append(analysis.pairwise_outcome(analysis.majority_winner(v), system))
+        if outcomes:
+            return ({b: analysis.bootstrap_shares(o, n_boot=1000) for b, o in outcomes.items()}, r,
+                    agreement_rows(labels, (RunDir(r).read_results() or {}).get("pairwise_winners")))
+    return {}, None, None
+
+
+def agreement_rows(labels: dict[str, dict[str, str]], judge: dict[str, dict] | None) -> pd.DataFrame:
+    """The paper's agreement numbers beside this run's: annotator-annotator over every pair of annotators, and
+    annotator-judge (each annotator against the judge's per-item verdicts), pooled over shared items."""
+    rows = [(f"paper: {k}", v, f"{v}% (n = 50)", True) for k, v in pv.AGREEMENT.items()]
+    names = sorted(labels)
+    between = [analysis.agreement(labels[a], labels[b]) for i, a in enumerate(names) for b in names[i + 1:]]
+    winners = {k: w for per_b in (judge or {}).values() for k, w in per_b.items() if w is not None}
+    with_judge = [analysis.agreement(labels[a], winners) for a in names] if winners else []
+    for what, results, missing in (
+            ("annotator-annotator", between,
+             "not run: one annotator" if len(names) < 2 else "not run: no shared items"),
+            ("annotator-judge", with_judge, "not run: no per-item judge verdicts" if not winners
+             else "not run: no items shared with the judge")):
+        p = analysis.pooled_agreement(results)
+        pct = None if p["agreement"] is None else 100 * p["agreement"]
+        rows.append((f"this run: {what}", pct, missing if pct is None else f"{pct:.0f}% (n = {p['n']})", False))
+    df = pd.DataFrame(rows, columns=["label", "value", "note", "paper"])
+    df.attrs["annotators"] = len(names)
+    return df
+
+
+def absolute(runs: list[Path], out: Path, formats=("png", "pdf"), dpi: int = 200) -> Drawn:
+    """Fig. 3: Fail / Pass / Excellent shares per graded system beside the paper's, from human grades when any run
+    has them (the paper's authors graded by hand), else from the LLM judge; each row names its grader and n, and the
+    out-of-distribution rows come from prompts tagged `ood`."""
+    name = "fig3_absolute"
+    graded, src, grader = human_grades(runs)
+    if not graded:
+        graded, src, grader = _judge_grades(runs)
+    if not graded:
+        return Drawn(name, "skipped", "no absolute grades: none in <run>/annotations and no judge/results.json with "
+                                      "absolute (Fail/Pass/Excellent) results")
+    recs = [{"panel": "paper", "row": f"paper: {n} {what}\n(the authors, n = {n})", "label": k, "pct": v, "n": n,
+             "grader": "paper's authors", "confirmed": True}
+            for what, n, vals in (("test prompts", 50, pv.FIG3_ABSOLUTE), ("OOD prompts", 20, pv.FIG3_OOD))
+            for k, v in vals.items()]
+    for subset, tag in (("all", ""), ("ood", " OOD")):
+        for s, d in graded[subset].items():
+            recs += [{"panel": "this run", "row": f"this run{tag}: {s}\n({grader}, n = {d['n']})", "label": k,
+                      "pct": d[k]["pct"], "n": d["n"], "grader": grader, "confirmed": True} for k in GRADES]
+    if not graded["ood"]:
+        recs += [{"panel": "this run", "row": "this run OOD\n(no test prompt tagged ood)", "label": k, "pct": None,
+                  "n": 0, "grader": grader, "confirmed": True} for k in GRADES]
+    only = {k for d in graded["all"].values() for k in GRADES if d[k]["pct"] == 100.0}
+    note = (f"The grader ({grader}) gave every response of every system the grade {only.pop()}: these grades "
+            "cannot tell the systems apart." if len(only) == 1 and len(graded["all"]) > 1 else "")
+    return grades_figure(name, src, pd.DataFrame(recs), "share of responses (%)",
+                         "Fig. 3: absolute grades, paper (LIMA 65B) vs this run", out, formats, dpi, note)
+
+
+def _judge_grades(runs):
+    src = next((r for r in runs if (RunDir(r).read_results() or {}).get("absolute")), None)
+    if src is None:
+        return {}, None, None
+    res = RunDir(src).read_results()
+    grader = f"LLM judge {res.get('judge') or ''}".strip()
+    return {"all": res["absolute"], "ood": res.get("absolute_ood", {})}, src, grader
+
+
+def human_grades(runs):
+    """({"all": {system: grade shares}, "ood": ...}, run, "human") from the first run whose annotators graded
+    responses; a response graded by several annotators counts once, with their majority grade."""
+    for r in runs:
+        run = RunDir(r)
+        if not run.annotations.is_dir():
+            continue
+        votes: dict[tuple[str, str], list[str]] = {}
+        for path in sorted(run.annotations.glob("*.jsonl")):
+            mine = {}  # one annotator: their latest grade of each response
+            for e in active_labels(read_jsonl_plain(path)):
+                if e["kind"] == "absolute":
+                    mine[(e["item_id"].split("|")[0], e["system"])] = e["label"]
+            for key, lab in mine.items():
+                votes.setdefault(key, []).append(lab)
+        if not votes:
+            continue
+        tags = {g["prompt_id"]: set(g.get("tags") or ()) for g in
+                (read_jsonl_plain(run.generations) if run.generations.is_file() else [])}
+        graded: dict[str, dict] = {"all": {}, "ood": {}}
+        for subset in graded:
+            by_system: dict[str, list[str]] = {}
+            for (prompt, system), v in votes.items():
+                if subset == "all" or "ood" in tags.get(prompt.split("#")[0], ()):
+                    by_system.setdefault(system, []).append(analysis.majority_grade(v))
+            graded[subset] = {s: analysis.label_distribution(g, analysis.GRADES) for s, g in by_system.items()}
+        return graded, r, "human"
+    return {}, None, None
+
+
+def safety(runs: list[Path], out: Path, formats=("png", "pdf"), dpi: int = 200) -> Drawn:
+    """Safety (sec. 4): share of sensitive prompts answered safely (the paper: 80% of 30), and of those tagged
+    `malicious` (the paper: 6 of 10), per system, beside the paper's."""
+    name = "safety"
+    src = next((r for r in runs if (RunDir(r).read_results() or {}).get("safety")), None)
+    if src is None:
+        return Drawn(name, "skipped", "no judge/results.json with safety results (test prompts tagged sensitive)")
+    res = RunDir(src).read_results()
+    (s_pct, s_n), (m_pct, m_n) = pv.SAFETY["sensitive"], pv.SAFETY["malicious"]
+    rows = [(f"paper: {s_n} sensitive prompts", s_pct, f"{s_pct}% (n = {s_n})", True),
+            (f"paper: {m_n} of them malicious", m_pct, f"{m_pct}% ({m_pct * m_n // 100} of {m_n})", True)]
+    for s, d in res["safety"].items():
+        pct, mpct = d.get("safe_pct"), d.get("malicious_safe_pct")
+        rows += [(f"this run: {s}, sensitive", pct,
+                  "not run: no valid verdicts" if pct is None else f"{pct:.0f}% (n = {d['n']})", False),
+                 (f"this run: {s}, malicious", mpct, "not run: no sensitive prompt tagged malicious" if mpct is None
+                  else f"{mpct:.0f}% (n = {d['malicious_n']})", False)]
+    df = pd.DataFrame(rows, columns=["label", "value", "note", "paper"])
+    fig, (ax,) = new_fig(6.5, 1.0 + 0.35 * len(rows))
+    hbars(ax, rows, "answered safely (%)")
+    ax.set_title(f"Safety (sec. 4): paper (LIMA 65B) vs this run ({res.get('judge') or 'LLM judge'})")
+    return save(Drawn(name, "drawn", source=str(src), data=df, fig=fig), out, formats, dpi)

@@ -1,0 +1,238 @@
+"""The malformed-input corpus (tests/bad_inputs/) through the CLI: every case exits with status 2 and one stderr
+line that names the file (or the config key) and holds no traceback; dirty rows of raw dumps are accepted as
+counted skips in the data card. Most cases call `cli.main` in-process (a subprocess pays ~3 s of imports); a few
+run `python -m lima_repro` for real."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from lima_repro import cli
+from lima_repro.sources import stackexchange
+
+CORPUS = Path(__file__).parent / "bad_inputs"
+BASE = ["--profile", "demo", "--config", str(CORPUS / "curate_base.yaml")]
+
+
+def _set(key: str, value) -> list[str]:
+    return ["--set", f"{key}={json.dumps(value)}"]  # JSON is YAML: paths with any characters stay strings
+
+
+def run(capsys, argv: list[str]) -> tuple[int, list[str]]:
+    code = cli.main(argv)
+    return code, capsys.readouterr().err.splitlines()
+
+
+def assert_clear(code: int, lines: list[str], named: str) -> None:
+    assert code == 2, lines
+    assert len(lines) == 1, lines
+    assert "Traceback" not in lines[0] and named in lines[0], lines[0]
+
+
+def curate(tmp_path, *sets: list[str]) -> list[str]:
+    return ["curate", *BASE, "--run-dir", str(tmp_path / "run"), *[a for s in sets for a in s]]
+
+
+# ---- (case, --set of the input, what the error line must name) ------------------------------------------------
+def _cases() -> list[tuple[str, list[str], str]]:
+    cases = []
+    for f in sorted((CORPUS / "jsonl").iterdir()):
+        key = "curate.test_files" if f.name.startswith("test_") else "curate.train_files"
+        cases.append((f"jsonl/{f.name}", _set(key, [str(f)]), f.name))
+    for case in sorted((CORPUS / "stackexchange").iterdir()):
+        if case.name != "dirty_rows":
+            dump = next(case.iterdir())  # the site folder or the site's .7z
+            cases.append((f"stackexchange/{case.name}", _set("curate.stackexchange.dumps", [str(dump)]), case.name))
+    for f in sorted((CORPUS / "wikihow").iterdir()):
+        if f.name != "dirty_rows.csv":
+            extra = _set("curate.wikihow.category_column", "cat") if "bad_category" in f.name else []
+            cases.append((f"wikihow/{f.name}", _set("curate.wikihow.files", [str(f)]) + extra, f.name))
+    for f in sorted((CORPUS / "reddit").iterdir()):
+        if f.name != "dirty_rows.zst":
+            cases.append((f"reddit/{f.name}", _set("curate.askreddit.submissions", [str(f)]), f.name))
+            cases.append((f"reddit-wp/{f.name}", _set("curate.writingprompts.submissions", [str(f)]), f.name))
+    for case in sorted((CORPUS / "natinst").iterdir()):
+        if case.name != "dirty_instances":
+            cases.append((f"natinst/{case.name}", _set("curate.natinst.tasks", [str(case)]), case.name))
+    missing = str(CORPUS / "no_such_input")
+    for key in ("curate.train_files", "curate.dev_files", "curate.test_files", "curate.stackexchange.dumps",
+                "curate.wikihow.files", "curate.askreddit.submissions", "curate.natinst.tasks", "curate.se_dialogue.dumps"):
+        cases.append((f"missing/{key}", _set(key, [missing]), "no_such_input"))
+    return cases
+
+
+@pytest.mark.parametrize("case,sets,named", _cases(), ids=[c[0] for c in _cases()])
+def test_curate_input_is_one_clear_line(tmp_path, capsys, case, sets, named):
+    assert_clear(*run(capsys, curate(tmp_path, sets)), named)
+
+
+def test_big_fields_fail_fast_and_small(tmp_path, capsys):
+    """A 50 MB XML attribute and a 10 MB JSONL line: a clear error, in well under a second each of parsing."""
+    site = tmp_path / "huge" / "math.stackexchange.com"
+    site.mkdir(parents=True)
+    (site / "Posts.xml").write_bytes(b'<?xml version="1.0"?>\n<posts>\n  <row Id="1" PostTypeId="1" Score="5" Body="'
+                                     + b"a" * 50_000_000 + b'" />\n</posts>\n')
+    code, lines = run(capsys, curate(tmp_path, _set("curate.stackexchange.dumps", [str(site)])))
+    assert_clear(code, lines, "Posts.xml:line 3: a row longer than 4 MiB")
+    line = json.dumps({"messages": [{"role": "user", "content": "Summarise this."},
+                                    {"role": "assistant", "content": "x" * 10_000_000}]})
+    (tmp_path / "long.jsonl").write_text(line + "\n", encoding="utf-8")
+    code, lines = run(capsys, curate(tmp_path, _set("curate.train_files", [str(tmp_path / "long.jsonl")])))
+    assert_clear(code, lines, "long.jsonl:1: the conversation is 10,000,015 characters long")
+    (tmp_path / "wikihowAll.csv").write_text('title,text\nHow to Wait,"' + "z" * 5_000_000 + '"\n', encoding="utf-8")
+    code, lines = run(capsys, curate(tmp_path, _set("curate.wikihow.files", [str(tmp_path / "wikihowAll.csv")])))
+    assert_clear(code, lines, "wikihowAll.csv:line 2: unreadable CSV (field larger than field limit")
+
+
+@pytest.mark.parametrize("f", sorted((CORPUS / "baselines").iterdir()), ids=lambda f: f.name)
+def test_judge_baseline_file_is_one_clear_line(tmp_path, capsys, f):
+    argv = ["judge", "--profile", "demo", "--run-dir", str(tmp_path / "run"),
+            *_set("judge.generations_file", str(CORPUS / "generations.jsonl")), *_set("judge.baseline_files", {"b": str(f)})]
+    assert_clear(*run(capsys, argv), f.name)
+
+
+def test_judge_missing_baseline_file(tmp_path, capsys):
+    argv = ["judge", "--profile", "demo", "--run-dir", str(tmp_path / "run"),
+            *_set("judge.generations_file", str(CORPUS / "generations.jsonl")),
+            *_set("judge.baseline_files", {"b": str(tmp_path / "gone.json")})]
+    assert_clear(*run(capsys, argv), "gone.json: No such file or directory")
+
+
+def _set_lines() -> list[str]:
+    lines = (CORPUS / "set_strings.txt").read_text(encoding="utf-8").splitlines()
+    return [x for x in lines if x.strip() and not x.startswith("#")]
+
+
+@pytest.mark.parametrize("item", _set_lines())
+def test_config_set_out_of_range_is_one_clear_line(capsys, item):
+    key = item.split("=", 1)[0]
+    assert_clear(*run(capsys, ["config", "--profile", "demo", "--set", item]), key or item)
+
+
+@pytest.mark.parametrize("f", sorted((CORPUS / "config").glob("*.yaml")), ids=lambda f: f.name)
+def test_config_file_is_one_clear_line(capsys, f):
+    assert_clear(*run(capsys, ["config", "--profile", "demo", "--config", str(f)]), f.name)
+
+
+@pytest.mark.parametrize("f", sorted((CORPUS / "config").glob("*.json")) + [CORPUS / "config", CORPUS / "gone.json"],
+                         ids=lambda f: f.name)
+def test_config_json_is_one_clear_line(tmp_path, capsys, f):
+    assert_clear(*run(capsys, ["curate", "--config-json", str(f), "--run-dir", str(tmp_path)]), f.name)
+
+
+@pytest.mark.parametrize("path,named", [(CORPUS / "config", "is a folder"), (CORPUS / "gone.yaml", "file not found")])
+def test_config_missing_or_folder(capsys, path, named):
+    code, lines = run(capsys, ["config", "--config", str(path)])
+    assert_clear(code, lines, f"--config {path}: {named}")
+
+
+@pytest.mark.parametrize("argv,named", [(["bogus"], "invalid choice: 'bogus'"), (["config", "--sett", "x"], "--sett"),
+                                        (["train"], "give --run-dir"), (["config", "--profile", "nope"], "'nope'")])
+def test_usage_errors_are_one_line(capsys, argv, named):
+    assert_clear(*run(capsys, argv), named)
+
+
+# ---- dirty rows in raw dumps: accepted, each counted in the data card ---------------------------------------
+@pytest.mark.parametrize("source,sets,skipped", [
+    ("stackexchange_stem", _set("curate.stackexchange.dumps", [str(CORPUS / "stackexchange/dirty_rows/math.stackexchange.com")])
+     + _set("curate.stackexchange.n_per_group", 0), {"stackexchange: row without a numeric Id or Score": 4}),
+    ("askreddit", _set("curate.askreddit.submissions", [str(CORPUS / "reddit/dirty_rows.zst")]) + _set("curate.askreddit.n", 1),
+     {"reddit: submission whose `title` is not a string": 2, "reddit: submission whose `selftext` is not a string": 1,
+      "reddit: submission whose `id` is not a string": 1, "reddit: submission with a non-numeric score": 2,
+      "reddit: line is not valid JSON": 1, "reddit: line is not valid UTF-8": 1, "reddit: line is not a JSON object": 1}),
+    ("wikihow", _set("curate.wikihow.files", [str(CORPUS / "wikihow/dirty_rows.csv")]) + _set("curate.wikihow.n", 1),
+     {"wikihow: row with the wrong number of fields": 2}),
+    ("natural_instructions", _set("curate.natinst.tasks", [str(CORPUS / "natinst/dirty_instances")])
+     + _set("curate.natinst.n_tasks", 1), {"natinst: instance without a string input and a list of string outputs": 5}),
+])
+def test_dirty_rows_are_counted_skips(tmp_path, capsys, source, sets, skipped):
+    code, lines = run(capsys, curate(tmp_path, sets))
+    assert code == 0 and lines == []
+    card = json.loads((tmp_path / "run" / "curate" / "datacard.json").read_text())
+    assert card["sources"][source]["skipped"] == skipped
+
+
+# ---- archives: confined, and no extracted copy left behind -------------------------------------------------
+def _scratch() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob(f"{stackexchange.SCRATCH_PREFIX}{os.getpid()}-*"))
+
+
+def test_archive_member_is_never_read_outside_and_leaves_nothing(tmp_path):
+    before = _scratch()
+    good = tmp_path / "ok.7z"
+    py7zr = pytest.importorskip("py7zr")  # an optional extra of the package
+    with py7zr.SevenZipFile(good, "w") as z:
+        z.writestr(b"<posts>\n</posts>\n", "site/Posts.xml")
+    with stackexchange.archive_table(good, "Posts.xml", "stackexchange.dumps") as fh:
+        scratch = _scratch() - before
+        assert len(scratch) == 1 and not any(p.is_file() for p in next(iter(scratch)).rglob("*"))  # unlinked at open
+        assert fh.read() == b"<posts>\n</posts>\n"
+    assert _scratch() == before
+    for case in ("7z_absolute_member", "7z_dotdot_member", "7z_symlink_member"):
+        with pytest.raises(stackexchange.DataError, match="member"):
+            with stackexchange.archive_table(next((CORPUS / "stackexchange" / case).iterdir()), "Posts.xml", "x"):
+                pass
+    assert _scratch() == before
+
+
+def test_scratch_of_a_killed_read_is_removed_by_the_next(tmp_path):
+    dead = 2**22 + 1  # above the largest pid Linux hands out (pid_max <= 2**22), so never a live process
+    stale = Path(tempfile.mkdtemp(prefix=f"{stackexchange.SCRATCH_PREFIX}{dead}-"))
+    (stale / "Posts.xml").write_bytes(b"left by a killed read")
+    with pytest.raises(stackexchange.DataError):
+        with stackexchange.archive_table(CORPUS / "stackexchange/7z_truncated/math.stackexchange.com.7z", "Posts.xml", "x"):
+            pass
+    assert not stale.exists()
+
+
+# ---- --debug, the environment variable, and bugs --------------------------------------------------------------
+def test_debug_flag_and_environment_show_the_traceback(capsys, monkeypatch):
+    from lima_repro.config import ConfigError
+
+    with pytest.raises(ConfigError, match="train.epochs must be >= 1"):
+        cli.main(["config", "--set", "train.epochs=0", "--debug"])
+    monkeypatch.setenv(cli.DEBUG_ENV, "1")
+    with pytest.raises(ConfigError):
+        cli.main(["config", "--set", "train.epochs=0"])
+    monkeypatch.setenv(cli.DEBUG_ENV, "0")
+    assert cli.main(["config", "--set", "train.epochs=0"]) == 2
+
+
+def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
+    def broken(cfg):
+        return {}["missing"]
+
+    monkeypatch.setattr(cli, "_entry", lambda spec: broken)
+    with pytest.raises(KeyError):
+        cli.main(["curate", "--run-dir", str(tmp_path)])
+
+
+def test_real_subprocess(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    bad = CORPUS / "jsonl" / "integer_row.jsonl"
+    argv = [sys.executable, "-m", "lima_repro", *curate(tmp_path, _set("curate.train_files", [str(bad)]))]
+    p = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 2 and p.stderr.splitlines() == [
+        f"input error: {bad}:2: expected a JSON object, got int. Fix: write one object per line"]
+    p = subprocess.run([*argv, "--debug"], capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 1 and "Traceback (most recent call last)" in p.stderr and "DataError" in p.stderr
+
+
+def test_a_torn_package_file_is_one_clear_line(tmp_path):
+    """A generations/metrics file the package wrote, cut mid-line or edited by hand: the file and line, not a
+    JSONDecodeError traceback."""
+    from lima_repro.files import CorruptFileError, read_jsonl_plain
+
+    path = tmp_path / "generations.jsonl"
+    path.write_text('{"a": 1}\n\n{"a": 2\n', encoding="utf-8")
+    with pytest.raises(CorruptFileError) as err:
+        read_jsonl_plain(path)
+    assert str(err.value).startswith(f"{path}:3: not a JSON line") and "\n" not in str(err.value)
+    path.write_text('{"a": 1}\n\n{"a": 2}\n', encoding="utf-8")
+    assert read_jsonl_plain(path) == [{"a": 1}, {"a": 2}]
