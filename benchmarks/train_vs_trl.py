@@ -22,8 +22,9 @@ alternate A B B A ... (`--rounds`) so machine load hits both sides alike. Identi
 TRL runs at its fastest correct setting by default (`--trl-mode padding_free`): its padding-free collator
 concatenates each micro-batch into one row with `position_ids` restarting per example and no attention mask;
 transformers derives block-diagonal attention from those `position_ids`, so no token attends across examples.
-The benchmark checks that rather than trusting it: the per-step losses must equal lima_repro's (which packs with
-an explicit block mask), otherwise the TRL setting is not correct and the line says so. `--trl-mode padded` is
+The benchmark checks that rather than trusting it: the first step's loss (identical weights on both sides) must
+equal lima_repro's (which packs with an explicit block mask), otherwise the TRL setting is not correct and a
+WARNING line says so. `--trl-mode padded` is
 TRL's default padded collator. The benchmark prints the SFTConfig arguments it used.
 
 Throughput counts real (non-padding) tokens. Memory is the worker's RSS high-water mark (VmHWM) during training,
@@ -243,9 +244,12 @@ def main() -> None:
           if all(i["peak_reset"] for i in info.values()) else "process including model loading"))
     (l_tps, l_mem, l_loss), (t_tps, t_mem, t_loss) = summary["lima_repro"], summary["trl"]
     diff = max(per_step + [abs(l_loss - t_loss)])
-    if diff > (1e-5 if phases["trl"][0]["trl_args"]["bf16"] is False else 2e-2):
-        print(f"WARNING: losses differ by {diff:.2e}: this TRL setting does not compute the same loss (e.g. attention "
-              "across packed examples); its speed is not a fair comparison")
+    # The first step's loss comes from identical weights, so any attention across packed examples shows there; later
+    # steps add the two optimizers' rounding (fp32: ~1e-5 after one update; bf16 autocast: ~1e-2).
+    tol = 1e-5 if phases["trl"][0]["trl_args"]["bf16"] is False else 2e-3
+    if per_step[0] > tol:
+        print(f"WARNING: first-step losses differ by {per_step[0]:.2e} (> {tol:g}) from identical weights: this TRL "
+              "setting does not compute the same loss (e.g. attention across packed examples); not a fair comparison")
     print(f"speedup={l_tps / t_tps:.3f} spread={min(round_ratios):.3f}-{max(round_ratios):.3f} "
           f"memory_ratio={l_mem / t_mem:.3f} loss_diff={diff:.2e}")
 

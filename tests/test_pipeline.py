@@ -86,8 +86,15 @@ def test_demo_pipeline_end_to_end(tmp_path):
     ablations = json.loads((run_dir / "ablations" / "summary.json").read_text())
     assert [c["condition"] for c in ablations["conditions"]] == ["se_filtered"]
     assert ablations["conditions"][0]["status"] == "ok", ablations["conditions"][0]
-    figures = recorded(nbs / "06_figures.ipynb", "figures_summary")
-    assert figures and (run_dir / "figures" / "table1_datacard.md").exists()
+    figures = recorded(nbs / "06_figures.ipynb", "figures_summary")  # figure -> "drawn" or "skipped: <why>"
+    drawn = {name for name, status in figures.items() if status == "drawn"}
+    assert {"fig2_llm_preference", "fig3_absolute", "fig5_ablations", "fig9_perplexity_vs_score",
+            "table1_datacard"} <= drawn
+    assert {"fig6_quantity", "fig7_dialogue", "safety"} <= set(figures)  # drawn or skipped, never silently missing
+    assert figures["fig1_human_preference"].startswith("skipped: no pairwise human labels")  # nobody annotated
+    for name in drawn - {"table1_datacard"}:  # the image and the CSV of exactly what it draws
+        assert (run_dir / "figures" / f"{name}.png").is_file() and (run_dir / "figures" / f"{name}.csv").is_file()
+    assert (run_dir / "figures" / "table1_datacard.md").exists()
 
 
 def test_tiny_pipeline_terminal_saved_progress_and_rerun_from_the_notebooks_folder(tmp_path, tiny_llama, capfd,
