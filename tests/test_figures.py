@@ -204,6 +204,11 @@ def test_copy_to_repository_names_the_copies_with_relative_paths(run, tmp_path, 
     assert json.loads((run / "figures" / "figures_summary.json").read_text())["runs"] == [str(run.resolve())]
 
 
+def caption_of(drawn) -> str:
+    """The caption under a figure as one line (it is wrapped to the figure's width)."""
+    return " ".join(drawn.fig._supxlabel.get_text().split())
+
+
 def test_figures_say_in_words_when_the_judge_cannot_tell_systems_apart(run, tmp_path):
     """A judge whose numbers cannot move is stated under the figure, not left for the reader to guess."""
     res = json.loads((run / "judge" / "results.json").read_text())
@@ -211,11 +216,10 @@ def test_figures_say_in_words_when_the_judge_cannot_tell_systems_apart(run, tmp_
     res["absolute"] = {"epoch-2": grades(0, 0, 100), "base": grades(0, 0, 100)}
     res["pairwise_calibration"] = {"base": {"verdict": "The judge cannot tell epoch-2 from base: a coin flip."}}
     write_json(run / "judge" / "results.json", res)
-    caption = figures.absolute([run], tmp_path).fig._supxlabel.get_text()
-    assert "gave every response of every system the grade Fail" in caption
-    assert "cannot tell epoch-2 from base" in figures.preference([run], tmp_path, "llm").fig._supxlabel.get_text()
+    assert "gave every response of every system the grade Fail" in caption_of(figures.absolute([run], tmp_path))
+    assert "cannot tell epoch-2 from base" in caption_of(figures.preference([run], tmp_path, "llm"))
     summ = json.loads((run / "ablations" / "summary.json").read_text())
     for c in summ["conditions"]:
         c.get("likert", {}).update(mean=1.0, lo=1.0, hi=1.0)
     write_json(run / "ablations" / "summary.json", summ)
-    assert "same mean score (1.00)" in figures.ablation_means([run], tmp_path).fig._supxlabel.get_text()
+    assert "same mean score (1.00)" in caption_of(figures.ablation_means([run], tmp_path))

@@ -139,8 +139,9 @@ def ablation_means(runs, out, formats=("png", "pdf"), dpi: int = 200) -> Drawn:
     notes = [stage_note(summ) + same_score_note(run["mean"])]
     target = summ.get("n_examples_target")
     off = [f"{r.run_condition} ({r.n_examples:.0f})" for r in run.itertuples() if target and r.n_examples != target]
-    notes.append((f"This run: {target} training examples per condition" if target else "This run:")
-                 + f"{'; size differs: ' + ', '.join(off) if off else ''}; n = test prompts judged.")
+    parts = [f"This run: {target} training examples per condition"] if target else []
+    parts += [f"size differs: {', '.join(off)}"] if off else []
+    notes.append("; ".join(parts + ["n = test prompts judged."]))
     caption(fig, " ".join(notes), width=110)
     return save(Drawn(name, "drawn", source=str(src), data=df, fig=fig), out, formats, dpi)
 
