@@ -20,21 +20,7 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-
-def _status_kb(key: str) -> int:
-    for line in open("/proc/self/status"):
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
-        return True
-    except OSError:
-        return False
+from rss import reset_peak, status_kb  # noqa: E402  (benchmarks/rss.py: run as a script, its folder is on sys.path)
 
 
 def worker(conn, side: str, n_examples: int) -> None:
@@ -59,10 +45,10 @@ def worker(conn, side: str, n_examples: int) -> None:
         loss.fused_linear_cross_entropy = fused
     acc = Accelerator(cpu=True, mixed_precision="bf16" if precision == "bf16" else "no")
     evaluate_perplexity(loss_model, examples[:1], tokenizer.pad_token_id, 4, acc.autocast)  # warm-up
-    reset = _reset_peak()
+    reset = reset_peak()
     t0 = time.perf_counter()
     ev = evaluate_perplexity(loss_model, examples, tokenizer.pad_token_id, cfg.train.micro_batch_size, acc.autocast)
-    conn.send({"seconds": time.perf_counter() - t0, "peak_kb": _status_kb("VmHWM"), "reset": reset,
+    conn.send({"seconds": time.perf_counter() - t0, "peak_kb": status_kb("VmHWM"), "reset": reset,
                "perplexity": ev["perplexity"], "tokens": ev["eval_tokens"], "precision": precision,
                "threads": torch.get_num_threads()})
 

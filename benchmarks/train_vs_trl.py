@@ -44,21 +44,7 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-
-def _status_kb(key: str) -> int:
-    for line in open("/proc/self/status"):
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
-        return True
-    except OSError:
-        return False
+from rss import reset_peak, status_kb  # noqa: E402  (benchmarks/rss.py: run as a script, its folder is on sys.path)
 
 
 def _setup(opts):
@@ -99,14 +85,14 @@ def lima_worker(conn, opts) -> None:
     acc = Accelerator(cpu=True)
     loss_model, optimizer, scheduler = prepare_training(acc, model, t, t.max_steps)
     loss_model.train()
-    load_peak, reset = _status_kb("VmHWM"), _reset_peak()
+    load_peak, reset = status_kb("VmHWM"), reset_peak()
     out = []
     for step in range(t.max_steps):
         t0 = time.perf_counter()
         row = train_step(acc, loss_model, optimizer, scheduler, train_set, t, step, per_epoch, tokenizer.pad_token_id)
         out.append({"seconds": time.perf_counter() - t0, "loss": row["loss"], "lr": row["lr"],
                     "real_tokens": row["tokens"], "processed_tokens": row["tokens"]})
-    conn.send({"steps": out, "peak_kb": _status_kb("VmHWM"), "load_peak_kb": load_peak, "peak_reset": reset,
+    conn.send({"steps": out, "peak_kb": status_kb("VmHWM"), "load_peak_kb": load_peak, "peak_reset": reset,
                "threads": torch.get_num_threads()})
 
 
@@ -173,9 +159,9 @@ def trl_worker(conn, opts) -> None:
     args = SFTConfig(output_dir=tempfile.mkdtemp(prefix="trl_bench_"), **trl_args)
     trainer = LimaOrderSFT(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
                            callbacks=[record := Record()])
-    load_peak, reset = _status_kb("VmHWM"), _reset_peak()
+    load_peak, reset = status_kb("VmHWM"), reset_peak()
     trainer.train()
-    conn.send({"steps": record.out, "peak_kb": _status_kb("VmHWM"), "load_peak_kb": load_peak, "peak_reset": reset,
+    conn.send({"steps": record.out, "peak_kb": status_kb("VmHWM"), "load_peak_kb": load_peak, "peak_reset": reset,
                "threads": torch.get_num_threads(), "trl_args": trl_args})
 
 
