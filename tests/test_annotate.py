@@ -113,3 +113,17 @@ def test_a_complete_last_line_without_newline_is_kept_and_a_bad_middle_line_is_a
     log.write_text("not json\n" + log.read_text())
     with pytest.raises(DataError, match=r"bob.jsonl:line 1: not a label event"):
         read_log(log)
+
+
+@pytest.mark.parametrize("event,missing", [
+    ('{"id": "a", "event": "label", "kind": "pairwise", "annotator": "bob", "item_id": "i"}', "winner"),
+    ('{"id": "a", "event": "label", "annotator": "bob", "item_id": "i", "winner": "x"}', "kind"),
+    ('{"event": "label", "kind": "absolute", "item_id": "i", "system": "s", "label": "Pass"}', "id"),
+    ('{"id": "b", "event": "undo", "item_id": "i"}', "target"),
+])
+def test_an_event_without_the_fields_its_type_needs_is_an_error(tmp_path, event, missing):
+    from lima_repro.data import DataError
+
+    (tmp_path / "bob.jsonl").write_text(event + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=rf"bob.jsonl:line 1: a `\w+` event without {missing}\. Fix: repair"):
+        pairwise_labels(tmp_path)

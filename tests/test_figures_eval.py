@@ -127,6 +127,16 @@ def test_fig3_from_human_grades_with_grader_n_and_ood_row(run, tmp_path):
     assert set(csv[csv.panel == "this run"].grader) == {"human"}
 
 
+def test_fig3_reads_past_a_torn_last_line_and_one_system_all_fail_is_no_same_grade_note(run, tmp_path):
+    with open(run / "annotations" / "b.jsonl", "ab") as fh:
+        fh.write(b'{"event": "label", "kind": "abso')  # a write cut short: no newline, not JSON
+    with pytest.warns(UserWarning, match="cut short"):
+        d = figures.absolute([run], tmp_path)
+    assert widths(d.fig.axes[0])[6:9] == [0, 66.67, 33.33]  # epoch-2 as without the torn line
+    # base got 100% Fail, epoch-2 a mix: the grader did tell them apart, so no "every system" note
+    assert d.fig._supxlabel is None  # no caption at all
+
+
 def test_fig3_from_the_judge_without_human_grades_says_when_no_prompt_is_ood(run, tmp_path):
     for f in (run / "annotations").iterdir():
         f.unlink()

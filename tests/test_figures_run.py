@@ -100,7 +100,8 @@ def test_table1_of_a_run_with_split_stack_exchange_keeps_the_paper_rows(tmp_path
     df = figures.table1(rows)
     assert list(df.row)[:2] == ["Stack Exchange (STEM)", "Stack Exchange (Other)"]
     assert plain(df.iloc[-2]) == ["not a paper source", None, None, None, "code, advice", 4, None, None]
-    assert df.iloc[-1].n == 7 and df.iloc[-1].paper_n == 1030
+    assert df.iloc[-1].n == 7 and df.iloc[-1].paper_n == 1000  # no multi_turn source: the chains are no row
+    assert "Dialogue chains (sec. 1, the 1,030 set)" not in list(df.row)
     assert plain(df[df.row == "wikiHow"].iloc[0])[4:] == ["", 0, None, None]  # no wikiHow in this run
 
 

@@ -8,12 +8,14 @@ import re
 import pytest
 
 from lima_repro.config import Config, JudgeConfig
+from lima_repro.data import DataError
 from lima_repro.judge import run_judge
-from lima_repro.select_checkpoint import select_checkpoint
+from lima_repro.select_checkpoint import in_window, select_checkpoint
 from lima_repro.judging import Completion, Judge, protocols
 from lima_repro.judging.items import build_requests, import_baseline
 from lima_repro.judging.local import HFJudge, label_tokens
-from lima_repro.files import read_jsonl_plain, write_jsonl
+from lima_repro.judging.runner import JudgmentCache
+from lima_repro.files import CorruptFileError, read_jsonl_plain, write_jsonl
 from helpers import PROMPTS, ScriptJudge, generation_rows, tiny_model, tiny_tokenizer
 
 
@@ -114,6 +116,16 @@ def test_resume_after_interruption_without_duplicates(tmp_path):
     assert len(judged) == 26 and len({j["key"] for j in judged}) == 26 and all(j["valid"] for j in judged)
 
 
+@pytest.mark.parametrize("bad", ['{"key": "trunc', '[1, 2]', '{"label": "A"}'])
+def test_judgment_cache_corrupt_middle_line_names_file_and_line(tmp_path, bad):
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"key": "k1"}\n' + bad + '\n{"key": "k2"}\n', encoding="utf-8")
+    with pytest.raises(CorruptFileError, match=r"c\.jsonl:2: .*delete the line to re-judge it"):
+        JudgmentCache(path)
+    path.write_text('{"key": "k1"}\n{"key": "tr', encoding="utf-8")  # torn last line: skipped
+    assert list(JudgmentCache(path).rows) == ["k1"]
+
+
 def test_local_judge_probs_batched_equals_unbatched():
     tok = tiny_tokenizer()
     model = tiny_model(len(tok))
@@ -167,6 +179,15 @@ def test_select_checkpoint_within_window(tmp_path):
     assert sel["chosen"] == "epoch-7" and sel["path"] == "/ck/7" and "epochs 5-10" in sel["why"]
     assert sel["scores"]["epoch-3"]["mean"] == 5.0  # best overall, but outside LIMA's window
     assert (tmp_path / "run" / "select" / "selection.json").exists()
+
+
+def test_select_checkpoint_window_rule_and_nothing_to_choose(tmp_path):
+    assert [in_window(lab, (5, 10)) for lab in ("epoch-4", "epoch-5", "epoch-10", "epoch-11", "step-60", "base")] \
+        == [False, True, True, False, False, False]
+    rows = [dict(r, checkpoint_path=None) for r in generation_rows() if r["checkpoint"] == "base"]
+    write_jsonl(tmp_path / "dev_generations.jsonl", rows)
+    with pytest.raises(DataError, match=r"dev_generations\.jsonl: no generations of a trained checkpoint"):
+        select_checkpoint(_cfg(tmp_path, rows), tmp_path / "dev_generations.jsonl", judge=ScriptJudge())
 
 
 class ProbJudge(Judge):

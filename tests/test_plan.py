@@ -56,3 +56,16 @@ def test_plan_cli_prints_a_table(tmp_path, tiny_llama, capsys):
     out = capsys.readouterr().out
     assert "0.00B parameters" in out and "4 GPU(s) x 80 GB" in out
     assert [line.split()[0] for line in out.splitlines()[3:6]] == ["train", "select", "generate"]
+
+
+def test_plan_counts_checkpoint_lists_dev_responses_and_each_ablation_size(tmp_path, tiny_llama):
+    cfg = load_config("paper", overrides=tiny_overrides(tiny_llama, tmp_path / "run", **{
+        "notebooks": ["03_generate", "05_ablations"], "generate.checkpoints": ["epoch-1", "epoch-2"],
+        "generate.dev_responses": True, "generate.num_samples": 2,
+        "ablations.only": ["se_filtered", "se_8k", "wikihow"], "ablations.n_examples": 100}))
+    rows = {r["stage"]: r for r in plan(cfg, Hardware(gpus=2))}
+    assert list(rows) == ["generate", "ablation train (x3)", "ablation generate (x3)"]
+    # 2 listed checkpoints (+ base, as tiny_overrides sets) x (3 test + 8 dev prompts) x 2 samples x cap 24
+    assert rows["generate"]["tokens"] == (1 + 2) * (3 + 8) * 2 * 24
+    # se_filtered x 2000 + se_8k x 8000 + wikihow (no x: ablations.n_examples 100), 2 epochs of 192 tokens each
+    assert rows["ablation train (x3)"]["tokens"] == (2000 + 8000 + 100) * 2 * 192

@@ -43,7 +43,8 @@ def test_lima_1k_profile():
     assert "05_ablations" not in cfg.notebooks
     published = {(v.key, v.value) for v in paper_values.VALUES if v.figure == "LIMA-1k"}
     assert published == {("Llama-2-7B/alpaca_eval_2_win", 2.74), ("Llama-2-7B/mt_bench", 3.95),
-                         ("Mistral-7B/alpaca_eval_2_win", 6.76)}
+                         ("Mistral-7B/alpaca_eval_2_win", 6.76), ("LLaMA-1-13B/alpaca_eval_win", 41.98),
+                         ("LLaMA-1-13B/mt_bench", 4.29)}
 
 
 def test_gair_rows_by_source():

@@ -142,6 +142,18 @@ def test_upstream_readers_refuse_unfinished_train_select_and_curate(tmp_path):
     assert run.prompts_file(cfg) == tmp_path / "mine.jsonl"
 
 
+def test_a_stage_killed_before_its_index_was_written_says_it_did_not_finish(tmp_path):
+    run = RunDir(tmp_path / "run")
+    with pytest.raises(FileNotFoundError, match="run the train stage first"):
+        run.list_checkpoints()
+    with pytest.raises(FileNotFoundError, match=r"run the select stage first .*notebooks/02b_select\.ipynb"):
+        run.read_selection()
+    for stage, read in (("train", run.list_checkpoints), ("select", run.read_selection)):
+        write_json(run.stage_manifest(stage), {"status": "running"})  # killed before checkpoints.json/selection.json
+        with pytest.raises(DataError, match=f"the {stage} stage did not finish"):
+            read()
+
+
 class DeadJudge(Judge):
     kind = "dead"
 

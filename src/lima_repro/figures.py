@@ -21,7 +21,7 @@ from matplotlib.ticker import MaxNLocator
 from . import paper_values as pv
 from .files import read_json, write_json
 from .figures_eval import absolute, preference, safety  # Fig. 1-3 and safety: the paper's sec. 4 evaluation
-from .figures_ablations import ablation_means, dialogue, other_conditions, quantity  # Fig. 5-7: LIMA sec. 5
+from . import figures_ablations  # Fig. 5-7 and the other ablations: LIMA sec. 5
 from .figures_kit import PAPER_C, RUN_C, Drawn, markdown, new_fig, save
 from .runs import RunDir
 
@@ -91,14 +91,16 @@ OTHER_ROW = "not a paper source"
 def table1(card_rows: list[dict]) -> pd.DataFrame:
     """The paper's Table 1 rows beside a data card's per-source rows mapped onto them: paper n and average
     input/output tokens, the run's sources, n and averages (weighted by n), a total last. When the card has one
-    Stack Exchange label (GAIR/lima), the paper's two Stack Exchange rows are added up to match it."""
+    Stack Exchange label (GAIR/lima), the paper's two Stack Exchange rows are added up to match it; the paper's 30
+    dialogue chains are a row only when the card has them (`multi_turn`), so the paper total is 1,000 or 1,030."""
     rows = [r for r in card_rows if r["source"] != "total"]
     paper = {src: (n, i, o) for src, n, i, o in pv.TABLE1}
     if any(TABLE1_ROWS.get(r["source"]) == TABLE1_ROWS["stackexchange"] for r in rows):
         (n1, i1, o1), (n2, i2, o2) = paper.pop("Stack Exchange (STEM)"), paper.pop("Stack Exchange (Other)")
         paper = {TABLE1_ROWS["stackexchange"]: (n1 + n2, (n1 * i1 + n2 * i2) / (n1 + n2),
                                                 (n1 * o1 + n2 * o2) / (n1 + n2)), **paper}
-    paper[TABLE1_ROWS["multi_turn"]] = (pv.DIALOGUE_CHAINS, None, None)
+    if any(TABLE1_ROWS.get(r["source"]) == TABLE1_ROWS["multi_turn"] for r in rows):  # the 1,030 set, else 1,000
+        paper[TABLE1_ROWS["multi_turn"]] = (pv.DIALOGUE_CHAINS, None, None)
     groups: dict[str, list[dict]] = {}
     for r in rows:
         groups.setdefault(TABLE1_ROWS.get(r["source"], OTHER_ROW), []).append(r)
@@ -147,10 +149,8 @@ def draw_all(runs: list[str | Path], out: str | Path, names: dict[str, str] | No
     out.mkdir(parents=True, exist_ok=True)
     kw = {"formats": tuple(formats), "dpi": dpi}
     drawn = [preference(runs, out, "human", names, **kw), preference(runs, out, "llm", names, **kw),
-             absolute(runs, out, **kw), safety(runs, out, **kw), ablation_means(runs, out, **kw),
-             quantity(runs, out, **kw), dialogue(runs, out, **kw), other_conditions(runs, out, **kw),
-             perplexity_score(runs, out, **kw),
-             datacard(runs, out)]
+             absolute(runs, out, **kw), safety(runs, out, **kw), *figures_ablations.draw(runs, out, **kw),
+             perplexity_score(runs, out, **kw), datacard(runs, out)]
     pv.table().to_csv(out / "paper_values.csv", index=False)
     summary = {"runs": [str(r) for r in runs], "figures": {d.name: d.record() for d in drawn}}
     write_json(out / SUMMARY, summary)
@@ -168,13 +168,14 @@ def run_figures(cfg) -> Path:
     fc = cfg.figures
     runs = [Path(cfg.run_dir), *map(Path, fc.runs)]
     out = Path(cfg.run_dir) / "figures"
-    draw_all(runs, out, fc.baseline_names, fc.formats, fc.dpi)
+    summary = draw_all(runs, out, fc.baseline_names, fc.formats, fc.dpi)
     if fc.copy_to:
         dest = repo_path(fc.copy_to)
         dest.mkdir(parents=True, exist_ok=True)
         fresh = {f.name for f in out.iterdir() if f.is_file()}
+        ours = set(summary["figures"])  # every figure draw_all can draw, skipped ones included
         for old in dest.glob("*"):  # a figure this run skipped must not survive from an older run
-            if old.is_file() and old.name.startswith(("fig", "table")) and old.name not in fresh:
+            if old.is_file() and old.name.split(".")[0] in ours and old.name not in fresh:
                 old.unlink()
         for name in fresh:
             shutil.copy2(out / name, dest / name)

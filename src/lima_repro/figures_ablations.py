@@ -17,7 +17,7 @@ import pandas as pd
 
 from . import paper_values as pv
 from .files import read_json
-from .figures_kit import GRADES, PAPER_C, RUN_C, Drawn, caption, grades_figure, new_fig, save
+from .figures_kit import GRADES, PAPER_C, RUN_C, Drawn, caption, grades_figure, new_fig, same_grade_note, save
 from .runs import RunDir
 
 FIG5_GROUPS = {"diversity", "quality"}
@@ -102,15 +102,6 @@ def same_score_note(means: pd.Series) -> str:
         return ""
     return (f"The judge gave every answer in every condition the same mean score ({means.iloc[0]:.2f}): these "
             "values cannot differ, whatever the data.")
-
-
-def same_grade_note(df: pd.DataFrame) -> str:
-    """Fig. 7: every judged turn of every model (two or more) got one and the same grade."""
-    full, models = df[df.pct == 100.0], set(df[df.pct.notna()].model)
-    if len(models) < 2 or set(full.model) != models or full.label.nunique() != 1:
-        return ""
-    return (f"The judge graded every turn of every model {full.label.iloc[0]}: these bars cannot differ, whatever "
-            "the data. ")
 
 
 def _judge(summ) -> str:
@@ -208,7 +199,8 @@ def dialogue(runs, out, formats=("png", "pdf"), dpi: int = 200) -> Drawn:
         recs += [{"row": row, "model": c["condition"], "label": g, "pct": t[g]["pct"] if drawn else None,
                   "n": t.get("n"), "status": c["status"], "confirmed": True} for g in GRADES]
     df = pd.DataFrame(recs)
-    note = (stage_note(summ) + same_grade_note(df[df.status != "paper"])
+    note = (stage_note(summ) + same_grade_note(df[df.status != "paper"], "The judge graded every turn of every "
+                                               "model {grade}: these bars cannot differ, whatever the data. ")
             + "Paper: LIMA 65B in 10 live conversations; with the 30 chains it was better in 7 of 10 and tied in 3. "
             f"This run: scripted conversations (ablations.dialogue_prompts), {_judge(summ)}.")
     return grades_figure(name, src, df, "assistant turns (%)",

@@ -17,8 +17,9 @@ import pandas as pd
 from . import analysis
 from . import paper_values as pv
 from .files import read_jsonl_plain
-from .figures_kit import GRADES, OUTCOMES, Drawn, caption, grades_figure, hbars, new_fig, save, stacked
-from .judging.labels import active_labels, pairwise_labels
+from .figures_kit import (GRADES, OUTCOMES, Drawn, caption, grades_figure, hbars, new_fig, same_grade_note, save,
+                          stacked)
+from .judging.labels import absolute_labels, pairwise_labels
 from .runs import RunDir
 
 ALIASES = {"alpaca": "Alpaca-65B", "davinci": "DaVinci003", "bard": "Bard", "claude": "Claude", "gpt4": "GPT-4"}
@@ -167,9 +168,10 @@ def absolute(runs: list[Path], out: Path, formats=("png", "pdf"), dpi: int = 200
     if not graded["ood"]:
         recs += [{"panel": "this run", "row": "this run OOD\n(no test prompt tagged ood)", "label": k, "pct": None,
                   "n": 0, "grader": grader, "confirmed": True} for k in GRADES]
-    only = {k for d in graded["all"].values() for k in GRADES if d[k]["pct"] == 100.0}
-    note = (f"The grader ({grader}) gave every response of every system the grade {only.pop()}: these grades "
-            "cannot tell the systems apart." if len(only) == 1 and len(graded["all"]) > 1 else "")
+    note = same_grade_note(pd.DataFrame([{"model": s, "label": k, "pct": d[k]["pct"]}
+                                         for s, d in graded["all"].items() for k in GRADES]),
+                           f"The grader ({grader}) gave every response of every system the grade {{grade}}: these "
+                           "grades cannot tell the systems apart.")
     return grades_figure(name, src, pd.DataFrame(recs), "share of responses (%)",
                          "Fig. 3: absolute grades, paper (LIMA 65B) vs this run", out, formats, dpi, note)
 
@@ -191,13 +193,9 @@ def human_grades(runs):
         if not run.annotations.is_dir():
             continue
         votes: dict[tuple[str, str], list[str]] = {}
-        for path in sorted(run.annotations.glob("*.jsonl")):
-            mine = {}  # one annotator: their latest grade of each response
-            for e in active_labels(read_jsonl_plain(path)):
-                if e["kind"] == "absolute":
-                    mine[(e["item_id"].split("|")[0], e["system"])] = e["label"]
-            for key, lab in mine.items():
-                votes.setdefault(key, []).append(lab)
+        for mine in absolute_labels(run.annotations).values():  # one annotator: their latest grade of each response
+            for (item_id, system), lab in mine.items():
+                votes.setdefault((item_id.split("|")[0], system), []).append(lab)
         if not votes:
             continue
         tags = {g["prompt_id"]: set(g.get("tags") or ()) for g in

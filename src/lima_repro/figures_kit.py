@@ -90,6 +90,15 @@ def grades_figure(name: str, src, df: pd.DataFrame, xlabel: str, title: str, out
     return save(Drawn(name, "drawn", source=str(src), data=df, fig=fig), out, formats, dpi)
 
 
+def same_grade_note(df: pd.DataFrame, text: str) -> str:
+    """`text` with its `{grade}` filled in when every model (`df.model`, two or more with grades) got 100% of one
+    and the same grade (`df.label`, `df.pct`): the grader could not tell them apart (Fig. 3 and 7); else ""."""
+    full, models = df[df.pct == 100.0], set(df[df.pct.notna()].model)
+    if len(models) < 2 or set(full.model) != models or full.label.nunique() != 1:
+        return ""
+    return text.format(grade=full.label.iloc[0])
+
+
 def hbars(ax, rows: list[tuple[str, float | None, str, bool]], xlabel: str, xmax: float = 100) -> None:
     """One horizontal bar per (label, value, note, is_paper); the note ("n = 30", "not run: ...") is written after
     the bar, so a zero or missing value still reads as what it is."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import fcntl
 import importlib.util
-import json
 import os
 import shutil
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 from .chat_format import chat_template
 from .config.base import ConfigError
+from .files import read_json, write_json
 
 PACKAGED_GEMMA = "gemma-3-270m"
 CHECKPOINT_INFO = "lima_checkpoint.json"  # written into every checkpoint folder: step, epoch, eot_token
@@ -231,11 +231,10 @@ def load_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32, device
 
 def write_checkpoint_info(folder: str | Path, step: int, epoch: int, eot: str) -> None:
     """The checkpoint's own record (which step and epoch, which EOT token), saved beside its weights."""
-    (Path(folder) / CHECKPOINT_INFO).write_text(json.dumps({"step": step, "epoch": epoch, "eot_token": eot}) + "\n",
-                                                encoding="utf-8")
+    write_json(Path(folder) / CHECKPOINT_INFO, {"step": step, "epoch": epoch, "eot_token": eot})
 
 
 def read_checkpoint_info(folder: str | Path) -> dict | None:
     """What `write_checkpoint_info` saved, or None for a folder this package did not train."""
     path = Path(folder) / CHECKPOINT_INFO
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    return read_json(path) if path.is_file() else None

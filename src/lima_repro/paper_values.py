@@ -59,11 +59,14 @@ TABLE1 = [  # source, n, avg input tokens, avg output tokens
 ]
 
 # Published LIMA-1k reproductions (PAPER.md sec. 6): the 1,000 GAIR/lima examples on other base models, for the
-# `lima-1k` profile's results. AlpacaEval 2.0 win rate against GPT-4 Turbo (%), MT-Bench 1-10 score.
+# `lima-1k` profile's results. alpaca_eval_2_win: AlpacaEval 2.0 win rate against GPT-4 Turbo (%); alpaca_eval_win:
+# an AlpacaEval win rate (%) whose version PAPER.md does not name; mt_bench: MT-Bench 1-10 score.
 LIMA_1K_REPRODUCTIONS = {
     "Llama-2-7B": {"alpaca_eval_2_win": 2.74, "mt_bench": 3.95},  # Zhao et al. 2024 "Long Is More" (PAPER.md sec. 6)
+    "LLaMA-1-13B": {"alpaca_eval_win": 41.98, "mt_bench": 4.29},  # Deita (PAPER.md sec. 6)
     "Mistral-7B": {"alpaca_eval_2_win": 6.76},  # as given in issue 12; not in PAPER.md (unconfirmed here)
 }
+LIMA_1K_IN_PAPER_MD = {"Llama-2-7B", "LLaMA-1-13B"}  # the others are unconfirmed
 
 VALUES: list[PaperValue] = [
     *_wtl("Fig. 1", FIG1_HUMAN, {f"{b}/{c}" for b in FIG1_HUMAN for c in ("win", "tie", "loss")}),
@@ -80,13 +83,14 @@ VALUES: list[PaperValue] = [
     *[PaperValue("Fig. 7", f"{cond}/turns", n, "count", True, "assistant turns over 10 conversations")
       for cond, n in FIG7_TURNS.items()],
     PaperValue("Fig. 9", "perplexity_rises_with_score", None, "", False, "perplexity and 1-6 score both rise"),
-    PaperValue("Fig. 9", "held_out_examples", FIG9_HELD_OUT, "count", True, "held-out Stack Exchange examples"),
+    PaperValue("Fig. 9", "held_out_examples", FIG9_HELD_OUT, "count", False,  # PAPER.md sec. 5: "(values unconfirmed)"
+               "held-out Stack Exchange examples"),
     *[PaperValue("Sec. 4", f"agreement/{k}", v, "pct", True, "tie-discounted, 50 shared items")
       for k, v in AGREEMENT.items()],
     *[PaperValue("Sec. 4", f"safety/{k}", pct, "pct", True, f"of {n} prompts") for k, (pct, n) in SAFETY.items()],
     PaperValue("Sec. 1", "dialogue_chains", DIALOGUE_CHAINS, "count", True, "multi-turn chains, 1,030 with them"),
     *[PaperValue("LIMA-1k", f"{model}/{k}", v, "pct" if k.startswith("alpaca") else "mt_bench_1_10",
-                 model == "Llama-2-7B", "published reproduction, not the LIMA paper")
+                 model in LIMA_1K_IN_PAPER_MD, "published reproduction, not the LIMA paper")
       for model, d in LIMA_1K_REPRODUCTIONS.items() for k, v in d.items()],
     *[PaperValue("Table 1", f"{src}/{col}", v, unit, True)
       for src, n, i, o in TABLE1 for col, v, unit in (("n", n, "count"), ("avg_input_tokens", i, "tokens"),

@@ -198,12 +198,14 @@ def plan(cfg: Config, hw: Hardware) -> list[dict]:
         lo, hi = cfg.judge.selection_window
         rows.append(gen_row(f"select (epochs {lo}-{hi} on dev)", (hi - lo + 1) * dev))
     if "03_generate" in cfg.notebooks:
-        targets = (1 if g.include_base else 0) + (t.epochs if g.checkpoints == "all" else 1)
-        rows.append(gen_row("generate", targets * prompts * g.num_samples))
+        tuned = len(g.checkpoints) if isinstance(g.checkpoints, list) else t.epochs if g.checkpoints == "all" else 1
+        answered = prompts + (dev if g.dev_responses else 0)  # dev_responses: every target answers the dev set too
+        rows.append(gen_row("generate", ((1 if g.include_base else 0) + tuned) * answered * g.num_samples))
     if "05_ablations" in cfg.notebooks:
         a = cfg.ablations
-        n = len(a.only or a.conditions)
-        rows.append(train_row(f"ablation train (x{n})", a.n_examples, n))
+        chosen = a.only or list(a.conditions)
+        n = len(chosen)  # each condition trains on its own size `x` (Fig. 6: 2K..32K), else ablations.n_examples
+        rows.append(train_row(f"ablation train (x{n})", sum(a.conditions[c].get("x") or a.n_examples for c in chosen)))
         rows.append(gen_row(f"ablation generate (x{n})", prompts * a.num_samples, n))
     for r in rows:
         r["hours"] = _hours(r["flops"], r["gpus_used"], hw.peak_tflops, r["mfu"])

@@ -160,9 +160,9 @@ class RunDir:
 
     def list_checkpoints(self) -> list[dict]:
         """Checkpoints of a finished train stage, oldest first: {name, path, step, epoch, eot_token, perplexity}."""
+        self.require_finished("train")  # first: a killed stage says so (no manifest, e.g. made by hand: passes)
         if not self.checkpoint_index.is_file():
             raise FileNotFoundError(f"{self.checkpoint_index} not found: run the train stage first")
-        self.require_finished("train")
         return read_json(self.checkpoint_index)
 
     def read_metrics(self) -> list[dict]:
@@ -178,10 +178,10 @@ class RunDir:
         return self.stage("select") / "dev_generations.jsonl"
 
     def read_selection(self) -> dict:
+        self.require_finished("select")
         if not self.selection.is_file():
             raise FileNotFoundError(f"{self.selection} not found: run the select stage first "
-                                    "(`python -m lima_repro select --run-dir ...` or notebooks/03_select.ipynb)")
-        self.require_finished("select")
+                                    "(`python -m lima_repro select --run-dir ...` or notebooks/02b_select.ipynb)")
         return read_json(self.selection)
 
     # ---- generate ------------------------------------------------------------------------------------------

@@ -122,8 +122,8 @@ def sample(model, tokenizer, eot_id: int, prompts: list[list[int]], g: GenerateC
     caps = new_token_caps(prompts, model.config, g)
     if caps and min(caps) < 1:
         i = caps.index(min(caps))
-        raise ValueError(f"prompt {i} has {len(prompts[i])} tokens, which fills the model's context of "
-                         f"{context_length(model.config)}: shorten the conversation")
+        raise data.DataError(desc, f"prompt {i}", f"has {len(prompts[i])} tokens, which fills the model's context "
+                             f"of {context_length(model.config)}", "shorten that conversation (Chat: reset())")
     items = sorted(((len(p), i, s) for i, p in enumerate(prompts) for s in range(g.num_samples)), reverse=True)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eot_id
     stops = models.stop_ids(tokenizer, eot_id)

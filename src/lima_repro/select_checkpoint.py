@@ -22,13 +22,19 @@ from .runs import RunDir, Stage, checkpoint_epoch
 from .sampling import sampling_record
 
 
+def in_window(label: str, window) -> bool:
+    """The one window rule of this stage: an `epoch-N` checkpoint with N inside `judge.selection_window`
+    (a `step-N` checkpoint, saved mid-epoch, never is)."""
+    epoch = checkpoint_epoch(label)
+    return epoch is not None and window[0] <= epoch <= window[1]
+
+
 def run_select(cfg: Config, judge=None) -> Path:
     """Sample dev-set responses with each checkpoint in the window, judge them, choose; returns `<run_dir>/select`.
     `judge` may be passed in (tests); default = the one `cfg.judge` names."""
     run = RunDir.of(cfg)
-    lo, hi = cfg.judge.selection_window
     ckpts = run.list_checkpoints()
-    pool = [c for c in ckpts if lo <= c["epoch"] <= hi] or ckpts
+    pool = [c for c in ckpts if in_window(c["name"], cfg.judge.selection_window)] or ckpts
     dev = run.eval_file(cfg)
     examples = data.read_examples(dev, ends_with=None)
     keep = set(sample_prompts([ex["id"] for ex in examples], cfg.judge.max_prompts, cfg.seed))
@@ -51,13 +57,17 @@ def choose_checkpoint(cfg: Config, generations_file: str | Path, judge=None, gen
     select stage the caller opened). `generation`: how the dev-set responses were sampled, recorded with the choice."""
     rows = read_jsonl_plain(generations_file)
     labels = list(dict.fromkeys(r["checkpoint"] for r in rows if r["checkpoint"] != "base"))
+    if not labels:
+        raise data.DataError(generations_file, None, "no generations of a trained checkpoint to choose from "
+                             "(only `base` rows, or no rows)", "generate dev-set responses with the train stage's "
+                             "checkpoints (python -m lima_repro select --run-dir ...)")
     lo, hi = cfg.judge.selection_window
     run = RunDir.of(cfg)
     judge = judge or make_judge(cfg.judge)
     judged, stats = judge_rows(judge, cfg.judge, rows, labels[0], labels[1:], ["likert"],
                                run.judge_cache(cfg, "select"))
     scores = {lab: analysis.likert_summary([j for j in judged if j["system"] == lab]) for lab in labels}
-    window = [lab for lab in labels if (e := checkpoint_epoch(lab)) is not None and lo <= e <= hi]
+    window = [lab for lab in labels if in_window(lab, (lo, hi))]
     chosen = max(window or labels, key=lambda lab: (scores[lab]["mean"] if scores[lab]["mean"] is not None
                                                     else -1, checkpoint_epoch(lab) or 0))
     why = (f"highest mean 1-6 helpfulness ({scores[chosen]['mean']}) on {scores[chosen]['n']} dev prompts among "

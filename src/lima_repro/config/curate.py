@@ -175,11 +175,6 @@ class CurateConfig:
     def check(self) -> None:
         """Curate settings the dataclass types cannot express; a bad value is a ConfigError naming the key."""
         se, d, sd = self.stackexchange, self.dedup, self.se_dialogue
-        counts = {"stackexchange.n_per_group": se.n_per_group, "wikihow.n": self.wikihow.n,
-                  "writingprompts.n": self.writingprompts.n, "askreddit.n": self.askreddit.n,
-                  "natinst.n_tasks": self.natinst.n_tasks, "se_dialogue.n": sd.n}
-        negative = [f"curate.{k} is {n}" for k, n in counts.items() if isinstance(n, int) and n < 0]
-        raise_first([(bool(negative), f"curate target counts (n, n_per_group, n_tasks) must be >= 0: {', '.join(negative)}")])
         # every numeric field of every source (score thresholds may be any integer: scores go negative)
         for section, prefix, rules in (
             (se, "curate.stackexchange", {"n_per_group": ">=0", "tau": ">0", "min_answer_chars": ">=0",

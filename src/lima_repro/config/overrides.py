@@ -25,12 +25,11 @@ def _check_type(key: str, value: Any, tp: Any) -> Any:
     """Validate (and gently coerce int->float) `value` against the annotation `tp`."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        errors = []
         for arm in typing.get_args(tp):
             try:
                 return _check_type(key, value, arm)
-            except ConfigError as e:
-                errors.append(str(e))
+            except ConfigError:
+                pass
         raise ConfigError(f"{key}: {_shown(key, value)} does not match {tp}")
     if tp is type(None):
         if value is None:

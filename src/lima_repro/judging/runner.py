@@ -15,7 +15,7 @@ from pathlib import Path
 from tqdm import tqdm  # text bars: they stream to the terminal and stay in saved notebooks
 
 from .. import analysis
-from ..files import append_jsonl
+from ..files import CorruptFileError, append_jsonl
 from . import dialogue, items, protocols
 from .base import Completion, CostCapError, Judge, JudgeError, Request
 
@@ -37,7 +37,10 @@ class JudgmentCache:
                 except json.JSONDecodeError:
                     if i == len(lines) - 1:  # a write cut short by a kill: that judgment is simply redone
                         continue
-                    raise ValueError(f"{self.path}:{i + 1}: corrupt cache line; delete the line to re-judge it")
+                    row = None
+                if not isinstance(row, dict) or not isinstance(row.get("key"), str):
+                    raise CorruptFileError(f"{self.path}:{i + 1}: corrupt judgment cache line (not a JSON object "
+                                           f"with a \"key\"); delete the line to re-judge it")
                 self.rows[row["key"]] = row
 
     @classmethod
