@@ -10,7 +10,7 @@ from typing import Any
 
 from .ablation_conditions import paper_conditions
 from .base import ConfigError, check_ranges, raise_first
-from .judge import PROTOCOL_NAMES
+from .judge import protocol_problem
 
 GROUPS = ("diversity", "quality", "quantity", "selector", "dialogue")
 # test prompts must be the same in every condition, so a condition may not touch where they come from
@@ -33,10 +33,9 @@ def check_condition(name: str, spec: Any) -> None:
     if bad:
         raise ConfigError(f"{where}.set: {bad} would unmatch the sub-runs; a condition may change "
                           "only curate.* (not test/dev prompts); put shared changes in ablations.common")
-    unknown_protocols = [p for p in spec.get("protocols", []) if p not in PROTOCOL_NAMES]
-    if unknown_protocols:
-        raise ConfigError(f"{where}.protocols: unknown judge protocol(s) {unknown_protocols}; "
-                          f"available: {', '.join(PROTOCOL_NAMES)}")
+    problem = protocol_problem(spec.get("protocols", []), f"{where}.protocols")
+    if problem:
+        raise ConfigError(problem)
     x = spec.get("x")
     raise_first([
         (x is not None and (isinstance(x, bool) or not isinstance(x, int) or x < 1),
@@ -84,11 +83,10 @@ class AblationConfig:
             check_condition(name, spec)
         check_ranges(self, "ablations", {"num_samples": ">=1", "n_examples": ">=1", "dialogue_conversations": ">=1?"})
         missing = sorted(set(self.only or []) - set(self.conditions))
-        unknown_protocols = [p for p in self.protocols if p not in PROTOCOL_NAMES]
+        protocols = protocol_problem(self.protocols, "ablations.protocols")
         raise_first([
             (bool(missing), f"ablations.only names unknown conditions {missing}; have {sorted(self.conditions)}"),
-            (bool(unknown_protocols), f"ablations.protocols: unknown judge protocol(s) {unknown_protocols}; "
-                                      f"available: {', '.join(PROTOCOL_NAMES)}"),
+            (bool(protocols), protocols or ""),
             (not self.dialogue_prompts, "ablations.dialogue_prompts must name a JSONL of conversation openings "
                                         "(e.g. demo:dialogue_prompts.jsonl)"),
             (not all(isinstance(t, str) and t.strip() for t in self.dialogue_follow_ups),

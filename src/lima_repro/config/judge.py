@@ -11,6 +11,12 @@ from .base import check_ranges, raise_first
 PROTOCOL_NAMES = ("pairwise", "absolute", "likert", "safety", "dialogue")
 
 
+def protocol_problem(names, key: str) -> str | None:
+    """The error for judge protocol names that do not exist (under config key `key`), or None when all do."""
+    unknown = [p for p in names if p not in PROTOCOL_NAMES]
+    return f"{key}: unknown judge protocol(s) {unknown}; available: {', '.join(PROTOCOL_NAMES)}" if unknown else None
+
+
 def key_name_problem(name: str) -> str | None:
     """Why `judge.api_key_env` is not the NAME of an environment variable (None when it is, or is ''). A value
     that is not a name, or has a long run of mixed letters and digits, is likely a pasted key: the message never
@@ -109,14 +115,13 @@ class JudgeConfig:
             "parse_retries": ">=0", "temperature": ">=0", "max_tokens": ">=0", "price_input_per_mtok": ">=0",
             "price_output_per_mtok": ">=0", "batch_size": ">=1", "n_bootstrap": ">=1", "calibration_margin": "[0,1)",
             "lc_ratio_band": ">=1", "max_cost_usd": ">=0?"})
-        unknown = [p for p in self.protocols if p not in PROTOCOL_NAMES]
+        protocols = protocol_problem(self.protocols, "judge.protocols")
         w = self.selection_window
         raise_first([
             (bool(key_name_problem(self.api_key_env)), key_name_problem(self.api_key_env) or ""),
             (self.backend not in ("openai", "local"), f"judge.backend must be openai or local, got {self.backend!r}"),
             (not self.model, "judge.model must name the judge model (a server's model name, or a HF id for local)"),
-            (bool(unknown),
-             f"judge.protocols: unknown judge protocol(s) {unknown}; available: {', '.join(PROTOCOL_NAMES)}"),
+            (bool(protocols), protocols or ""),
             (self.local_verdict not in ("probs", "text"),
              f"judge.local_verdict must be 'probs' or 'text', got {self.local_verdict!r}"),
             (self.position_calibration not in ("balanced", "swap"),
