@@ -2,12 +2,16 @@
 
     python benchmarks/generate.py                        # demo settings: 6 test prompts, 96 new tokens
     python benchmarks/generate.py --prompts 16 --max-new-tokens 64 --rounds 3
+    python benchmarks/generate.py --device cuda --random-init DIR --prompts 64 --batch-size 64 --max-new-tokens 256
 
 Same model (the packaged Gemma 3 270M with LIMA's EOT token, fp32), same prompts (the demo test prompts in the
 LIMA format), same sampling (LIMA sec. 3: top-p 0.9, temperature 0.7, repetition penalty 1.2 on generated
 tokens only, stop at EOT or EOS, `--max-new-tokens`). The two alternate in one process, A B then B A, with the
 same seed per round. Samples differ between the two (they consume random numbers differently), so throughput
-is generated tokens per second (each sequence's new tokens, its stop token included).
+is generated tokens per second (each sequence's new tokens, its stop token included). On a GPU (`--device cuda`)
+both run in bf16 (`--precision auto`); `--random-init DIR` builds the model from DIR's config.json with random
+weights and DIR's tokenizer, for machines without the packaged GGUF (throughput only: such a model rarely stops
+early, so nearly every sequence runs to `--max-new-tokens` on both sides).
 
 The strong baseline, `batched generate`, is what a researcher who knows transformers writes: `model.generate` on
 left-padded batches of `--batch-size` prompts, batched in the same length-sorted order lima_repro uses, with the
@@ -26,6 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 from lima_repro import data, models  # noqa: E402
 from lima_repro.chat_format import encode_prompt  # noqa: E402
@@ -39,7 +44,8 @@ def plain_loop(model, tokenizer, eot_id, prompts, g) -> int:
     n = 0
     for p in prompts:
         out = model.generate(
-            input_ids=torch.tensor([p]), attention_mask=torch.ones(1, len(p), dtype=torch.long), do_sample=True,
+            input_ids=torch.tensor([p], device=model.device),
+            attention_mask=torch.ones(1, len(p), dtype=torch.long, device=model.device), do_sample=True,
             top_p=g.top_p, top_k=0, temperature=g.temperature, max_new_tokens=g.max_new_tokens,
             eos_token_id=stops, pad_token_id=tokenizer.pad_token_id, repetition_penalty=None,
             logits_processor=[GeneratedRepetitionPenalty(g.repetition_penalty, len(p))],
@@ -58,8 +64,8 @@ def batched_generate(model, tokenizer, eot_id, prompts, g) -> int:
     for start in range(0, len(order), g.batch_size):
         batch = [prompts[i] for i in order[start : start + g.batch_size]]
         width = max(map(len, batch))
-        ids = torch.tensor([[pad] * (width - len(p)) + p for p in batch])
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch])
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in batch], device=model.device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=model.device)
         out = model.generate(
             input_ids=ids, attention_mask=mask, do_sample=True, top_p=g.top_p, top_k=0, temperature=g.temperature,
             max_new_tokens=g.max_new_tokens, eos_token_id=stops, pad_token_id=pad, repetition_penalty=None,
@@ -80,20 +86,41 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     cfg = load_config("demo")
     g = cfg.generate
-    ap.add_argument("--prompts", type=int, default=g.max_prompts, help="first N demo test prompts (demo: 6)")
+    ap.add_argument("--prompts", type=int, default=g.max_prompts,
+                    help="first N demo test prompts (demo: 6), cycled when N exceeds the 16 there")
     ap.add_argument("--max-new-tokens", type=int, default=g.max_new_tokens)
     ap.add_argument("--batch-size", type=int, default=g.batch_size)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto", help="auto: bf16 on cuda")
+    ap.add_argument("--random-init", metavar="DIR", help="random weights from DIR's config.json, DIR's tokenizer")
+    ap.add_argument("--no-loop", action="store_true", help="leave out the per-prompt loop (slow on a GPU)")
     opts = ap.parse_args()
     g.max_new_tokens, g.batch_size, g.num_samples = opts.max_new_tokens, opts.batch_size, 1
-    model, tokenizer, eot_id = models.load_base(cfg.model)
-    model.eval()
-    examples = data.read_examples("demo:test.jsonl", ends_with="user")[: opts.prompts]
+    bf16 = opts.precision == "bf16" or (opts.precision == "auto" and opts.device == "cuda")
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    if opts.random_init:
+        tokenizer = AutoTokenizer.from_pretrained(opts.random_init)
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(opts.random_init), dtype=dtype)
+        eot_id = models.add_eot_token(model, tokenizer, cfg.model.eot_token, cfg.model.eot_init)
+    else:
+        model, tokenizer, eot_id = models.load_base(cfg.model, dtype)
+    model.to(opts.device).eval()
+    examples = data.read_examples("demo:test.jsonl", ends_with="user")
+    examples = [examples[i % len(examples)] for i in range(opts.prompts)]
     prompts = [encode_prompt(tokenizer, data.prompt_messages(ex), cfg.model.eot_token) for ex in examples]
     sides = {"plain generate loop": plain_loop, "batched generate": batched_generate, "lima_repro sample": lima}
+    if opts.no_loop:
+        del sides["plain generate loop"]
     totals = {name: [0, 0.0] for name in sides}
     with torch.no_grad():
-        sample(model, tokenizer, eot_id, prompts[:1], g.__class__(max_new_tokens=4), progress=False)  # warm-up
+        # warm-up (kernels, allocator, cuBLAS handles): 4 new tokens each on a CPU; on a GPU the whole length, as
+        # a 4-token warm-up left batched generate's first round 2.7x slower than its later ones on an H200
+        short = g.__class__(max_new_tokens=g.max_new_tokens if opts.device == "cuda" else 4,
+                            batch_size=g.batch_size, num_samples=1)
+        for side in sides.values():
+            side(model, tokenizer, eot_id, prompts[: g.batch_size], short)
         for r in range(opts.rounds):
             for name in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
                 torch.manual_seed(r)
@@ -103,13 +130,17 @@ def main() -> None:
                 totals[name][0] += n
                 totals[name][1] += dt
                 print(f"round {r + 1} {name:>20}: {n} tokens in {dt:.1f} s = {n / dt:.1f} tok/s", flush=True)
-    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}; "
-          f"{time.strftime('%Y-%m-%d')}; {len(prompts)} prompts x {g.max_new_tokens} new tokens, batch {g.batch_size}")
+    where = torch.cuda.get_device_name() if opts.device == "cuda" else f"{os.cpu_count()} CPUs, torch threads " \
+        f"{torch.get_num_threads()}"
+    print(f"\nmachine: {platform.machine()}, {where}; torch {torch.__version__}; {time.strftime('%Y-%m-%d')}; "
+          f"{dtype}; {'random weights' if opts.random_init else 'packaged weights'}; "
+          f"{len(prompts)} prompts x {g.max_new_tokens} new tokens, batch {g.batch_size}")
     rate = {name: n / dt for name, (n, dt) in totals.items()}
     for name in sides:
         print(f"{name:>20}: {rate[name]:.2f} generated tok/s, {totals[name][1]:.1f} s over {opts.rounds} rounds")
-    print(f"speedup_vs_batched={rate['lima_repro sample'] / rate['batched generate']:.3f} "
-          f"speedup={rate['lima_repro sample'] / rate['plain generate loop']:.3f}")
+    loop = "" if opts.no_loop else f" speedup={rate['lima_repro sample'] / rate['plain generate loop']:.3f}"
+    print(f"speedup_vs_batched={rate['lima_repro sample'] / rate['batched generate']:.3f}{loop} "
+          f"tokens_per_s={rate['lima_repro sample']:.1f} batched_tokens_per_s={rate['batched generate']:.1f}")
 
 
 if __name__ == "__main__":

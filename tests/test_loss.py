@@ -120,10 +120,13 @@ def test_head_gradient_in_forward_rejects_another_multiplier_and_skips_no_grad()
         (loss * 2.0).backward()
 
 
-def test_causal_lm_loss_head_grad_in_forward_with_tied_embeddings(tiny_model_dirs):
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dirs["gemma3"])
-    head = model.get_output_embeddings().weight
-    assert head is model.get_input_embeddings().weight  # tied: the head and the lookup share one gradient
+@pytest.mark.parametrize("family", ["gemma3", "llama", "gpt2"])  # tied + scaled embedding, untied head, GPT-2
+def test_causal_lm_loss_head_grad_in_forward_matches_autograd(tiny_model_dirs, family):
+    """head_grad_in_forward: the head's gradient goes into weight.grad in forward and the input lookup's gradient
+    goes in as sparse rows; every parameter's gradient equals plain autograd's, dense, the model left unchanged."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dirs[family])
+    head, emb = model.get_output_embeddings().weight, model.get_input_embeddings()
+    assert (head is emb.weight) == (family != "llama")  # tied: the head and the lookup share one gradient
     torch.manual_seed(4)
     ids = torch.randint(3, 200, (2, 24))
     labels = ids.clone()
@@ -136,6 +139,8 @@ def test_causal_lm_loss_head_grad_in_forward_with_tied_embeddings(tiny_model_dir
             loss, n = lm(ids[row : row + 1], labels[row : row + 1], grad_scale=1 / 36)
             (loss / 36).backward()
         grads.append({k: p.grad.clone() for k, p in model.named_parameters()})
+        assert not emb.sparse  # switched on inside forward only
+    assert not any(g.is_sparse for g in grads[1].values())
     for k in grads[0]:
         torch.testing.assert_close(grads[1][k], grads[0][k], rtol=1e-5, atol=1e-7, msg=k)
 

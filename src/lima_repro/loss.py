@@ -204,9 +204,22 @@ class CausalLMLoss(nn.Module):
 
     def forward(self, input_ids, labels, attention_mask=None, position_ids=None, grad_scale: float | None = None):
         """`grad_scale`: the multiplier `backward` will be called with (see `fused_linear_cross_entropy`)."""
-        hidden = self.lm.base_model(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
-        ).last_hidden_state
+        emb = self.lm.get_input_embeddings()
+        # with the head's gradient in forward (one process), the lookup's gradient goes in sparse: its rows are added
+        # in place into weight.grad. torch's dense embedding backward zero-fills a vocab x d tensor per forward and
+        # adds it to weight.grad (262K x 640 floats, ~1 s and 0.67 GB each time on a 2-core CPU) for a few hundred
+        # rows. weight.grad must exist first and be dense, or autograd would store the sparse tensor as the grad.
+        sparse = (self.head_grad_in_forward and torch.is_grad_enabled() and isinstance(emb, nn.Embedding)
+                  and emb.weight.requires_grad and emb.weight.is_leaf and not emb.sparse)
+        if sparse and emb.weight.grad is None:
+            emb.weight.grad = torch.zeros_like(emb.weight)
+        was, emb.sparse = emb.sparse, emb.sparse or sparse
+        try:
+            hidden = self.lm.base_model(
+                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+            ).last_hidden_state
+        finally:
+            emb.sparse = was  # the model as it was
         mask, targets = loss_positions(labels)
         h = hidden[:, :-1][mask]
         head = self.lm.get_output_embeddings()
