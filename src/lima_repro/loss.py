@@ -207,8 +207,9 @@ class CausalLMLoss(nn.Module):
         emb = self.lm.get_input_embeddings()
         # with the head's gradient in forward (one process), the lookup's gradient goes in sparse: its rows are added
         # in place into weight.grad. torch's dense embedding backward zero-fills a vocab x d tensor per forward and
-        # adds it to weight.grad (262K x 640 floats, ~1 s and 0.67 GB each time on a 2-core CPU) for a few hundred
-        # rows. weight.grad must exist first and be dense, or autograd would store the sparse tensor as the grad.
+        # adds it to weight.grad (262K x 640 fp32: 0.67 GB written and added each time) for a few hundred rows; on
+        # the 2-core CPU this made a bf16 training step ~1.2x slower (benchmarks/RESULTS.md). weight.grad must exist
+        # first and be dense, or autograd would store the sparse tensor as the grad.
         sparse = (self.head_grad_in_forward and torch.is_grad_enabled() and isinstance(emb, nn.Embedding)
                   and emb.weight.requires_grad and emb.weight.is_leaf and not emb.sparse)
         if sparse and emb.weight.grad is None:
