@@ -4,7 +4,7 @@
     python benchmarks/generate.py --prompts 16 --max-new-tokens 64 --rounds 3
     python benchmarks/generate.py --device cuda --random-init DIR --prompts 64 --batch-size 64 --max-new-tokens 256
 
-Same model (the packaged Gemma 3 270M with LIMA's EOT token, fp32), same prompts (the demo test prompts in the
+Same model (the packaged Gemma 3 270M with LIMA's EOT token, fp32 on a CPU), same prompts (the demo test prompts in the
 LIMA format), same sampling (LIMA sec. 3: top-p 0.9, temperature 0.7, repetition penalty 1.2 on generated
 tokens only, stop at EOT or EOS, `--max-new-tokens`). The two alternate in one process, A B then B A, with the
 same seed per round. Samples differ between the two (they consume random numbers differently), so throughput
@@ -117,10 +117,10 @@ def main() -> None:
     with torch.no_grad():
         # warm-up (kernels, allocator, cuBLAS handles): 4 new tokens each on a CPU; on a GPU the whole length, as
         # a 4-token warm-up left batched generate's first round 2.7x slower than its later ones on an H200
-        short = g.__class__(max_new_tokens=g.max_new_tokens if opts.device == "cuda" else 4,
-                            batch_size=g.batch_size, num_samples=1)
+        warm = g.__class__(max_new_tokens=g.max_new_tokens if opts.device == "cuda" else 4,
+                           batch_size=g.batch_size, num_samples=1)
         for side in sides.values():
-            side(model, tokenizer, eot_id, prompts[: g.batch_size], short)
+            side(model, tokenizer, eot_id, prompts[: g.batch_size], warm)
         for r in range(opts.rounds):
             for name in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
                 torch.manual_seed(r)
@@ -130,8 +130,8 @@ def main() -> None:
                 totals[name][0] += n
                 totals[name][1] += dt
                 print(f"round {r + 1} {name:>20}: {n} tokens in {dt:.1f} s = {n / dt:.1f} tok/s", flush=True)
-    where = torch.cuda.get_device_name() if opts.device == "cuda" else f"{os.cpu_count()} CPUs, torch threads " \
-        f"{torch.get_num_threads()}"
+    cpus = f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}"
+    where = torch.cuda.get_device_name() if opts.device == "cuda" else cpus
     print(f"\nmachine: {platform.machine()}, {where}; torch {torch.__version__}; {time.strftime('%Y-%m-%d')}; "
           f"{dtype}; {'random weights' if opts.random_init else 'packaged weights'}; "
           f"{len(prompts)} prompts x {g.max_new_tokens} new tokens, batch {g.batch_size}")
