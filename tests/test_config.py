@@ -7,7 +7,7 @@ import typing
 import pytest
 
 from lima_repro import cli
-from lima_repro.config import Config, ConfigError, list_profiles, load_config, parse_set
+from lima_repro.config import Config, ConfigError, list_profiles, load_config, load_resolved, parse_set, to_dict
 
 
 @pytest.mark.parametrize("profile", list_profiles())
@@ -125,3 +125,20 @@ def test_errors_name_the_layer_that_set_the_value(tmp_path):
         load_config("demo", overrides={"train.batch_size": 6})
     with pytest.raises(ConfigError, match=r"^--set 'train.epochs=\[1': the value is not valid YAML \(line 1, column 3"):
         parse_set(["train.epochs=[1"])
+
+
+def test_run_config_is_checked_once_after_set_which_can_correct_it(tmp_path, capsys):
+    """A run's config.json with a value today's checks reject: `--set` on the same command corrects it (the file
+    and --set are layered, then checked once); without it the error names the file that set the value."""
+    run = tmp_path / "run"
+    run.mkdir()
+    data = to_dict(load_config("demo"))
+    data["train"]["epochs"] = 0
+    (run / "config.json").write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=rf"train.epochs must be >= 1, got 0 \(set by {re.escape(str(run))}/config"):
+        load_resolved(run / "config.json")
+    assert load_resolved(run / "config.json", parse_set(["train.epochs=2"])).train.epochs == 2
+    assert cli.main(["config", "--run-dir", str(run), "--set", "train.epochs=3"]) == 0
+    assert json.loads(capsys.readouterr().out)["train"]["epochs"] == 3
+    assert cli.main(["config", "--run-dir", str(run)]) == 2  # a one-line config error, not a traceback
+    assert "train.epochs must be >= 1" in capsys.readouterr().err

@@ -19,7 +19,6 @@ import sys
 
 from .config import list_profiles, load_config, load_resolved, parse_set, to_dict
 from .config.base import UserError
-from .config.overrides import apply_overrides, dotted_to_nested
 from .runs import RunDir, new_run_dir
 
 # stage name -> "module:function"; each takes a Config and returns its output directory. Imported by name when
@@ -93,14 +92,12 @@ def _config_args(p: argparse.ArgumentParser) -> None:
 def _resolve(args):
     run_config = RunDir(args.run_dir).config if args.run_dir else None
     if getattr(args, "config_json", None):
-        cfg = load_resolved(args.config_json)
+        cfg = load_resolved(args.config_json, parse_set(args.set))
     elif run_config and run_config.is_file() and args.profile is None:  # a run directory's config is its default
         if args.config:
             raise UsageError(f"--config starts from a profile, but --run-dir {args.run_dir} has its own config.json; "
                              "change it with --set KEY=VALUE, or give --profile to start from a profile")
-        cfg = load_resolved(run_config)
-        apply_overrides(cfg, dotted_to_nested(parse_set(args.set)))
-        cfg.check()
+        cfg = load_resolved(run_config, parse_set(args.set))
         print(f"config: {run_config} (the run's own; --profile NAME starts from a profile instead)", file=sys.stderr)
     else:
         cfg = load_config(args.profile or "demo", files=args.config, overrides=parse_set(args.set))

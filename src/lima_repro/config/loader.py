@@ -89,9 +89,14 @@ def load_config(
     cfg.profile = profile
     for f in files or []:
         _apply(cfg, _read_yaml(f), f"--config {f}", origin)
+    return _set_and_check(cfg, overrides, origin)
+
+
+def _set_and_check(cfg: Config, overrides: dict[str, Any] | None, origin: dict[str, str]) -> Config:
+    """Apply the --set layer, then check the whole config once; an error names the layer that set the bad key."""
     if overrides:
-        flat = {k: v for k, v in overrides.items()}
-        _apply(cfg, dotted_to_nested(flat) if any("." in k for k in flat) else flat, "--set", origin)
+        _apply(cfg, dotted_to_nested(overrides) if any("." in k for k in overrides) else dict(overrides), "--set",
+               origin)
     try:
         cfg.check()
     except ConfigError as e:
@@ -138,8 +143,9 @@ def from_dict(data: dict) -> Config:
     return cfg
 
 
-def load_resolved(path: str | Path) -> Config:
-    """Load the config.json a pipeline run wrote."""
+def load_resolved(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
+    """Load the config.json a pipeline run wrote, then `overrides` (--set) on top; checked once, after both, so
+    that --set can correct a value the run's file holds but today's checks reject."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"--config-json {path}: {'is a folder' if p.is_dir() else 'file not found'}; give the "
@@ -152,4 +158,6 @@ def load_resolved(path: str | Path) -> Config:
                           "use the config.json a run wrote, unedited") from e
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON object of config keys, got {type(data).__name__}")
-    return from_dict(data)
+    cfg, origin = Config(), {}
+    _apply(cfg, data, str(path), origin)
+    return _set_and_check(cfg, overrides, origin)
