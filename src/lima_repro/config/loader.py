@@ -135,12 +135,12 @@ def to_dict(cfg: Config) -> dict:
     return dataclasses.asdict(cfg)
 
 
-def from_dict(data: dict) -> Config:
-    """Rebuild a Config from `to_dict` output (e.g. a run directory's config.json)."""
-    cfg = Config()
-    apply_overrides(cfg, data)
-    cfg.check()
-    return cfg
+def from_dict(data: dict, overrides: dict[str, Any] | None = None, layer: str = "the config") -> Config:
+    """Rebuild a Config from `to_dict` output (e.g. a run directory's config.json, named by `layer` in errors),
+    then `overrides` (--set) on top; checked once, after both."""
+    cfg, origin = Config(), {}
+    _apply(cfg, data, layer, origin)
+    return _set_and_check(cfg, overrides, origin)
 
 
 def load_resolved(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
@@ -158,6 +158,4 @@ def load_resolved(path: str | Path, overrides: dict[str, Any] | None = None) -> 
                           "use the config.json a run wrote, unedited") from e
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON object of config keys, got {type(data).__name__}")
-    cfg, origin = Config(), {}
-    _apply(cfg, data, str(path), origin)
-    return _set_and_check(cfg, overrides, origin)
+    return from_dict(data, overrides, str(path))
