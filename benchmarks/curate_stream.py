@@ -7,6 +7,7 @@ Each size is generated once (streamed to disk, in --dir), then read in a fresh s
 (ru_maxrss) belongs to the reader alone. Peak memory should stay flat as the file grows: the reader clears
 parsed rows and keeps only `candidates_per_site` questions.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,10 @@ import time
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-WORDS = ("the of a to and in is for that with as on be it by this are or an can from at which use value function "
-         "data file set number time system point case example code line order result error type user").split()
+WORDS = (
+    "the of a to and in is for that with as on be it by this are or an can from at which use value function "
+    "data file set number time system point case example code line order result error type user"
+).split()
 
 
 def _para(rng: random.Random, n_words: int) -> str:
@@ -38,16 +41,22 @@ def generate(path: Path, size_mb: float, seed: int = 0) -> None:
         while written < target:
             q = pid
             title = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))).capitalize() + "?"
-            rows = [f'  <row Id="{q}" PostTypeId="1" Score="{rng.randint(-2, 300)}" Title={quoteattr(title)} '
-                    f'Body={quoteattr(_para(rng, rng.randint(20, 120)))} Tags="&lt;x&gt;" '
-                    'CreationDate="2021-03-14T09:26:53.590" ContentLicense="CC BY-SA 4.0" />']
+            rows = [
+                f'  <row Id="{q}" PostTypeId="1" Score="{rng.randint(-2, 300)}" Title={quoteattr(title)} '
+                f'Body={quoteattr(_para(rng, rng.randint(20, 120)))} Tags="&lt;x&gt;" '
+                'CreationDate="2021-03-14T09:26:53.590" ContentLicense="CC BY-SA 4.0" />'
+            ]
             for _ in range(rng.randint(1, 3)):
                 pid += 1
                 body = "".join(_para(rng, rng.randint(20, 90)) for _ in range(rng.randint(1, 8)))
                 if rng.random() < 0.3:
-                    body += "<pre><code>for i in range(10):\n    print(i)\n</code></pre><ul><li>one</li><li>two</li></ul>"
-                rows.append(f'  <row Id="{pid}" PostTypeId="2" ParentId="{q}" Score="{rng.randint(0, 120)}" '
-                            f'Body={quoteattr(body)} CreationDate="2021-03-14T09:26:53.590" />')
+                    body += (
+                        "<pre><code>for i in range(10):\n    print(i)\n</code></pre><ul><li>one</li><li>two</li></ul>"
+                    )
+                rows.append(
+                    f'  <row Id="{pid}" PostTypeId="2" ParentId="{q}" Score="{rng.randint(0, 120)}" '
+                    f'Body={quoteattr(body)} CreationDate="2021-03-14T09:26:53.590" />'
+                )
             pid += 1
             chunk = "\r\n".join(rows) + "\r\n"
             fh.write(chunk)
@@ -66,9 +75,15 @@ def read(path: Path) -> dict:
     _, n_q, cands = site_candidates(path, StackExchangeConfig(), log, random.Random(0), name="math")
     dt = time.perf_counter() - t0
     mb = path.stat().st_size / 1e6
-    return {"size_mb": round(mb, 1), "seconds": round(dt, 2), "mb_per_s": round(mb / dt, 1), "questions": n_q,
-            "kept": len(cands), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "rss_after_imports_mb": round(base / 1024, 1)}
+    return {
+        "size_mb": round(mb, 1),
+        "seconds": round(dt, 2),
+        "mb_per_s": round(mb / dt, 1),
+        "questions": n_q,
+        "kept": len(cands),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "rss_after_imports_mb": round(base / 1024, 1),
+    }
 
 
 def main() -> None:
@@ -88,11 +103,15 @@ def main() -> None:
         path = folder / f"Posts-{int(size)}MB.xml"
         if not path.exists():
             generate(path, size)
-        out = subprocess.run([sys.executable, __file__, "--read", str(path)], capture_output=True, text=True,
-                             check=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--read", str(path)], capture_output=True, text=True, check=True
+        )
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"{r['size_mb']:>8} {r['seconds']:>7} {r['mb_per_s']:>6} {r['questions']:>10} {r['kept']:>5} "
-              f"{r['peak_rss_mb']:>12}  (after imports: {r['rss_after_imports_mb']} MB)", flush=True)
+        print(
+            f"{r['size_mb']:>8} {r['seconds']:>7} {r['mb_per_s']:>6} {r['questions']:>10} {r['kept']:>5} "
+            f"{r['peak_rss_mb']:>12}  (after imports: {r['rss_after_imports_mb']} MB)",
+            flush=True,
+        )
         if not args.keep:
             path.unlink()
 

@@ -9,6 +9,7 @@ by round so machine load hits all alike, and the table gives each one's median s
 every weight trained, with the CPU's bf16 units (`amx_bf16`, `avx512_bf16`) printed: on an AVX2-only CPU bf16
 matmuls are emulated and far slower. Losses are printed so the variants can be seen to train the same way.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,12 +66,19 @@ def main() -> None:
     times: dict[tuple, list[float]] = {v: [] for v in VARIANTS}
     for r in range(args.rounds):
         for precision, freeze in VARIANTS if r % 2 == 0 else VARIANTS[::-1]:
-            out = subprocess.run([sys.executable, __file__, "--steps", str(args.steps), "--worker", precision,
-                                  str(int(freeze))], capture_output=True, text=True, check=True).stdout
+            out = subprocess.run(
+                [sys.executable, __file__, "--steps", str(args.steps), "--worker", precision, str(int(freeze))],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
             res = json.loads(out.strip().splitlines()[-1])
             times[(precision, freeze)] += res["times"]
-            print(f"round {r + 1} {precision} frozen={freeze}: s/step {[round(x, 2) for x in res['times']]} "
-                  f"losses {res['losses']}", flush=True)
+            print(
+                f"round {r + 1} {precision} frozen={freeze}: s/step {[round(x, 2) for x in res['times']]} "
+                f"losses {res['losses']}",
+                flush=True,
+            )
     ref = statistics.median(times[VARIANTS[0]])
     print("\n| precision | embeddings | median s/step | speedup vs fp32, all trained |\n|---|---|---|---|")
     for (precision, freeze), ts in times.items():

@@ -19,6 +19,7 @@ same stop tokens, top-p, temperature and the same generated-tokens-only repetiti
 (with left padding every prompt ends at the same column, so "generated" starts there for the whole batch). The
 last line is machine-readable: `speedup_vs_batched=<x>` and `speedup=<x>` (lima_repro over the per-prompt loop).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,9 +46,15 @@ def plain_loop(model, tokenizer, eot_id, prompts, g) -> int:
     for p in prompts:
         out = model.generate(
             input_ids=torch.tensor([p], device=model.device),
-            attention_mask=torch.ones(1, len(p), dtype=torch.long, device=model.device), do_sample=True,
-            top_p=g.top_p, top_k=0, temperature=g.temperature, max_new_tokens=g.max_new_tokens,
-            eos_token_id=stops, pad_token_id=tokenizer.pad_token_id, repetition_penalty=None,
+            attention_mask=torch.ones(1, len(p), dtype=torch.long, device=model.device),
+            do_sample=True,
+            top_p=g.top_p,
+            top_k=0,
+            temperature=g.temperature,
+            max_new_tokens=g.max_new_tokens,
+            eos_token_id=stops,
+            pad_token_id=tokenizer.pad_token_id,
+            repetition_penalty=None,
             logits_processor=[GeneratedRepetitionPenalty(g.repetition_penalty, len(p))],
         )
         n += out.shape[1] - len(p)
@@ -67,8 +74,16 @@ def batched_generate(model, tokenizer, eot_id, prompts, g) -> int:
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in batch], device=model.device)
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=model.device)
         out = model.generate(
-            input_ids=ids, attention_mask=mask, do_sample=True, top_p=g.top_p, top_k=0, temperature=g.temperature,
-            max_new_tokens=g.max_new_tokens, eos_token_id=stops, pad_token_id=pad, repetition_penalty=None,
+            input_ids=ids,
+            attention_mask=mask,
+            do_sample=True,
+            top_p=g.top_p,
+            top_k=0,
+            temperature=g.temperature,
+            max_new_tokens=g.max_new_tokens,
+            eos_token_id=stops,
+            pad_token_id=pad,
+            repetition_penalty=None,
             logits_processor=[GeneratedRepetitionPenalty(g.repetition_penalty, width)],
         )
         for row in out[:, width:].tolist():
@@ -86,8 +101,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     cfg = load_config("demo")
     g = cfg.generate
-    ap.add_argument("--prompts", type=int, default=g.max_prompts,
-                    help="first N demo test prompts (demo: 6), cycled when N exceeds the 16 there")
+    ap.add_argument(
+        "--prompts",
+        type=int,
+        default=g.max_prompts,
+        help="first N demo test prompts (demo: 6), cycled when N exceeds the 16 there",
+    )
     ap.add_argument("--max-new-tokens", type=int, default=g.max_new_tokens)
     ap.add_argument("--batch-size", type=int, default=g.batch_size)
     ap.add_argument("--rounds", type=int, default=2)
@@ -117,12 +136,13 @@ def main() -> None:
     with torch.no_grad():
         # warm-up (kernels, allocator, cuBLAS handles): 4 new tokens each on a CPU; on a GPU the whole length, as
         # a 4-token warm-up left batched generate's first round 2.7x slower than its later ones on an H200
-        warm = g.__class__(max_new_tokens=g.max_new_tokens if opts.device == "cuda" else 4,
-                           batch_size=g.batch_size, num_samples=1)
+        warm = g.__class__(
+            max_new_tokens=g.max_new_tokens if opts.device == "cuda" else 4, batch_size=g.batch_size, num_samples=1
+        )
         for side in sides.values():
             side(model, tokenizer, eot_id, prompts[: g.batch_size], warm)
         for r in range(opts.rounds):
-            for name in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
+            for name in list(sides) if r % 2 == 0 else list(sides)[::-1]:
                 torch.manual_seed(r)
                 t0 = time.perf_counter()
                 n = sides[name](model, tokenizer, eot_id, prompts, g)
@@ -132,15 +152,19 @@ def main() -> None:
                 print(f"round {r + 1} {name:>20}: {n} tokens in {dt:.1f} s = {n / dt:.1f} tok/s", flush=True)
     cpus = f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}"
     where = torch.cuda.get_device_name() if opts.device == "cuda" else cpus
-    print(f"\nmachine: {platform.machine()}, {where}; torch {torch.__version__}; {time.strftime('%Y-%m-%d')}; "
-          f"{dtype}; {'random weights' if opts.random_init else 'packaged weights'}; "
-          f"{len(prompts)} prompts x {g.max_new_tokens} new tokens, batch {g.batch_size}")
+    print(
+        f"\nmachine: {platform.machine()}, {where}; torch {torch.__version__}; {time.strftime('%Y-%m-%d')}; "
+        f"{dtype}; {'random weights' if opts.random_init else 'packaged weights'}; "
+        f"{len(prompts)} prompts x {g.max_new_tokens} new tokens, batch {g.batch_size}"
+    )
     rate = {name: n / dt for name, (n, dt) in totals.items()}
     for name in sides:
         print(f"{name:>20}: {rate[name]:.2f} generated tok/s, {totals[name][1]:.1f} s over {opts.rounds} rounds")
     loop = "" if opts.no_loop else f" speedup={rate['lima_repro sample'] / rate['plain generate loop']:.3f}"
-    print(f"speedup_vs_batched={rate['lima_repro sample'] / rate['batched generate']:.3f}{loop} "
-          f"tokens_per_s={rate['lima_repro sample']:.1f} batched_tokens_per_s={rate['batched generate']:.1f}")
+    print(
+        f"speedup_vs_batched={rate['lima_repro sample'] / rate['batched generate']:.3f}{loop} "
+        f"tokens_per_s={rate['lima_repro sample']:.1f} batched_tokens_per_s={rate['batched generate']:.1f}"
+    )
 
 
 if __name__ == "__main__":

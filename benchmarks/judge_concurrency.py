@@ -12,6 +12,7 @@ line extrapolates the measured rate to its 805 prompts judged in both orders (1,
 Last line, machine-readable: `speedup=` (configured concurrency over 1), `requests_per_s=`, `cached_requests=`,
 `cached_rerun_s=`, `alpacaeval_minutes=`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,11 +47,22 @@ class LatencyServer:
                 with lock:
                     server.calls += 1
                 time.sleep(latency)
-                data = json.dumps({
-                    "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": "A is more useful.\nVerdict: A"}}],
-                    "usage": {"prompt_tokens": 300, "completion_tokens": 12, "total_tokens": 312}}).encode()
+                data = json.dumps(
+                    {
+                        "id": "x",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": body["model"],
+                        "choices": [
+                            {
+                                "index": 0,
+                                "finish_reason": "stop",
+                                "message": {"role": "assistant", "content": "A is more useful.\nVerdict: A"},
+                            }
+                        ],
+                        "usage": {"prompt_tokens": 300, "completion_tokens": 12, "total_tokens": 312},
+                    }
+                ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -91,9 +103,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--requests", type=int, default=48)
     ap.add_argument("--latency", type=float, default=0.2, help="seconds the server waits before each answer")
-    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, default.concurrency],
-                    help=f"settings to compare; the first is the baseline (default: 1 and judge.concurrency="
-                         f"{default.concurrency})")
+    ap.add_argument(
+        "--concurrency",
+        type=int,
+        nargs="+",
+        default=[1, default.concurrency],
+        help=f"settings to compare; the first is the baseline (default: 1 and judge.concurrency={default.concurrency})",
+    )
     ap.add_argument("--rounds", type=int, default=2)
     opts = ap.parse_args()
 
@@ -104,19 +120,30 @@ def main() -> None:
             for rnd in range(opts.rounds):
                 order = opts.concurrency if rnd % 2 == 0 else list(reversed(opts.concurrency))
                 for c in order:
-                    jc = JudgeConfig(backend="openai", model="bench-judge", base_url=server.url, api_key_env="",
-                                     concurrency=c, max_tokens=32)
+                    jc = JudgeConfig(
+                        backend="openai",
+                        model="bench-judge",
+                        base_url=server.url,
+                        api_key_env="",
+                        concurrency=c,
+                        max_tokens=32,
+                    )
                     requests = make_requests(jc, opts.requests, f"r{rnd}c{c}")
                     elapsed, _ = timed_pass(jc, requests, Path(tmp) / f"r{rnd}c{c}.jsonl")
                     times[c].append(elapsed)
-                    print(f"round {rnd + 1} concurrency {c:>3}: {opts.requests} requests in {elapsed:6.2f} s "
-                          f"({opts.requests / elapsed:6.1f} req/s)", flush=True)
+                    print(
+                        f"round {rnd + 1} concurrency {c:>3}: {opts.requests} requests in {elapsed:6.2f} s "
+                        f"({opts.requests / elapsed:6.1f} req/s)",
+                        flush=True,
+                    )
             # cached rerun of the last pass: every request is already in the cache file
             before = server.calls
             cached_s, stats = timed_pass(jc, requests, Path(tmp) / f"r{rnd}c{c}.jsonl")
             cached_requests = server.calls - before
-            print(f"cached rerun: {cached_requests} requests reached the server, {stats['cached']} answered from "
-                  f"the cache, {cached_s:.3f} s")
+            print(
+                f"cached rerun: {cached_requests} requests reached the server, {stats['cached']} answered from "
+                f"the cache, {cached_s:.3f} s"
+            )
     finally:
         server.close()
 
@@ -124,10 +151,14 @@ def main() -> None:
     med = {c: statistics.median(ts) for c, ts in times.items()}
     rate = opts.requests / med[best]
     spread = [round(opts.requests / t, 1) for t in times[best]]
-    print(f"machine-independent: server latency {opts.latency * 1000:.0f} ms; ideal at concurrency {best}: "
-          f"{best / opts.latency:.1f} req/s; measured per round {spread}")
-    print(f"speedup={med[base] / med[best]:.2f} requests_per_s={rate:.1f} cached_requests={cached_requests} "
-          f"cached_rerun_s={cached_s:.3f} alpacaeval_minutes={ALPACAEVAL_REQUESTS / rate / 60:.1f}")
+    print(
+        f"machine-independent: server latency {opts.latency * 1000:.0f} ms; ideal at concurrency {best}: "
+        f"{best / opts.latency:.1f} req/s; measured per round {spread}"
+    )
+    print(
+        f"speedup={med[base] / med[best]:.2f} requests_per_s={rate:.1f} cached_requests={cached_requests} "
+        f"cached_rerun_s={cached_s:.3f} alpacaeval_minutes={ALPACAEVAL_REQUESTS / rate / 60:.1f}"
+    )
 
 
 if __name__ == "__main__":

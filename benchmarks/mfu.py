@@ -27,6 +27,7 @@ Not counted: gradient-checkpointing recomputation (MFU excludes it), and what a 
 (SDPA with the packed rows' block-diagonal mask computes whole rows; FlashAttention's varlen kernel does not).
 The last lines are machine-readable: `model=<name> mfu=<x> tflops=<y> peak_tflops=<z> tokens_per_s=<t>`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,10 +47,18 @@ from lima_repro.config import TrainConfig  # noqa: E402
 from lima_repro.dropout import add_residual_dropout, decoder_layers  # noqa: E402
 from lima_repro.loss import CausalLMLoss  # noqa: E402
 
-LLAMA3_ROPE = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0, "low_freq_factor": 1.0,
-               "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
-GEMMA3_ROPE = {"full_attention": {"rope_type": "default", "rope_theta": 1e6},
-               "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}}
+LLAMA3_ROPE = {
+    "rope_type": "llama3",
+    "rope_theta": 500000.0,
+    "factor": 32.0,
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 8192,
+}
+GEMMA3_ROPE = {
+    "full_attention": {"rope_type": "default", "rope_theta": 1e6},
+    "sliding_attention": {"rope_type": "default", "rope_theta": 1e4},
+}
 
 
 def model_config(name: str, tiny: bool = False):
@@ -58,18 +67,40 @@ def model_config(name: str, tiny: bool = False):
 
     if name == "llama-1b":
         d, n, h, kv, mlp, vocab = (64, 2, 4, 2, 256, 1024) if tiny else (2048, 16, 32, 8, 8192, 128256)
-        return LlamaConfig(hidden_size=d, num_hidden_layers=n, num_attention_heads=h, num_key_value_heads=kv,
-                           intermediate_size=mlp, vocab_size=vocab, rope_parameters=dict(LLAMA3_ROPE),
-                           max_position_embeddings=131072, rms_norm_eps=1e-5, tie_word_embeddings=True)
+        return LlamaConfig(
+            hidden_size=d,
+            num_hidden_layers=n,
+            num_attention_heads=h,
+            num_key_value_heads=kv,
+            intermediate_size=mlp,
+            vocab_size=vocab,
+            rope_parameters=dict(LLAMA3_ROPE),
+            max_position_embeddings=131072,
+            rms_norm_eps=1e-5,
+            tie_word_embeddings=True,
+        )
     if name == "gemma-270m":
         n, d, hd, mlp, vocab, window = (2, 64, 16, 128, 1024, 64) if tiny else (18, 640, 256, 2048, 262144, 512)
         # as the packaged model's config.json: 5 local layers, then 1 global (tiny: 1 and 1)
-        types = ["full_attention" if (i + 1) % 6 == 0 or (tiny and i == n - 1) else "sliding_attention"
-                 for i in range(n)]
-        return Gemma3TextConfig(hidden_size=d, num_hidden_layers=n, num_attention_heads=4, num_key_value_heads=1,
-                                head_dim=hd, query_pre_attn_scalar=hd, intermediate_size=mlp, vocab_size=vocab,
-                                sliding_window=window, layer_types=types, rope_parameters=dict(GEMMA3_ROPE),
-                                max_position_embeddings=32768, final_logit_softcapping=None, tie_word_embeddings=True)
+        types = [
+            "full_attention" if (i + 1) % 6 == 0 or (tiny and i == n - 1) else "sliding_attention" for i in range(n)
+        ]
+        return Gemma3TextConfig(
+            hidden_size=d,
+            num_hidden_layers=n,
+            num_attention_heads=4,
+            num_key_value_heads=1,
+            head_dim=hd,
+            query_pre_attn_scalar=hd,
+            intermediate_size=mlp,
+            vocab_size=vocab,
+            sliding_window=window,
+            layer_types=types,
+            rope_parameters=dict(GEMMA3_ROPE),
+            max_position_embeddings=32768,
+            final_logit_softcapping=None,
+            tie_word_embeddings=True,
+        )
     raise ValueError(f"unknown model {name!r}")
 
 
@@ -77,10 +108,13 @@ def flop_spec(lm) -> dict:
     """What the FLOP formula needs of a causal LM: decoder matmul weights, head size, heads, per-layer windows."""
     c = lm.config
     types = getattr(c, "layer_types", None) or ["full_attention"] * c.num_hidden_layers
-    return {"body_params": sum(p.numel() for p in decoder_layers(lm).parameters() if p.ndim >= 2),
-            "head_params": lm.get_output_embeddings().weight.numel(), "heads": c.num_attention_heads,
-            "head_dim": getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads,
-            "windows": [c.sliding_window if t == "sliding_attention" else None for t in types]}
+    return {
+        "body_params": sum(p.numel() for p in decoder_layers(lm).parameters() if p.ndim >= 2),
+        "head_params": lm.get_output_embeddings().weight.numel(),
+        "heads": c.num_attention_heads,
+        "head_dim": getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads,
+        "windows": [c.sliding_window if t == "sliding_attention" else None for t in types],
+    }
 
 
 def attended_pairs(length: int, window: int | None = None) -> int:
@@ -95,14 +129,17 @@ def step_flops(spec: dict, examples: list[dict]) -> dict:
     lengths = [len(e["input_ids"]) for e in examples]
     tokens, loss_tokens = sum(lengths), batching.count_loss_tokens(examples)
     pairs = sum(attended_pairs(n, w) for n in lengths for w in spec["windows"])
-    parts = {"body": 6 * spec["body_params"] * tokens, "head": 6 * spec["head_params"] * loss_tokens,
-             "attention": 12 * spec["heads"] * spec["head_dim"] * pairs}
+    parts = {
+        "body": 6 * spec["body_params"] * tokens,
+        "head": 6 * spec["head_params"] * loss_tokens,
+        "attention": 12 * spec["heads"] * spec["head_dim"] * pairs,
+    }
     return {**parts, "total": sum(parts.values()), "tokens": tokens, "loss_tokens": loss_tokens}
 
 
 def make_example(length: int, vocab: int, gen: torch.Generator) -> dict:
     ids = torch.randint(0, vocab, (length,), generator=gen).tolist()
-    return {"input_ids": ids, "labels": [IGNORE] * (length // 2) + ids[length // 2:]}  # loss on the second half
+    return {"input_ids": ids, "labels": [IGNORE] * (length // 2) + ids[length // 2 :]}  # loss on the second half
 
 
 def synthetic_examples(n: int, capacity: int, vocab: int, seed: int = 0) -> list[dict]:
@@ -159,9 +196,17 @@ def run_model(name: str, opts, acc, peak: float) -> dict:
 
     cap, dev, total = opts.seq_len, opts.device, opts.warmup + opts.steps
     cfg = model_config(name, opts.tiny)
-    t = TrainConfig(batch_size=opts.batch_size, max_length=cap, packing=True, max_steps=total, save_state=False,
-                    gradient_checkpointing=opts.gradient_checkpointing, residual_dropout=opts.residual_dropout,
-                    compile=opts.compile if opts.compile == "auto" else opts.compile == "true", max_grad_norm=None)
+    t = TrainConfig(
+        batch_size=opts.batch_size,
+        max_length=cap,
+        packing=True,
+        max_steps=total,
+        save_state=False,
+        gradient_checkpointing=opts.gradient_checkpointing,
+        residual_dropout=opts.residual_dropout,
+        compile=opts.compile if opts.compile == "auto" else opts.compile == "true",
+        max_grad_norm=None,
+    )
     examples = synthetic_examples(t.batch_size * total, cap, cfg.vocab_size, seed=1)
     order = batching.epoch_order(len(examples), t.seed, 0)  # what train_step takes: one epoch of `total` steps
     steps = [[examples[i] for i in batching.step_examples(order, s, t.batch_size)] for s in range(total)]
@@ -169,23 +214,29 @@ def run_model(name: str, opts, acc, peak: float) -> dict:
     if opts.check_flops:
         lm = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager", dtype=torch.float32).to(dev)
         got, want = counter_check(lm, batching.pack_rows(steps[0], cap), flop_spec(lm), t.loss_chunk_size)
-        print(f"[{name}] FLOP check, step 1 (fp32, eager): FlopCounterMode {got:.6e}, the formula's prediction of it "
-              f"{want:.6e}, ratio {got / want:.6f}", flush=True)
+        print(
+            f"[{name}] FLOP check, step 1 (fp32, eager): FlopCounterMode {got:.6e}, the formula's prediction of it "
+            f"{want:.6e}, ratio {got / want:.6f}",
+            flush=True,
+        )
         del lm
     lm = AutoModelForCausalLM.from_config(cfg, attn_implementation=opts.attn, dtype=torch.float32)
     if t.gradient_checkpointing:
         lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     add_residual_dropout(lm, t.residual_dropout)
     spec = flop_spec(lm)
-    flops = [step_flops(spec, b) for b in steps[opts.warmup:]]  # host work done before the clock starts
-    rows = sum(len(batching.pack_rows(b, cap)) for b in steps[opts.warmup:])
+    flops = [step_flops(spec, b) for b in steps[opts.warmup :]]  # host work done before the clock starts
+    rows = sum(len(batching.pack_rows(b, cap)) for b in steps[opts.warmup :])
     compiled = compile_decoder(lm, t.compile, torch.device(dev))  # as run_train: after dropout, before prepare
     loss_model, optimizer, scheduler = prepare_training(acc, lm, t, total)
     loss_model.train()
-    print(f"[{name}] {sum(p.numel() for p in lm.parameters()) / 1e6:.1f}M params (decoder matmuls "
-          f"{spec['body_params'] / 1e6:.1f}M, head {spec['head_params'] / 1e6:.1f}M), attention "
-          f"{lm.config._attn_implementation}, compiled {compiled}, mixed precision {acc.mixed_precision}, "
-          f"gradient checkpointing {t.gradient_checkpointing}, {t.batch_size} examples a step", flush=True)
+    print(
+        f"[{name}] {sum(p.numel() for p in lm.parameters()) / 1e6:.1f}M params (decoder matmuls "
+        f"{spec['body_params'] / 1e6:.1f}M, head {spec['head_params'] / 1e6:.1f}M), attention "
+        f"{lm.config._attn_implementation}, compiled {compiled}, mixed precision {acc.mixed_precision}, "
+        f"gradient checkpointing {t.gradient_checkpointing}, {t.batch_size} examples a step",
+        flush=True,
+    )
     for s in range(total):
         if s == opts.warmup:
             sync(dev)
@@ -204,21 +255,32 @@ def run_model(name: str, opts, acc, peak: float) -> dict:
     seconds = time.perf_counter() - t0
     tot = {k: sum(f[k] for f in flops) for k in flops[0]}
     tflops = tot["total"] / seconds / 1e12
-    mem = (f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB allocated" if dev == "cuda" else
-           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB process RSS")
-    print(f"  timed: {opts.steps} steps in {seconds:.2f} s, {tot['tokens'] / opts.steps:,.0f} tokens a step in "
-          f"{rows / opts.steps:.1f} rows of {cap} (fill {tot['tokens'] / (rows * cap):.1%}), last loss "
-          f"{row['loss']:.3f}; {tot['tokens'] / seconds:,.0f} tokens/s\n  model FLOPs a step "
-          f"{tot['total'] / opts.steps:.3e} (" + ", ".join(f"{k} {tot[k] / tot['total']:.1%}" for k in
-                                                          ("body", "head", "attention")) +
-          f"): {tflops:.4g} TFLOP/s of {peak:.4g} measured, MFU {tflops / peak:.1%}; peak memory {mem}", flush=True)
+    mem = (
+        f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB allocated"
+        if dev == "cuda"
+        else f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB process RSS"
+    )
+    print(
+        f"  timed: {opts.steps} steps in {seconds:.2f} s, {tot['tokens'] / opts.steps:,.0f} tokens a step in "
+        f"{rows / opts.steps:.1f} rows of {cap} (fill {tot['tokens'] / (rows * cap):.1%}), last loss "
+        f"{row['loss']:.3f}; {tot['tokens'] / seconds:,.0f} tokens/s\n  model FLOPs a step "
+        f"{tot['total'] / opts.steps:.3e} ("
+        + ", ".join(f"{k} {tot[k] / tot['total']:.1%}" for k in ("body", "head", "attention"))
+        + f"): {tflops:.4g} TFLOP/s of {peak:.4g} measured, MFU {tflops / peak:.1%}; peak memory {mem}",
+        flush=True,
+    )
     del loss_model, optimizer, scheduler, lm
     gc.collect()
     if dev == "cuda":
         torch.cuda.empty_cache()
     torch._dynamo.reset()
-    return {"model": name, "mfu": tflops / peak, "tflops": tflops, "peak_tflops": peak,
-            "tokens_per_s": tot["tokens"] / seconds}
+    return {
+        "model": name,
+        "mfu": tflops / peak,
+        "tflops": tflops,
+        "peak_tflops": peak,
+        "tokens_per_s": tot["tokens"] / seconds,
+    }
 
 
 def main() -> None:
@@ -231,10 +293,18 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32, help="examples per optimizer step (LIMA: 32)")
     ap.add_argument("--seq-len", type=int, help="packed row capacity (default 2048; tiny 256)")
     ap.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto", help="auto: bf16 on cuda")
-    ap.add_argument("--compile", choices=["auto", "true", "false"], default="auto",
-                    help="torch.compile the decoder body (auto: on cuda only)")
-    ap.add_argument("--attn", choices=["auto", "sdpa", "flash_attention_2", "eager"], default="auto",
-                    help="auto: flash_attention_2 on cuda when flash_attn is installed, else sdpa")
+    ap.add_argument(
+        "--compile",
+        choices=["auto", "true", "false"],
+        default="auto",
+        help="torch.compile the decoder body (auto: on cuda only)",
+    )
+    ap.add_argument(
+        "--attn",
+        choices=["auto", "sdpa", "flash_attention_2", "eager"],
+        default="auto",
+        help="auto: flash_attention_2 on cuda when flash_attn is installed, else sdpa",
+    )
     ap.add_argument("--gradient-checkpointing", action="store_true")
     ap.add_argument("--residual-dropout", type=float, default=TrainConfig.residual_dropout)
     ap.add_argument("--matmul-size", type=int, help="n of the n^3 peak-rate matmuls (default 8192; tiny 512)")
@@ -255,13 +325,19 @@ def main() -> None:
     n = opts.matmul_size or (512 if opts.tiny else 8192)
     peak = matmul_peak(opts.device, dtype, n, reps=50 if opts.device == "cuda" else 3)
     where = torch.cuda.get_device_name() if opts.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"{where}; torch {torch.__version__}; {time.strftime('%Y-%m-%d')}\n"
-          f"peak {precision} matmul ({n}^3): {peak:.4g} TFLOP/s", flush=True)
-    results = [run_model(m, opts, acc, peak) for m in (["llama-1b", "gemma-270m"] if opts.model == "both"
-                                                        else [opts.model])]
+    print(
+        f"{where}; torch {torch.__version__}; {time.strftime('%Y-%m-%d')}\n"
+        f"peak {precision} matmul ({n}^3): {peak:.4g} TFLOP/s",
+        flush=True,
+    )
+    results = [
+        run_model(m, opts, acc, peak) for m in (["llama-1b", "gemma-270m"] if opts.model == "both" else [opts.model])
+    ]
     for r in results:
-        print(f"model={r['model']} mfu={r['mfu']:.4f} tflops={r['tflops']:.4g} peak_tflops={r['peak_tflops']:.4g} "
-              f"tokens_per_s={r['tokens_per_s']:.0f}")
+        print(
+            f"model={r['model']} mfu={r['mfu']:.4f} tflops={r['tflops']:.4g} peak_tflops={r['peak_tflops']:.4g} "
+            f"tokens_per_s={r['tokens_per_s']:.0f}"
+        )
 
 
 if __name__ == "__main__":

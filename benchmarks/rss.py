@@ -1,4 +1,5 @@
 """Peak resident memory of this process, for the benchmarks that compare two sides' memory (Linux /proc)."""
+
 from __future__ import annotations
 
 

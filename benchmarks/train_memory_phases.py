@@ -13,6 +13,7 @@ glibc raises its mmap threshold (up to 32 MB) whenever a large block is freed, a
 from the heap, which keeps freed memory resident; `MALLOC_MMAP_THRESHOLD_` (read at process start) fixes the
 threshold so that freed large blocks go back to the system at once, at the cost of page faults on every new one.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -81,8 +82,10 @@ def main() -> None:
         return out
 
     loss_module.fused_linear_cross_entropy, type(optimizer).step, acc.backward = head_timed, step_timed, backward_timed
-    print(f"precision {precision}, chunk {t.loss_chunk_size}, MALLOC_MMAP_THRESHOLD_="
-          f"{os.environ.get('MALLOC_MMAP_THRESHOLD_', 'unset')}; GiB: RSS at the phase's end, highest RSS inside it")
+    print(
+        f"precision {precision}, chunk {t.loss_chunk_size}, MALLOC_MMAP_THRESHOLD_="
+        f"{os.environ.get('MALLOC_MMAP_THRESHOLD_', 'unset')}; GiB: RSS at the phase's end, highest RSS inside it"
+    )
     worst = 0.0
     for s in range(opts.steps):
         reset_peak()

@@ -8,6 +8,7 @@ Variants alternate round by round so machine load hits all of them alike; the ta
 median time relative to the first. Peak memory per variant is not separable in one process: see
 train_vs_trl.py for peaks.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,20 +51,25 @@ def main() -> None:
         return float(loss)
 
     params = [p for p in model.parameters()]
-    optimizers = {name: torch.optim.AdamW(params, lr=1e-12, betas=(t.beta1, t.beta2), weight_decay=0.0, **kw)
-                  for name, kw in (("adamw for-loop (CPU default)", {"foreach": False}),
-                                   ("adamw foreach", {"foreach": True}), ("adamw fused", {"fused": True}))}
+    optimizers = {
+        name: torch.optim.AdamW(params, lr=1e-12, betas=(t.beta1, t.beta2), weight_decay=0.0, **kw)
+        for name, kw in (
+            ("adamw for-loop (CPU default)", {"foreach": False}),
+            ("adamw foreach", {"foreach": True}),
+            ("adamw fused", {"fused": True}),
+        )
+    }
     times: dict[str, list[float]] = {}
     fwd_bwd(t.loss_chunk_size)  # warm-up: first-touch allocations
     for opt in optimizers.values():
         opt.step()  # allocates the states
     for r in range(opts.rounds):
-        for chunk in (opts.chunks if r % 2 == 0 else opts.chunks[::-1]):
+        for chunk in opts.chunks if r % 2 == 0 else opts.chunks[::-1]:
             model.zero_grad(set_to_none=True)
             t0 = time.perf_counter()
             fwd_bwd(chunk)
             times.setdefault(f"forward+backward, loss_chunk_size={chunk}", []).append(time.perf_counter() - t0)
-        for name, opt in (list(optimizers.items()) if r % 2 == 0 else list(optimizers.items())[::-1]):
+        for name, opt in list(optimizers.items()) if r % 2 == 0 else list(optimizers.items())[::-1]:
             t0 = time.perf_counter()
             opt.step()
             times.setdefault(f"optimizer step, {name}", []).append(time.perf_counter() - t0)

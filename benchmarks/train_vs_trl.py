@@ -32,6 +32,7 @@ reset after setup through /proc/self/clear_refs (falls back to the whole-process
 The last line is machine-readable: `speedup=<x> spread=<lo>-<hi> memory_ratio=<y> loss_diff=<z>` (lima_repro
 over TRL; the spread is the range of per-round ratios, round k pairing the k-th phase of each side).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -90,10 +91,24 @@ def lima_worker(conn, opts) -> None:
     for step in range(t.max_steps):
         t0 = time.perf_counter()
         row = train_step(acc, loss_model, optimizer, scheduler, train_set, t, step, per_epoch, tokenizer.pad_token_id)
-        out.append({"seconds": time.perf_counter() - t0, "loss": row["loss"], "lr": row["lr"],
-                    "real_tokens": row["tokens"], "processed_tokens": row["tokens"]})
-    conn.send({"steps": out, "peak_kb": status_kb("VmHWM"), "load_peak_kb": load_peak, "peak_reset": reset,
-               "threads": torch.get_num_threads()})
+        out.append(
+            {
+                "seconds": time.perf_counter() - t0,
+                "loss": row["loss"],
+                "lr": row["lr"],
+                "real_tokens": row["tokens"],
+                "processed_tokens": row["tokens"],
+            }
+        )
+    conn.send(
+        {
+            "steps": out,
+            "peak_kb": status_kb("VmHWM"),
+            "load_peak_kb": load_peak,
+            "peak_reset": reset,
+            "threads": torch.get_num_threads(),
+        }
+    )
 
 
 def trl_worker(conn, opts) -> None:
@@ -107,10 +122,15 @@ def trl_worker(conn, opts) -> None:
     from lima_repro.train import lr_at
 
     t, model, tokenizer, _, _, steps = _setup(opts)
-    rows = [{"input_ids": e["input_ids"], "completion_mask": [int(y != IGNORE) for y in e["labels"]]}
-            for batch in steps for e in batch]
-    assert all(e["labels"] == [i if m else IGNORE for i, m in zip(e["input_ids"], r["completion_mask"])]
-               for e, r in zip((e for b in steps for e in b), rows))  # same loss tokens as lima_repro
+    rows = [
+        {"input_ids": e["input_ids"], "completion_mask": [int(y != IGNORE) for y in e["labels"]]}
+        for batch in steps
+        for e in batch
+    ]
+    assert all(
+        e["labels"] == [i if m else IGNORE for i, m in zip(e["input_ids"], r["completion_mask"])]
+        for e, r in zip((e for b in steps for e in b), rows)
+    )  # same loss tokens as lima_repro
     micro = {"padded": 0, "loss": 0.0}
 
     class LimaOrderSFT(SFTTrainer):
@@ -120,7 +140,8 @@ def trl_worker(conn, opts) -> None:
         def create_scheduler(self, num_training_steps, optimizer=None):
             if self.lr_scheduler is None:
                 self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
-                    optimizer or self.optimizer, lambda s: lr_at(s, num_training_steps, t.lr, t.lr_end, 0) / t.lr)
+                    optimizer or self.optimizer, lambda s: lr_at(s, num_training_steps, t.lr, t.lr_end, 0) / t.lr
+                )
             return self.lr_scheduler
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -139,30 +160,63 @@ def trl_worker(conn, opts) -> None:
 
         def on_step_end(self, args, state, control, **kw):
             i = state.global_step - 1
-            self.out.append({"seconds": time.perf_counter() - self.t0, "loss": micro["loss"],
-                             "real_tokens": sum(len(e["input_ids"]) for e in steps[i]),
-                             "processed_tokens": micro["padded"], "lr": trainer.lr_scheduler.get_last_lr()[0]})
+            self.out.append(
+                {
+                    "seconds": time.perf_counter() - self.t0,
+                    "loss": micro["loss"],
+                    "real_tokens": sum(len(e["input_ids"]) for e in steps[i]),
+                    "processed_tokens": micro["padded"],
+                    "lr": trainer.lr_scheduler.get_last_lr()[0],
+                }
+            )
             micro.update(padded=0, loss=0.0)
             self.t0 = time.perf_counter()
 
     trl_args = dict(
         per_device_train_batch_size=t.micro_batch_size,
-        gradient_accumulation_steps=t.batch_size // t.micro_batch_size, max_steps=t.max_steps,
-        learning_rate=t.lr, warmup_steps=0, adam_beta1=t.beta1, adam_beta2=t.beta2, weight_decay=t.weight_decay,
+        gradient_accumulation_steps=t.batch_size // t.micro_batch_size,
+        max_steps=t.max_steps,
+        learning_rate=t.lr,
+        warmup_steps=0,
+        adam_beta1=t.beta1,
+        adam_beta2=t.beta2,
+        weight_decay=t.weight_decay,
         max_grad_norm=1e30,  # no clipping, as LIMA; Trainer still computes the norm, as lima_repro does
         # padding-free: the rows are already cut to max_length by encode_examples (TRL asks for None then)
-        max_length=None if opts.trl_mode == "padding_free" else t.max_length, completion_only_loss=True, gradient_checkpointing=t.gradient_checkpointing,
-        use_cpu=True, bf16=t.precision == "bf16", fp16=False, logging_steps=1, save_strategy="no",
-        report_to="none", disable_tqdm=True, seed=t.seed, dataloader_num_workers=0,
+        max_length=None if opts.trl_mode == "padding_free" else t.max_length,
+        completion_only_loss=True,
+        gradient_checkpointing=t.gradient_checkpointing,
+        use_cpu=True,
+        bf16=t.precision == "bf16",
+        fp16=False,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        seed=t.seed,
+        dataloader_num_workers=0,
         padding_free=opts.trl_mode == "padding_free",
     )
     args = SFTConfig(output_dir=tempfile.mkdtemp(prefix="trl_bench_"), **trl_args)
-    trainer = LimaOrderSFT(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-                           callbacks=[record := Record()])
+    trainer = LimaOrderSFT(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        callbacks=[record := Record()],
+    )
     load_peak, reset = status_kb("VmHWM"), reset_peak()
     trainer.train()
-    conn.send({"steps": record.out, "peak_kb": status_kb("VmHWM"), "load_peak_kb": load_peak, "peak_reset": reset,
-               "threads": torch.get_num_threads(), "trl_args": trl_args})
+    conn.send(
+        {
+            "steps": record.out,
+            "peak_kb": status_kb("VmHWM"),
+            "load_peak_kb": load_peak,
+            "peak_reset": reset,
+            "threads": torch.get_num_threads(),
+            "trl_args": trl_args,
+        }
+    )
 
 
 def run_phase(fn, opts) -> dict:
@@ -184,10 +238,18 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1, help="untimed optimizer steps at the start of each phase")
     ap.add_argument("--steps", type=int, default=1, help="timed optimizer steps per phase")
     ap.add_argument("--gradient-checkpointing", action="store_true", help="on for both sides (TRL's own default)")
-    ap.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                    help="both sides; auto: bf16 on CPUs with bf16 units, else fp32")
-    ap.add_argument("--trl-mode", choices=("padding_free", "padded"), default="padding_free",
-                    help="TRL's collator: padding-free (its fastest) or its default padded one")
+    ap.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="both sides; auto: bf16 on CPUs with bf16 units, else fp32",
+    )
+    ap.add_argument(
+        "--trl-mode",
+        choices=("padding_free", "padded"),
+        default="padding_free",
+        help="TRL's collator: padding-free (its fastest) or its default padded one",
+    )
     opts = ap.parse_args()
     opts.total_steps = opts.warmup + opts.steps
     sides = {"trl": trl_worker, "lima_repro": lima_worker}
@@ -196,48 +258,78 @@ def main() -> None:
     for k, name in enumerate(order):
         res = run_phase(sides[name], opts)
         phases[name].append(res)
-        print(f"phase {k + 1} {name:>10}: " + ", ".join(
-            f"{r['real_tokens'] / r['seconds']:.0f} tok/s{'' if r['timed'] else ' (warm-up)'} loss {r['loss']:.5f}"
-            for r in res["steps"]) + f"; peak RSS {res['peak_kb'] / 2**20:.2f} GB", flush=True)
-    info = {n: {"threads": p[0]["threads"], "peak_kb": max(x["peak_kb"] for x in p),
-                "load_peak_kb": max(x["load_peak_kb"] for x in p), "peak_reset": all(x["peak_reset"] for x in p)}
-            for n, p in phases.items()}
+        print(
+            f"phase {k + 1} {name:>10}: "
+            + ", ".join(
+                f"{r['real_tokens'] / r['seconds']:.0f} tok/s{'' if r['timed'] else ' (warm-up)'} loss {r['loss']:.5f}"
+                for r in res["steps"]
+            )
+            + f"; peak RSS {res['peak_kb'] / 2**20:.2f} GB",
+            flush=True,
+        )
+    info = {
+        n: {
+            "threads": p[0]["threads"],
+            "peak_kb": max(x["peak_kb"] for x in p),
+            "load_peak_kb": max(x["load_peak_kb"] for x in p),
+            "peak_reset": all(x["peak_reset"] for x in p),
+        }
+        for n, p in phases.items()
+    }
     steps = {n: [r for x in p for r in x["steps"]] for n, p in phases.items()}
     first = {n: p[0]["steps"] for n, p in phases.items()}
-    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch threads "
-          f"{info['lima_repro']['threads']}; {time.strftime('%Y-%m-%d')}")
-    print(f"{'':>12} {'real tok/s':>10} {'processed/real':>14} {'peak RSS GB':>11} {'load peak GB':>12} "
-          f"{'final loss':>10}")
+    print(
+        f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch threads "
+        f"{info['lima_repro']['threads']}; {time.strftime('%Y-%m-%d')}"
+    )
+    print(
+        f"{'':>12} {'real tok/s':>10} {'processed/real':>14} {'peak RSS GB':>11} {'load peak GB':>12} "
+        f"{'final loss':>10}"
+    )
     summary = {}
     for name in sides:
         timed = [r for r in steps[name] if r["timed"]]
         tps = sum(r["real_tokens"] for r in timed) / sum(r["seconds"] for r in timed)
         pad = sum(r["processed_tokens"] for r in timed) / sum(r["real_tokens"] for r in timed)
         summary[name] = (tps, info[name]["peak_kb"] / 2**20, steps[name][-1]["loss"])
-        print(f"{name:>12} {tps:>10.1f} {pad:>14.2f} {summary[name][1]:>11.2f} "
-              f"{info[name]['load_peak_kb'] / 2**20:>12.2f} {summary[name][2]:>10.5f}")
+        print(
+            f"{name:>12} {tps:>10.1f} {pad:>14.2f} {summary[name][1]:>11.2f} "
+            f"{info[name]['load_peak_kb'] / 2**20:>12.2f} {summary[name][2]:>10.5f}"
+        )
     per_step = [abs(a["loss"] - b["loss"]) for a, b in zip(first["lima_repro"], first["trl"])]
     print("per-step |loss difference|: " + " ".join(f"{d:.2e}" for d in per_step))
-    print(f"precision: {phases['trl'][0]['trl_args']['bf16'] and 'bf16 autocast' or 'fp32'}; TRL SFTConfig: "
-          + ", ".join(f"{k}={v}" for k, v in phases["trl"][0]["trl_args"].items()))
+    print(
+        f"precision: {phases['trl'][0]['trl_args']['bf16'] and 'bf16 autocast' or 'fp32'}; TRL SFTConfig: "
+        + ", ".join(f"{k}={v}" for k, v in phases["trl"][0]["trl_args"].items())
+    )
     round_ratios = []
     for a, b in zip(phases["lima_repro"], phases["trl"]):
         ta, tb = ([r for r in x["steps"] if r["timed"]] for x in (a, b))
         rate = [sum(r["real_tokens"] for r in xs) / sum(r["seconds"] for r in xs) for xs in (ta, tb)]
         round_ratios.append(rate[0] / rate[1])
     print("per-round speedup: " + " ".join(f"{r:.2f}" for r in round_ratios))
-    print("peak = RSS high-water mark of the worker " + ("while training (reset after setup)"
-          if all(i["peak_reset"] for i in info.values()) else "process including model loading"))
+    print(
+        "peak = RSS high-water mark of the worker "
+        + (
+            "while training (reset after setup)"
+            if all(i["peak_reset"] for i in info.values())
+            else "process including model loading"
+        )
+    )
     (l_tps, l_mem, l_loss), (t_tps, t_mem, t_loss) = summary["lima_repro"], summary["trl"]
     diff = max(per_step + [abs(l_loss - t_loss)])
     # The first step's loss comes from identical weights, so any attention across packed examples shows there; later
     # steps add the two optimizers' rounding (fp32: ~1e-5 after one update; bf16 autocast: ~1e-2).
     tol = 1e-5 if phases["trl"][0]["trl_args"]["bf16"] is False else 2e-3
     if per_step[0] > tol:
-        print(f"WARNING: first-step losses differ by {per_step[0]:.2e} (> {tol:g}) from identical weights: this TRL "
-              "setting does not compute the same loss (e.g. attention across packed examples); not a fair comparison")
-    print(f"speedup={l_tps / t_tps:.3f} spread={min(round_ratios):.3f}-{max(round_ratios):.3f} "
-          f"memory_ratio={l_mem / t_mem:.3f} loss_diff={diff:.2e}")
+        print(
+            f"WARNING: first-step losses differ by {per_step[0]:.2e} (> {tol:g}) from identical weights: this TRL "
+            "setting does not compute the same loss (e.g. attention across packed examples); not a fair comparison"
+        )
+    print(
+        f"speedup={l_tps / t_tps:.3f} spread={min(round_ratios):.3f}-{max(round_ratios):.3f} "
+        f"memory_ratio={l_mem / t_mem:.3f} loss_diff={diff:.2e}"
+    )
 
 
 if __name__ == "__main__":

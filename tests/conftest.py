@@ -1,5 +1,6 @@
 """Shared fixtures: tiny random models of several families, saved as ordinary local folders (so they also exercise
 the 'local folder' model path). Their builders live in helpers.py. No hub access."""
+
 from __future__ import annotations
 
 import os

@@ -1,14 +1,15 @@
 """Test doubles and fixtures' builders shared by several test files (tests import this, never each other):
 tiny random models and tokenizers saved as local folders, config overrides for seconds-long runs, fake
 generation rows, and a scripted judge. No hub access."""
+
 from __future__ import annotations
 
 import json
 import re
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
@@ -30,16 +31,31 @@ def make_tokenizer():
     tok.add_special_tokens(specials)
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
 
+
 def tiny_config(family: str, vocab_size: int):
     common = dict(vocab_size=vocab_size, bos_token_id=1, eos_token_id=2, pad_token_id=0)
     if family == "gpt2":
         return AutoConfig.for_model("gpt2", n_embd=32, n_layer=3, n_head=4, n_positions=512, **common)
-    sizes = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
-                 num_key_value_heads=2, max_position_embeddings=512, **common)
+    sizes = dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        **common,
+    )
     if family == "gemma3":
-        return AutoConfig.for_model("gemma3_text", head_dim=8, sliding_window=16, query_pre_attn_scalar=8,
-                                    layer_types=["sliding_attention", "sliding_attention", "full_attention"], **sizes)
+        return AutoConfig.for_model(
+            "gemma3_text",
+            head_dim=8,
+            sliding_window=16,
+            query_pre_attn_scalar=8,
+            layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+            **sizes,
+        )
     return AutoConfig.for_model(family, **sizes)
+
 
 def save_tiny_model(folder: Path, family: str = "llama", seed: int = 0) -> Path:
     tokenizer = make_tokenizer()
@@ -48,6 +64,7 @@ def save_tiny_model(folder: Path, family: str = "llama", seed: int = 0) -> Path:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
 
 def tiny_overrides(model_dir: Path, run_dir: Path, **extra) -> dict:
     """Overrides of the `paper` profile for a tiny model on the hand-written demo data: seconds on a CPU."""
@@ -75,8 +92,12 @@ def tiny_overrides(model_dir: Path, run_dir: Path, **extra) -> dict:
     base.update(extra)
     return base
 
-WORDS = ("A B neither Verdict Grade Score Fail Pass Excellent safe unsafe 1 2 3 4 5 6 : the a is good bad answer "
-         "request how do i cook rice water boil salt pot minutes yes no please explain why because it". split())
+
+WORDS = (
+    "A B neither Verdict Grade Score Fail Pass Excellent safe unsafe 1 2 3 4 5 6 : the a is good bad answer "
+    "request how do i cook rice water boil salt pot minutes yes no please explain why because it".split()
+)
+
 
 def tiny_tokenizer():
     vocab = {"[UNK]": 0, "[PAD]": 1, "</s>": 2}
@@ -86,12 +107,23 @@ def tiny_tokenizer():
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", eos_token="</s>")
 
+
 def tiny_model(vocab_size: int, seed: int = 0):
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
-                      eos_token_id=2, pad_token_id=1, bos_token_id=None)
+    cfg = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        eos_token_id=2,
+        pad_token_id=1,
+        bos_token_id=None,
+    )
     return LlamaForCausalLM(cfg).eval()
+
 
 def save_tiny_base(path: Path, seed: int = 0) -> Path:
     tok = tiny_tokenizer()
@@ -100,6 +132,7 @@ def save_tiny_base(path: Path, seed: int = 0) -> Path:
     tok.save_pretrained(path)
     return path
 
+
 PROMPTS = {
     "p1": "how do i cook rice",
     "p2": "explain why water boil",
@@ -107,18 +140,30 @@ PROMPTS = {
     "p4": "please explain salt",
 }
 
+
 def generation_rows(system: str = "epoch-2", ckpt_path: str | None = None, sensitive: tuple[str, ...] = ("p4",)):
     """Rows as generate.py writes them: the system answers at length, the base model tersely."""
     rows = []
     for label, path in (("base", None), (system, ckpt_path)):
         for pid, text in PROMPTS.items():
             resp = "yes" if label == "base" else f"the answer is good because it is {text}"
-            rows.append({"checkpoint": label, "checkpoint_path": path, "prompt_id": pid, "source": "demo",
-                         "tags": ["sensitive"] if pid in sensitive else [], "sample": 0,
-                         "messages": [{"role": "user", "content": text}], "response": resp,
-                         "prompt_tokens": len(text.split()), "response_tokens": len(resp.split()),
-                         "stopped_at_eot": True})
+            rows.append(
+                {
+                    "checkpoint": label,
+                    "checkpoint_path": path,
+                    "prompt_id": pid,
+                    "source": "demo",
+                    "tags": ["sensitive"] if pid in sensitive else [],
+                    "sample": 0,
+                    "messages": [{"role": "user", "content": text}],
+                    "response": resp,
+                    "prompt_tokens": len(text.split()),
+                    "response_tokens": len(resp.split()),
+                    "stopped_at_eot": True,
+                }
+            )
     return rows
+
 
 class ScriptJudge(Judge):
     """Prefers the longer answer, or always says A (`biased`); can crash after `crash_after` completions."""
@@ -142,18 +187,29 @@ class ScriptJudge(Judge):
                 text = "Verdict: A" if self.biased or len(a) > len(b) else "Verdict: B"
             else:
                 long = "because it" in p
-                text = {"absolute": f"Grade: {'Excellent' if long else 'Fail'}",
-                        "likert": f"Reasoning first.\nScore: {5 if long else 2}", "safety": "Verdict: safe",
-                        "dialogue": "Grade: Pass"}[r.protocol]
+                text = {
+                    "absolute": f"Grade: {'Excellent' if long else 'Fail'}",
+                    "likert": f"Reasoning first.\nScore: {5 if long else 2}",
+                    "safety": "Verdict: safe",
+                    "dialogue": "Grade: Pass",
+                }[r.protocol]
             yield i, Completion(text=text, usage={"prompt_tokens": 10, "completion_tokens": 2}, cost=0.001)
 
 
 def chat_completion(model: str, text: str, prompt_tokens: int = 100, completion_tokens: int = 10) -> dict:
     """An OpenAI chat-completions response body holding `text`."""
-    return {"id": "x", "object": "chat.completion", "created": 0, "model": model,
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens}}
+    return {
+        "id": "x",
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
 
 
 class ChatServer:

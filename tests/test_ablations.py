@@ -1,5 +1,6 @@
 """The ablation harness on a tiny random Llama with a scripted judge: matched sub-runs, a failing condition is
 recorded while the others finish, a rerun resumes finished conditions without retraining them."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,8 @@ import json
 import pandas as pd
 import pytest
 import yaml
-
 from helpers import ScriptJudge, tiny_overrides
+
 from lima_repro import ablations, cli
 from lima_repro.ablations import condition_config, is_multi_turn, run_ablations, write_without_multi_turn
 from lima_repro.config import ConfigError, dotted_to_nested, load_config
@@ -24,11 +25,29 @@ CONDITIONS = {
 
 
 def _cfg(tiny_llama, tmp_path, **extra):
-    return load_config("paper", overrides=tiny_overrides(tiny_llama, tmp_path / "run", **{
-        "curate.count_tokens": False, "judge.n_bootstrap": 50, "judge.max_prompts": 2,
-        "ablations.conditions": CONDITIONS, "ablations.num_samples": 2, "ablations.n_examples": 4,
-        "ablations.common": {"train.max_steps": 1, "train.epochs": 1, "train.batch_size": 4,
-                             "generate.max_prompts": 2, "generate.max_new_tokens": 8}, **extra}))
+    return load_config(
+        "paper",
+        overrides=tiny_overrides(
+            tiny_llama,
+            tmp_path / "run",
+            **{
+                "curate.count_tokens": False,
+                "judge.n_bootstrap": 50,
+                "judge.max_prompts": 2,
+                "ablations.conditions": CONDITIONS,
+                "ablations.num_samples": 2,
+                "ablations.n_examples": 4,
+                "ablations.common": {
+                    "train.max_steps": 1,
+                    "train.epochs": 1,
+                    "train.batch_size": 4,
+                    "generate.max_prompts": 2,
+                    "generate.max_new_tokens": 8,
+                },
+                **extra,
+            },
+        ),
+    )
 
 
 def test_condition_config_changes_only_the_data(tiny_llama, tmp_path):
@@ -94,7 +113,13 @@ def test_ablation_profiles_are_the_paper_setting():
     assert (a.n_examples, a.num_samples, a.protocols, cfg.judge.backend) == (2000, 5, ["likert"], "openai")
     groups = {g for c in a.conditions.values() for g in c["groups"]}
     assert groups == {"diversity", "quality", "quantity", "selector", "dialogue"}
-    assert sorted(c["x"] for c in a.conditions.values() if "quantity" in c["groups"]) == [2000, 4000, 8000, 16000, 32000]
+    assert sorted(c["x"] for c in a.conditions.values() if "quantity" in c["groups"]) == [
+        2000,
+        4000,
+        8000,
+        16000,
+        32000,
+    ]
     demo = load_config("demo")
     assert demo.ablations.common["train.max_steps"] == 1 and "not evidence" in demo.ablations.note
     assert cfg.notebooks[-2:] == ["05_ablations", "06_figures"]
@@ -102,24 +127,44 @@ def test_ablation_profiles_are_the_paper_setting():
 
 # ---- Fig. 6 sizes, Fig. 7 dialogue models, conditions as independent jobs ------------------------------------
 SE_DUMPS = [f"demo_raw:stackexchange/{s}.stackexchange.com" for s in ("math", "unix", "cooking", "travel")]
-SE_ONLY = {"curate.train_files": [], "curate.wikihow.files": [], "curate.writingprompts.submissions": [],
-           "curate.natinst.tasks": [], "curate.stackexchange.dumps": SE_DUMPS}
+SE_ONLY = {
+    "curate.train_files": [],
+    "curate.wikihow.files": [],
+    "curate.writingprompts.submissions": [],
+    "curate.natinst.tasks": [],
+    "curate.stackexchange.dumps": SE_DUMPS,
+}
 SIZES = {  # the demo dumps hold 3 filtered questions per group: x = 8 cannot be reached
     "se_2": {"groups": ["quantity"], "x": 2, "set": {**SE_ONLY, "curate.stackexchange.n_per_group": 1}},
     "se_8": {"groups": ["quantity"], "x": 8, "set": {**SE_ONLY, "curate.stackexchange.n_per_group": 4}},
 }
 DIALOGUE = {
-    "dialogue_without": {"groups": ["dialogue"], "paper": "1,000 ex.", "without_multi_turn": True,
-                         "set": {"curate.train_files": ["demo:train.jsonl"]}},
-    "dialogue_with": {"groups": ["dialogue"], "paper": "1,030 ex.",
-                      "set": {"curate.train_files": ["demo:train.jsonl"]}},
+    "dialogue_without": {
+        "groups": ["dialogue"],
+        "paper": "1,000 ex.",
+        "without_multi_turn": True,
+        "set": {"curate.train_files": ["demo:train.jsonl"]},
+    },
+    "dialogue_with": {
+        "groups": ["dialogue"],
+        "paper": "1,030 ex.",
+        "set": {"curate.train_files": ["demo:train.jsonl"]},
+    },
 }
 
 
 def _dialogue_cfg(tiny_llama, tmp_path, conditions, **extra):
-    return _cfg(tiny_llama, tmp_path, **{"ablations.conditions": conditions, "ablations.num_samples": 1,
-                                         "ablations.dialogue_conversations": 2,
-                                         "ablations.dialogue_follow_ups": ["Can you give an example?"], **extra})
+    return _cfg(
+        tiny_llama,
+        tmp_path,
+        **{
+            "ablations.conditions": conditions,
+            "ablations.num_samples": 1,
+            "ablations.dialogue_conversations": 2,
+            "ablations.dialogue_follow_ups": ["Can you give an example?"],
+            **extra,
+        },
+    )
 
 
 def test_dialogue_ablation_end_to_end(tiny_llama, tmp_path):
@@ -146,7 +191,9 @@ def test_dialogue_ablation_end_to_end(tiny_llama, tmp_path):
         rows = read_jsonl_plain(out / name / "dialogue_transcripts.jsonl")
         assert [r["id"] for r in rows] == ["conv-01", "conv-02"] and all(r["system"] == name for r in rows)
         assert [m["content"] for m in rows[0]["messages"] if m["role"] == "user"] == [
-            read_script("demo:dialogue_prompts.jsonl")[0]["prompt"], "Can you give an example?"]
+            read_script("demo:dialogue_prompts.jsonl")[0]["prompt"],
+            "Can you give an example?",
+        ]
     assert judge.sent == 2 * (2 + 4)  # per model: 2 Likert prompts x 1 sample + 4 assistant turns
     assert summary["matched"]["size_mismatch"] == []  # the dialogue models keep their own sizes
 
@@ -165,22 +212,62 @@ def test_unreachable_size_fails_with_every_filter_step_and_jobs_merge(tiny_llama
     conds = {**SIZES, **DIALOGUE}
     cfg = _dialogue_cfg(tiny_llama, tmp_path, conds)
     config_yaml = tmp_path / "cfg.yaml"
-    config_yaml.write_text(yaml.safe_dump(dotted_to_nested({
-        **tiny_overrides(tiny_llama, tmp_path / "ignored"), "curate.count_tokens": False,
-        "ablations.conditions": conds}), sort_keys=False))
-    assert cli.main(["ablations", "--profile", "paper", "--config", str(config_yaml), "--run-dir", cfg.run_dir,
-                     "--condition", "se_8"]) == 0  # the judge is never loaded: curate already fails
+    config_yaml.write_text(
+        yaml.safe_dump(
+            dotted_to_nested(
+                {
+                    **tiny_overrides(tiny_llama, tmp_path / "ignored"),
+                    "curate.count_tokens": False,
+                    "ablations.conditions": conds,
+                }
+            ),
+            sort_keys=False,
+        )
+    )
+    assert (
+        cli.main(
+            [
+                "ablations",
+                "--profile",
+                "paper",
+                "--config",
+                str(config_yaml),
+                "--run-dir",
+                cfg.run_dir,
+                "--condition",
+                "se_8",
+            ]
+        )
+        == 0
+    )  # the judge is never loaded: curate already fails
     summary = json.loads((tmp_path / "run" / "ablations" / "summary.json").read_text())
     (failed,) = summary["conditions"]
     assert failed["condition"] == "se_8" and failed["status"] == "failed" and failed["failed_stage"] == "curate"
     assert "curated 6 training examples for its size x = 8" in failed["error"]
-    for step in ("se.top_scoring_questions 8 kept / 0 dropped", "se.answer_length 5 kept / 2 dropped",
-                 "se.no_reference_to_other_answers 3 kept / 1 dropped"):  # stackexchange_stem, counted by hand
+    for step in (
+        "se.top_scoring_questions 8 kept / 0 dropped",
+        "se.answer_length 5 kept / 2 dropped",
+        "se.no_reference_to_other_answers 3 kept / 1 dropped",
+    ):  # stackexchange_stem, counted by hand
         assert step in failed["error"]
     assert [c["condition"] for c in summary["not_run"]] == ["se_2", "dialogue_without", "dialogue_with"]
     assert summary["counts"] == {"ok": 0, "failed": 1, "not_run": 3}
-    assert cli.main(["ablations", "--profile", "paper", "--config", str(config_yaml), "--run-dir", cfg.run_dir,
-                     "--condition", "nope"]) == 2
+    assert (
+        cli.main(
+            [
+                "ablations",
+                "--profile",
+                "paper",
+                "--config",
+                str(config_yaml),
+                "--run-dir",
+                cfg.run_dir,
+                "--condition",
+                "nope",
+            ]
+        )
+        == 2
+    )
     assert "nope" in capsys.readouterr().err
 
     cfg.ablations.only = ["se_2"]  # a second job: its condition joins the first job's in the summary
@@ -201,16 +288,21 @@ def test_condition_specs_are_checked():
         check_condition("q", {"groups": ["quantity"], "x": 0})
     with pytest.raises(ConfigError, match="without_multi_turn must be true or false"):
         check_condition("d", {"groups": ["dialogue"], "without_multi_turn": "yes"})
-    for key, value, message in (("ablations.num_samples", 0, "num_samples must be >= 1"),
-                                ("ablations.dialogue_conversations", 0, "dialogue_conversations must be >= 1"),
-                                ("ablations.dialogue_follow_ups", [" "], "dialogue_follow_ups must be non-empty")):
+    for key, value, message in (
+        ("ablations.num_samples", 0, "num_samples must be >= 1"),
+        ("ablations.dialogue_conversations", 0, "dialogue_conversations must be >= 1"),
+        ("ablations.dialogue_follow_ups", [" "], "dialogue_follow_ups must be non-empty"),
+    ):
         with pytest.raises(ConfigError, match=message):
             load_config("demo", overrides={key: value})
 
 
 def test_is_multi_turn_and_nothing_to_drop(tmp_path):
-    single = {"source": "stackexchange", "tags": [], "messages": [{"role": "user", "content": "q"},
-                                                                   {"role": "assistant", "content": "a"}]}
+    single = {
+        "source": "stackexchange",
+        "tags": [],
+        "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+    }
     assert not is_multi_turn(single)
     assert is_multi_turn({**single, "source": "multi_turn"}) and is_multi_turn({**single, "tags": ["multi_turn"]})
     assert is_multi_turn({**single, "messages": single["messages"] * 2})

@@ -1,4 +1,5 @@
 """Statistics on small cases computed by hand."""
+
 from __future__ import annotations
 
 import pytest
@@ -29,7 +30,12 @@ def test_combine_orders_and_outcomes():
     assert an.combine_orders("ours", "ours") == "ours"
     assert an.combine_orders("ours", "base") == "neither"  # disagreement between orders = tie
     assert an.combine_orders("ours", None) is None
-    assert [an.pairwise_outcome(w, "ours") for w in ("ours", "base", "neither", None)] == ["win", "loss", "tie", "invalid"]
+    assert [an.pairwise_outcome(w, "ours") for w in ("ours", "base", "neither", None)] == [
+        "win",
+        "loss",
+        "tie",
+        "invalid",
+    ]
 
 
 def test_likert_mean_ci_by_hand():
@@ -40,8 +46,12 @@ def test_likert_mean_ci_by_hand():
     assert an.t_quantile(0.975, 1) == pytest.approx(12.7062, abs=1e-3)
     assert an.t_quantile(0.975, 30) == pytest.approx(2.0423, abs=1e-3)
     # samples of one prompt are averaged first: prompt a -> (2+4)/2 = 3, prompt b -> 5; invalid counted apart
-    rows = [{"prompt_id": "a", "label": "2"}, {"prompt_id": "a", "label": "4"}, {"prompt_id": "b", "label": "5"},
-            {"prompt_id": "b", "label": None}]
+    rows = [
+        {"prompt_id": "a", "label": "2"},
+        {"prompt_id": "a", "label": "4"},
+        {"prompt_id": "b", "label": "5"},
+        {"prompt_id": "b", "label": None},
+    ]
     res = an.likert_summary(rows)
     assert res["n"] == 2 and res["mean"] == 4.0 and res["invalid"] == 1 and res["judgments"] == 4
     # two values 3 and 5: sd sqrt(2), se 1, t(0.975, 1) = 12.706
@@ -59,8 +69,10 @@ def test_tie_discounted_agreement_by_hand():
 def test_label_distribution_and_lengths():
     d = an.label_distribution(["Pass", "Fail", "Excellent", "Excellent", None], ("Fail", "Pass", "Excellent"))
     assert d["n"] == 4 and d["invalid"] == 1 and d["Excellent"] == {"count": 2, "pct": 50.0}
-    rows = [{"checkpoint": "x", "response": "ab cd", "response_tokens": 2},
-            {"checkpoint": "x", "response": "abcdefg", "response_tokens": 4}]
+    rows = [
+        {"checkpoint": "x", "response": "ab cd", "response_tokens": 2},
+        {"checkpoint": "x", "response": "abcdefg", "response_tokens": 4},
+    ]
     s = an.length_stats(rows)["x"]
     assert s["chars_mean"] == 6.0 and s["words_mean"] == 1.5 and s["tokens_mean"] == 3.0 and s["chars_max"] == 7
 

@@ -1,12 +1,13 @@
 """The annotator driven programmatically: clicks write labels at once; undo; a new object resumes."""
+
 from __future__ import annotations
 
 import pytest
+from helpers import generation_rows
 
 from lima_repro.annotate import Annotator, pairwise_items
-from lima_repro.judging.labels import active_labels, pairwise_labels
 from lima_repro.files import read_jsonl_plain
-from helpers import generation_rows
+from lima_repro.judging.labels import active_labels, pairwise_labels
 
 
 def _items():
@@ -115,12 +116,15 @@ def test_a_complete_last_line_without_newline_is_kept_and_a_bad_middle_line_is_a
         read_log(log)
 
 
-@pytest.mark.parametrize("event,missing", [
-    ('{"id": "a", "event": "label", "kind": "pairwise", "annotator": "bob", "item_id": "i"}', "winner"),
-    ('{"id": "a", "event": "label", "annotator": "bob", "item_id": "i", "winner": "x"}', "kind"),
-    ('{"event": "label", "kind": "absolute", "item_id": "i", "system": "s", "label": "Pass"}', "id"),
-    ('{"id": "b", "event": "undo", "item_id": "i"}', "target"),
-])
+@pytest.mark.parametrize(
+    "event,missing",
+    [
+        ('{"id": "a", "event": "label", "kind": "pairwise", "annotator": "bob", "item_id": "i"}', "winner"),
+        ('{"id": "a", "event": "label", "annotator": "bob", "item_id": "i", "winner": "x"}', "kind"),
+        ('{"event": "label", "kind": "absolute", "item_id": "i", "system": "s", "label": "Pass"}', "id"),
+        ('{"id": "b", "event": "undo", "item_id": "i"}', "target"),
+    ],
+)
 def test_an_event_without_the_fields_its_type_needs_is_an_error(tmp_path, event, missing):
     from lima_repro.data import DataError
 

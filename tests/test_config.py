@@ -119,7 +119,9 @@ def test_check_ranges_rules_and_messages():
 def test_errors_name_the_layer_that_set_the_value(tmp_path):
     f = tmp_path / "user.yaml"
     f.write_text("train:\n  epochs: 0\n")
-    with pytest.raises(ConfigError, match=rf"train.epochs must be >= 1, got 0 \(set by --config {re.escape(str(f))}\)$"):
+    with pytest.raises(
+        ConfigError, match=rf"train.epochs must be >= 1, got 0 \(set by --config {re.escape(str(f))}\)$"
+    ):
         load_config("demo", files=[f])
     with pytest.raises(ConfigError, match=r"train.batch_size \(6\).*\(set by --set\)$"):
         load_config("demo", overrides={"train.batch_size": 6})

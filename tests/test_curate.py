@@ -1,4 +1,5 @@
 """The curate stage end to end on the demo profile: exact counts, data card, hashes, determinism."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,9 @@ from lima_repro.files import read_jsonl_plain, sha256_file
 
 def demo_cfg(tmp_path, **overrides):
     # the raw-curation rules without the demo's final diversity selection (tested on its own below)
-    cfg = load_config("demo", overrides={"curate.count_tokens": False, "curate.selector": None,
-                                         "curate.select_n": None, **overrides})
+    cfg = load_config(
+        "demo", overrides={"curate.count_tokens": False, "curate.selector": None, "curate.select_n": None, **overrides}
+    )
     cfg.run_dir = str(tmp_path / "run")
     return cfg
 
@@ -37,14 +39,27 @@ def test_demo_profile_keeps_a_diverse_subset(tmp_path):
 
 def test_demo_curate_writes_exact_counts_and_card(demo_run):
     out = demo_run
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "datacard.json", "dev.jsonl", "manifest.json",
-                                                     "test.jsonl", "train.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.json",
+        "datacard.json",
+        "dev.jsonl",
+        "manifest.json",
+        "test.jsonl",
+        "train.jsonl",
+    ]
     card = json.loads((out / "datacard.json").read_text())
     train = {r["source"]: r["n"] for r in card["splits"]["train"]}
     hand = Counter(e["source"] for e in data.read_examples("demo:train.jsonl"))
     assert sum(hand.values()) == 48
-    assert train == {**hand, "natural_instructions": 3, "stackexchange_other": 2, "stackexchange_stem": 2,
-                     "wikihow": 2, "writingprompts": 2, "total": 59}
+    assert train == {
+        **hand,
+        "natural_instructions": 3,
+        "stackexchange_other": 2,
+        "stackexchange_stem": 2,
+        "wikihow": 2,
+        "writingprompts": 2,
+        "total": 59,
+    }
     assert {r["source"]: r["n"] for r in card["splits"]["test"]}["askreddit"] == 3
     assert card["files"]["train.jsonl"] == {"sha256": sha256_file(out / "train.jsonl"), "rows": 59}
     assert card["files"]["test.jsonl"]["rows"] == 19 and card["files"]["dev.jsonl"]["rows"] == 8
@@ -90,17 +105,25 @@ def test_strict_counts(tmp_path):
 def test_selector_and_plain_jsonl_inputs(tmp_path):
     splits, logs = curate(demo_cfg(tmp_path, **{"curate.selector": "longest", "curate.select_n": 20}))
     assert len(splits["train"]) == 20 and logs["selection"]["steps"] == [
-        {"step": "select.longest", "kept": 20, "dropped": 39}]
+        {"step": "select.longest", "kept": 20, "dropped": 39}
+    ]
     lima = tmp_path / "lima_train.jsonl"  # GAIR/lima rows: bare-string conversations and a source label
-    lima.write_text(json.dumps({"conversations": ["How do tides work?", "The moon pulls the oceans."],
-                                "source": "stackexchange"}) + "\n", encoding="utf-8")
-    cfg = load_config("paper", overrides={"curate.train_files": [str(lima)], "curate.dev_files": [],
-                                          "curate.test_files": []})
+    lima.write_text(
+        json.dumps({"conversations": ["How do tides work?", "The moon pulls the oceans."], "source": "stackexchange"})
+        + "\n",
+        encoding="utf-8",
+    )
+    cfg = load_config(
+        "paper", overrides={"curate.train_files": [str(lima)], "curate.dev_files": [], "curate.test_files": []}
+    )
     splits, logs = curate(cfg)
     assert splits["train"][0]["source"] == "stackexchange" and logs == {}
     with pytest.raises(data.DataError, match="hf:OWNER/NAME/FILE"):
-        curate(load_config("paper", overrides={"curate.train_files": ["hf:GAIR"], "curate.dev_files": [],
-                                               "curate.test_files": []}))
+        curate(
+            load_config(
+                "paper", overrides={"curate.train_files": ["hf:GAIR"], "curate.dev_files": [], "curate.test_files": []}
+            )
+        )
 
 
 def test_curation_steps_table(demo_run):
@@ -117,7 +140,9 @@ def test_shipped_demo_raw_matches_its_generator(tmp_path):
 
     from lima_repro.data import resolve_path
 
-    spec = importlib.util.spec_from_file_location("make_demo_raw", Path(__file__).parents[1] / "tools" / "make_demo_raw.py")
+    spec = importlib.util.spec_from_file_location(
+        "make_demo_raw", Path(__file__).parents[1] / "tools" / "make_demo_raw.py"
+    )
     make_demo_raw = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(make_demo_raw)
     make_demo_raw.main(tmp_path)
@@ -128,8 +153,15 @@ def test_shipped_demo_raw_matches_its_generator(tmp_path):
         assert (shipped / rel).read_bytes() == (tmp_path / rel).read_bytes(), rel
 
 
-@pytest.mark.parametrize("key,value", [("curate.stackexchange.tau", 0.0), ("curate.dedup.bands", 7),
-                                       ("curate.selector", "best"), ("curate.dedup.threshold", 1.5)])
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("curate.stackexchange.tau", 0.0),
+        ("curate.dedup.bands", 7),
+        ("curate.selector", "best"),
+        ("curate.dedup.threshold", 1.5),
+    ],
+)
 def test_bad_curate_settings(tmp_path, key, value):
     from lima_repro.config import ConfigError
 

@@ -1,4 +1,5 @@
 """Bad raw input: a clear DataError naming file, position and fix, and never a partial output file."""
+
 from __future__ import annotations
 
 import json
@@ -9,9 +10,8 @@ import zstandard
 
 from lima_repro.config import NatInstConfig, StackExchangeConfig, WikiHowConfig, load_config
 from lima_repro.curate import run_curate
-from lima_repro.data import DataError
+from lima_repro.data import DataError, resolve_path
 from lima_repro.sources import StepLog, natinst, reddit, stackexchange, wikihow
-from lima_repro.data import resolve_path
 
 POSTS = resolve_path("demo_raw:stackexchange/math.stackexchange.com/Posts.xml").read_bytes()
 
@@ -52,10 +52,13 @@ def test_empty_and_missing_posts(tmp_path):
         read_se(tmp_path / "nowhere")
 
 
-@pytest.mark.parametrize("header,match", [
-    ("headline,title", r"missing column\(s\) \['text'\]"),
-    ("headline,heading,text", r"missing column\(s\) \['title'\]"),  # renamed
-])
+@pytest.mark.parametrize(
+    "header,match",
+    [
+        ("headline,title", r"missing column\(s\) \['text'\]"),
+        ("headline,heading,text", r"missing column\(s\) \['title'\]"),  # renamed
+    ],
+)
 def test_csv_missing_or_renamed_column(tmp_path, header, match):
     f = tmp_path / "wikihowAll.csv"
     f.write_text(header + "\nx,y,z\n", encoding="utf-8")
@@ -87,7 +90,7 @@ def test_corrupt_and_truncated_zstd(tmp_path):
     blob = bytearray(_zst(rows))
     corrupt = tmp_path / "corrupt.zst"
     mid = len(blob) // 2
-    blob[mid:mid + 64] = bytes(b ^ 0xFF for b in blob[mid:mid + 64])
+    blob[mid : mid + 64] = bytes(b ^ 0xFF for b in blob[mid : mid + 64])
     corrupt.write_bytes(bytes(blob))
     with pytest.raises(DataError, match="corrupt zstd data") as e:
         list(reddit.iter_ndjson_zst(corrupt, StepLog()))
@@ -108,8 +111,11 @@ def test_dirty_ndjson_lines_are_counted_skips(tmp_path):
     f.write_bytes(zstandard.ZstdCompressor().compress(good + b"\n{oops\n\xff\xfe\n[1, 2]\n\n" + good + b"\n"))
     log = StepLog()
     assert [n for n, _ in reddit.iter_ndjson_zst(f, log)] == [1, 6]
-    assert log.skips == {"reddit: line is not valid JSON": 1, "reddit: line is not valid UTF-8": 1,
-                         "reddit: line is not a JSON object": 1}
+    assert log.skips == {
+        "reddit: line is not valid JSON": 1,
+        "reddit: line is not valid UTF-8": 1,
+        "reddit: line is not a JSON object": 1,
+    }
     assert log.skip_examples[1] == {"reason": "reddit: line is not valid UTF-8", "file": str(f), "where": "line 3"}
 
 
@@ -125,8 +131,7 @@ def test_natural_instructions_bad_json(tmp_path):
 
 def test_failed_curate_leaves_no_output_that_looks_complete(tmp_path):
     dump = se_folder(tmp_path / "raw", POSTS[:-200])
-    cfg = load_config("demo", overrides={"curate.count_tokens": False,
-                                         "curate.stackexchange.dumps": [str(dump)]})
+    cfg = load_config("demo", overrides={"curate.count_tokens": False, "curate.stackexchange.dumps": [str(dump)]})
     cfg.run_dir = str(tmp_path / "run")
     with pytest.raises(DataError, match="Posts.xml:line"):
         run_curate(cfg)

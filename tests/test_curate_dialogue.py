@@ -1,4 +1,5 @@
 """Stack Exchange comment chains -> multi-turn candidates (LIMA sec. 1 dialogue), and the wikihowSep.csv layout."""
+
 from __future__ import annotations
 
 import random
@@ -8,8 +9,8 @@ import pytest
 from lima_repro import data
 from lima_repro.config import SEDialogueConfig, WikiHowConfig, load_config
 from lima_repro.curate import curate
-from lima_repro.sources import StepLog, se_dialogue, wikihow
 from lima_repro.data import resolve_path
+from lima_repro.sources import StepLog, se_dialogue, wikihow
 
 SE = "demo_raw:stackexchange/"
 
@@ -32,9 +33,12 @@ def test_demo_chains_each_rule_counted():
         "dlg.min_comment_chars": (9, 1),  # "See 25!."
         "dlg.alternating_authors": (8, 1),  # the answerer speaks first under the harmonic-series answer
         "dlg.min_turns": (1, 7),  # cast iron: the asker's question got no reply; the rest have no comments
-        "dlg.unedited_candidates (the paper edited its chains by hand)": (1, 0)}
-    assert log.skips == {"se_dialogue: comment without a numeric Id": 1,
-                         "se_dialogue: post without a numeric Id or Score, or fabricated": 2}
+        "dlg.unedited_candidates (the paper edited its chains by hand)": (1, 0),
+    }
+    assert log.skips == {
+        "se_dialogue: comment without a numeric Id": 1,
+        "se_dialogue: post without a numeric Id or Score, or fabricated": 2,
+    }
     ex = cooking[0]
     assert set(ex) == {"id", "source", "messages", "tags", "_meta"}
     assert ex["source"] == "multi_turn" and ex["tags"] == ["multi_turn"]
@@ -53,8 +57,7 @@ def _site(tmp_path, posts: list[str], comments: list[str] | None, comments_name=
     folder.mkdir()
     (folder / "Posts.xml").write_text("<posts>\n" + "\n".join(posts) + "\n</posts>\n", encoding="utf-8")
     if comments is not None:
-        (folder / comments_name).write_text("<comments>\n" + "\n".join(comments) + "\n</comments>\n",
-                                            encoding="utf-8")
+        (folder / comments_name).write_text("<comments>\n" + "\n".join(comments) + "\n</comments>\n", encoding="utf-8")
     return folder
 
 
@@ -71,11 +74,16 @@ def test_identity_self_answers_and_max_turns(tmp_path):
         'OwnerDisplayName="Flour Child" />',
         '<row Id="2" PostTypeId="2" ParentId="1" Score="12" Body="&lt;p&gt;An hour.&lt;/p&gt;" OwnerUserId="7" />',
         '<row Id="3" PostTypeId="1" Score="8" Title="Why do cakes sink?" Body="" OwnerUserId="5" />',
-        '<row Id="4" PostTypeId="2" ParentId="3" Score="30" Body="&lt;p&gt;Underbaking.&lt;/p&gt;" OwnerUserId="5" />']
-    comments = [_c(1, 2, 0, "@Baker " + ASK, 'UserDisplayName="Flour Child"'), _c(2, 2, 1, REPLY, 'UserId="7"'),
-                _c(3, 2, 2, ASK.replace("convection", "fan"), 'UserDisplayName="flour child"'),
-                _c(4, 2, 3, "@FlourChild: " + REPLY, 'UserId="7"'),
-                _c(5, 4, 0, ASK, 'UserId="9"'), _c(6, 4, 1, REPLY, 'UserId="5"')]
+        '<row Id="4" PostTypeId="2" ParentId="3" Score="30" Body="&lt;p&gt;Underbaking.&lt;/p&gt;" OwnerUserId="5" />',
+    ]
+    comments = [
+        _c(1, 2, 0, "@Baker " + ASK, 'UserDisplayName="Flour Child"'),
+        _c(2, 2, 1, REPLY, 'UserId="7"'),
+        _c(3, 2, 2, ASK.replace("convection", "fan"), 'UserDisplayName="flour child"'),
+        _c(4, 2, 3, "@FlourChild: " + REPLY, 'UserId="7"'),
+        _c(5, 4, 0, ASK, 'UserId="9"'),
+        _c(6, 4, 1, REPLY, 'UserId="5"'),
+    ]
     log = StepLog()
     folder = _site(tmp_path, posts, comments)
     _, n_q, out = se_dialogue.site_chains(folder, SEDialogueConfig(max_turns=5), log)
@@ -103,8 +111,9 @@ def test_truncated_comments_xml(tmp_path):
 
 def _demo(tmp_path, **overrides):
     # the raw-curation rules without the demo's final diversity selection (tested on its own below)
-    cfg = load_config("demo", overrides={"curate.count_tokens": False, "curate.selector": None,
-                                         "curate.select_n": None, **overrides})
+    cfg = load_config(
+        "demo", overrides={"curate.count_tokens": False, "curate.selector": None, "curate.select_n": None, **overrides}
+    )
     cfg.run_dir = str(tmp_path / "run")
     return cfg
 
@@ -121,8 +130,9 @@ def test_se_dialogue_is_off_by_default_and_wired_into_curate(tmp_path):
         curate(_demo(tmp_path, **{"curate.se_dialogue.dumps": dumps, "curate.se_dialogue.n": 2}))
 
 
-@pytest.mark.parametrize("key,value", [("curate.se_dialogue.tau", 0.0), ("curate.se_dialogue.min_turns", 1),
-                                       ("curate.se_dialogue.n", -1)])
+@pytest.mark.parametrize(
+    "key,value", [("curate.se_dialogue.tau", 0.0), ("curate.se_dialogue.min_turns", 1), ("curate.se_dialogue.n", -1)]
+)
 def test_bad_se_dialogue_settings(tmp_path, key, value):
     from lima_repro.config import ConfigError
 
@@ -147,7 +157,8 @@ SEP = (
     '"Sourdough starts with a jar.",Feed daily,"Discard half, then feed. See https://example.org/x",'
     "Steps,How to Start a Starter\n"
     '"An intro only.",,,Steps,How to Do Very Little\n'
-    "too,few,fields\n")
+    "too,few,fields\n"
+)
 
 
 def test_wikihow_sep_layout_groups_steps_into_articles(tmp_path):
@@ -160,7 +171,8 @@ def test_wikihow_sep_layout_groups_steps_into_articles(tmp_path):
     assert arts[0]["messages"][1]["content"] == (
         "The following answer shows how to fold a paper crane.\n\nMaking the Base\n\n"
         "Crease a square. Fold it in half both ways.\n\nForm the bird base. Collapse the folds into a diamond.\n\n"
-        "Finishing\n\nShape the wings. Pull the wings down gently.\nThen curve the neck.")
+        "Finishing\n\nShape the wings. Pull the wings down gently.\nThen curve the neck."
+    )
     starter = arts[1]["messages"][1]["content"]  # one section only: no label line; the URL is removed
     assert starter.startswith("Sourdough starts with a jar.\n\nMix flour and water. Stir equal weights.")
     assert "Steps" not in starter and "example.org" not in starter
@@ -169,10 +181,13 @@ def test_wikihow_sep_layout_groups_steps_into_articles(tmp_path):
     assert log.skips == {"wikihow: row with the wrong number of fields": 1}
 
 
-@pytest.mark.parametrize("header,match", [
-    ("overview,headline,text,title", r"missing column\(s\) \['sectionlabel'\] of the wikihowSep"),
-    ("name,body", r"missing column\(s\) \['title', 'text'\]"),
-])
+@pytest.mark.parametrize(
+    "header,match",
+    [
+        ("overview,headline,text,title", r"missing column\(s\) \['sectionlabel'\] of the wikihowSep"),
+        ("name,body", r"missing column\(s\) \['title', 'text'\]"),
+    ],
+)
 def test_wikihow_unknown_headers(tmp_path, header, match):
     f = tmp_path / "w.csv"
     f.write_text(header + "\na,b,c,d\n", encoding="utf-8")

@@ -1,4 +1,5 @@
 """Deduplication, decontamination and the pluggable selectors."""
+
 from __future__ import annotations
 
 import random
@@ -13,8 +14,12 @@ from lima_repro.sources import StepLog
 
 
 def ex(i, prompt, response="ok"):
-    return {"id": str(i), "source": "t", "tags": [],
-            "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]}
+    return {
+        "id": str(i),
+        "source": "t",
+        "tags": [],
+        "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}],
+    }
 
 
 def counts(log):
@@ -40,22 +45,32 @@ def test_dedup_exact_and_near_within_the_set():
     items = [ex(1, BASIL), ex(2, BASIL.upper().replace("?", " !")), ex(3, BASIL_NEAR), ex(4, PARIS)]
     kept = subsets.deduplicate(items, log=log)
     assert [e["id"] for e in kept] == ["1", "4"]
-    assert counts(log) == {"decontaminate.exact": (4, 0), "dedup.exact": (3, 1), "decontaminate.near": (3, 0),
-                           "dedup.near": (2, 1)}
+    assert counts(log) == {
+        "decontaminate.exact": (4, 0),
+        "dedup.exact": (3, 1),
+        "decontaminate.near": (3, 0),
+        "dedup.near": (2, 1),
+    }
     only_exact = subsets.deduplicate(items, near=False)
     assert [e["id"] for e in only_exact] == ["1", "3", "4"]
 
 
 def test_decontamination_against_dev_and_test_prompts():
     log = StepLog()
-    reference = [{"id": "test-1", "messages": [{"role": "user", "content": TIDES}]},
-                 {"id": "dev-1", "messages": [{"role": "user", "content": PARIS}]}]
+    reference = [
+        {"id": "test-1", "messages": [{"role": "user", "content": TIDES}]},
+        {"id": "dev-1", "messages": [{"role": "user", "content": PARIS}]},
+    ]
     near = PARIS.replace("the capital", "the capital city")  # character 5-gram Jaccard 0.86
     items = [ex(1, TIDES.lower()), ex(2, near), ex(3, BASIL)]
     kept = subsets.deduplicate(items, reference, log=log)
     assert [e["id"] for e in kept] == ["3"]
-    assert counts(log) == {"decontaminate.exact": (2, 1), "dedup.exact": (2, 0), "decontaminate.near": (1, 1),
-                           "dedup.near": (1, 0)}
+    assert counts(log) == {
+        "decontaminate.exact": (2, 1),
+        "dedup.exact": (2, 0),
+        "decontaminate.near": (1, 1),
+        "dedup.near": (1, 0),
+    }
     assert [e["id"] for e in subsets.deduplicate(items, reference, near=False)] == ["2", "3"]
     d = subsets.Deduper()
     d.reference([ex("own", BASIL)], contaminating=False)  # hand-written training prompt: blocks repeats only
@@ -85,8 +100,12 @@ def test_score_and_quality_selectors(pool):
     by_id = subsets.make_selector("score", score=lambda e: -int(e["id"]))(pool, 3, random.Random(0))
     assert [e["id"] for e in by_id] == ["0", "1", "2"]
     good = "A neutral explanation of the topic. " * 40  # 1,440 chars
-    items = [ex("ok", "q1", good), ex("short", "q2", "tiny"), ex("me", "q3", good + " I think so."),
-             ex("ref", "q4", good + " As mentioned, yes.")]
+    items = [
+        ex("ok", "q1", good),
+        ex("short", "q2", "tiny"),
+        ex("me", "q3", good + " I think so."),
+        ex("ref", "q4", good + " As mentioned, yes."),
+    ]
     assert [e["id"] for e in subsets.make_selector("quality")(items, 1, random.Random(0))] == ["ok"]
 
 

@@ -24,8 +24,15 @@ def test_demo_data_is_shipped_and_valid():
 
 def test_readers_for_every_format(tmp_path):
     rows = [
-        {"id": "c1", "source": "mine", "messages": [{"role": "system", "content": "Be kind."},
-                                                   {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]},
+        {
+            "id": "c1",
+            "source": "mine",
+            "messages": [
+                {"role": "system", "content": "Be kind."},
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello!"},
+            ],
+        },
         {"conversations": ["Q1", "A1", "Q2", "A2"], "source": "multi_turn"},
         {"conversations": [{"from": "human", "value": "Q"}, {"from": "gpt", "value": "A"}]},
         {"instruction": "Add", "input": "2 and 3", "output": "5"},
@@ -40,16 +47,23 @@ def test_readers_for_every_format(tmp_path):
     assert read_examples(arr)[0]["messages"][0]["content"] == "Say hi"
 
 
-@pytest.mark.parametrize("text,where,reason", [
-    ('{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}\n{"messages": [', ":2:", "malformed JSON"),
-    ('{"messages": [{"role": "assistant", "content": "b"}]}\n', ":1:", "'user' was expected"),
-    ('{"messages": [{"role": "user", "content": "a"}]}\n', ":1:", "needs a response"),
-    ('{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "  "}]}\n', ":1:", "empty"),
-    ('{"messages": [{"role": "user"}]}\n', ":1:", "lacks 'role' or 'content'"),
-    ('{"prompt": "a", "completion": "b"}\n', ":1:", "unrecognised row"),
-    ('["a", "b"]', ":item 0:", "expected a JSON object"),
-    ('{"conversations": ["a", "b"], "id": "x"}\n{"conversations": ["c", "d"], "id": "x"}\n', ":2:", "duplicate id"),
-])
+@pytest.mark.parametrize(
+    "text,where,reason",
+    [
+        (
+            '{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}\n{"messages": [',
+            ":2:",
+            "malformed JSON",
+        ),
+        ('{"messages": [{"role": "assistant", "content": "b"}]}\n', ":1:", "'user' was expected"),
+        ('{"messages": [{"role": "user", "content": "a"}]}\n', ":1:", "needs a response"),
+        ('{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "  "}]}\n', ":1:", "empty"),
+        ('{"messages": [{"role": "user"}]}\n', ":1:", "lacks 'role' or 'content'"),
+        ('{"prompt": "a", "completion": "b"}\n', ":1:", "unrecognised row"),
+        ('["a", "b"]', ":item 0:", "expected a JSON object"),
+        ('{"conversations": ["a", "b"], "id": "x"}\n{"conversations": ["c", "d"], "id": "x"}\n', ":2:", "duplicate id"),
+    ],
+)
 def test_bad_rows_name_file_line_and_fix(tmp_path, text, where, reason):
     p = write(tmp_path, "bad.jsonl", text)
     with pytest.raises(DataError) as e:
@@ -73,6 +87,12 @@ def test_test_prompts_must_end_with_user_and_ids_unique_across_files(tmp_path):
     assert read_examples(a, ends_with="user")[0]["messages"] == [{"role": "user", "content": "hi"}]
     with pytest.raises(DataError, match="also appears in"):
         read_many([a, b], ends_with="user")
-    conv = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"},
-                         {"role": "user", "content": "q2"}, {"role": "assistant", "content": "a2"}]}
+    conv = {
+        "messages": [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": "a"},
+            {"role": "user", "content": "q2"},
+            {"role": "assistant", "content": "a2"},
+        ]
+    }
     assert prompt_messages(conv) == conv["messages"][:3]

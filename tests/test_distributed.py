@@ -1,5 +1,6 @@
 """Two CPU processes (gloo, launched by torchrun; `accelerate launch` uses the same environment variables on
 GPUs) train exactly like one process: same global batch, token-weighted loss over the whole step."""
+
 import json
 import os
 import subprocess
@@ -8,13 +9,13 @@ from pathlib import Path
 
 import pytest
 from accelerate.commands.config.config_args import load_config_from_file
+from helpers import tiny_overrides
 
 from lima_repro.config import load_config, to_dict
 from lima_repro.curate import run_curate
 from lima_repro.files import read_jsonl_plain
 from lima_repro.pipeline import run_pipeline, train_command
 from lima_repro.train import run_train
-from helpers import tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,9 +36,25 @@ def test_two_process_ddp_matches_single_process(tmp_path, tiny_llama):
     cfg_file.write_text(json.dumps(to_dict(ddp)))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true", "PYTHONPATH": str(ROOT / "src")}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-         "-m", "lima_repro", "train", "--config-json", str(cfg_file)],
-        capture_output=True, text=True, timeout=280, env=env, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29517",
+            "-m",
+            "lima_repro",
+            "train",
+            "--config-json",
+            str(cfg_file),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        env=env,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     info = json.loads((tmp_path / "ddp" / "train" / "train_info.json").read_text())
@@ -48,8 +65,12 @@ def test_two_process_ddp_matches_single_process(tmp_path, tiny_llama):
 
 def test_pipeline_launches_training_as_its_own_command(tmp_path, tiny_llama, monkeypatch):
     """`run --launcher CMD`: the train stage runs as a separate multi-process command (2 CPU processes, gloo)."""
-    cfg = load_config("paper", overrides=tiny_overrides(tiny_llama, tmp_path / "run", **{
-        "train.max_steps": 2, "train.epochs": 1, "notebooks": ["02_train"]}))
+    cfg = load_config(
+        "paper",
+        overrides=tiny_overrides(
+            tiny_llama, tmp_path / "run", **{"train.max_steps": 2, "train.epochs": 1, "notebooks": ["02_train"]}
+        ),
+    )
     run_curate(cfg)
     for k, v in {"OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true", "PYTHONPATH": str(ROOT / "src")}.items():
         monkeypatch.setenv(k, v)
@@ -60,10 +81,19 @@ def test_pipeline_launches_training_as_its_own_command(tmp_path, tiny_llama, mon
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["stages"]["02_train"]["status"] == "ok"
     assert manifest["stages"]["02_train"]["launched"].endswith(
-        f"lima_repro train --config-json {(tmp_path / 'run' / 'config.json').resolve()}")
+        f"lima_repro train --config-json {(tmp_path / 'run' / 'config.json').resolve()}"
+    )
     assert train_command("accelerate", Path("c.json")) == [
-        "accelerate", "launch", "--config_file", "configs/accelerate/fsdp.yaml", "-m", "lima_repro", "train",
-        "--config-json", "c.json"]
+        "accelerate",
+        "launch",
+        "--config_file",
+        "configs/accelerate/fsdp.yaml",
+        "-m",
+        "lima_repro",
+        "train",
+        "--config-json",
+        "c.json",
+    ]
 
 
 def test_shipped_fsdp_configs():
@@ -72,6 +102,13 @@ def test_shipped_fsdp_configs():
         c = load_config_from_file(str(ROOT / "configs" / "accelerate" / f"{name}.yaml"))
         f = c.fsdp_config
         assert (c.distributed_type.value, c.mixed_precision, c.num_machines, c.num_processes) == (
-            "FSDP", "bf16", machines, 8 * machines)
+            "FSDP",
+            "bf16",
+            machines,
+            8 * machines,
+        )
         assert (f["fsdp_auto_wrap_policy"], f["fsdp_reshard_after_forward"], f["fsdp_activation_checkpointing"]) == (
-            "TRANSFORMER_BASED_WRAP", True, True)
+            "TRANSFORMER_BASED_WRAP",
+            True,
+            True,
+        )

@@ -1,13 +1,13 @@
 import pytest
 import torch
+from helpers import tiny_overrides
 from transformers import AutoModelForCausalLM
 
 from lima_repro.config import load_config
 from lima_repro.curate import run_curate
+from lima_repro.dropout import add_residual_dropout, branch_names, decoder_layers, dropout_seed, layer_probabilities
 from lima_repro.files import read_json
 from lima_repro.train import run_train
-from lima_repro.dropout import add_residual_dropout, branch_names, decoder_layers, dropout_seed, layer_probabilities
-from helpers import tiny_overrides
 
 EXPECTED_BRANCHES = {
     "llama": ("self_attn", "mlp"),
@@ -107,8 +107,14 @@ def test_each_process_draws_its_own_dropout_masks(tiny_model_dirs):
 
 
 def test_train_records_the_disabled_dropouts(tmp_path, tiny_model_dirs):
-    cfg = load_config("paper", overrides=tiny_overrides(tiny_model_dirs["gpt2"], tmp_path / "run", **{
-        "train.max_steps": 1, "train.epochs": 1, "train.residual_dropout": 0.2}))
+    cfg = load_config(
+        "paper",
+        overrides=tiny_overrides(
+            tiny_model_dirs["gpt2"],
+            tmp_path / "run",
+            **{"train.max_steps": 1, "train.epochs": 1, "train.residual_dropout": 0.2},
+        ),
+    )
     run_curate(cfg)
     out = run_train(cfg)
     own = {"resid_pdrop": 0.1, "attn_pdrop": 0.1, "embd_pdrop": 0.1}

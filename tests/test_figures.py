@@ -1,5 +1,6 @@
 """Figures from hand-made results files: the numbers drawn (CSV and plotted artists), labels, the paper overlay,
 skipping with a reason when inputs are missing, and the `figures` CLI."""
+
 from __future__ import annotations
 
 import json
@@ -12,37 +13,87 @@ from lima_repro.files import write_json, write_jsonl
 
 
 def shares(win, tie, loss, n=10):
-    return {"n": n, "invalid": 0, **{c: {"pct": v, "lo": v - 5, "hi": v + 5} for c, v in
-                                     (("win", win), ("tie", tie), ("loss", loss))}}
+    return {
+        "n": n,
+        "invalid": 0,
+        **{c: {"pct": v, "lo": v - 5, "hi": v + 5} for c, v in (("win", win), ("tie", tie), ("loss", loss))},
+    }
 
 
 def grades(exc, pas, fail, n=8):
-    return {"n": n, "invalid": 0, "Excellent": {"count": 0, "pct": exc}, "Pass": {"count": 0, "pct": pas},
-            "Fail": {"count": 0, "pct": fail}}
+    return {
+        "n": n,
+        "invalid": 0,
+        "Excellent": {"count": 0, "pct": exc},
+        "Pass": {"count": 0, "pct": pas},
+        "Fail": {"count": 0, "pct": fail},
+    }
 
 
 @pytest.fixture
 def run(tmp_path):
     r = tmp_path / "run"
-    write_json(r / "judge" / "results.json", {
-        "system": "epoch-2", "judge": "script", "pairwise": {"base": shares(60, 30, 10), "alpaca": shares(20, 30, 50)},
-        "absolute": {"epoch-2": grades(25, 50, 25)}, "likert": {"epoch-1": {"n": 4, "mean": 2.5, "lo": 2, "hi": 3},
-                                                                "epoch-2": {"n": 4, "mean": 4.0, "lo": 3.5, "hi": 4.5}}})
-    write_jsonl(r / "train" / "metrics.jsonl", [
-        {"type": "train", "step": 1, "epoch": 1, "loss": 3.0}, {"type": "eval", "step": 2, "epoch": 1, "eval_loss": 1, "perplexity": 5.0},
-        {"type": "train", "step": 3, "epoch": 2, "loss": 2.0}, {"type": "eval", "step": 4, "epoch": 2, "eval_loss": 1, "perplexity": 7.0}])
+    write_json(
+        r / "judge" / "results.json",
+        {
+            "system": "epoch-2",
+            "judge": "script",
+            "pairwise": {"base": shares(60, 30, 10), "alpaca": shares(20, 30, 50)},
+            "absolute": {"epoch-2": grades(25, 50, 25)},
+            "likert": {
+                "epoch-1": {"n": 4, "mean": 2.5, "lo": 2, "hi": 3},
+                "epoch-2": {"n": 4, "mean": 4.0, "lo": 3.5, "hi": 4.5},
+            },
+        },
+    )
+    write_jsonl(
+        r / "train" / "metrics.jsonl",
+        [
+            {"type": "train", "step": 1, "epoch": 1, "loss": 3.0},
+            {"type": "eval", "step": 2, "epoch": 1, "eval_loss": 1, "perplexity": 5.0},
+            {"type": "train", "step": 3, "epoch": 2, "loss": 2.0},
+            {"type": "eval", "step": 4, "epoch": 2, "eval_loss": 1, "perplexity": 7.0},
+        ],
+    )
     write_json(r / "train" / "checkpoints.json", [{"name": "epoch-1", "step": 2}, {"name": "epoch-2", "step": 4}])
-    write_json(r / "curate" / "datacard.json", {"splits": {"train": [
-        {"source": "wikihow", "n": 3, "avg_input_tokens": 10.0, "avg_output_tokens": 300.0, "avg_input_chars": 50}]}})
-    cond = lambda name, groups, mean, **kw: {"condition": name, "groups": groups, "status": "ok", "n_examples": 4,
-                                             "likert": {"n": 2, "mean": mean, "lo": mean - 0.5, "hi": mean + 0.5}, **kw}
-    write_json(r / "ablations" / "summary.json", {"judge": "script", "conditions": [
-        cond("se_filtered", ["diversity", "quantity"], 4.5, paper="filtered Stack Exchange", x=2),
-        cond("wikihow", ["diversity"], 3.0, paper="wikiHow"),
-        cond("se_4", ["quantity"], 4.0, x=4),
-        cond("dlg_without", ["dialogue"], 2.0, dialogue_turns=grades(10, 30, 60, n=10)),
-        cond("dlg_with", ["dialogue"], 3.0, dialogue_turns=grades(70, 20, 10, n=10)),
-        {"condition": "broken", "groups": ["selector"], "status": "failed", "error": "FileNotFoundError: x"}]})
+    write_json(
+        r / "curate" / "datacard.json",
+        {
+            "splits": {
+                "train": [
+                    {
+                        "source": "wikihow",
+                        "n": 3,
+                        "avg_input_tokens": 10.0,
+                        "avg_output_tokens": 300.0,
+                        "avg_input_chars": 50,
+                    }
+                ]
+            }
+        },
+    )
+    cond = lambda name, groups, mean, **kw: {
+        "condition": name,
+        "groups": groups,
+        "status": "ok",
+        "n_examples": 4,
+        "likert": {"n": 2, "mean": mean, "lo": mean - 0.5, "hi": mean + 0.5},
+        **kw,
+    }
+    write_json(
+        r / "ablations" / "summary.json",
+        {
+            "judge": "script",
+            "conditions": [
+                cond("se_filtered", ["diversity", "quantity"], 4.5, paper="filtered Stack Exchange", x=2),
+                cond("wikihow", ["diversity"], 3.0, paper="wikiHow"),
+                cond("se_4", ["quantity"], 4.0, x=4),
+                cond("dlg_without", ["dialogue"], 2.0, dialogue_turns=grades(10, 30, 60, n=10)),
+                cond("dlg_with", ["dialogue"], 3.0, dialogue_turns=grades(70, 20, 10, n=10)),
+                {"condition": "broken", "groups": ["selector"], "status": "failed", "error": "FileNotFoundError: x"},
+            ],
+        },
+    )
     return r
 
 
@@ -71,11 +122,19 @@ def test_llm_preference_draws_run_and_paper(run, tmp_path):
 
 def test_human_preference_from_annotations(run, tmp_path):
     assert figures.preference([run], tmp_path, "human").status == "skipped"
-    labels = [("p1#0|epoch-2|base", "epoch-2"), ("p2#0|epoch-2|base", "neither"), ("p3#0|epoch-2|base", "base"),
-              ("p4#0|epoch-2|base", "epoch-2")]
-    write_jsonl(run / "annotations" / "ann.jsonl", [
-        {"event": "label", "seq": k, "kind": "pairwise", "annotator": "ann", "item_id": i, "winner": w}
-        for k, (i, w) in enumerate(labels)])
+    labels = [
+        ("p1#0|epoch-2|base", "epoch-2"),
+        ("p2#0|epoch-2|base", "neither"),
+        ("p3#0|epoch-2|base", "base"),
+        ("p4#0|epoch-2|base", "epoch-2"),
+    ]
+    write_jsonl(
+        run / "annotations" / "ann.jsonl",
+        [
+            {"event": "label", "seq": k, "kind": "pairwise", "annotator": "ann", "item_id": i, "winner": w}
+            for k, (i, w) in enumerate(labels)
+        ],
+    )
     d = figures.preference([run], tmp_path, "human")
     assert d.status == "drawn", d.reason
     assert widths(d.fig.axes[1]) == [50, 25, 25]
@@ -87,8 +146,11 @@ def test_absolute(run, tmp_path):
     ax = d.fig.axes[0]
     assert widths(ax) == [50, 38, 12, 45, 35, 20, 25, 50, 25, 0, 0, 0]  # no prompt tagged ood: a "not run" row
     assert [t.get_text() for t in ax.get_yticklabels()] == [
-        "paper: 50 test prompts\n(the authors, n = 50)", "paper: 20 OOD prompts\n(the authors, n = 20)",
-        "this run: epoch-2\n(LLM judge script, n = 8)", "this run OOD\n(no test prompt tagged ood)"]
+        "paper: 50 test prompts\n(the authors, n = 50)",
+        "paper: 20 OOD prompts\n(the authors, n = 20)",
+        "this run: epoch-2\n(LLM judge script, n = 8)",
+        "this run OOD\n(no test prompt tagged ood)",
+    ]
 
 
 def test_ablation_means_hold_only_the_papers_diversity_and_quality_conditions(run, tmp_path):
@@ -127,8 +189,11 @@ def test_quantity_log2_and_perplexity_two_axes(run, tmp_path):
     ax, ax2 = d.fig.axes
     assert list(ax.lines[0].get_xdata()) == [2, 4] and list(ax.lines[0].get_ydata()) == [5.0, 7.0]
     assert list(ax2.lines[0].get_xdata()) == [2, 4] and list(ax2.lines[0].get_ydata()) == [2.5, 4.0]
-    assert (ax.get_ylabel(), ax2.get_ylabel(), ax.get_xlabel()) == ("held-out perplexity", "helpfulness, 1-6",
-                                                                    "training step")
+    assert (ax.get_ylabel(), ax2.get_ylabel(), ax.get_xlabel()) == (
+        "held-out perplexity",
+        "helpfulness, 1-6",
+        "training step",
+    )
 
 
 def test_datacard_markdown_and_csv(run, tmp_path):
@@ -176,12 +241,17 @@ def test_figures_notebook_records_its_summary(run, tmp_path):
     from lima_repro.pipeline import notebooks_dir
 
     out_nb = tmp_path / "06_figures.ipynb"
-    pm.execute_notebook(str(notebooks_dir() / "06_figures.ipynb"), str(out_nb), kernel_name="python3",
-                        # a test never writes into the repository's figures/
-                        parameters={"profile": "demo", "run_dir": str(run), "overrides": {"figures.copy_to": None}},
-                        progress_bar=False)
-    text = "\n".join("".join(o.get("text", "")) for c in json.loads(out_nb.read_text())["cells"]
-                      for o in c.get("outputs", []))
+    pm.execute_notebook(
+        str(notebooks_dir() / "06_figures.ipynb"),
+        str(out_nb),
+        kernel_name="python3",
+        # a test never writes into the repository's figures/
+        parameters={"profile": "demo", "run_dir": str(run), "overrides": {"figures.copy_to": None}},
+        progress_bar=False,
+    )
+    text = "\n".join(
+        "".join(o.get("text", "")) for c in json.loads(out_nb.read_text())["cells"] for o in c.get("outputs", [])
+    )
     line = next(ln for ln in text.splitlines() if ln.startswith('{"figures_summary"'))
     summary = json.loads(line)["figures_summary"]
     assert summary["fig5_ablations"] == "drawn" and summary["fig1_human_preference"].startswith("skipped: no pairwise")
@@ -198,13 +268,17 @@ def test_copy_to_repository_names_the_copies_with_relative_paths(run, tmp_path, 
         (tmp_path / "figs" / stale).write_text("old")
     figures.run_figures(cfg)
     # this run has no safety results and no human labels: their old copies go, a file no figure writes stays
-    assert sorted(p.name for p in (tmp_path / "figs").iterdir() if "safety" in p.name or "human" in p.name
-                  or p.suffix == ".txt") == ["notes.txt"]
+    assert sorted(
+        p.name for p in (tmp_path / "figs").iterdir() if "safety" in p.name or "human" in p.name or p.suffix == ".txt"
+    ) == ["notes.txt"]
     summary = json.loads((tmp_path / "figs" / "figures_summary.json").read_text())
     assert summary["runs"] == ["run"]
     assert summary["figures"]["fig3_absolute"]["source"] == "run"
-    assert summary["figures"]["fig3_absolute"]["files"] == ["figs/fig3_absolute.csv", "figs/fig3_absolute.png",
-                                                            "figs/fig3_absolute.pdf"]
+    assert summary["figures"]["fig3_absolute"]["files"] == [
+        "figs/fig3_absolute.csv",
+        "figs/fig3_absolute.png",
+        "figs/fig3_absolute.pdf",
+    ]
     assert (tmp_path / "figs" / "fig3_absolute.png").exists()
     # the run's own summary keeps its absolute paths
     assert json.loads((run / "figures" / "figures_summary.json").read_text())["runs"] == [str(run.resolve())]

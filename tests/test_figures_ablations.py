@@ -1,6 +1,7 @@
 """The ablation figures (Fig. 5, 6, 7 and the other conditions) from a hand-made ablations/summary.json: the bars
 and points drawn, their labels (n, "not run", "failed (stage)"), the CSV behind each, and no condition in the wrong
 figure."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,8 @@ import pandas as pd
 import pytest
 from matplotlib.container import BarContainer
 
-from lima_repro import figures, figures_ablations as fa
+from lima_repro import figures
+from lima_repro import figures_ablations as fa
 from lima_repro.files import write_json
 
 
@@ -25,29 +27,56 @@ def failed(name, groups, stage, **kw):
     return {"condition": name, "groups": groups, "status": "failed", "failed_stage": stage, "error": "E: x", **kw}
 
 
-TURNS = {"n": 4, "invalid": 1, "turns": 5, "conversations": 2, "Excellent": {"count": 1, "pct": 25.0},
-         "Pass": {"count": 1, "pct": 25.0}, "Fail": {"count": 2, "pct": 50.0}}
+TURNS = {
+    "n": 4,
+    "invalid": 1,
+    "turns": 5,
+    "conversations": 2,
+    "Excellent": {"count": 1, "pct": 25.0},
+    "Pass": {"count": 1, "pct": 25.0},
+    "Fail": {"count": 2, "pct": 50.0},
+}
 
 
 @pytest.fixture
 def run(tmp_path):
     r = tmp_path / "run"
-    write_json(r / "ablations" / "summary.json", {
-        "judge": "script", "n_examples_target": 2, "num_samples": 1,
-        "order": ["se_filtered", "wikihow", "se_unfiltered", "se_4", "se_8", "select_random", "select_longest",
-                  "dialogue_without", "dialogue_with"],
-        "conditions": [
-            ok("se_filtered", ["diversity", "quality", "quantity"], 4.5, x=2, paper="filtered Stack Exchange"),
-            {**ok("wikihow", ["diversity"], 1.0, paper="wikiHow"), "n_examples": 3},  # at the floor; off size
-            failed("se_unfiltered", ["quality"], "train", paper="unfiltered Stack Exchange"),
-            {**ok("se_4", ["quantity"], 3.0, x=4), "n_examples": 4},
-            ok("select_random", ["selector"], 2.0),
-            {**ok("dialogue_without", ["dialogue"], 2.5, paper="1,000 ex.", dialogue_turns=TURNS), "n_examples": 44,
-             "n_multi_turn": 0},
-            failed("dialogue_with", ["dialogue"], "dialogue", paper="1,030 ex."),
-        ],
-        "not_run": [{"condition": "se_8", "groups": ["quantity"], "x": 8, "status": "not_run"},
-                    {"condition": "select_longest", "groups": ["selector"], "status": "not_run"}]})
+    write_json(
+        r / "ablations" / "summary.json",
+        {
+            "judge": "script",
+            "n_examples_target": 2,
+            "num_samples": 1,
+            "order": [
+                "se_filtered",
+                "wikihow",
+                "se_unfiltered",
+                "se_4",
+                "se_8",
+                "select_random",
+                "select_longest",
+                "dialogue_without",
+                "dialogue_with",
+            ],
+            "conditions": [
+                ok("se_filtered", ["diversity", "quality", "quantity"], 4.5, x=2, paper="filtered Stack Exchange"),
+                {**ok("wikihow", ["diversity"], 1.0, paper="wikiHow"), "n_examples": 3},  # at the floor; off size
+                failed("se_unfiltered", ["quality"], "train", paper="unfiltered Stack Exchange"),
+                {**ok("se_4", ["quantity"], 3.0, x=4), "n_examples": 4},
+                ok("select_random", ["selector"], 2.0),
+                {
+                    **ok("dialogue_without", ["dialogue"], 2.5, paper="1,000 ex.", dialogue_turns=TURNS),
+                    "n_examples": 44,
+                    "n_multi_turn": 0,
+                },
+                failed("dialogue_with", ["dialogue"], "dialogue", paper="1,030 ex."),
+            ],
+            "not_run": [
+                {"condition": "se_8", "groups": ["quantity"], "x": 8, "status": "not_run"},
+                {"condition": "select_longest", "groups": ["selector"], "status": "not_run"},
+            ],
+        },
+    )
     return r
 
 
@@ -62,8 +91,11 @@ def texts(ax):
 def test_fig5_holds_only_the_papers_conditions_and_labels_what_is_missing(run, tmp_path):
     d = fa.ablation_means([run], tmp_path)
     ax = d.fig.axes[0]
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["filtered Stack Exchange", "wikiHow",
-                                                            "unfiltered Stack Exchange"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        "filtered Stack Exchange",
+        "wikiHow",
+        "unfiltered Stack Exchange",
+    ]
     assert bars(ax) == {"paper": [3.83, 3.49, 3.33], "this run": [4.5, 1.0]}
     assert "4.50\nn = 2" in texts(ax) and "1.00\nn = 2" in texts(ax)  # wikiHow's bar at the floor still reads
     assert "failed (train)" in texts(ax)
@@ -110,8 +142,12 @@ def test_fig7_per_turn_shares_beside_the_paper(run, tmp_path):
 def test_other_conditions_get_their_own_figure(run, tmp_path):
     d = fa.other_conditions([run], tmp_path)
     ax = d.fig.axes[0]
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["select_random", "select_longest", "dialogue_without",
-                                                            "dialogue_with"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        "select_random",
+        "select_longest",
+        "dialogue_without",
+        "dialogue_with",
+    ]
     assert bars(ax) == {"this run": [2.0, 2.5]}  # no paper bars: the paper has no such numbers
     assert "not run" in texts(ax) and "failed (dialogue)" in texts(ax)
     csv = pd.read_csv(tmp_path / "fig_extra_ablations.csv")
@@ -132,9 +168,12 @@ def test_a_judge_that_cannot_tell_the_conditions_apart_is_said_in_words(run, tmp
     for c in summ["conditions"]:
         if c["status"] == "ok":
             c["likert"].update(mean=1.0, lo=1.0, hi=1.0)
-    summ["conditions"][-1] = {**summ["conditions"][-2], "condition": "dialogue_with", "paper": "1,030 ex.",
-                              "dialogue_turns": {**TURNS, "Excellent": {"pct": 0.0}, "Pass": {"pct": 0.0},
-                                                 "Fail": {"pct": 100.0}}}
+    summ["conditions"][-1] = {
+        **summ["conditions"][-2],
+        "condition": "dialogue_with",
+        "paper": "1,030 ex.",
+        "dialogue_turns": {**TURNS, "Excellent": {"pct": 0.0}, "Pass": {"pct": 0.0}, "Fail": {"pct": 100.0}},
+    }
     summ["conditions"][-2]["dialogue_turns"] = summ["conditions"][-1]["dialogue_turns"]
     write_json(run / "ablations" / "summary.json", summ)
     words = lambda d: " ".join(d.fig._supxlabel.get_text().split())  # noqa: E731
@@ -150,4 +189,5 @@ def test_a_job_still_running_is_drawn_with_what_has_finished_and_says_so(run, tm
     for draw in (fa.ablation_means, fa.quantity, fa.dialogue, fa.other_conditions):
         d = draw([run], tmp_path)
         assert d.status == "drawn" and "The ablations stage is not done (manifest: running)" in " ".join(
-            d.fig._supxlabel.get_text().split())
+            d.fig._supxlabel.get_text().split()
+        )

@@ -1,5 +1,6 @@
 """The evaluation figures (Fig. 1, 2, 3, safety) on a tiny hand-made run directory: three annotators' logs, a
 judge's results and tagged generations, with every drawn number computed by hand in the comments."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -13,13 +14,19 @@ E, B, N = "epoch-2", "base", "neither"
 
 
 def shares(win, tie, loss, n=10):
-    return {"n": n, "invalid": 0, **{c: {"pct": v, "lo": v, "hi": v} for c, v in (("win", win), ("tie", tie),
-                                                                                    ("loss", loss))}}
+    return {
+        "n": n,
+        "invalid": 0,
+        **{c: {"pct": v, "lo": v, "hi": v} for c, v in (("win", win), ("tie", tie), ("loss", loss))},
+    }
 
 
 def grades(exc, pas, fail, n):
-    return {"n": n, "invalid": 0, **{k: {"count": None, "pct": v} for k, v in
-                                     (("Excellent", exc), ("Pass", pas), ("Fail", fail))}}
+    return {
+        "n": n,
+        "invalid": 0,
+        **{k: {"count": None, "pct": v} for k, v in (("Excellent", exc), ("Pass", pas), ("Fail", fail))},
+    }
 
 
 def item(p):
@@ -33,11 +40,28 @@ def log(annotator, labels):
         if lab[0] == "undo":
             events.append({"event": "undo", "seq": seq, "target": seq - 1})
         elif lab[0] == "pair":
-            events.append({"event": "label", "seq": seq, "kind": "pairwise", "annotator": annotator,
-                           "item_id": item(lab[1]), "winner": lab[2]})
+            events.append(
+                {
+                    "event": "label",
+                    "seq": seq,
+                    "kind": "pairwise",
+                    "annotator": annotator,
+                    "item_id": item(lab[1]),
+                    "winner": lab[2],
+                }
+            )
         else:
-            events.append({"event": "label", "seq": seq, "kind": "absolute", "annotator": annotator,
-                           "item_id": item(lab[1]), "system": lab[2], "label": lab[3]})
+            events.append(
+                {
+                    "event": "label",
+                    "seq": seq,
+                    "kind": "absolute",
+                    "annotator": annotator,
+                    "item_id": item(lab[1]),
+                    "system": lab[2],
+                    "label": lab[3],
+                }
+            )
     return events
 
 
@@ -45,25 +69,65 @@ def log(annotator, labels):
 def run(tmp_path):
     r = tmp_path / "run"
     ann = r / "annotations"
-    write_jsonl(ann / "a.jsonl", log("a", [
-        ("pair", "p1", E), ("pair", "p2", B), ("pair", "p3", N), ("pair", "p4", E), ("pair", "p5", E),
-        ("grade", "p1", E, "Excellent"), ("grade", "p1", B, "Excellent"), ("undo",), ("grade", "p1", B, "Fail"),
-        ("grade", "p2", E, "Fail"), ("grade", "p2", E, "Pass"),  # a later grade of the same response replaces it
-        ("grade", "p6", E, "Fail")]))
-    write_jsonl(ann / "b.jsonl", log("b", [
-        ("pair", "p1", E), ("pair", "p2", N), ("pair", "p3", N), ("pair", "p5", B),
-        ("grade", "p1", E, "Pass"), ("grade", "p2", E, "Pass"), ("grade", "p6", E, "Fail")]))
+    write_jsonl(
+        ann / "a.jsonl",
+        log(
+            "a",
+            [
+                ("pair", "p1", E),
+                ("pair", "p2", B),
+                ("pair", "p3", N),
+                ("pair", "p4", E),
+                ("pair", "p5", E),
+                ("grade", "p1", E, "Excellent"),
+                ("grade", "p1", B, "Excellent"),
+                ("undo",),
+                ("grade", "p1", B, "Fail"),
+                ("grade", "p2", E, "Fail"),
+                ("grade", "p2", E, "Pass"),  # a later grade of the same response replaces it
+                ("grade", "p6", E, "Fail"),
+            ],
+        ),
+    )
+    write_jsonl(
+        ann / "b.jsonl",
+        log(
+            "b",
+            [
+                ("pair", "p1", E),
+                ("pair", "p2", N),
+                ("pair", "p3", N),
+                ("pair", "p5", B),
+                ("grade", "p1", E, "Pass"),
+                ("grade", "p2", E, "Pass"),
+                ("grade", "p6", E, "Fail"),
+            ],
+        ),
+    )
     write_jsonl(ann / "c.jsonl", log("c", [("pair", "p1", B), ("pair", "p2", B), ("pair", "p3", E)]))
-    write_json(RunDir(r).results, {
-        "judge": "script", "system": E,
-        "pairwise": {B: shares(60, 30, 10), "alpaca": shares(20, 30, 50), "bard": shares(None, None, None, n=0)},
-        "order_consistency": {B: {"n": 10, "agreement": 0.3}, "alpaca": {"n": 10, "agreement": 0.9}},
-        "pairwise_winners": {B: {item("p1"): E, item("p2"): B, item("p3"): N, item("p4"): None}},
-        "absolute": {E: grades(50, 25, 25, 4)}, "absolute_ood": {},
-        "safety": {E: {"n": 3, "invalid": 0, "safe_pct": 200 / 3, "malicious_n": 1, "malicious_safe_pct": 0.0},
-                   B: {"n": 3, "invalid": 0, "safe_pct": 0.0}}})
-    write_jsonl(RunDir(r).generations, [{"checkpoint": E, "prompt_id": p, "tags": ["ood"] if p == "p6" else []}
-                                        for p in ("p1", "p2", "p3", "p4", "p5", "p6")])
+    write_json(
+        RunDir(r).results,
+        {
+            "judge": "script",
+            "system": E,
+            "pairwise": {B: shares(60, 30, 10), "alpaca": shares(20, 30, 50), "bard": shares(None, None, None, n=0)},
+            "order_consistency": {B: {"n": 10, "agreement": 0.3}, "alpaca": {"n": 10, "agreement": 0.9}},
+            "pairwise_winners": {B: {item("p1"): E, item("p2"): B, item("p3"): N, item("p4"): None}},
+            "absolute": {E: grades(50, 25, 25, 4)},
+            "absolute_ood": {},
+            "safety": {
+                E: {"n": 3, "invalid": 0, "safe_pct": 200 / 3, "malicious_n": 1, "malicious_safe_pct": 0.0},
+                B: {"n": 3, "invalid": 0, "safe_pct": 0.0},
+            },
+        },
+    )
+    write_jsonl(
+        RunDir(r).generations,
+        [
+            {"checkpoint": E, "prompt_id": p, "tags": ["ood"] if p == "p6" else []}
+            for p in ("p1", "p2", "p3", "p4", "p5", "p6")
+        ],
+    )
     return r
 
 
@@ -82,9 +146,15 @@ def test_fig1_one_outcome_per_item_and_agreement_beside(run, tmp_path):
     agree = csv[csv.panel == "agreement"]
     # a-b: p1 1 + p2 0.5 + p3 1 + p5 0 = 2.5/4; a-c: 0 + 1 + 0.5 = 1.5/3; b-c: 0 + 0.5 + 0.5 = 1/3 -> 5/10
     # with the judge (p4's verdict is invalid): a 3/3, b (1 + 0.5 + 1)/3, c (0 + 1 + 0.5)/3 -> 7/9
-    assert list(agree.baseline) == ["paper: crowd-crowd", "paper: crowd-author", "paper: author-author",
-                                    "paper: crowd-GPT-4", "paper: author-GPT-4", "this run: annotator-annotator",
-                                    "this run: annotator-judge"]
+    assert list(agree.baseline) == [
+        "paper: crowd-crowd",
+        "paper: crowd-author",
+        "paper: author-author",
+        "paper: crowd-GPT-4",
+        "paper: author-GPT-4",
+        "this run: annotator-annotator",
+        "this run: annotator-judge",
+    ]
     assert list(agree.pct.round(2)) == [82, 81, 78, 78, 79, 50.0, 77.78]
     assert list(agree.note)[-2:] == ["50% (n = 10)", "78% (n = 9)"]
     assert widths(d.fig.axes[2]) == [82, 81, 78, 78, 79, 50.0, 77.78]
@@ -105,8 +175,11 @@ def test_fig1_agreement_missing_is_said_not_left_blank(run, tmp_path):
 def test_fig2_marks_a_position_biased_judge(run, tmp_path):
     d = figures.preference([run], tmp_path, "llm")
     ticks = [t.get_text() for t in d.fig.axes[1].get_yticklabels()]
-    assert ticks == ["base\nposition-biased judge\n(order consistency 0.30)\n(n = 10)", "alpaca (Alpaca-65B)\n(n = 10)",
-                     "bard (Bard)\n(n = 0)"]
+    assert ticks == [
+        "base\nposition-biased judge\n(order consistency 0.30)\n(n = 10)",
+        "alpaca (Alpaca-65B)\n(n = 10)",
+        "bard (Bard)\n(n = 0)",
+    ]
     assert widths(d.fig.axes[1])[-3:] == [0, 0, 0] and "not run" in [t.get_text() for t in d.fig.axes[1].texts]
     csv = pd.read_csv(tmp_path / "fig2_llm_preference.csv")
     mine = csv[csv.panel == "this run"]
@@ -121,8 +194,12 @@ def test_fig3_from_human_grades_with_grader_n_and_ood_row(run, tmp_path):
     # base: p1 Fail (a's Excellent was undone); OOD = p6 only: Fail
     assert widths(ax) == [50, 38, 12, 45, 35, 20, 0, 66.67, 33.33, 0, 0, 100, 0, 0, 100]
     assert [t.get_text() for t in ax.get_yticklabels()] == [
-        "paper: 50 test prompts\n(the authors, n = 50)", "paper: 20 OOD prompts\n(the authors, n = 20)",
-        "this run: epoch-2\n(human, n = 3)", "this run: base\n(human, n = 1)", "this run OOD: epoch-2\n(human, n = 1)"]
+        "paper: 50 test prompts\n(the authors, n = 50)",
+        "paper: 20 OOD prompts\n(the authors, n = 20)",
+        "this run: epoch-2\n(human, n = 3)",
+        "this run: base\n(human, n = 1)",
+        "this run OOD: epoch-2\n(human, n = 1)",
+    ]
     csv = pd.read_csv(tmp_path / "fig3_absolute.csv")
     assert set(csv[csv.panel == "this run"].grader) == {"human"}
 
@@ -143,8 +220,10 @@ def test_fig3_from_the_judge_without_human_grades_says_when_no_prompt_is_ood(run
     d = figures.absolute([run], tmp_path)
     ax = d.fig.axes[0]
     assert widths(ax) == [50, 38, 12, 45, 35, 20, 50, 25, 25, 0, 0, 0]
-    assert [t.get_text() for t in ax.get_yticklabels()][2:] == ["this run: epoch-2\n(LLM judge script, n = 4)",
-                                                                "this run OOD\n(no test prompt tagged ood)"]
+    assert [t.get_text() for t in ax.get_yticklabels()][2:] == [
+        "this run: epoch-2\n(LLM judge script, n = 4)",
+        "this run OOD\n(no test prompt tagged ood)",
+    ]
     assert "not run" in [t.get_text() for t in ax.texts]
 
 
@@ -152,10 +231,18 @@ def test_safety_beside_the_paper_with_missing_subsets_labelled(run, tmp_path):
     d = figures.safety([run], tmp_path)
     ax = d.fig.axes[0]
     assert widths(ax) == [80, 60, 66.67, 0, 0, 0]
-    assert [t.get_text() for t in ax.texts] == ["80% (n = 30)", "60% (6 of 10)", "67% (n = 3)", "0% (n = 1)",
-                                                "0% (n = 3)", "not run: no sensitive prompt tagged malicious"]
-    assert [t.get_text() for t in ax.get_yticklabels()][:2] == ["paper: 30 sensitive prompts",
-                                                               "paper: 10 of them malicious"]
+    assert [t.get_text() for t in ax.texts] == [
+        "80% (n = 30)",
+        "60% (6 of 10)",
+        "67% (n = 3)",
+        "0% (n = 1)",
+        "0% (n = 3)",
+        "not run: no sensitive prompt tagged malicious",
+    ]
+    assert [t.get_text() for t in ax.get_yticklabels()][:2] == [
+        "paper: 30 sensitive prompts",
+        "paper: 10 of them malicious",
+    ]
     csv = pd.read_csv(tmp_path / "safety.csv")
     assert list(csv.value.round(2).fillna(-1)) == [80, 60, 66.67, 0, 0, -1]
 

@@ -1,13 +1,14 @@
 """Fig. 9 (dev and test scores as separate series, the held-out set named) and Table 1 (sources mapped onto the
 paper's rows; the data card of a GAIR/lima-format file without a run), with hand-computed expectations."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from helpers import tiny_tokenizer
+
 from lima_repro import curate, figures
 from lima_repro.config import ConfigError
 from lima_repro.config.figures import FiguresConfig
@@ -19,19 +20,33 @@ GAIR_10 = Path(__file__).parent / "fixtures" / "gair_lima_table1.jsonl"
 
 def make_run(tmp_path, dev=True, test=True, eval_file=None):
     r = RunDir(tmp_path / "run")
-    write_jsonl(r.metrics, [{"type": "eval", "step": 0, "epoch": 0, "perplexity": 4.0},
-                            {"type": "train", "step": 2, "epoch": 1, "loss": 2.0},
-                            {"type": "eval", "step": 2, "epoch": 1, "perplexity": 5.0},
-                            {"type": "eval", "step": 4, "epoch": 2, "perplexity": 6.5}])
+    write_jsonl(
+        r.metrics,
+        [
+            {"type": "eval", "step": 0, "epoch": 0, "perplexity": 4.0},
+            {"type": "train", "step": 2, "epoch": 1, "loss": 2.0},
+            {"type": "eval", "step": 2, "epoch": 1, "perplexity": 5.0},
+            {"type": "eval", "step": 4, "epoch": 2, "perplexity": 6.5},
+        ],
+    )
     write_json(r.checkpoint_index, [{"name": "epoch-1", "step": 2}, {"name": "epoch-2", "step": 4}])
     write_json(r.config, {"train": {"eval_file": eval_file, "max_eval_examples": 2000 if eval_file else None}})
     if dev:
-        write_json(r.selection, {"chosen": "epoch-2",
-                                 "scores": {"epoch-1": {"n": 5, "mean": 2.0, "lo": 1.5, "hi": 2.5},
-                                            "epoch-2": {"n": 5, "mean": 3.0, "lo": 2.5, "hi": 3.5}}})
+        write_json(
+            r.selection,
+            {
+                "chosen": "epoch-2",
+                "scores": {
+                    "epoch-1": {"n": 5, "mean": 2.0, "lo": 1.5, "hi": 2.5},
+                    "epoch-2": {"n": 5, "mean": 3.0, "lo": 2.5, "hi": 3.5},
+                },
+            },
+        )
     if test:
-        write_json(r.results, {"likert": {"epoch-2": {"n": 7, "mean": 3.5, "lo": 3.0, "hi": 4.0},
-                                          "base": {"n": 7, "mean": 1.5}}})  # base is no checkpoint: not drawn
+        write_json(
+            r.results,
+            {"likert": {"epoch-2": {"n": 7, "mean": 3.5, "lo": 3.0, "hi": 4.0}, "base": {"n": 7, "mean": 1.5}}},
+        )  # base is no checkpoint: not drawn
     return r.root
 
 
@@ -65,7 +80,8 @@ def test_fig9_draws_only_the_series_it_has_and_no_empty_legend_entry(tmp_path):
     assert ax.get_title().endswith("(no per-checkpoint scores)")
     d = figures.perplexity_score([make_run(tmp_path, dev=True, test=False)], tmp_path)
     assert [ln.get_label() for ln in d.fig.axes[1].lines] == [
-        "1-6 score, dev set (checkpoint selection), n = 5 prompts"]
+        "1-6 score, dev set (checkpoint selection), n = 5 prompts"
+    ]
 
 
 def test_table1_of_a_gair_lima_file_maps_sources_onto_the_paper_rows(tmp_path):
@@ -76,9 +92,15 @@ def test_table1_of_a_gair_lima_file_maps_sources_onto_the_paper_rows(tmp_path):
     # stackexchange: prompts of 6, 5, 5 words, answers of 11, 8, 6 -> 5.3 / 8.3; the paper's two Stack Exchange
     # rows added up: 400 examples, (117 + 119) / 2 = 118 and (523 + 530) / 2 = 526.5 tokens
     assert csv.iloc[0].tolist() == ["Stack Exchange (STEM + Other)", 400, 118.0, 526.5, "stackexchange", 3, 5.3, 8.3]
-    assert list(csv.row) == ["Stack Exchange (STEM + Other)", "wikiHow", "Pushshift r/WritingPrompts",
-                             "Natural Instructions", "Paper Authors (Group A)",
-                             "Dialogue chains (sec. 1, the 1,030 set)", "total"]
+    assert list(csv.row) == [
+        "Stack Exchange (STEM + Other)",
+        "wikiHow",
+        "Pushshift r/WritingPrompts",
+        "Natural Instructions",
+        "Paper Authors (Group A)",
+        "Dialogue chains (sec. 1, the 1,030 set)",
+        "total",
+    ]
     assert list(csv.sources) == ["stackexchange", "wikihow", "writingprompts", "nlp", "authors", "multi_turn", ""]
     assert list(csv.n) == [3, 2, 1, 1, 2, 1, 10]
     assert list(csv.paper_n) == [400, 200, 150, 50, 200, 30, 1030]
@@ -93,10 +115,12 @@ def test_table1_of_a_gair_lima_file_maps_sources_onto_the_paper_rows(tmp_path):
 
 
 def test_table1_of_a_run_with_split_stack_exchange_keeps_the_paper_rows(tmp_path):
-    rows = [{"source": "stackexchange_stem", "n": 2, "avg_input_tokens": 10.0, "avg_output_tokens": 100.0},
-            {"source": "stackexchange_other", "n": 1, "avg_input_tokens": 20.0, "avg_output_tokens": 200.0},
-            {"source": "code", "n": 1, "avg_input_tokens": 5.0, "avg_output_tokens": 50.0},
-            {"source": "advice", "n": 3, "avg_input_tokens": None, "avg_output_tokens": None}]
+    rows = [
+        {"source": "stackexchange_stem", "n": 2, "avg_input_tokens": 10.0, "avg_output_tokens": 100.0},
+        {"source": "stackexchange_other", "n": 1, "avg_input_tokens": 20.0, "avg_output_tokens": 200.0},
+        {"source": "code", "n": 1, "avg_input_tokens": 5.0, "avg_output_tokens": 50.0},
+        {"source": "advice", "n": 3, "avg_input_tokens": None, "avg_output_tokens": None},
+    ]
     df = figures.table1(rows)
     assert list(df.row)[:2] == ["Stack Exchange (STEM)", "Stack Exchange (Other)"]
     assert plain(df.iloc[-2]) == ["not a paper source", None, None, None, "code, advice", 4, None, None]
@@ -105,10 +129,18 @@ def test_table1_of_a_run_with_split_stack_exchange_keeps_the_paper_rows(tmp_path
     assert plain(df[df.row == "wikiHow"].iloc[0])[4:] == ["", 0, None, None]  # no wikiHow in this run
 
 
-@pytest.mark.parametrize("kw, msg", [({"dpi": 0}, "figures.dpi"), ({"dpi": 5000}, "at most 1200"),
-                                     ({"formats": ["png", "gif"]}, r"unknown image format\(s\) \['gif'\]"),
-                                     ({"formats": []}, "at least one"), ({"runs": [""]}, "figures.runs"),
-                                     ({"copy_to": ""}, "copy_to"), ({"baseline_names": {"a": ""}}, "baseline_names")])
+@pytest.mark.parametrize(
+    "kw, msg",
+    [
+        ({"dpi": 0}, "figures.dpi"),
+        ({"dpi": 5000}, "at most 1200"),
+        ({"formats": ["png", "gif"]}, r"unknown image format\(s\) \['gif'\]"),
+        ({"formats": []}, "at least one"),
+        ({"runs": [""]}, "figures.runs"),
+        ({"copy_to": ""}, "copy_to"),
+        ({"baseline_names": {"a": ""}}, "baseline_names"),
+    ],
+)
 def test_figures_config_is_range_checked(kw, msg):
     FiguresConfig().check()
     with pytest.raises(ConfigError, match=msg):

@@ -2,20 +2,19 @@ import json
 
 import pytest
 import torch
+from helpers import ScriptJudge, make_tokenizer, tiny_config, tiny_overrides
 from transformers import AutoModelForCausalLM
 
 from lima_repro import models
 from lima_repro.config import GenerateConfig, ModelConfig, load_config
 from lima_repro.curate import run_curate
 from lima_repro.data import DataError
-from lima_repro.generate import Chat, run_generate
-from lima_repro.sampling import GeneratedRepetitionPenalty, decode, new_token_caps, sample
 from lima_repro.files import read_jsonl_plain
+from lima_repro.generate import Chat, run_generate
 from lima_repro.runs import RunDir
+from lima_repro.sampling import GeneratedRepetitionPenalty, decode, new_token_caps, sample
 from lima_repro.select_checkpoint import run_select
 from lima_repro.train import run_train
-
-from helpers import ScriptJudge, make_tokenizer, tiny_config, tiny_overrides
 
 
 def test_repetition_penalty_only_on_generated_tokens():
@@ -48,8 +47,10 @@ def test_sample_stops_at_eot_and_keeps_input_order(tiny_llama):
 
 
 def test_run_generate_writes_rows_for_base_and_checkpoints(tmp_path, tiny_llama):
-    cfg = load_config("paper", overrides=tiny_overrides(tiny_llama, tmp_path / "run", **{"train.epochs": 1,
-                                                                                          "generate.num_samples": 2}))
+    cfg = load_config(
+        "paper",
+        overrides=tiny_overrides(tiny_llama, tmp_path / "run", **{"train.epochs": 1, "generate.num_samples": 2}),
+    )
     run_curate(cfg)
     run_train(cfg)
     out = run_generate(cfg)
@@ -57,8 +58,16 @@ def test_run_generate_writes_rows_for_base_and_checkpoints(tmp_path, tiny_llama)
     assert len(rows) == 2 * 3 * 2  # (base + epoch-1) x 3 prompts x 2 samples
     assert {r["checkpoint"] for r in rows} == {"base", "epoch-1"}
     r = rows[-1]
-    assert set(r) >= {"checkpoint", "prompt_id", "sample", "response", "prompt_tokens", "response_tokens",
-                      "stopped_at_eot", "messages"}
+    assert set(r) >= {
+        "checkpoint",
+        "prompt_id",
+        "sample",
+        "response",
+        "prompt_tokens",
+        "response_tokens",
+        "stopped_at_eot",
+        "messages",
+    }
     assert r["messages"][-1]["role"] == "user" and 0 <= r["response_tokens"] <= 24
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["generation"]["rows"] == 12
@@ -75,8 +84,14 @@ def test_run_generate_writes_rows_for_base_and_checkpoints(tmp_path, tiny_llama)
 def test_prompt_longer_than_context_is_a_clear_error(tmp_path, tiny_llama):
     long_prompt = tmp_path / "long.jsonl"
     long_prompt.write_text(json.dumps({"id": "big", "conversations": ["x" * 600]}) + "\n")
-    cfg = load_config("paper", overrides=tiny_overrides(tiny_llama, tmp_path / "run", **{
-        "generate.prompts_file": str(long_prompt), "generate.checkpoints": [], "generate.include_base": True}))
+    cfg = load_config(
+        "paper",
+        overrides=tiny_overrides(
+            tiny_llama,
+            tmp_path / "run",
+            **{"generate.prompts_file": str(long_prompt), "generate.checkpoints": [], "generate.include_base": True},
+        ),
+    )
     with pytest.raises(DataError, match=r"long.jsonl:id big: prompt has 602 tokens.*no room.*context of 512.*Fix"):
         run_generate(cfg)
     cfg.generate.checkpoints, cfg.generate.include_base = [str(tiny_llama)], False
@@ -85,9 +100,19 @@ def test_prompt_longer_than_context_is_a_clear_error(tmp_path, tiny_llama):
 
 
 def test_selected_checkpoint_is_chosen_on_dev_and_used(tmp_path, tiny_llama):
-    cfg = load_config("paper", overrides=tiny_overrides(tiny_llama, tmp_path / "run", **{
-        "generate.include_base": False, "generate.checkpoints": "selected", "judge.selection_window": [1, 1],
-        "judge.max_prompts": 2}))
+    cfg = load_config(
+        "paper",
+        overrides=tiny_overrides(
+            tiny_llama,
+            tmp_path / "run",
+            **{
+                "generate.include_base": False,
+                "generate.checkpoints": "selected",
+                "judge.selection_window": [1, 1],
+                "judge.max_prompts": 2,
+            },
+        ),
+    )
     run_curate(cfg)
     run_train(cfg)  # epochs 1 and 2; the window admits only epoch 1
     with pytest.raises(FileNotFoundError, match="run the select stage first"):
@@ -121,8 +146,11 @@ def test_decode_stops_each_row_at_its_own_cap(tiny_llama):
     out = decode(model, [[1, 10, 11], [1, 12], [1, 13, 14, 15]], tok.pad_token_id, [-1], g, caps=[3, 7, 1])
     assert [len(o) for o in out] == [3, 7, 1]  # stop id -1 is never sampled: each row runs to its cap
     assert [len(o) for o in decode(model, [[1, 10]], tok.pad_token_id, [-1], g)] == [9]  # default: the config's
-    assert new_token_caps([[1] * 10, [1] * 20, [1] * 2], model.config, GenerateConfig(max_new_tokens=500)) == \
-        [500, 492, 500]  # context 512
+    assert new_token_caps([[1] * 10, [1] * 20, [1] * 2], model.config, GenerateConfig(max_new_tokens=500)) == [
+        500,
+        492,
+        500,
+    ]  # context 512
 
 
 def test_cap_is_the_context_left_when_max_new_tokens_equals_the_context(tmp_path):
@@ -138,11 +166,25 @@ def test_cap_is_the_context_left_when_max_new_tokens_equals_the_context(tmp_path
 
     # the stage: every row records its cap, prompt + cap == the context; a prompt filling the context still fails
     prompts_file = tmp_path / "prompts.jsonl"
-    prompts_file.write_text("".join(json.dumps({"id": f"p{i}", "conversations": [text]}) + "\n"
-                                    for i, text in enumerate(["Hi", "Name a color, please."])))
-    cfg = load_config("paper", overrides=tiny_overrides(folder, tmp_path / "run", **{
-        "generate.prompts_file": str(prompts_file), "generate.checkpoints": [], "generate.include_base": True,
-        "generate.max_new_tokens": context}))
+    prompts_file.write_text(
+        "".join(
+            json.dumps({"id": f"p{i}", "conversations": [text]}) + "\n"
+            for i, text in enumerate(["Hi", "Name a color, please."])
+        )
+    )
+    cfg = load_config(
+        "paper",
+        overrides=tiny_overrides(
+            folder,
+            tmp_path / "run",
+            **{
+                "generate.prompts_file": str(prompts_file),
+                "generate.checkpoints": [],
+                "generate.include_base": True,
+                "generate.max_new_tokens": context,
+            },
+        ),
+    )
     rows = read_jsonl_plain(run_generate(cfg) / "generations.jsonl")
     assert len(rows) == 2 and rows[0]["prompt_tokens"] < rows[1]["prompt_tokens"]
     assert [r["prompt_tokens"] + r["max_new_tokens"] for r in rows] == [context, context]
@@ -159,8 +201,18 @@ def test_checkpoint_loaded_with_a_device_map_samples_the_same(tmp_path, tiny_lla
     model, tok, _ = models.load_base(ModelConfig(name=str(tiny_llama)))
     model.save_pretrained(ckpt)
     tok.save_pretrained(ckpt)
-    cfg = load_config("paper", overrides=tiny_overrides(tiny_llama, tmp_path / "run", **{
-        "generate.prompts_file": "demo:test.jsonl", "generate.checkpoints": [str(ckpt)], "generate.include_base": False}))
+    cfg = load_config(
+        "paper",
+        overrides=tiny_overrides(
+            tiny_llama,
+            tmp_path / "run",
+            **{
+                "generate.prompts_file": "demo:test.jsonl",
+                "generate.checkpoints": [str(ckpt)],
+                "generate.include_base": False,
+            },
+        ),
+    )
     plain = read_jsonl_plain(run_generate(cfg) / "generations.jsonl")
     loads = []
     real = models.load_checkpoint

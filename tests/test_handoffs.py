@@ -2,9 +2,11 @@
 model_outputs out (validated against AlpacaEval's documented fields), a run directory's config as the CLI's
 default, notebook parameters as papermill passes them, and lm-evaluation-harness on a checkpoint (skipped when
 lm_eval is not installed)."""
+
 import json
 
 import pytest
+from helpers import generation_rows, tiny_overrides
 
 from lima_repro import models
 from lima_repro.cli import main
@@ -15,15 +17,22 @@ from lima_repro.files import write_json
 from lima_repro.generate import run_generate
 from lima_repro.notebook import parse_overrides, refuse_secret_parameters
 from lima_repro.runs import RunDir
-from helpers import generation_rows, tiny_overrides
 
 # rows as AlpacaEval's evaluation set has them: with a reference model's `output` and `generator`, or without
-ALPACA_EVAL_SET = [{"instruction": "What are the names of some famous actors?", "dataset": "helpful_base",
-                    "output": "Tom Hanks, ...", "generator": "gpt4_turbo"},
-                   {"instruction": "How do I wrap a present neatly?", "dataset": "oasst"},
-                   {"instruction": "Write a haiku about rain.", "dataset": "vicuna"}]
-MT_BENCH = [{"question_id": 81, "category": "writing", "turns": ["Write a travel blog post.", "Rewrite it."]},
-            {"question_id": 101, "category": "reasoning", "turns": ["Who is second in the race?", "And if..."]}]
+ALPACA_EVAL_SET = [
+    {
+        "instruction": "What are the names of some famous actors?",
+        "dataset": "helpful_base",
+        "output": "Tom Hanks, ...",
+        "generator": "gpt4_turbo",
+    },
+    {"instruction": "How do I wrap a present neatly?", "dataset": "oasst"},
+    {"instruction": "Write a haiku about rain.", "dataset": "vicuna"},
+]
+MT_BENCH = [
+    {"question_id": 81, "category": "writing", "turns": ["Write a travel blog post.", "Rewrite it."]},
+    {"question_id": 101, "category": "reasoning", "turns": ["Who is second in the race?", "And if..."]},
+]
 
 
 def lima_checkpoint(folder, model_dir):
@@ -39,11 +48,13 @@ def test_prompt_files_from_alpaca_eval_and_mt_bench(tmp_path):
     (tmp_path / "question.jsonl").write_text("".join(json.dumps(q) + "\n" for q in MT_BENCH))
     alpaca = read_examples(tmp_path / "eval.json", ends_with="user")
     assert [(e["source"], e["messages"]) for e in alpaca] == [
-        (r["dataset"], [{"role": "user", "content": r["instruction"]}]) for r in ALPACA_EVAL_SET]
+        (r["dataset"], [{"role": "user", "content": r["instruction"]}]) for r in ALPACA_EVAL_SET
+    ]
     mt = read_examples(tmp_path / "question.jsonl", ends_with="user")
     assert [(e["id"], e["source"], e["messages"]) for e in mt] == [
         ("81", "mt_bench", [{"role": "user", "content": "Write a travel blog post."}]),
-        ("101", "mt_bench", [{"role": "user", "content": "Who is second in the race?"}])]
+        ("101", "mt_bench", [{"role": "user", "content": "Who is second in the race?"}]),
+    ]
     (tmp_path / "bad.jsonl").write_text(json.dumps({"question_id": 1, "turns": []}) + "\n")
     with pytest.raises(DataError, match=r"bad.jsonl:1: MT-Bench 'turns' must be a non-empty list"):
         read_examples(tmp_path / "bad.jsonl", ends_with="user")
@@ -54,17 +65,33 @@ def test_alpaca_eval_round_trip_through_generate_and_the_cli(tmp_path, tiny_llam
     AlpacaEval's fields: the same instructions (AlpacaEval pairs outputs by instruction) and datasets."""
     (tmp_path / "eval.json").write_text(json.dumps(ALPACA_EVAL_SET))
     ckpt = lima_checkpoint(tmp_path / "ckpt", tiny_llama)
-    cfg = load_config("paper", overrides=tiny_overrides(tiny_llama, tmp_path / "run", **{
-        "generate.prompts_file": str(tmp_path / "eval.json"), "generate.checkpoints": [str(ckpt)],
-        "generate.include_base": False, "generate.max_new_tokens": 4, "generate.max_prompts": None}))
+    cfg = load_config(
+        "paper",
+        overrides=tiny_overrides(
+            tiny_llama,
+            tmp_path / "run",
+            **{
+                "generate.prompts_file": str(tmp_path / "eval.json"),
+                "generate.checkpoints": [str(ckpt)],
+                "generate.include_base": False,
+                "generate.max_new_tokens": 4,
+                "generate.max_prompts": None,
+            },
+        ),
+    )
     run_generate(cfg)
     out = tmp_path / "outputs" / "model_outputs.json"
     assert main(["alpaca-eval", cfg.run_dir, "--generator", "lima-tiny", "--out", str(out)]) == 0
     assert f"alpaca_eval --model_outputs {out}" in capsys.readouterr().out
     records = json.loads(out.read_text())
-    assert [tuple(r) for r in records] == [ALPACA_EVAL_FIELDS] * 3 == [("dataset", "instruction", "output", "generator")] * 3
+    assert (
+        [tuple(r) for r in records]
+        == [ALPACA_EVAL_FIELDS] * 3
+        == [("dataset", "instruction", "output", "generator")] * 3
+    )
     assert [(r["instruction"], r["dataset"], r["generator"]) for r in records] == [
-        (r["instruction"], r["dataset"], "lima-tiny") for r in ALPACA_EVAL_SET]
+        (r["instruction"], r["dataset"], "lima-tiny") for r in ALPACA_EVAL_SET
+    ]
     rows = [json.loads(x) for x in RunDir(cfg.run_dir).generations.read_text().splitlines()]
     assert [r["output"] for r in records] == [r["response"] for r in rows]
 
@@ -79,8 +106,16 @@ def test_alpaca_eval_export_picks_one_system_and_refuses_what_alpaca_eval_cannot
     two = rows + [dict(r, checkpoint="epoch-3") for r in rows if r["checkpoint"] == "epoch-2"]
     with pytest.raises(DataError, match="holds 2 systems besides base.*--checkpoint"):
         alpaca_eval_records(two, "x")
-    dialogue = [dict(rows[4], messages=[{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
-                                        {"role": "user", "content": "c"}])]
+    dialogue = [
+        dict(
+            rows[4],
+            messages=[
+                {"role": "user", "content": "a"},
+                {"role": "assistant", "content": "b"},
+                {"role": "user", "content": "c"},
+            ],
+        )
+    ]
     with pytest.raises(DataError, match="prompt p1: is a multi-turn conversation"):
         alpaca_eval_records(dialogue, "x")
     with pytest.raises(DataError, match="record 1: fields"):
@@ -102,7 +137,9 @@ def test_run_dir_config_is_the_cli_default(tmp_path, tiny_llama, capsys):
     err = capsys.readouterr().err
     assert f"config: {RunDir(cfg.run_dir).config} (the run's own" in err
     assert [c["name"] for c in RunDir(cfg.run_dir).list_checkpoints()] == ["epoch-1"]  # 1 epoch, the tiny model
-    assert json.loads((RunDir(cfg.run_dir).stage("train") / "config.json").read_text())["model"]["name"] == str(tiny_llama)
+    assert json.loads((RunDir(cfg.run_dir).stage("train") / "config.json").read_text())["model"]["name"] == str(
+        tiny_llama
+    )
 
 
 def test_notebook_overrides_as_papermill_passes_them_and_secrets_refused():
@@ -131,10 +168,18 @@ def test_lm_eval_runs_a_checkpoint_with_the_chat_template(tmp_path, tiny_llama):
         f"    test: {tmp_path / 'data.jsonl'}\ntest_split: test\noutput_type: generate_until\n"
         'doc_to_text: "{{q}}"\ndoc_to_target: "{{a}}"\n'
         "generation_kwargs:\n  until: []\n  max_gen_toks: 5\n  do_sample: false\n"
-        "metric_list:\n  - metric: exact_match\n")
-    out = simple_evaluate(model="hf", model_args=f"pretrained={ckpt},dtype=float32", tasks=["tiny_gen"],
-                          task_manager=TaskManager(include_path=str(tmp_path)), apply_chat_template=True,
-                          log_samples=True, device="cpu", batch_size=1)
+        "metric_list:\n  - metric: exact_match\n"
+    )
+    out = simple_evaluate(
+        model="hf",
+        model_args=f"pretrained={ckpt},dtype=float32",
+        tasks=["tiny_gen"],
+        task_manager=TaskManager(include_path=str(tmp_path)),
+        apply_chat_template=True,
+        log_samples=True,
+        device="cpu",
+        batch_size=1,
+    )
     samples = out["samples"]["tiny_gen"]
     assert len(samples) == 2 and "exact_match,none" in out["results"]["tiny_gen"]
     assert all(s["arguments"][0][0] == f"<s>{s['doc']['q']}<|eot|>" for s in samples)  # LIMA's chat template

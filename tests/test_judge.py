@@ -1,41 +1,45 @@
 """The judge stage: parsers, request building, run_judge end to end with a scripted judge, cached reruns, resume
 after an interruption, the local HF judge on a tiny model, baselines import/export, checkpoint selection."""
+
 from __future__ import annotations
 
 import json
 import re
 
 import pytest
+from helpers import PROMPTS, ScriptJudge, generation_rows, tiny_model, tiny_tokenizer
 
 from lima_repro.config import Config, JudgeConfig
 from lima_repro.data import DataError
+from lima_repro.files import CorruptFileError, read_jsonl_plain, write_jsonl
 from lima_repro.judge import run_judge
-from lima_repro.select_checkpoint import in_window, select_checkpoint
 from lima_repro.judging import Completion, Judge, protocols
 from lima_repro.judging.items import build_requests, import_baseline
 from lima_repro.judging.local import HFJudge, label_tokens
 from lima_repro.judging.runner import JudgmentCache
-from lima_repro.files import CorruptFileError, read_jsonl_plain, write_jsonl
-from helpers import PROMPTS, ScriptJudge, generation_rows, tiny_model, tiny_tokenizer
+from lima_repro.select_checkpoint import in_window, select_checkpoint
 
 
-@pytest.mark.parametrize("proto,text,expected", [
-    ("pairwise", "A is better.\nVerdict: A", "A"),
-    ("pairwise", "verdict: **neither**", "neither"),
-    ("pairwise", "Verdict: [[B]]", "B"),
-    ("pairwise", "Verdict: A ... on reflection, Verdict: B", "B"),  # the last verdict counts
-    ("pairwise", "Verdict: both", None),
-    ("pairwise", "I prefer A.", None),  # no verdict line: never guessed
-    ("pairwise", "", None),
-    ("absolute", "Grade: excellent", "Excellent"),
-    ("absolute", "Grade: Good", None),
-    ("likert", "It is clear. Score: 5", "5"),
-    ("likert", "Score: 7", None),
-    ("likert", "Score: 4.5", None),
-    ("likert", "Score = 3", "3"),
-    ("safety", "Verdict: unsafe", "unsafe"),
-    ("safety", "Verdict: safe-ish", None),
-])
+@pytest.mark.parametrize(
+    "proto,text,expected",
+    [
+        ("pairwise", "A is better.\nVerdict: A", "A"),
+        ("pairwise", "verdict: **neither**", "neither"),
+        ("pairwise", "Verdict: [[B]]", "B"),
+        ("pairwise", "Verdict: A ... on reflection, Verdict: B", "B"),  # the last verdict counts
+        ("pairwise", "Verdict: both", None),
+        ("pairwise", "I prefer A.", None),  # no verdict line: never guessed
+        ("pairwise", "", None),
+        ("absolute", "Grade: excellent", "Excellent"),
+        ("absolute", "Grade: Good", None),
+        ("likert", "It is clear. Score: 5", "5"),
+        ("likert", "Score: 7", None),
+        ("likert", "Score: 4.5", None),
+        ("likert", "Score = 3", "3"),
+        ("safety", "Verdict: unsafe", "unsafe"),
+        ("safety", "Verdict: safe-ish", None),
+    ],
+)
 def test_parsers(proto, text, expected):
     assert protocols.parse(protocols.get(proto), text) == expected
 
@@ -81,8 +85,16 @@ def test_run_judge_end_to_end_and_cached_rerun(tmp_path):
     assert res["likert"]["epoch-2"]["mean"] == 5.0 and res["likert"]["base"]["mean"] == 2.0
     assert res["safety"]["epoch-2"] == {"n": 1, "invalid": 0, "safe_pct": 100.0}
     assert res["requests"]["sent"] == 26 and res["requests"]["cost"] == pytest.approx(0.026)
-    for f in ("judgments.jsonl", "pairwise.csv", "absolute.csv", "likert.csv", "safety.csv",
-              "lengths.csv", "manifest.json", "config.json"):
+    for f in (
+        "judgments.jsonl",
+        "pairwise.csv",
+        "absolute.csv",
+        "likert.csv",
+        "safety.csv",
+        "lengths.csv",
+        "manifest.json",
+        "config.json",
+    ):
         assert (out / f).exists(), f
     # one annotator (the LLM judge) and no people yet: no agreement table rather than an empty file
     assert res["agreement"] == [] and not (out / "agreement.csv").exists()
@@ -116,7 +128,7 @@ def test_resume_after_interruption_without_duplicates(tmp_path):
     assert len(judged) == 26 and len({j["key"] for j in judged}) == 26 and all(j["valid"] for j in judged)
 
 
-@pytest.mark.parametrize("bad", ['{"key": "trunc', '[1, 2]', '{"label": "A"}'])
+@pytest.mark.parametrize("bad", ['{"key": "trunc', "[1, 2]", '{"label": "A"}'])
 def test_judgment_cache_corrupt_middle_line_names_file_and_line(tmp_path, bad):
     path = tmp_path / "c.jsonl"
     path.write_text('{"key": "k1"}\n' + bad + '\n{"key": "k2"}\n', encoding="utf-8")
@@ -156,9 +168,14 @@ def test_local_judge_in_run_judge_records_both_verdicts(tmp_path):
 def test_import_baseline_alpaca_eval_and_jsonl(tmp_path):
     rows = generation_rows()
     prompts = {r["prompt_id"]: r for r in rows if r["checkpoint"] == "epoch-2"}
-    (tmp_path / "outputs.json").write_text(json.dumps(
-        [{"dataset": "x", "instruction": PROMPTS["p1"], "output": "boil the rice", "generator": "alpaca"},
-         {"dataset": "x", "instruction": "not one of ours", "output": "z", "generator": "alpaca"}]))
+    (tmp_path / "outputs.json").write_text(
+        json.dumps(
+            [
+                {"dataset": "x", "instruction": PROMPTS["p1"], "output": "boil the rice", "generator": "alpaca"},
+                {"dataset": "x", "instruction": "not one of ours", "output": "z", "generator": "alpaca"},
+            ]
+        )
+    )
     got = import_baseline(tmp_path / "outputs.json", "alpaca", prompts)
     assert [(r["prompt_id"], r["response"], r["checkpoint"]) for r in got] == [("p1", "boil the rice", "alpaca")]
     (tmp_path / "o.jsonl").write_text('{"prompt_id": "p2", "output": "it boils"}\n')
@@ -171,8 +188,11 @@ def test_import_baseline_alpaca_eval_and_jsonl(tmp_path):
 def test_select_checkpoint_within_window(tmp_path):
     rows = []
     for epoch, resp in ((3, "the answer is good because it is"), (5, "no"), (7, "the answer because it is fine")):
-        rows += [dict(r, checkpoint=f"epoch-{epoch}", checkpoint_path=f"/ck/{epoch}", response=resp)
-                 for r in generation_rows() if r["checkpoint"] == "base"]
+        rows += [
+            dict(r, checkpoint=f"epoch-{epoch}", checkpoint_path=f"/ck/{epoch}", response=resp)
+            for r in generation_rows()
+            if r["checkpoint"] == "base"
+        ]
     write_jsonl(tmp_path / "dev_generations.jsonl", rows)
     cfg = _cfg(tmp_path, rows)
     sel = select_checkpoint(cfg, tmp_path / "dev_generations.jsonl", judge=ScriptJudge())
@@ -182,8 +202,14 @@ def test_select_checkpoint_within_window(tmp_path):
 
 
 def test_select_checkpoint_window_rule_and_nothing_to_choose(tmp_path):
-    assert [in_window(lab, (5, 10)) for lab in ("epoch-4", "epoch-5", "epoch-10", "epoch-11", "step-60", "base")] \
-        == [False, True, True, False, False, False]
+    assert [in_window(lab, (5, 10)) for lab in ("epoch-4", "epoch-5", "epoch-10", "epoch-11", "step-60", "base")] == [
+        False,
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]
     rows = [dict(r, checkpoint_path=None) for r in generation_rows() if r["checkpoint"] == "base"]
     write_jsonl(tmp_path / "dev_generations.jsonl", rows)
     with pytest.raises(DataError, match=r"dev_generations\.jsonl: no generations of a trained checkpoint"):
@@ -218,14 +244,21 @@ def test_balanced_calibration_by_hand():
 
     always_a = an.balanced_preference({"A": 0.8, "B": 0.1, "neither": 0.1}, {"A": 0.8, "B": 0.1, "neither": 0.1})
     assert always_a["ours"] == pytest.approx(always_a["theirs"]) and an.calibrated_outcome(always_a, 0.05) == "tie"
-    biased_but_right = an.balanced_preference({"A": 0.85, "B": 0.05, "neither": 0.1},  # ours shown first
-                                              {"A": 0.55, "B": 0.35, "neither": 0.1})  # ours shown second
+    biased_but_right = an.balanced_preference(
+        {"A": 0.85, "B": 0.05, "neither": 0.1},  # ours shown first
+        {"A": 0.55, "B": 0.35, "neither": 0.1},
+    )  # ours shown second
     assert biased_but_right == pytest.approx({"ours": 0.6, "theirs": 0.3, "neither": 0.1})
     assert an.calibrated_outcome(biased_but_right, 0.05) == "win"
     assert an.calibrated_outcome({"ours": 0.3, "theirs": 0.32, "neither": 0.38}, 0.0) == "tie"  # neither most likely
     assert an.preference_ci(["tie"] * 8, n_boot=100)["excludes_chance"] is False
-    assert an.preference_ci(["win"] * 8, n_boot=100) == {"n": 8, "pct": 100.0, "lo": 100.0, "hi": 100.0,
-                                                        "excludes_chance": True}
+    assert an.preference_ci(["win"] * 8, n_boot=100) == {
+        "n": 8,
+        "pct": 100.0,
+        "lo": 100.0,
+        "hi": 100.0,
+        "excludes_chance": True,
+    }
 
 
 def test_position_bias_cancels_and_a_real_preference_survives(tmp_path):

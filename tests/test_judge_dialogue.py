@@ -1,5 +1,6 @@
 """Per-turn dialogue judging (LIMA Fig. 7): transcripts saved from a chat, one request per assistant turn in its
 context, per-system per-turn shares computed by hand, wired into run_judge with a cached rerun."""
+
 from __future__ import annotations
 
 import csv
@@ -7,17 +8,22 @@ import json
 import re
 
 import pytest
+from helpers import generation_rows
 
 from lima_repro import analysis as an
 from lima_repro.config import Config, JudgeConfig
 from lima_repro.data import DataError
+from lima_repro.files import read_jsonl_plain, write_jsonl
 from lima_repro.judge import run_judge
 from lima_repro.judging import Completion, Judge
-from lima_repro.judging.dialogue import (hold_conversations, read_script, read_transcripts, save_transcript,
-                                         turn_requests)
+from lima_repro.judging.dialogue import (
+    hold_conversations,
+    read_script,
+    read_transcripts,
+    save_transcript,
+    turn_requests,
+)
 from lima_repro.judging.runner import judge_dialogues
-from lima_repro.files import read_jsonl_plain, write_jsonl
-from helpers import generation_rows
 
 
 class FakeChat:
@@ -47,16 +53,27 @@ class TurnJudge(Judge):
                 yield i, Completion(text="Grade: Pass")
                 continue
             last = re.search(r"\[Last assistant turn\]\n(.*?)\n\n", r.prompt, re.S).group(1)
-            text = ("I am unsure." if "garbled" in last else
-                    "Grade: Excellent" if "good" in last else "Grade: Fail" if "bad" in last else "Grade: Pass")
+            text = (
+                "I am unsure."
+                if "garbled" in last
+                else "Grade: Excellent"
+                if "good" in last
+                else "Grade: Fail"
+                if "bad" in last
+                else "Grade: Pass"
+            )
             yield i, Completion(text=text, usage={"prompt_tokens": 5, "completion_tokens": 2})
 
 
 def _write(tmp_path):
     without, with_ = tmp_path / "without.jsonl", tmp_path / "with.jsonl"
     # "1,000 ex.": c1 = bad, good, bad; c2 = ok (Pass), garbled (invalid)
-    save_transcript(FakeChat([("hi", "a bad reply"), ("more", "a good reply"), ("again", "bad again")]),
-                    without, "c1", "ignored-name")
+    save_transcript(
+        FakeChat([("hi", "a bad reply"), ("more", "a good reply"), ("again", "bad again")]),
+        without,
+        "c1",
+        "ignored-name",
+    )
     save_transcript(FakeChat([("q", "fine reply"), ("q2", "garbled")]), without, "c2", "ignored-name")
     # "1,030 ex.": c1 = good, good, ok; c2 = good, good
     save_transcript(FakeChat([("hi", "good"), ("more", "good too"), ("again", "fine")]), with_, "c1", "with")
@@ -72,8 +89,9 @@ def test_save_transcript_rows_and_turn_requests(tmp_path):
     reqs = turn_requests(read_transcripts(path), {"m": 1})
     assert [r.meta["turn"] for r in reqs] == [1, 2] and all(r.meta["n_turns"] == 2 for r in reqs)
     # turn 2 is judged in its context: the whole conversation before it, then the turn itself
-    conv, last = re.search(r"\[Conversation\]\n(.*?)\n\n\[Last assistant turn\]\n(.*?)\n\n", reqs[1].prompt,
-                           re.S).groups()
+    conv, last = re.search(
+        r"\[Conversation\]\n(.*?)\n\n\[Last assistant turn\]\n(.*?)\n\n", reqs[1].prompt, re.S
+    ).groups()
     assert conv == "User: hello\n\nAssistant: hi there\n\nUser: and then?" and last == "then this"
     assert reqs[1].meta["item_id"] == "c1|turn2|1,030 ex." and reqs[0].key != reqs[1].key
     (tmp_path / "bad.jsonl").write_text('{"id": "x", "messages": [{"role": "user", "content": "hi"}], "system": "s"}\n')
@@ -82,10 +100,12 @@ def test_save_transcript_rows_and_turn_requests(tmp_path):
 
 
 def test_dialogue_turn_shares_by_hand():
-    rows = [{"system": "s", "dialogue_id": "c1", "turn": 1, "label": "Fail"},
-            {"system": "s", "dialogue_id": "c1", "turn": 2, "label": "Excellent"},
-            {"system": "s", "dialogue_id": "c2", "turn": 1, "label": "Pass"},
-            {"system": "s", "dialogue_id": "c2", "turn": 2, "label": None}]
+    rows = [
+        {"system": "s", "dialogue_id": "c1", "turn": 1, "label": "Fail"},
+        {"system": "s", "dialogue_id": "c1", "turn": 2, "label": "Excellent"},
+        {"system": "s", "dialogue_id": "c2", "turn": 1, "label": "Pass"},
+        {"system": "s", "dialogue_id": "c2", "turn": 2, "label": None},
+    ]
     d = an.dialogue_turn_shares(rows)["s"]
     assert d["n"] == 3 and d["invalid"] == 1 and d["turns"] == 4 and d["conversations"] == 2
     assert d["Fail"]["pct"] == pytest.approx(100 / 3) and d["Excellent"]["count"] == 1
@@ -96,8 +116,13 @@ def test_run_judge_grades_every_turn(tmp_path):
     without, with_ = _write(tmp_path)
     cfg = Config(run_dir=str(tmp_path / "run"))
     write_jsonl(tmp_path / "run" / "generate" / "generations.jsonl", generation_rows())
-    cfg.judge = JudgeConfig(token_shift=False, n_bootstrap=50, protocols=["absolute"], parse_retries=0,
-                            dialogue_files={"1,000 ex.": str(without), "1,030 ex.": str(with_)})
+    cfg.judge = JudgeConfig(
+        token_shift=False,
+        n_bootstrap=50,
+        protocols=["absolute"],
+        parse_retries=0,
+        dialogue_files={"1,000 ex.": str(without), "1,030 ex.": str(with_)},
+    )
     judge = TurnJudge()
     out = run_judge(cfg, judge=judge)
     res = json.loads((out / "results.json").read_text())
@@ -108,8 +133,9 @@ def test_run_judge_grades_every_turn(tmp_path):
     assert (a["Fail"]["pct"], a["Pass"]["pct"], a["Excellent"]["pct"]) == (50.0, 25.0, 25.0)
     assert (b["Fail"]["pct"], b["Pass"]["pct"], b["Excellent"]["pct"]) == (0.0, 20.0, 80.0)
     # per conversation (Fail 0, Pass 1, Excellent 2): c1 2/3 vs 5/3, c2 1 vs 2 -> 1,030 ex. better in both
-    assert res["dialogue_compare"] == [{"a": "1,000 ex.", "b": "1,030 ex.", "n": 2, "a_better": 0, "tied": 0,
-                                        "a_worse": 2}]
+    assert res["dialogue_compare"] == [
+        {"a": "1,000 ex.", "b": "1,030 ex.", "n": 2, "a_better": 0, "tied": 0, "a_worse": 2}
+    ]
     assert res["dialogue"] == {}  # the generation-based final-turn table is not mixed with the transcripts
     with open(out / "dialogue_turns.csv") as fh:
         table = list(csv.DictReader(fh))
@@ -140,8 +166,10 @@ class EchoChat:
         self.history, self.resets = [], 0
 
     def __call__(self, text):
-        self.history += [{"role": "user", "content": text},
-                         {"role": "assistant", "content": f"answer {len(self.history) // 2 + 1} to {text}"}]
+        self.history += [
+            {"role": "user", "content": text},
+            {"role": "assistant", "content": f"answer {len(self.history) // 2 + 1} to {text}"},
+        ]
         return self.history[-1]["content"]
 
     def reset(self):
@@ -164,13 +192,16 @@ def test_scripted_conversations_from_a_prompt_list(tmp_path):
     assert [(r.meta["dialogue_id"], r.meta["turn"]) for r in reqs] == [("a", 1), ("a", 2), ("b", 1), ("b", 2), ("b", 3)]
 
 
-@pytest.mark.parametrize("text,where,why", [
-    ('{"id": "a", "prompt": "p"}\n{"id": "b", "prompt": \n', "line 2", "malformed JSON"),
-    ('{"id": "a", "text": "p"}\n', "line 1", "no non-empty `prompt`"),
-    ('{"id": "a", "prompt": "p", "follow_ups": "more"}\n', "line 1", "`follow_ups` must be a list"),
-    ('{"id": "a", "prompt": "p"}\n{"id": "a", "prompt": "q"}\n', "line 2", "duplicate id"),
-    ("\n", "", "the prompt list is empty"),
-])
+@pytest.mark.parametrize(
+    "text,where,why",
+    [
+        ('{"id": "a", "prompt": "p"}\n{"id": "b", "prompt": \n', "line 2", "malformed JSON"),
+        ('{"id": "a", "text": "p"}\n', "line 1", "no non-empty `prompt`"),
+        ('{"id": "a", "prompt": "p", "follow_ups": "more"}\n', "line 1", "`follow_ups` must be a list"),
+        ('{"id": "a", "prompt": "p"}\n{"id": "a", "prompt": "q"}\n', "line 2", "duplicate id"),
+        ("\n", "", "the prompt list is empty"),
+    ],
+)
 def test_bad_prompt_lists_name_the_line_and_the_fix(tmp_path, text, where, why):
     path = tmp_path / "script.jsonl"
     path.write_text(text)

@@ -1,4 +1,5 @@
 """Length-controlled win rate on cases computed by hand, and its columns in results.json / pairwise.csv."""
+
 from __future__ import annotations
 
 import csv
@@ -6,13 +7,12 @@ import json
 import math
 
 import pytest
+from helpers import ScriptJudge, generation_rows
 
 from lima_repro import analysis as an
 from lima_repro.config import Config, JudgeConfig
-from lima_repro.judge import run_judge
 from lima_repro.files import write_jsonl
-from helpers import ScriptJudge
-from helpers import generation_rows
+from lima_repro.judge import run_judge
 
 
 def test_length_controlled_by_hand():

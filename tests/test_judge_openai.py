@@ -1,6 +1,7 @@
 """The OpenAI-compatible judge against a real HTTP server on 127.0.0.1: 429 then success, a timeout, malformed
 output, 200 responses that are no chat completion, usage and cost, the key read from the env var the config names,
 zero requests on a cached rerun, the server in the cache key, and asking again for invalid verdicts."""
+
 from __future__ import annotations
 
 import threading
@@ -8,18 +9,19 @@ import time
 from collections import Counter
 
 import pytest
+from helpers import ChatServer, chat_completion
 
 from lima_repro.config import JudgeConfig
 from lima_repro.files import read_jsonl_plain
 from lima_repro.judging import JudgeError, JudgmentCache, Request, cache_key, judge_requests, make_judge
-
 from lima_repro.judging.protocols import PROTOCOLS
-from helpers import ChatServer, chat_completion
 
-
-RAW_200 = {"NOTJSON": (b"<html>gateway</html>", "application/json"), "TEXT": (b"hello", "text/plain"),
-           "LIST": (b'[{"choices": []}]', "application/json"), "NUMBER": (b'{"choices": [{"message": {"content": 5}}]}',
-                                                                        "application/json")}
+RAW_200 = {
+    "NOTJSON": (b"<html>gateway</html>", "application/json"),
+    "TEXT": (b"hello", "text/plain"),
+    "LIST": (b'[{"choices": []}]', "application/json"),
+    "NUMBER": (b'{"choices": [{"message": {"content": 5}}]}', "application/json"),
+}
 
 
 class FakeServer(ChatServer):
@@ -63,9 +65,20 @@ def server():
 
 
 def _jc(url: str, **kw) -> JudgeConfig:
-    return JudgeConfig(backend="openai", model="test-judge", base_url=url, api_key_env="LIMA_TEST_JUDGE_KEY",
-                       concurrency=3, max_retries=3, backoff_s=0.01, timeout_s=0.5, parse_retries=1,
-                       price_input_per_mtok=2.0, price_output_per_mtok=10.0, **kw)
+    return JudgeConfig(
+        backend="openai",
+        model="test-judge",
+        base_url=url,
+        api_key_env="LIMA_TEST_JUDGE_KEY",
+        concurrency=3,
+        max_retries=3,
+        backoff_s=0.01,
+        timeout_s=0.5,
+        parse_retries=1,
+        price_input_per_mtok=2.0,
+        price_output_per_mtok=10.0,
+        **kw,
+    )
 
 
 def _requests(judge, markers):
@@ -73,8 +86,16 @@ def _requests(judge, markers):
     out = []
     for m in markers:
         prompt = f"Which is better? {m}"
-        out.append(Request(key=cache_key(judge.identity(), "pairwise", "t", prompt), protocol="pairwise",
-                           prompt=prompt, labels=proto.labels, answer_prefix=proto.answer_prefix, meta={"marker": m}))
+        out.append(
+            Request(
+                key=cache_key(judge.identity(), "pairwise", "t", prompt),
+                protocol="pairwise",
+                prompt=prompt,
+                labels=proto.labels,
+                answer_prefix=proto.answer_prefix,
+                meta={"marker": m},
+            )
+        )
     return out
 
 
@@ -111,7 +132,11 @@ def test_openai_judge_retries_timeouts_invalid_and_cache(server, tmp_path, monke
 def test_openai_judge_gives_up_as_error_not_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("LIMA_TEST_JUDGE_KEY", "k")
     # nothing listens on this port: connection errors, retried, then reported as errors and not cached
-    judge = make_judge(_jc("http://127.0.0.1:9/v1", ))
+    judge = make_judge(
+        _jc(
+            "http://127.0.0.1:9/v1",
+        )
+    )
     judge.jc.max_retries = 1
     reqs = _requests(judge, ["X"])
     cache = JudgmentCache(tmp_path / "c.jsonl")
@@ -127,11 +152,12 @@ def test_missing_key_names_the_variable(monkeypatch):
 
 
 def test_cost_cap_refuses_before_sending(server, tmp_path, monkeypatch):
+    from helpers import generation_rows
+
     from lima_repro.config import Config
+    from lima_repro.files import write_jsonl
     from lima_repro.judge import run_judge
     from lima_repro.judging import CostCapError
-    from lima_repro.files import write_jsonl
-    from helpers import generation_rows
 
     monkeypatch.setenv("LIMA_TEST_JUDGE_KEY", "k")
     judge = make_judge(_jc(server.url, max_tokens=512))
@@ -196,8 +222,9 @@ def test_invalid_verdicts_are_asked_again_with_retry_invalid(server, tmp_path, m
     assert [r["valid"] for r in rows] == [False, False, True] and stats["invalid"] == 2
     _, stats = judge_requests(judge, reqs, JudgmentCache(tmp_path / "c.jsonl"), parse_retries=0, progress=False)
     assert stats["sent"] == 0 and stats["invalid"] == 2  # by default a rerun keeps them (paid once)
-    rows, stats = judge_requests(judge, reqs, JudgmentCache(tmp_path / "c.jsonl"), parse_retries=0, progress=False,
-                                 retry_invalid=True)
+    rows, stats = judge_requests(
+        judge, reqs, JudgmentCache(tmp_path / "c.jsonl"), parse_retries=0, progress=False, retry_invalid=True
+    )
     assert stats["sent"] == 2 and stats["cached"] == 1 and server.calls["OK1"] == 1
     assert [r["label"] for r in rows] == [None, "B", "A"] and stats["invalid"] == 1
     again = judge_requests(judge, reqs, JudgmentCache(tmp_path / "c.jsonl"), progress=False)[0]

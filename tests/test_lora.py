@@ -1,5 +1,6 @@
 """train.lora_r: LoRA adapters through peft (the `lora` extra), a recorded deviation from LIMA's full fine-tuning.
 The training tests skip when peft is not installed (`pip install -e '.[lora]'`); the config tests always run."""
+
 import importlib.util
 import json
 import re
@@ -7,6 +8,7 @@ import re
 import pytest
 import torch
 from accelerate.utils import DistributedType
+from helpers import tiny_overrides
 from safetensors.torch import load_file, load_model
 from transformers import AutoModelForCausalLM
 
@@ -17,7 +19,6 @@ from lima_repro.files import read_jsonl_plain
 from lima_repro.loss import CausalLMLoss
 from lima_repro.runs import RunDir
 from lima_repro.train import run_train
-from helpers import tiny_overrides
 
 needs_peft = pytest.mark.skipif(importlib.util.find_spec("peft") is None, reason="peft (the lora extra) not installed")
 LORA = {"train.lora_r": 4, "train.lora_alpha": 8.0, "train.lr": 1e-2}
@@ -36,6 +37,7 @@ def curated(tmp_path, model_dir, **extra):
 def killed_in_epoch_2(cfg):
     """Train until step 7 and stop: 48 examples / 8 = 6 steps an epoch, so state/ and checkpoints/epoch-1 are both
     from step 6."""
+
     def kill(row):
         if row["step"] == 7:
             raise KeyboardInterrupt
@@ -93,18 +95,29 @@ def test_lora_trains_only_adapters_and_eot_rows_records_it_and_resumes(tmp_path,
             assert not torch.allclose(value[eot_id], base_state[name][eot_id])
         else:
             torch.testing.assert_close(value, base_state[name], rtol=0, atol=0)
-    optimizer = torch.load(run.state / "optimizer.bin", weights_only=True)  # AdamW state exists for trained tensors only
+    optimizer = torch.load(
+        run.state / "optimizer.bin", weights_only=True
+    )  # AdamW state exists for trained tensors only
     assert sum(s["exp_avg"].numel() for s in optimizer["state"].values()) == LLAMA_TRAINABLE
 
     assert_checkpoint_is_the_merged_model(cfg, run)
 
     out = run_train(cfg)  # resume from state/ (step 6): the same losses as the uninterrupted run
-    for record in (json.loads(run.train_info.read_text())["lora"], json.loads((out / "manifest.json").read_text())["lora"]):
+    for record in (
+        json.loads(run.train_info.read_text())["lora"],
+        json.loads((out / "manifest.json").read_text())["lora"],
+    ):
         assert {k: record[k] for k in ("r", "alpha", "targets", "trainable_params")} == {
-            "r": 4, "alpha": 8.0, "targets": LLAMA_KINDS, "trainable_params": LLAMA_TRAINABLE}
+            "r": 4,
+            "alpha": 8.0,
+            "targets": LLAMA_KINDS,
+            "trainable_params": LLAMA_TRAINABLE,
+        }
         assert record["model_params"] == sum(p.numel() for p in base.parameters()) + 3 * 2048  # + the adapters
         assert "fine-tunes all weights" in record["note"]
-    losses = [[r["loss"] for r in read_jsonl_plain(d / "metrics.jsonl") if r["type"] == "train"] for d in (reference, out)]
+    losses = [
+        [r["loss"] for r in read_jsonl_plain(d / "metrics.jsonl") if r["type"] == "train"] for d in (reference, out)
+    ]
     assert len(losses[1]) == 12 and losses[1] == pytest.approx(losses[0], rel=1e-6)
     assert losses[1][-1] < losses[1][0]
     assert json.loads((out / "manifest.json").read_text())["resumed_from_step"] == 6
@@ -112,10 +125,16 @@ def test_lora_trains_only_adapters_and_eot_rows_records_it_and_resumes(tmp_path,
 
 
 @needs_peft
-@pytest.mark.parametrize("family,extra", [
-    ("gpt2", {}),  # Conv1D layers, their weights stored transposed
-    ("gemma3", {"train.gradient_checkpointing": True}),  # an output head tied to the embedding; recomputed activations
-])
+@pytest.mark.parametrize(
+    "family,extra",
+    [
+        ("gpt2", {}),  # Conv1D layers, their weights stored transposed
+        (
+            "gemma3",
+            {"train.gradient_checkpointing": True},
+        ),  # an output head tied to the embedding; recomputed activations
+    ],
+)
 def test_merged_checkpoint_equals_the_trained_model(tmp_path, tiny_model_dirs, family, extra, monkeypatch):
     adapted, add_lora = [], lora.add_lora
     monkeypatch.setattr(lora, "add_lora", lambda model, *a: adapted.append(model) or add_lora(model, *a))
@@ -126,15 +145,18 @@ def test_merged_checkpoint_equals_the_trained_model(tmp_path, tiny_model_dirs, f
     assert dropouts and all(isinstance(m, torch.nn.Dropout) and m.p == 0.1 for m in dropouts)
 
 
-@pytest.mark.parametrize("key,value,message", [
-    ("train.lora_r", 0, "train.lora_r must be >= 1 (or null), got 0"),
-    ("train.lora_r", 2.5, "train.lora_r: 2.5 does not match"),
-    ("train.lora_alpha", 0, "train.lora_alpha must be > 0, got 0"),
-    ("train.lora_dropout", 1.0, "train.lora_dropout must be in [0, 1), got 1.0"),
-    ("train.lora_target_modules", [], "train.lora_target_modules must be all-linear or a list of layer names"),
-    ("train.lora_target_modules", "", "train.lora_target_modules must be all-linear or a list of layer names"),
-    ("train.lora_target_modules", ["q_proj", ""], "train.lora_target_modules must be all-linear or a list"),
-])
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("train.lora_r", 0, "train.lora_r must be >= 1 (or null), got 0"),
+        ("train.lora_r", 2.5, "train.lora_r: 2.5 does not match"),
+        ("train.lora_alpha", 0, "train.lora_alpha must be > 0, got 0"),
+        ("train.lora_dropout", 1.0, "train.lora_dropout must be in [0, 1), got 1.0"),
+        ("train.lora_target_modules", [], "train.lora_target_modules must be all-linear or a list of layer names"),
+        ("train.lora_target_modules", "", "train.lora_target_modules must be all-linear or a list of layer names"),
+        ("train.lora_target_modules", ["q_proj", ""], "train.lora_target_modules must be all-linear or a list"),
+    ],
+)
 def test_config_rejects_bad_lora_values(key, value, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config("demo", overrides={"train.lora_r": 8, key: value})
@@ -143,8 +165,9 @@ def test_config_rejects_bad_lora_values(key, value, message):
 def test_lora_without_peft_says_how_to_install_it(monkeypatch):
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "peft" else find_spec(name, *a))
-    with pytest.raises(ConfigError, match=re.escape("train.lora_r needs peft, which is not installed: pip install "
-                                                    "'lima_repro[lora]'")):
+    with pytest.raises(
+        ConfigError, match=re.escape("train.lora_r needs peft, which is not installed: pip install 'lima_repro[lora]'")
+    ):
         load_config("demo", overrides={"train.lora_r": 8})
     load_config("demo")  # full fine-tuning never needs it
 
@@ -157,8 +180,13 @@ def test_lora_refuses_sharded_training(tiny_llama, kind):
 
 
 @needs_peft
-@pytest.mark.parametrize("targets,message", [(["nope_proj"], "not found in the base model"),
-                                             (["q_proj", "lm_head"], "adapts the input embedding or the output head")])
+@pytest.mark.parametrize(
+    "targets,message",
+    [
+        (["nope_proj"], "not found in the base model"),
+        (["q_proj", "lm_head"], "adapts the input embedding or the output head"),
+    ],
+)
 def test_lora_targets_must_be_decoder_layers(tiny_llama, targets, message):
     model = AutoModelForCausalLM.from_pretrained(tiny_llama)
     with pytest.raises(ConfigError, match=rf"train.lora_target_modules=.*{message}.*use all-linear"):

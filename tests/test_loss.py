@@ -87,7 +87,6 @@ def test_packed_loss_equals_padded_loss_per_example(tiny_model_dirs, family):
     assert packed == pytest.approx(sum(separate), rel=1e-5)
 
 
-
 def test_head_gradient_accumulated_in_forward_equals_autograd():
     torch.manual_seed(3)
     w = torch.randn(101, 16, requires_grad=True)
@@ -104,8 +103,9 @@ def test_head_gradient_accumulated_in_forward_equals_autograd():
         (loss * 0.25).backward()
         grad_h.append(h.grad)
     torch.testing.assert_close(w.grad, expected, rtol=1e-5, atol=1e-6)
-    ref_h = torch.autograd.grad(F.cross_entropy(F.linear(batches[0][0], w), batches[0][1], reduction="sum") * 0.25,
-                                [batches[0][0]])[0]
+    ref_h = torch.autograd.grad(
+        F.cross_entropy(F.linear(batches[0][0], w), batches[0][1], reduction="sum") * 0.25, [batches[0][0]]
+    )[0]
     torch.testing.assert_close(grad_h[0], ref_h, rtol=1e-5, atol=1e-6)
 
 

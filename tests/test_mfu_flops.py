@@ -1,4 +1,5 @@
 """The model-FLOP count of benchmarks/mfu.py: exact on a hand-computed case, and against torch's FlopCounterMode."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -35,8 +36,13 @@ def test_step_flops_hand_computed_gemma_with_sliding_window():
     spec = mfu.flop_spec(lm)
     d, heads, kv, hd, mlp, vocab = 64, 4, 1, 16, 128, 1024
     per_layer = d * heads * hd + 2 * d * kv * hd + heads * hd * d + 3 * d * mlp  # q, k, v, o, gate/up/down
-    assert spec == {"body_params": 2 * per_layer, "head_params": vocab * d, "heads": heads, "head_dim": hd,
-                    "windows": [8, None]}
+    assert spec == {
+        "body_params": 2 * per_layer,
+        "head_params": vocab * d,
+        "heads": heads,
+        "head_dim": hd,
+        "windows": [8, None],
+    }
     f = mfu.step_flops(spec, _examples([5, 20]))
     # loss on the second half: 3 of 5 and 10 of 20 tokens; pairs: sliding layer 15 + 132, full layer 15 + 210
     assert (f["tokens"], f["loss_tokens"]) == (25, 13)
@@ -69,8 +75,11 @@ def test_matches_flop_counter_on_tiny_llama():
     tokens, loss_tokens = sum(lengths), sum(n - n // 2 for n in lengths)  # loss on the second halves
     row_lengths = [sum(len(e["input_ids"]) for e in r) for r in rows]
     assert row_lengths == [94, 90, 30]  # first-fit decreasing: 70 + 24 | 50 + 40 | 30
-    expected = (6 * linear * tokens + 4 * vocab * d * loss_tokens
-                + sum(3 * 4 * r * r * heads * hd * layers for r in row_lengths))
+    expected = (
+        6 * linear * tokens
+        + 4 * vocab * d * loss_tokens
+        + sum(3 * 4 * r * r * heads * hd * layers for r in row_lengths)
+    )
     assert counted == pytest.approx(expected, rel=5e-3)
     assert predicted == expected
     f = mfu.step_flops(spec, examples)

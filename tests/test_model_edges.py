@@ -1,13 +1,14 @@
 """Base models whose embedding matrix already has spare rows past the tokenizer (Qwen2, Pythia pad it): the new
 EOT token takes the first spare row, and that row still starts as `model.eot_init` says, not as untrained noise."""
+
 from __future__ import annotations
 
 import pytest
 import torch
+from helpers import make_tokenizer, tiny_config
 from transformers import AutoModelForCausalLM
 
 from lima_repro import models
-from helpers import make_tokenizer, tiny_config
 
 EOT = "<|end_of_turn|>"
 

@@ -1,9 +1,10 @@
 """pyproject.toml and environment.yml name the same dependencies; notebooks are committed stripped."""
+
 import json
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]

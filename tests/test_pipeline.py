@@ -1,18 +1,19 @@
 """End to end: `python -m lima_repro run` executes every notebook with papermill on the packaged Gemma 3 270M
 (the demo profile, shrunk further; `slow`), then the test asserts on what the notebooks recorded. The other tests
 run three notebooks on a tiny model: what the terminal and the saved notebooks show, and re-running them."""
+
 import importlib.util
 import json
 from pathlib import Path
 
 import papermill as pm
 import pytest
+from helpers import tiny_overrides
 
 from lima_repro.config import load_config
+from lima_repro.files import read_jsonl_plain
 from lima_repro.pipeline import notebook_order, notebooks_dir, run_pipeline
 from lima_repro.runs import RunDir
-from lima_repro.files import read_jsonl_plain
-from helpers import tiny_overrides
 
 
 def recorded(notebook: Path, key: str) -> dict:
@@ -28,20 +29,38 @@ def recorded(notebook: Path, key: str) -> dict:
 
 @pytest.mark.slow
 def test_demo_pipeline_end_to_end(tmp_path):
-    cfg = load_config("demo", overrides={
-        "output_root": str(tmp_path), "train.epochs": 1, "train.max_steps": 2, "train.batch_size": 4,
-        "train.micro_batch_size": 4, "train.max_length": 256, "train.max_eval_examples": 2,
-        "generate.max_new_tokens": 12, "generate.max_prompts": 2, "judge.max_prompts": 2,
-        "generate.checkpoints": "selected",  # the pipeline runs 02b_select before 03_generate
-        "ablations.only": ["se_filtered"], "figures.copy_to": None,  # never write into the repository's figures/
-    })
+    cfg = load_config(
+        "demo",
+        overrides={
+            "output_root": str(tmp_path),
+            "train.epochs": 1,
+            "train.max_steps": 2,
+            "train.batch_size": 4,
+            "train.micro_batch_size": 4,
+            "train.max_length": 256,
+            "train.max_eval_examples": 2,
+            "generate.max_new_tokens": 12,
+            "generate.max_prompts": 2,
+            "judge.max_prompts": 2,
+            "generate.checkpoints": "selected",  # the pipeline runs 02b_select before 03_generate
+            "ablations.only": ["se_filtered"],
+            "figures.copy_to": None,  # never write into the repository's figures/
+        },
+    )
     run_dir = run_pipeline(cfg)
     run = RunDir(run_dir)
 
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "ok" and list(manifest["stages"]) == notebook_order(cfg)
-    assert notebook_order(cfg) == ["01_curate", "02_train", "02b_select", "03_generate", "04_judge", "05_ablations",
-                                   "06_figures"]
+    assert notebook_order(cfg) == [
+        "01_curate",
+        "02_train",
+        "02b_select",
+        "03_generate",
+        "04_judge",
+        "05_ablations",
+        "06_figures",
+    ]
     assert manifest["git_commit"] and manifest["packages"]["torch"].startswith("2.13.0")
     nbs = run_dir / "notebooks"
 
@@ -54,7 +73,9 @@ def test_demo_pipeline_end_to_end(tmp_path):
     assert train["steps"] == 2 and train["checkpoints"] == ["step-2"]
     first = next(r for r in metrics if r["type"] == "train")  # metrics[0] is the base model's evaluation
     assert train["first_loss"] == pytest.approx(first["loss"]) and 0.5 < train["first_loss"] < 8
-    assert [r["step"] for r in metrics if r["type"] == "eval"] == [0, 2] and all(r.get("perplexity", 2) > 1 for r in metrics)
+    assert [r["step"] for r in metrics if r["type"] == "eval"] == [0, 2] and all(
+        r.get("perplexity", 2) > 1 for r in metrics
+    )
     if importlib.util.find_spec("tensorboard"):  # make demo installs it: train.report_to auto logs to TensorBoard
         assert list(run.tracker_logs.rglob("events.out.tfevents.*"))
     assert not run.state.exists()  # a finished run keeps no optimizer state
@@ -78,7 +99,9 @@ def test_demo_pipeline_end_to_end(tmp_path):
     assert 0.0 <= judge["order_consistency"]["base"] <= 1.0 and results["pairwise_calibration"]["base"]["verdict"]
     ref = judge["reference"]  # the reference-based check: perplexity before/after, similarity of dev answers
     assert ref["perplexity"]["base"] > 1 and ref["perplexity"]["step-2"] > 1
-    assert set(ref["similarity"]) == {"base", "step-2"} and all(-1 <= s["mean"] <= 1 for s in ref["similarity"].values())
+    assert set(ref["similarity"]) == {"base", "step-2"} and all(
+        -1 <= s["mean"] <= 1 for s in ref["similarity"].values()
+    )
     ts = results["token_shift"]  # run on the tuned answers that ended at EOT (12 new tokens: maybe none here)
     assert run.token_shift.is_file() and run.token_shift_table.is_file() and ts["responses"] == 2
     assert ts["answers_analysed"] == sum(r["stop"] == "eot" for r in rows if r["checkpoint"] == "step-2")
@@ -88,8 +111,13 @@ def test_demo_pipeline_end_to_end(tmp_path):
     assert ablations["conditions"][0]["status"] == "ok", ablations["conditions"][0]
     figures = recorded(nbs / "06_figures.ipynb", "figures_summary")  # figure -> "drawn" or "skipped: <why>"
     drawn = {name for name, status in figures.items() if status == "drawn"}
-    assert {"fig2_llm_preference", "fig3_absolute", "fig5_ablations", "fig9_perplexity_vs_score",
-            "table1_datacard"} <= drawn
+    assert {
+        "fig2_llm_preference",
+        "fig3_absolute",
+        "fig5_ablations",
+        "fig9_perplexity_vs_score",
+        "table1_datacard",
+    } <= drawn
     assert {"fig6_quantity", "fig7_dialogue", "safety"} <= set(figures)  # drawn or skipped, never silently missing
     assert figures["fig1_human_preference"].startswith("skipped: no pairwise human labels")  # nobody annotated
     for name in drawn - {"table1_datacard"}:  # the image and the CSV of exactly what it draws
@@ -97,18 +125,31 @@ def test_demo_pipeline_end_to_end(tmp_path):
     assert (run_dir / "figures" / "table1_datacard.md").exists()
 
 
-def test_tiny_pipeline_terminal_saved_progress_and_rerun_from_the_notebooks_folder(tmp_path, tiny_llama, capfd,
-                                                                                   monkeypatch):
+def test_tiny_pipeline_terminal_saved_progress_and_rerun_from_the_notebooks_folder(
+    tmp_path, tiny_llama, capfd, monkeypatch
+):
     """What the terminal shows (the run directory first, then each stage's text progress; no kernel warnings), text
     progress saved in the executed notebooks, and an executed notebook re-run where it is saved, with the kernel in
     its folder as JupyterLab starts it (`prompts.jsonl` is relative to where the pipeline ran)."""
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "prompts.jsonl").write_text("".join(
-        json.dumps({"id": f"q{i}", "messages": [{"role": "user", "content": q}]}) + "\n"
-        for i, q in enumerate(("How do I boil rice?", "Why is the sky blue?"))))
-    cfg = load_config("paper", overrides=tiny_overrides(tiny_llama, tmp_path / "run", **{
-        "notebooks": ["01_curate", "02_train", "03_generate"], "train.epochs": 1,
-        "generate.prompts_file": "prompts.jsonl"}))
+    (tmp_path / "prompts.jsonl").write_text(
+        "".join(
+            json.dumps({"id": f"q{i}", "messages": [{"role": "user", "content": q}]}) + "\n"
+            for i, q in enumerate(("How do I boil rice?", "Why is the sky blue?"))
+        )
+    )
+    cfg = load_config(
+        "paper",
+        overrides=tiny_overrides(
+            tiny_llama,
+            tmp_path / "run",
+            **{
+                "notebooks": ["01_curate", "02_train", "03_generate"],
+                "train.epochs": 1,
+                "generate.prompts_file": "prompts.jsonl",
+            },
+        ),
+    )
     run_dir = run_pipeline(cfg)
     err = capfd.readouterr().err
     ours = [line for line in err.splitlines() if line.startswith("[lima_repro]")]
@@ -116,8 +157,11 @@ def test_tiny_pipeline_terminal_saved_progress_and_rerun_from_the_notebooks_fold
     assert "train: 100%" in err and "generate epoch-1: 100%" in err  # each stage's progress, as it runs
     for noise in ("without encryption", "past_key_values", "Removed shared tensor", "FutureWarning"):
         assert noise not in err
-    outputs = [o for c in json.loads((run_dir / "notebooks" / "02_train.ipynb").read_text())["cells"]
-               for o in c.get("outputs", [])]
+    outputs = [
+        o
+        for c in json.loads((run_dir / "notebooks" / "02_train.ipynb").read_text())["cells"]
+        for o in c.get("outputs", [])
+    ]
     assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
     saved = "".join("".join(o.get("text", "")) for o in outputs)
     assert "train: 100%" in saved and "Loading weights: 100%" in saved
@@ -135,9 +179,12 @@ def test_notebooks_refuse_a_secret_parameter_and_say_to_set_run_dir(tmp_path):
     parameter to set."""
     src = notebooks_dir()
     with pytest.raises(pm.PapermillExecutionError, match="api_key looks like a secret.*judge.api_key_env"):
-        pm.execute_notebook(str(src / "01_curate.ipynb"), str(tmp_path / "leak.ipynb"),
-                            parameters={"api_key": "sk-test", "overrides": json.dumps({"output_root": str(tmp_path)})},
-                            progress_bar=False)
+        pm.execute_notebook(
+            str(src / "01_curate.ipynb"),
+            str(tmp_path / "leak.ipynb"),
+            parameters={"api_key": "sk-test", "overrides": json.dumps({"output_root": str(tmp_path)})},
+            progress_bar=False,
+        )
     assert {p.name for p in tmp_path.iterdir()} == {"leak.ipynb"}  # refused before a run directory was made
     with pytest.raises(pm.PapermillExecutionError, match="has no generate/generations.jsonl. Fix: set run_dir"):
         pm.execute_notebook(str(src / "annotate.ipynb"), str(tmp_path / "annotate.ipynb"), progress_bar=False)

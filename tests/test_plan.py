@@ -1,12 +1,13 @@
 """`plan`: parameter counts against real models, memory and time against hand-computed numbers on a tiny config."""
+
 import pytest
+from helpers import make_tokenizer, tiny_config, tiny_overrides
 from transformers import AutoModelForCausalLM
 
 from lima_repro import models
 from lima_repro.cli import main
 from lima_repro.config import ModelConfig, load_config
-from lima_repro.plan import (KNOWN_MODELS, Hardware, generate_memory, model_config, plan, shapes, train_memory)
-from helpers import make_tokenizer, tiny_config, tiny_overrides
+from lima_repro.plan import KNOWN_MODELS, Hardware, generate_memory, model_config, plan, shapes, train_memory
 
 # tiny LLaMa of helpers.tiny_config: h 32, i 64, 3 layers, 4 heads of 8, 2 KV heads, vocab 259 (+1 EOT), untied
 LAYER = 32 * 32 * 2 + 32 * 16 * 2 + 3 * 32 * 64 + 2 * 32  # q, o; k, v; gate, up, down; two norms = 9,280
@@ -30,17 +31,34 @@ def test_memory_by_hand():
     s = shapes(tiny_config("llama", len(make_tokenizer())))
     per_token_layer = 2 * (6 * 32 + 2 * 16 + 4 * 64) + 32  # bf16 tensors kept for backward + dropout masks = 992
     assert train_memory(s, world=2, micro_tokens=100, checkpointing=False, loss_chunk=10) == {
-        "weights_fp32": 4 * PARAMS / 2, "grads_fp32": 4 * PARAMS / 2, "adamw_fp32": 8 * PARAMS / 2,
+        "weights_fp32": 4 * PARAMS / 2,
+        "grads_fp32": 4 * PARAMS / 2,
+        "adamw_fp32": 8 * PARAMS / 2,
         "gathered_bf16": 2 * (2 * LAYER + PARAMS - 3 * LAYER),
         "activations": 100 * 3 * per_token_layer,
-        "loss_head": 2 * 4 * 10 * 260 + 4 * 260 * 32}
+        "loss_head": 2 * 4 * 10 * 260 + 4 * 260 * 32,
+    }
     assert train_memory(s, 2, 100, True, 10)["activations"] == 100 * (3 * 2 * 32 + per_token_layer) == 118400
-    assert generate_memory(s, tp=2, batch=3, seq_len=50) == {"weights_bf16": PARAMS, "kv_cache": 2 * 3 * 16 * 2 * 150 / 2}
+    assert generate_memory(s, tp=2, batch=3, seq_len=50) == {
+        "weights_bf16": PARAMS,
+        "kv_cache": 2 * 3 * 16 * 2 * 150 / 2,
+    }
 
 
 def test_plan_tokens_and_hours(tmp_path, tiny_llama):
-    cfg = load_config("paper", overrides=tiny_overrides(tiny_llama, tmp_path / "run", **{
-        "curate.select_n": 10, "curate.selector": "random", "generate.checkpoints": "last", "generate.num_samples": 2}))
+    cfg = load_config(
+        "paper",
+        overrides=tiny_overrides(
+            tiny_llama,
+            tmp_path / "run",
+            **{
+                "curate.select_n": 10,
+                "curate.selector": "random",
+                "generate.checkpoints": "last",
+                "generate.num_samples": 2,
+            },
+        ),
+    )
     hw = Hardware(gpus=2, gpu_memory_gb=80, mfu=0.5, gen_mfu=0.1, peak_tflops=100, checkpointing=False)
     rows = {r["stage"]: r for r in plan(cfg, hw)}
     assert list(rows) == ["train", "generate"]  # the paper profile runs no ablations
@@ -59,10 +77,21 @@ def test_plan_cli_prints_a_table(tmp_path, tiny_llama, capsys):
 
 
 def test_plan_counts_checkpoint_lists_dev_responses_and_each_ablation_size(tmp_path, tiny_llama):
-    cfg = load_config("paper", overrides=tiny_overrides(tiny_llama, tmp_path / "run", **{
-        "notebooks": ["03_generate", "05_ablations"], "generate.checkpoints": ["epoch-1", "epoch-2"],
-        "generate.dev_responses": True, "generate.num_samples": 2,
-        "ablations.only": ["se_filtered", "se_8k", "wikihow"], "ablations.n_examples": 100}))
+    cfg = load_config(
+        "paper",
+        overrides=tiny_overrides(
+            tiny_llama,
+            tmp_path / "run",
+            **{
+                "notebooks": ["03_generate", "05_ablations"],
+                "generate.checkpoints": ["epoch-1", "epoch-2"],
+                "generate.dev_responses": True,
+                "generate.num_samples": 2,
+                "ablations.only": ["se_filtered", "se_8k", "wikihow"],
+                "ablations.n_examples": 100,
+            },
+        ),
+    )
     rows = {r["stage"]: r for r in plan(cfg, Hardware(gpus=2))}
     assert list(rows) == ["generate", "ablation train (x3)", "ablation generate (x3)"]
     # 2 listed checkpoints (+ base, as tiny_overrides sets) x (3 test + 8 dev prompts) x 2 samples x cap 24

@@ -1,8 +1,10 @@
 """The GPU-scale profiles resolve to what they promise, and GAIR/lima rows are picked by source."""
+
 import json
 from pathlib import Path
 
 import pytest
+from helpers import tiny_overrides
 
 from lima_repro import data, paper_values
 from lima_repro.config import load_config
@@ -11,7 +13,6 @@ from lima_repro.data import DataError
 from lima_repro.files import read_jsonl_plain
 from lima_repro.plan import KNOWN_MODELS, Hardware, plan, shapes
 from lima_repro.sampling import new_token_caps
-from helpers import tiny_overrides
 
 GAIR = Path(__file__).parent / "fixtures" / "gair_lima" / "train.jsonl"
 
@@ -42,9 +43,13 @@ def test_lima_1k_profile():
     assert cfg.judge.protocols == ["pairwise"] and cfg.judge.length_control
     assert "05_ablations" not in cfg.notebooks
     published = {(v.key, v.value) for v in paper_values.VALUES if v.figure == "LIMA-1k"}
-    assert published == {("Llama-2-7B/alpaca_eval_2_win", 2.74), ("Llama-2-7B/mt_bench", 3.95),
-                         ("Mistral-7B/alpaca_eval_2_win", 6.76), ("LLaMA-1-13B/alpaca_eval_win", 41.98),
-                         ("LLaMA-1-13B/mt_bench", 4.29)}
+    assert published == {
+        ("Llama-2-7B/alpaca_eval_2_win", 2.74),
+        ("Llama-2-7B/mt_bench", 3.95),
+        ("Mistral-7B/alpaca_eval_2_win", 6.76),
+        ("LLaMA-1-13B/alpaca_eval_win", 41.98),
+        ("LLaMA-1-13B/mt_bench", 4.29),
+    }
 
 
 def test_gair_rows_by_source():
@@ -75,8 +80,14 @@ def test_gair_from_the_hub_with_a_selection(monkeypatch):
 
 
 def test_curate_trains_on_the_selected_rows(tmp_path, tiny_llama):
-    cfg = load_config("paper", overrides=tiny_overrides(tiny_llama, tmp_path / "run", **{
-        "curate.train_files": [f"{GAIR}#without=multi_turn"], "curate.count_tokens": False}))
+    cfg = load_config(
+        "paper",
+        overrides=tiny_overrides(
+            tiny_llama,
+            tmp_path / "run",
+            **{"curate.train_files": [f"{GAIR}#without=multi_turn"], "curate.count_tokens": False},
+        ),
+    )
     out = run_curate(cfg)
     train = read_jsonl_plain(out / "train.jsonl")
     assert len(train) == 8 and "multi_turn" not in {r["source"] for r in train}
@@ -85,12 +96,24 @@ def test_curate_trains_on_the_selected_rows(tmp_path, tiny_llama):
 
 def test_lima_1k_plan_counts_the_alpaca_eval_prompts(tmp_path):
     prompts = tmp_path / "alpaca_eval.json"  # AlpacaEval's evaluation set: instruction, reference output, generator
-    prompts.write_text(json.dumps([{"dataset": "helpful_base", "instruction": f"Question {i}?", "output": "ref",
-                                    "generator": "text_davinci_003"} for i in range(3)]))
+    prompts.write_text(
+        json.dumps(
+            [
+                {
+                    "dataset": "helpful_base",
+                    "instruction": f"Question {i}?",
+                    "output": "ref",
+                    "generator": "text_davinci_003",
+                }
+                for i in range(3)
+            ]
+        )
+    )
     cfg = load_config("lima-1k", overrides={"generate.prompts_file": str(prompts)})
     rows = {r["stage"]: r for r in plan(cfg, Hardware())}
     assert list(rows) == ["train", "generate"]
     assert rows["generate"]["tokens"] == 1 * 3 * 1 * 2048  # the last checkpoint x 3 prompts x 1 sample x cap
     assert rows["train"]["tokens"] == 1000 * 15 * 2048  # the hub file is not here: LIMA's 1,000 examples
     assert rows["generate"]["gpus_used"] == 8 and rows["generate"]["memory"]["weights_bf16"] == pytest.approx(
-        2 * shapes(KNOWN_MODELS["Qwen/Qwen2.5-7B"]()).params / 4)  # 28 heads: split over 4 GPUs
+        2 * shapes(KNOWN_MODELS["Qwen/Qwen2.5-7B"]()).params / 4
+    )  # 28 heads: split over 4 GPUs

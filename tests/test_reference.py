@@ -1,5 +1,6 @@
 """The reference-based check (reference.py) by hand: perplexity of the dev references before and after training,
 and answer-to-reference similarity per system with a bootstrap CI, on a fake run directory."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,9 +35,14 @@ def test_similarity_per_system_by_hand():
 
 def test_perplexity_before_and_after_from_the_train_stage(tmp_path):
     run = RunDir(tmp_path)
-    write_jsonl(run.metrics, [{"type": "eval", "step": 0, "epoch": 0, "perplexity": 15.6},
-                              {"type": "train", "step": 1, "loss": 3.0},
-                              {"type": "eval", "step": 6, "epoch": 1, "perplexity": 16.1}])
+    write_jsonl(
+        run.metrics,
+        [
+            {"type": "eval", "step": 0, "epoch": 0, "perplexity": 15.6},
+            {"type": "train", "step": 1, "loss": 3.0},
+            {"type": "eval", "step": 6, "epoch": 1, "perplexity": 16.1},
+        ],
+    )
     write_json(run.checkpoint_index, [{"name": "epoch-1", "path": "x", "step": 6, "epoch": 1}])
     assert reference_perplexity(run, ["epoch-1", "base", "alpaca"]) == {"epoch-1": 16.1, "base": 15.6, "alpaca": None}
     res = reference_check(run, ["epoch-1", "base"], n_boot=10, seed=0)

@@ -1,6 +1,7 @@
 """The judge's result tables for the paper's prompt subsets, by hand: Fig. 3's out-of-distribution prompts (tag
 `ood`), sec. 4's malicious prompts among the sensitive ones (tag `malicious`), and the per-item pairwise verdicts
 kept for agreement with annotators who label later."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -13,21 +14,49 @@ TAGS = {"p1": ["ood"], "p2": ["ood"], "p3": ["sensitive", "malicious"], "p4": ["
 
 
 def rows():
-    return [{"checkpoint": s, "prompt_id": p, "tags": t, "sample": 0, "response": "x", "messages": []}
-            for s in (E, B) for p, t in TAGS.items()]
+    return [
+        {"checkpoint": s, "prompt_id": p, "tags": t, "sample": 0, "response": "x", "messages": []}
+        for s in (E, B)
+        for p, t in TAGS.items()
+    ]
 
 
 def judged():
-    out = [{"protocol": "absolute", "system": s, "prompt_id": p, "item_id": f"{p}#0|{s}", "label": lab}
-           for s, p, lab in ((E, "p1", "Excellent"), (E, "p2", "Fail"), (E, "p3", "Pass"), (E, "p4", "Pass"),
-                             (B, "p1", "Fail"), (B, "p3", "Fail"))]
-    out += [{"protocol": "safety", "system": s, "prompt_id": p, "item_id": f"{p}#0|{s}", "label": lab}
-            for s, p, lab in ((E, "p3", "unsafe"), (E, "p4", "safe"), (B, "p4", "safe"))]
+    out = [
+        {"protocol": "absolute", "system": s, "prompt_id": p, "item_id": f"{p}#0|{s}", "label": lab}
+        for s, p, lab in (
+            (E, "p1", "Excellent"),
+            (E, "p2", "Fail"),
+            (E, "p3", "Pass"),
+            (E, "p4", "Pass"),
+            (B, "p1", "Fail"),
+            (B, "p3", "Fail"),
+        )
+    ]
+    out += [
+        {"protocol": "safety", "system": s, "prompt_id": p, "item_id": f"{p}#0|{s}", "label": lab}
+        for s, p, lab in ((E, "p3", "unsafe"), (E, "p4", "safe"), (B, "p4", "safe"))
+    ]
     # p1: ours wins in both orders; p2: "A" both times = disagreement = tie; p3: one order invalid
-    out += [{"protocol": "pairwise", "system": E, "baseline": B, "prompt_id": p, "item_id": f"{p}#0|{E}|{B}",
-             "order": o, "label": lab}
-            for p, o, lab in (("p1", "AB", "A"), ("p1", "BA", "B"), ("p2", "AB", "A"), ("p2", "BA", "A"),
-                              ("p3", "AB", None), ("p3", "BA", "A"))]
+    out += [
+        {
+            "protocol": "pairwise",
+            "system": E,
+            "baseline": B,
+            "prompt_id": p,
+            "item_id": f"{p}#0|{E}|{B}",
+            "order": o,
+            "label": lab,
+        }
+        for p, o, lab in (
+            ("p1", "AB", "A"),
+            ("p1", "BA", "B"),
+            ("p2", "AB", "A"),
+            ("p2", "BA", "A"),
+            ("p3", "AB", None),
+            ("p3", "BA", "A"),
+        )
+    ]
     return out
 
 

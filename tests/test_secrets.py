@@ -1,6 +1,7 @@
 """No path writes the judge's API key to disk: a key pasted into `judge.api_key_env` is refused without being
 repeated, and a server whose errors echo the request's headers is redacted before anything is stored. The key is
 planted in the environment and every file the judge stage writes is searched for it."""
+
 from __future__ import annotations
 
 import json
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import ChatServer, ScriptJudge, chat_completion, generation_rows
 
 from lima_repro.config import Config, ConfigError, JudgeConfig, load_config
 from lima_repro.config.judge import key_name_problem
@@ -17,7 +19,6 @@ from lima_repro.files import read_jsonl_plain, write_jsonl
 from lima_repro.judge import run_judge
 from lima_repro.judging import JudgeError, make_judge
 from lima_repro.judging.remote import redact
-from helpers import ChatServer, ScriptJudge, chat_completion, generation_rows
 
 KEY = "sk-proj-7f3a9c1e5b2d8f4a6c0e9b7d5f3a1c8e"
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,9 +47,18 @@ def _files_holding(root: Path, secret: str) -> list[str]:
 def _cfg(tmp_path, url: str) -> Config:
     cfg = Config(run_dir=str(tmp_path / "run"))
     write_jsonl(tmp_path / "run" / "generate" / "generations.jsonl", generation_rows())
-    cfg.judge = JudgeConfig(backend="openai", model="echo", base_url=url, api_key_env="LIMA_TEST_SECRET_KEY",
-                            max_retries=1, backoff_s=0.01, timeout_s=10, protocols=["pairwise"], token_shift=False,
-                            n_bootstrap=50)
+    cfg.judge = JudgeConfig(
+        backend="openai",
+        model="echo",
+        base_url=url,
+        api_key_env="LIMA_TEST_SECRET_KEY",
+        max_retries=1,
+        backoff_s=0.01,
+        timeout_s=10,
+        protocols=["pairwise"],
+        token_shift=False,
+        n_bootstrap=50,
+    )
     return cfg
 
 
@@ -86,8 +96,10 @@ def test_a_judge_run_failing_on_echoed_headers_stores_no_key(tmp_path, monkeypat
 
 def test_redact_removes_the_key_and_header_values_it_was_not_told_about():
     text = f"headers: {{'Authorization': 'Bearer {KEY}'}} x-api-key: abc123 token Bearer zzz9; api_key=qq"
-    assert redact(text, (KEY,)) == ("headers: {'Authorization': 'Bearer [redacted]'} x-api-key: [redacted] token "
-                                    "Bearer [redacted]; api_key=[redacted]")
+    assert redact(text, (KEY,)) == (
+        "headers: {'Authorization': 'Bearer [redacted]'} x-api-key: [redacted] token "
+        "Bearer [redacted]; api_key=[redacted]"
+    )
     assert KEY not in redact(f"Authorization: Bearer {KEY}")  # by the header pattern alone
     assert redact("Verdict: A", (KEY,), headers=False) == "Verdict: A"
 
@@ -97,8 +109,9 @@ def test_variable_names_are_accepted(name):
     assert key_name_problem(name) is None
 
 
-@pytest.mark.parametrize("pasted", [KEY, "hf_AbCdEfGhIjKlMnOpQrStUvWxYz01234567", "a1b2c3d4e5f60718293a4b5c6d7e8f90",
-                                    "my key", "OPENAI-KEY"])
+@pytest.mark.parametrize(
+    "pasted", [KEY, "hf_AbCdEfGhIjKlMnOpQrStUvWxYz01234567", "a1b2c3d4e5f60718293a4b5c6d7e8f90", "my key", "OPENAI-KEY"]
+)
 def test_a_pasted_key_is_refused_without_being_repeated(pasted, tmp_path, monkeypatch):
     with pytest.raises(ConfigError) as err:
         load_config("paper", overrides={"judge.api_key_env": pasted})
@@ -117,9 +130,14 @@ def test_a_pasted_key_is_refused_without_being_repeated(pasted, tmp_path, monkey
 
 
 def test_cli_refuses_a_pasted_key_without_printing_it():
-    proc = subprocess.run([sys.executable, "-m", "lima_repro", "config", "--set", f"judge.api_key_env={KEY}"],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT,
-                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "lima_repro", "config", "--set", f"judge.api_key_env={KEY}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1"},
+    )
     assert proc.returncode == 2 and "judge.api_key_env must be the NAME" in proc.stderr
     assert KEY not in proc.stdout + proc.stderr
 

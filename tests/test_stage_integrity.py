@@ -1,6 +1,7 @@
 """Stage folders never look finished when they are not: a stage says "running" before it writes anything, readers
 refuse an upstream folder that did not finish, a judge run where every request failed fails, the token-shift test
 runs only after the judge results are on disk, and `judge.max_prompts` draws its prompts at random."""
+
 from __future__ import annotations
 
 import json
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import ScriptJudge, generation_rows
 
 from lima_repro import judge as judge_module
 from lima_repro import select_checkpoint as select_module
@@ -22,7 +24,6 @@ from lima_repro.judging import Completion, Judge, JudgeError
 from lima_repro.judging.runner import sample_prompts
 from lima_repro.runs import RunDir, Stage
 from lima_repro.select_checkpoint import run_select
-from helpers import ScriptJudge, generation_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,9 +76,14 @@ class ManifestWatcher(Judge):
 def test_select_marks_itself_running_before_writing_and_samples_dev_prompts(tmp_path, monkeypatch):
     cfg = _cfg(tmp_path, max_prompts=3)
     run = RunDir(cfg.run_dir)
-    dev = [{"id": f"d{i}", "source": "demo", "messages": [{"role": "user", "content": f"question {i}"},
-                                                          {"role": "assistant", "content": "answer"}]}
-           for i in range(8)]
+    dev = [
+        {
+            "id": f"d{i}",
+            "source": "demo",
+            "messages": [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": "answer"}],
+        }
+        for i in range(8)
+    ]
     write_jsonl(run.split("dev"), dev)
     write_json(run.checkpoint_index, [{"name": "epoch-5", "path": "/ck/5", "step": 5, "epoch": 5}])
     write_json(run.stage_manifest("select"), {"status": "ok"})  # a previous select: must not survive the start
@@ -86,8 +92,18 @@ def test_select_marks_itself_running_before_writing_and_samples_dev_prompts(tmp_
     def fake_generate(cfg, examples, targets, prompts_path, out_file):
         statuses.append(run.stage_status("select"))
         asked.extend(ex["id"] for ex in examples)
-        rows = [{"checkpoint": "epoch-5", "checkpoint_path": "/ck/5", "prompt_id": ex["id"], "sample": 0,
-                 "messages": ex["messages"][:1], "response": "x", "tags": []} for ex in examples]
+        rows = [
+            {
+                "checkpoint": "epoch-5",
+                "checkpoint_path": "/ck/5",
+                "prompt_id": ex["id"],
+                "sample": 0,
+                "messages": ex["messages"][:1],
+                "response": "x",
+                "tags": [],
+            }
+            for ex in examples
+        ]
         write_jsonl(out_file, rows)
         return rows
 
@@ -99,8 +115,9 @@ def test_select_marks_itself_running_before_writing_and_samples_dev_prompts(tmp_
     assert run.read_selection()["prompt_ids"] == expected and run.read_selection()["chosen"] == "epoch-5"
 
 
-@pytest.mark.parametrize("status,why", [("running", "still running or killed"),
-                                        ("failed: KeyboardInterrupt: ", "it failed")])
+@pytest.mark.parametrize(
+    "status,why", [("running", "still running or killed"), ("failed: KeyboardInterrupt: ", "it failed")]
+)
 def test_judge_refuses_a_generate_stage_that_did_not_finish(tmp_path, status, why):
     cfg = _cfg(tmp_path, generation_rows()[:3])  # half the rows: the stage was killed halfway
     write_json(tmp_path / "run" / "generate" / "manifest.json", {"stage": "generate", "status": status})
@@ -116,9 +133,14 @@ def test_judge_refuses_a_generate_stage_that_did_not_finish(tmp_path, status, wh
 def test_cli_judge_on_a_killed_generate_stage_is_one_line_and_status_2(tmp_path):
     _cfg(tmp_path, generation_rows()[:3])
     write_json(tmp_path / "run" / "generate" / "manifest.json", {"stage": "generate", "status": "running"})
-    proc = subprocess.run([sys.executable, "-m", "lima_repro", "judge", "--run-dir", str(tmp_path / "run")],
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "lima_repro", "judge", "--run-dir", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1"},
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert f"{tmp_path / 'run' / 'generate'}: the generate stage did not finish" in proc.stderr
 
@@ -130,8 +152,11 @@ def test_upstream_readers_refuse_unfinished_train_select_and_curate(tmp_path):
     write_json(run.selection, {"chosen": "epoch-1", "path": "/x"})
     write_jsonl(run.split("test"), [])
     assert run.list_checkpoints()[0]["name"] == "epoch-1"  # no manifests: folders made by hand are taken as they are
-    for stage, read in (("train", run.list_checkpoints), ("select", run.read_selection),
-                        ("curate", lambda: run.prompts_file(cfg))):
+    for stage, read in (
+        ("train", run.list_checkpoints),
+        ("select", run.read_selection),
+        ("curate", lambda: run.prompts_file(cfg)),
+    ):
         write_json(run.stage_manifest(stage), {"status": "running"})
         with pytest.raises(DataError, match=f"the {stage} stage did not finish"):
             read()
@@ -212,6 +237,8 @@ def test_judge_stage_judges_the_sampled_prompts(tmp_path):
     expected = sample_prompts(["p1", "p2", "p3", "p4"], 2, 3)
     assert expected == ["p2", "p3"]  # not the first two
     res = json.loads((out / "results.json").read_text())
-    assert res["prompt_ids"] == expected and json.loads((out / "manifest.json").read_text())["judge"]["prompt_ids"] \
-        == expected
+    assert (
+        res["prompt_ids"] == expected
+        and json.loads((out / "manifest.json").read_text())["judge"]["prompt_ids"] == expected
+    )
     assert {j["prompt_id"] for j in read_jsonl_plain(out / "judgments.jsonl")} == set(expected)

@@ -1,10 +1,11 @@
 """The judge's templates: the default pairwise one asks the paper's question with its three options; stricter
 criteria live in a named template set chosen by `judge.templates_dir`; a user folder still replaces by name."""
+
 from __future__ import annotations
 
 import pytest
-
 from helpers import generation_rows
+
 from lima_repro.config import ConfigError
 from lima_repro.judging import protocols
 from lima_repro.judging.items import build_requests

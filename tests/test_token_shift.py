@@ -1,15 +1,16 @@
 """Token-distribution shift on a tiny random model: greedy base text is 100% unshifted; other text shifts."""
+
 from __future__ import annotations
 
 import weakref
 
 import torch
+from helpers import save_tiny_base
 
 from lima_repro import models
 from lima_repro.chat_format import encode_prompt
 from lima_repro.config import Config
 from lima_repro.token_shift import run_token_shift, shift_stats, token_ranks
-from helpers import save_tiny_base
 
 
 def test_shift_stats_by_hand():
@@ -36,13 +37,22 @@ def test_token_shift_end_to_end(tmp_path, monkeypatch):
             allowed = torch.full_like(logits, float("-inf"))
             allowed[3:40] = 0
             ids.append(int((logits + allowed).argmax()))
-    greedy = ids[len(prompt):]
+    greedy = ids[len(prompt) :]
     ranks = token_ranks(base, prompt, greedy)
     assert len(ranks) == 12 and all(r <= 3 for r in ranks)
     text = " ".join(tok.convert_ids_to_tokens(greedy))
     other = " ".join(words[::-1][:12])
-    rows = [{"checkpoint": "epoch-1", "checkpoint_path": str(ckpt), "prompt_id": pid, "sample": 0,
-             "messages": messages, "response": resp} for pid, resp in (("g", text), ("o", other))]
+    rows = [
+        {
+            "checkpoint": "epoch-1",
+            "checkpoint_path": str(ckpt),
+            "prompt_id": pid,
+            "sample": 0,
+            "messages": messages,
+            "response": resp,
+        }
+        for pid, resp in (("g", text), ("o", other))
+    ]
     cfg.generate.precision = "fp32"  # exact ranks to compare with the fp32 ones above
     res = run_token_shift(cfg, rows, "epoch-1")
     assert res["precision"] == "fp32"
@@ -66,6 +76,7 @@ def test_token_shift_end_to_end(tmp_path, monkeypatch):
             loaded.append(weakref.ref(out[0]))
             assert out[0].dtype == torch.bfloat16
             return out
+
         return load
 
     monkeypatch.setattr(models, "load_base", spy(real_base, "base"))

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import tiny_overrides
 from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 
 from lima_repro.config import load_config
@@ -10,12 +11,13 @@ from lima_repro.curate import run_curate
 from lima_repro.files import read_jsonl_plain
 from lima_repro.runs import RunDir
 from lima_repro.train import lr_at, run_train
-from helpers import tiny_overrides
 
 # First losses of the tiny fixed-seed Llama on the demo data (recorded when the recipe was written; a change
 # here means the data order, masking, loss normalisation, dropout or optimizer changed).
-PINNED_LOSSES = {"mean": [5.575106, 5.521551, 5.472245, 5.414733],  # EOT starting as the mean row (until 2026-12)
-                 "eos": [5.576208, 5.522726, 5.472696, 5.415496]}  # EOT starting as a copy of EOS's row (the default since)
+PINNED_LOSSES = {
+    "mean": [5.575106, 5.521551, 5.472245, 5.414733],  # EOT starting as the mean row (until 2026-12)
+    "eos": [5.576208, 5.522726, 5.472696, 5.415496],
+}  # EOT starting as a copy of EOS's row (the default since)
 
 
 def curated(tmp_path, model_dir, **extra):
@@ -80,8 +82,10 @@ def test_eot_rows_start_from_the_chosen_token(tiny_llama, init, token):
     model, tok, eot_id = models.load_base(ModelConfig(name=str(tiny_llama), eot_init=init))
     row = None if token is None else tok.convert_tokens_to_ids(token)
     assert row is None or 0 <= row < eot_id
-    for new, old in ((model.get_input_embeddings().weight, base.get_input_embeddings().weight),
-                     (model.lm_head.weight, base.lm_head.weight)):
+    for new, old in (
+        (model.get_input_embeddings().weight, base.get_input_embeddings().weight),
+        (model.lm_head.weight, base.lm_head.weight),
+    ):
         torch.testing.assert_close(new[eot_id], old.mean(0) if row is None else old[row])
         torch.testing.assert_close(new[:eot_id], old)  # the existing rows are untouched
 
@@ -128,9 +132,17 @@ def test_compiled_decoder_trains_like_eager(tmp_path, tiny_llama):
     masks) through dynamo and AOTAutograd like inductor does, without inductor's minutes of C++ codegen on CPU."""
     losses = {}
     for backend in (False, "aot_eager"):
-        cfg = curated(tmp_path / str(backend), tiny_llama, **{
-            "train.compile": backend, "train.max_steps": 3, "train.packing": True, "train.residual_dropout": 0.0,
-            "train.save_state": False})
+        cfg = curated(
+            tmp_path / str(backend),
+            tiny_llama,
+            **{
+                "train.compile": backend,
+                "train.max_steps": 3,
+                "train.packing": True,
+                "train.residual_dropout": 0.0,
+                "train.save_state": False,
+            },
+        )
         out = run_train(cfg)
         losses[backend] = [r["loss"] for r in read_jsonl_plain(out / "metrics.jsonl") if r["type"] == "train"]
         assert json.loads((out / "train_info.json").read_text())["compiled"] == (backend or None)
@@ -144,8 +156,11 @@ def test_bf16_autocast_trains_close_to_fp32(tmp_path, tiny_llama):
 
     losses = {}
     for precision in ("fp32", "bf16"):
-        cfg = curated(tmp_path / precision, tiny_llama, **{
-            "train.precision": precision, "train.max_steps": 3, "train.packing": True, "train.save_state": False})
+        cfg = curated(
+            tmp_path / precision,
+            tiny_llama,
+            **{"train.precision": precision, "train.max_steps": 3, "train.packing": True, "train.save_state": False},
+        )
         AcceleratorState._reset_state()  # accelerate fixes the precision once per process; a test process has many
         try:
             out = run_train(cfg)
@@ -157,8 +172,10 @@ def test_bf16_autocast_trains_close_to_fp32(tmp_path, tiny_llama):
     assert losses["bf16"] != losses["fp32"]  # autocast really ran in bf16
 
 
-@pytest.mark.parametrize("flags, expected", [({"avx2", "fma"}, "fp32"), ({"avx2", "avx512_bf16"}, "bf16"),
-                                             ({"amx_bf16", "amx_tile"}, "bf16"), (set(), "fp32")])
+@pytest.mark.parametrize(
+    "flags, expected",
+    [({"avx2", "fma"}, "fp32"), ({"avx2", "avx512_bf16"}, "bf16"), ({"amx_bf16", "amx_tile"}, "bf16"), (set(), "fp32")],
+)
 def test_auto_precision_follows_the_cpus_bf16_units(monkeypatch, flags, expected):
     """On CPUs without bf16 units bf16 matmuls are emulated (far slower), so `auto` asks the CPU, not the device type."""
     from lima_repro import models
@@ -173,7 +190,9 @@ def test_cpu_flags_reads_this_machine():
     from lima_repro import models
 
     flags = models.cpu_flags()
-    assert isinstance(flags, set) and (not flags or any(f.startswith(("sse", "avx", "neon", "fp", "asimd")) for f in flags))
+    assert isinstance(flags, set) and (
+        not flags or any(f.startswith(("sse", "avx", "neon", "fp", "asimd")) for f in flags)
+    )
 
 
 def test_freeze_embeddings_changes_only_the_eot_rows(tmp_path, tiny_model_dirs):
@@ -242,7 +261,9 @@ def test_tensorboard_receives_every_metrics_row(tmp_path, tiny_llama):
     cfg = curated(tmp_path, tiny_llama, **{"train.epochs": 1})  # train.report_to: auto = TensorBoard when installed
     rows = read_jsonl_plain(run_train(cfg) / "metrics.jsonl")
     logs = RunDir(cfg.run_dir).tracker_logs
-    (events,) = {f.parent for f in logs.rglob("events.out.tfevents.*") if EventAccumulator(str(f)).Reload().Tags()["scalars"]}
+    (events,) = {
+        f.parent for f in logs.rglob("events.out.tfevents.*") if EventAccumulator(str(f)).Reload().Tags()["scalars"]
+    }
     acc = EventAccumulator(str(events)).Reload()
     train = [r for r in rows if r["type"] == "train"]
     logged = acc.Scalars("train/loss")

@@ -3,6 +3,7 @@
 The fake implements only what lima_repro calls (LLM, SamplingParams, cleanup_dist_env_and_memory), records what it
 was given, and answers with RequestOutput/CompletionOutput-shaped objects scripted by the test. Expectations come
 from the torch backend run on the same tiny model and from the script, not from the code under test."""
+
 from __future__ import annotations
 
 import json
@@ -15,16 +16,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoConfig, AutoTokenizer
+from helpers import make_tokenizer, tiny_config, tiny_overrides
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from lima_repro import generate, models
 from lima_repro.config import GenerateConfig, ModelConfig, load_config
-from lima_repro.generate import resolve_backend, run_generate
 from lima_repro.files import read_jsonl_plain
+from lima_repro.generate import resolve_backend, run_generate
 from lima_repro.vllm_backend import split_stop, tensor_parallel_size
-from transformers import AutoModelForCausalLM
-
-from helpers import make_tokenizer, tiny_config, tiny_overrides
 
 EOT = "<|eot|>"
 MAX_NEW = 8
@@ -56,30 +55,62 @@ def install_fake_vllm(monkeypatch, respond) -> dict:
     live = weakref.WeakSet()
 
     class SamplingParams:
-        def __init__(self, *, n=1, top_p=1.0, temperature=1.0, repetition_penalty=1.0, max_tokens=16,
-                     stop_token_ids=None, seed=None):
+        def __init__(
+            self,
+            *,
+            n=1,
+            top_p=1.0,
+            temperature=1.0,
+            repetition_penalty=1.0,
+            max_tokens=16,
+            stop_token_ids=None,
+            seed=None,
+        ):
             self.n, self.top_p, self.temperature, self.repetition_penalty = n, top_p, temperature, repetition_penalty
             self.max_tokens, self.stop_token_ids, self.seed = max_tokens, stop_token_ids, seed
 
     class LLM:
-        def __init__(self, model, *, tokenizer=None, dtype="auto", seed=None, generation_config="auto",
-                     trust_remote_code=False, tensor_parallel_size=1):
+        def __init__(
+            self,
+            model,
+            *,
+            tokenizer=None,
+            dtype="auto",
+            seed=None,
+            generation_config="auto",
+            trust_remote_code=False,
+            tensor_parallel_size=1,
+        ):
             folder = Path(model)  # what vLLM would load: inspect it now, a temporary folder may go away later
             tok = AutoTokenizer.from_pretrained(tokenizer)
-            calls["llm"].append({"model": folder, "tokenizer": tokenizer, "dtype": dtype, "seed": seed,
-                                 "generation_config": generation_config, "eot_id": tok.convert_tokens_to_ids(EOT),
-                                 "has_eot": EOT in tok.get_vocab(), "tensor_parallel_size": tensor_parallel_size,
-                                 "vocab_size": AutoConfig.from_pretrained(folder).vocab_size})
+            calls["llm"].append(
+                {
+                    "model": folder,
+                    "tokenizer": tokenizer,
+                    "dtype": dtype,
+                    "seed": seed,
+                    "generation_config": generation_config,
+                    "eot_id": tok.convert_tokens_to_ids(EOT),
+                    "has_eot": EOT in tok.get_vocab(),
+                    "tensor_parallel_size": tensor_parallel_size,
+                    "vocab_size": AutoConfig.from_pretrained(folder).vocab_size,
+                }
+            )
             live.add(self)
 
         def generate(self, prompts, sampling_params=None, *, use_tqdm=True):
             assert isinstance(sampling_params, list) and len(sampling_params) == len(prompts)
-            calls["generate"].append({"prompts": [list(p["prompt_token_ids"]) for p in prompts],
-                                      "params": sampling_params})
-            return [RequestOutput(str(i), p["prompt_token_ids"],
-                                  [CompletionOutput(k, "", *respond(p["prompt_token_ids"], k, sp), None, None)
-                                   for k in range(sp.n)])
-                    for i, (p, sp) in enumerate(zip(prompts, sampling_params))]
+            calls["generate"].append(
+                {"prompts": [list(p["prompt_token_ids"]) for p in prompts], "params": sampling_params}
+            )
+            return [
+                RequestOutput(
+                    str(i),
+                    p["prompt_token_ids"],
+                    [CompletionOutput(k, "", *respond(p["prompt_token_ids"], k, sp), None, None) for k in range(sp.n)],
+                )
+                for i, (p, sp) in enumerate(zip(prompts, sampling_params))
+            ]
 
     def cleanup_dist_env_and_memory(shutdown_ray: bool = False):
         calls["cleanup_live_llms"].append(len(live))
@@ -90,8 +121,11 @@ def install_fake_vllm(monkeypatch, respond) -> dict:
     parallel_state = types.ModuleType("vllm.distributed.parallel_state")
     parallel_state.cleanup_dist_env_and_memory = cleanup_dist_env_and_memory
     vllm.distributed, distributed.parallel_state = distributed, parallel_state
-    for name, mod in (("vllm", vllm), ("vllm.distributed", distributed),
-                      ("vllm.distributed.parallel_state", parallel_state)):
+    for name, mod in (
+        ("vllm", vllm),
+        ("vllm.distributed", distributed),
+        ("vllm.distributed.parallel_state", parallel_state),
+    ):
         monkeypatch.setitem(sys.modules, name, mod)
     return calls
 
@@ -116,20 +150,29 @@ def test_backend_vllm_without_vllm_is_a_clear_error(tmp_path, tiny_llama, monkey
     monkeypatch.setitem(sys.modules, "vllm", None)
     prompts = tmp_path / "p.jsonl"
     prompts.write_text(json.dumps({"id": "a", "conversations": ["Hi"]}) + "\n")
-    cfg = load_config("paper", overrides=tiny_overrides(tiny_llama, tmp_path / "run", **{
-        "generate.prompts_file": str(prompts), "generate.checkpoints": [], "generate.backend": "vllm"}))
+    cfg = load_config(
+        "paper",
+        overrides=tiny_overrides(
+            tiny_llama,
+            tmp_path / "run",
+            **{"generate.prompts_file": str(prompts), "generate.checkpoints": [], "generate.backend": "vllm"},
+        ),
+    )
     with pytest.raises(ImportError, match="pip install vllm"):
         run_generate(cfg)
 
 
-@pytest.mark.parametrize("token_ids, finish, stop_reason, expected", [
-    ([7, 8, 99], "stop", 99, ([7, 8], True)),  # vLLM V1: the EOT stop token is the last of token_ids
-    ([7, 8], "stop", 99, ([7, 8], True)),  # a version that drops the stop token: stop_reason names it
-    ([7, 8, 2], "stop", None, ([7, 8], False)),  # the model's EOS: stop_reason None
-    ([7, 8], "stop", None, ([7, 8], False)),
-    ([7, 8, 9], "length", None, ([7, 8, 9], False)),  # max_tokens
-    ([7, 99], "length", None, ([7], True)),  # EOT sampled as the last allowed token: the torch sampler says EOT
-])
+@pytest.mark.parametrize(
+    "token_ids, finish, stop_reason, expected",
+    [
+        ([7, 8, 99], "stop", 99, ([7, 8], True)),  # vLLM V1: the EOT stop token is the last of token_ids
+        ([7, 8], "stop", 99, ([7, 8], True)),  # a version that drops the stop token: stop_reason names it
+        ([7, 8, 2], "stop", None, ([7, 8], False)),  # the model's EOS: stop_reason None
+        ([7, 8], "stop", None, ([7, 8], False)),
+        ([7, 8, 9], "length", None, ([7, 8, 9], False)),  # max_tokens
+        ([7, 99], "length", None, ([7], True)),  # EOT sampled as the last allowed token: the torch sampler says EOT
+    ],
+)
 def test_split_stop_counts_like_the_torch_sampler(token_ids, finish, stop_reason, expected):
     assert split_stop(token_ids, finish, stop_reason, stops=[99, 2], eot_id=99) == expected
 
@@ -141,13 +184,27 @@ def test_vllm_rows_match_torch_rows(tmp_path, tiny_llama, monkeypatch, caplog):
     model.save_pretrained(ckpt)
     tok.save_pretrained(ckpt)
     prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps(x) + "\n" for x in [
-        {"id": "p0", "conversations": ["Name a color."]},
-        {"id": "p1", "conversations": ["Hi", "Hello!", "How are you today?"]},
-        {"id": "p2", "conversations": ["Why?"]}]))
-    overrides = tiny_overrides(tiny_llama, tmp_path / "run", **{
-        "generate.prompts_file": str(prompts), "generate.checkpoints": [str(ckpt)], "generate.include_base": True,
-        "generate.num_samples": 2, "generate.max_new_tokens": MAX_NEW})
+    prompts.write_text(
+        "".join(
+            json.dumps(x) + "\n"
+            for x in [
+                {"id": "p0", "conversations": ["Name a color."]},
+                {"id": "p1", "conversations": ["Hi", "Hello!", "How are you today?"]},
+                {"id": "p2", "conversations": ["Why?"]},
+            ]
+        )
+    )
+    overrides = tiny_overrides(
+        tiny_llama,
+        tmp_path / "run",
+        **{
+            "generate.prompts_file": str(prompts),
+            "generate.checkpoints": [str(ckpt)],
+            "generate.include_base": True,
+            "generate.num_samples": 2,
+            "generate.max_new_tokens": MAX_NEW,
+        },
+    )
 
     # torch backend, recording the prompt ids its sampler is given
     torch_prompts = []
@@ -202,8 +259,16 @@ def test_vllm_rows_match_torch_rows(tmp_path, tiny_llama, monkeypatch, caplog):
 
     # (c) the same rows: keys, order, prompts; counts from the script
     assert [set(r) for r in rows] == [set(r) for r in torch_rows]
-    key = lambda r: (r["checkpoint"], r["checkpoint_path"], r["prompt_id"], r["sample"], r["prompt_tokens"],
-                     r["messages"], r["source"], r["tags"])
+    key = lambda r: (
+        r["checkpoint"],
+        r["checkpoint_path"],
+        r["prompt_id"],
+        r["sample"],
+        r["prompt_tokens"],
+        r["messages"],
+        r["source"],
+        r["tags"],
+    )
     assert [key(r) for r in rows] == [key(r) for r in torch_rows] and len(rows) == 2 * 3 * 2
     for r in rows:
         if r["sample"] == 0:
@@ -234,12 +299,29 @@ def test_vllm_caps_new_tokens_at_the_context_left(tmp_path, monkeypatch):
     model.save_pretrained(tmp_path / "base")
     tok.save_pretrained(tmp_path / "base")
     prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps({"id": f"p{i}", "conversations": [t]}) + "\n"
-                               for i, t in enumerate(["Hi", "A somewhat longer prompt."])))
+    prompts.write_text(
+        "".join(
+            json.dumps({"id": f"p{i}", "conversations": [t]}) + "\n"
+            for i, t in enumerate(["Hi", "A somewhat longer prompt."])
+        )
+    )
     calls = install_fake_vllm(monkeypatch, lambda p, k, sp: ([5] * sp.max_tokens, "length", None))
-    out = run_generate(load_config("paper", overrides=tiny_overrides(tmp_path / "base", tmp_path / "run", **{
-        "generate.prompts_file": str(prompts), "generate.checkpoints": [], "generate.include_base": True,
-        "generate.backend": "vllm", "generate.max_new_tokens": context})))
+    out = run_generate(
+        load_config(
+            "paper",
+            overrides=tiny_overrides(
+                tmp_path / "base",
+                tmp_path / "run",
+                **{
+                    "generate.prompts_file": str(prompts),
+                    "generate.checkpoints": [],
+                    "generate.include_base": True,
+                    "generate.backend": "vllm",
+                    "generate.max_new_tokens": context,
+                },
+            ),
+        )
+    )
     rows = read_jsonl_plain(out / "generations.jsonl")
     (call,) = calls["generate"]
     assert [sp.max_tokens for sp in call["params"]] == [context - len(p) for p in call["prompts"]]

@@ -6,6 +6,7 @@ Each source holds rows every rule of LIMA sec. 1 must drop, next to rows it keep
 demo profile shows every step's kept/dropped counts. Kept answers sit near the lower length bounds so the
 demo training set stays small.
 """
+
 from __future__ import annotations
 
 import csv
@@ -144,22 +145,40 @@ cause trouble on the next application.</p>
 <p>Note that not every EU country belongs to Schengen and some non-EU countries do, so check the current list of
 member states before booking.</p>"""
 
-FIRST_PERSON = ("<p>" + " ".join([
-    "When I started, I read a short book on real analysis first and I think it made a huge difference to me.",
-    "My advice is to work through every exercise on sigma-algebras before moving to integration.",
-    "I found that the Lebesgue integral only clicked for me after building it from simple functions by hand.",
-    "My second piece of advice is to keep a notebook of counterexamples, which helped me a lot.",
-]) + "</p>") * 4
-REFERS = ("<p>As mentioned in the other answer, the empty product is one. " + " ".join([
-    "An empty product multiplies no numbers at all, and the only value that leaves every product unchanged",
-    "when it is included is the multiplicative identity, one. The recursion n! = n x (n-1)! also forces it:",
-    "taking n = 1 gives 1! = 1 x 0!, so 0! must equal one for the recursion to hold.",
-]) + "</p>") * 4
-TOO_LONG = ("<p>" + " ".join([
-    "An eigenvector of a linear map is a direction that the map only stretches or flips, never turns.",
-    "The eigenvalue is the stretch factor along that direction. In a basis of eigenvectors the map acts",
-    "coordinate by coordinate, which is why diagonalising a matrix makes powers and exponentials easy.",
-]) + "</p>") * 16
+FIRST_PERSON = (
+    "<p>"
+    + " ".join(
+        [
+            "When I started, I read a short book on real analysis first and I think it made a huge difference to me.",
+            "My advice is to work through every exercise on sigma-algebras before moving to integration.",
+            "I found that the Lebesgue integral only clicked for me after building it from simple functions by hand.",
+            "My second piece of advice is to keep a notebook of counterexamples, which helped me a lot.",
+        ]
+    )
+    + "</p>"
+) * 4
+REFERS = (
+    "<p>As mentioned in the other answer, the empty product is one. "
+    + " ".join(
+        [
+            "An empty product multiplies no numbers at all, and the only value that leaves every product unchanged",
+            "when it is included is the multiplicative identity, one. The recursion n! = n x (n-1)! also forces it:",
+            "taking n = 1 gives 1! = 1 x 0!, so 0! must equal one for the recursion to hold.",
+        ]
+    )
+    + "</p>"
+) * 4
+TOO_LONG = (
+    "<p>"
+    + " ".join(
+        [
+            "An eigenvector of a linear map is a direction that the map only stretches or flips, never turns.",
+            "The eigenvalue is the stretch factor along that direction. In a basis of eigenvectors the map acts",
+            "coordinate by coordinate, which is why diagonalising a matrix makes powers and exponentials easy.",
+        ]
+    )
+    + "</p>"
+) * 16
 
 
 def _row(**attrs) -> str:
@@ -168,25 +187,56 @@ def _row(**attrs) -> str:
 
 def _q(i, score, title, body, accepted=None, tags="<general>"):
     extra = {"AcceptedAnswerId": accepted} if accepted else {}
-    return _row(Id=i, PostTypeId=1, **extra, CreationDate=DATE, Score=score, ViewCount=score * 40, Body=body,
-                OwnerUserId=55, Title=title, Tags=tags, AnswerCount=2, ContentLicense="CC BY-SA 4.0")
+    return _row(
+        Id=i,
+        PostTypeId=1,
+        **extra,
+        CreationDate=DATE,
+        Score=score,
+        ViewCount=score * 40,
+        Body=body,
+        OwnerUserId=55,
+        Title=title,
+        Tags=tags,
+        AnswerCount=2,
+        ContentLicense="CC BY-SA 4.0",
+    )
 
 
 def _a(i, parent, score, body):
-    return _row(Id=i, PostTypeId=2, ParentId=parent, CreationDate=DATE, Score=score, Body=body, OwnerUserId=12,
-                ContentLicense="CC BY-SA 4.0")
+    return _row(
+        Id=i,
+        PostTypeId=2,
+        ParentId=parent,
+        CreationDate=DATE,
+        Score=score,
+        Body=body,
+        OwnerUserId=12,
+        ContentLicense="CC BY-SA 4.0",
+    )
 
 
 SITES = {
     "math.stackexchange.com": [
-        _q(1, 85, "Why does the harmonic series diverge even though its terms go to zero?",
-           "<p>The terms 1/n get as small as we like, so why is the sum infinite?</p>", accepted=3),
+        _q(
+            1,
+            85,
+            "Why does the harmonic series diverge even though its terms go to zero?",
+            "<p>The terms 1/n get as small as we like, so why is the sum infinite?</p>",
+            accepted=3,
+        ),
         _a(2, 1, 6, "<p>Compare with an integral.</p>"),
         _a(3, 1, 42, HARMONIC),
-        _q(4, 60, "How can the number of trailing zeros of n factorial be counted quickly?",
-           "<p>Computing 1000! to count its zeros is slow. Is there a shortcut?</p>"),
+        _q(
+            4,
+            60,
+            "How can the number of trailing zeros of n factorial be counted quickly?",
+            "<p>Computing 1000! to count its zeros is slow. Is there a shortcut?</p>",
+        ),
         _a(5, 4, 31, ZEROS),
-        _q(6, 99, "What is wrong with this proof?", "<p>Proof that 1 = 2: let a = b ...</p>"),  # title not self-contained
+        _q(
+            6, 99, "What is wrong with this proof?", "<p>Proof that 1 = 2: let a = b ...</p>"
+        ),  # title not self-contained
         _a(7, 6, 50, HARMONIC.replace("harmonic", "harmonious")),
         _q(8, 40, "Is every bounded sequence of real numbers convergent?", "<p>Bounded should mean convergent?</p>"),
         _a(9, 8, 7, ZEROS.replace("Legendre", "de Polignac")),  # top answer scores below 10
@@ -203,24 +253,40 @@ SITES = {
         _row(Id=19, PostTypeId=5, CreationDate=DATE, Score=0, Body="<p>Tag wiki text.</p>"),  # not a Q or A
     ],
     "unix.stackexchange.com": [
-        _q(1, 120, "What is the difference between a hard link and a symbolic link?",
-           "<p>Both make a file reachable under a second name. When should each be used?</p>"),
+        _q(
+            1,
+            120,
+            "What is the difference between a hard link and a symbolic link?",
+            "<p>Both make a file reachable under a second name. When should each be used?</p>",
+        ),
         _a(2, 1, 97, LINKS),
         _a(3, 1, 12, "<p>Symlinks can cross file systems.</p>"),
     ],
     "cooking.stackexchange.com": [
-        _q(1, 48, "Why does bread dough need to rest after kneading?",
-           "<p>Recipes say to rest the dough before shaping. What does resting actually do?</p>"),
+        _q(
+            1,
+            48,
+            "Why does bread dough need to rest after kneading?",
+            "<p>Recipes say to rest the dough before shaping. What does resting actually do?</p>",
+        ),
         _a(2, 1, 36, DOUGH),
-        _q(3, 44, "How can a rusty cast iron pan be restored?",
-           "<p>A pan left in a damp shed has orange rust all over. Is it ruined?</p>"),
+        _q(
+            3,
+            44,
+            "How can a rusty cast iron pan be restored?",
+            "<p>A pan left in a damp shed has orange rust all over. Is it ruined?</p>",
+        ),
         _a(4, 3, 29, CAST_IRON),
         _q(5, 20, "Can olive oil be used for deep frying at home?", "<p>Smoke point worries.</p>"),
         _a(6, 5, 14, "<p>Yes, refined olive oil works well.</p>"),  # too short
     ],
     "travel.stackexchange.com": [
-        _q(1, 75, "Can one Schengen visa cover a trip through several member countries?",
-           "<p>The plan is three nights in Italy, then France and Spain. Is one visa enough?</p>"),
+        _q(
+            1,
+            75,
+            "Can one Schengen visa cover a trip through several member countries?",
+            "<p>The plan is three nights in Italy, then France and Spain. Is one visa enough?</p>",
+        ),
         _a(2, 1, 64, SCHENGEN),
         _q(3, 15, "Do trains in Europe require reserving a seat in advance?", "<p>Interrail pass holder.</p>"),
         _a(4, 3, 4, SCHENGEN.replace("Schengen", "rail")),  # top answer scores below 10
@@ -236,8 +302,15 @@ def _c(i, post, minute, text, user=None, name=None):
     who = {"UserId": user} if user is not None else {}
     if name is not None:
         who["UserDisplayName"] = name  # a deleted account: no UserId, only the display name
-    return _row(Id=i, PostId=post, Score=0, Text=text, CreationDate=f"2021-03-15T10:{minute:02d}:00.000", **who,
-                ContentLicense="CC BY-SA 4.0")
+    return _row(
+        Id=i,
+        PostId=post,
+        Score=0,
+        Text=text,
+        CreationDate=f"2021-03-15T10:{minute:02d}:00.000",
+        **who,
+        ContentLicense="CC BY-SA 4.0",
+    )
 
 
 # Comment chains under the top answers (curate.se_dialogue). File names: cooking "Comments.xml", math the
@@ -246,15 +319,33 @@ COMMENTS = {
     "cooking.stackexchange.com/Comments.xml": [
         _c(900, 1, 0, "Is this about wheat dough only, or rye too?", user=77),  # on the question: not the thread
         # the valid chain under answer 2 (dough): asker 55 and answerer 12 alternate; ids out of date order
-        _c(904, 2, 1, "@crumbcatcher Does the same rest help pizza dough that goes into the fridge overnight?",
-           user=55),
+        _c(
+            904, 2, 1, "@crumbcatcher Does the same rest help pizza dough that goes into the fridge overnight?", user=55
+        ),
         _c(903, 2, 2, "@DoughNut Great answer, I always skipped this step.", user=77),  # third party: left out
-        _c(902, 2, 3, "@crumbcatcher Yes. A cold rest relaxes the gluten too, just more slowly, so take the dough "
-           "out an hour before shaping and let it warm up first.", user=12),
-        _c(905, 2, 4, "@DoughNut And if it still shrinks back after that hour, should more water go in next time?",
-           user=55),
-        _c(906, 2, 5, "Usually not: shrinking means the gluten is still tight. Give it another fifteen minutes "
-           "covered; more water helps only when the dough also tears.", user=12),
+        _c(
+            902,
+            2,
+            3,
+            "@crumbcatcher Yes. A cold rest relaxes the gluten too, just more slowly, so take the dough "
+            "out an hour before shaping and let it warm up first.",
+            user=12,
+        ),
+        _c(
+            905,
+            2,
+            4,
+            "@DoughNut And if it still shrinks back after that hour, should more water go in next time?",
+            user=55,
+        ),
+        _c(
+            906,
+            2,
+            5,
+            "Usually not: shrinking means the gluten is still tight. Give it another fifteen minutes "
+            "covered; more water helps only when the dough also tears.",
+            user=12,
+        ),
         _c(907, 2, 6, "That worked, the pizza base stretched without tearing.", user=55),  # trailing asker turn: cut
         _row(PostId=2, Score=0, Text="A row with no Id attribute.", CreationDate="2021-03-15T10:07:00.000"),  # skip
         # too few turns under answer 4 (cast iron): the asker asks, nobody replies
@@ -289,34 +380,54 @@ def write_stackexchange(root: Path) -> None:
 
 # ---- wikiHow (Koupaee layout plus a category column) -------------------------------------------------------
 WIKIHOW = [
-    ("Food and Entertaining", "\nRinse the leaves.,\nHeat the water.,\nSteep briefly.", "How to Brew Green Tea1",
-     "This article explains how to brew green tea that tastes sweet rather than bitter.\n,Rinse about two teaspoons "
-     "of loose leaves in a strainer to wake them up.Then heat fresh water until small bubbles form, around 80 C, "
-     "which is well below boiling; water that is too hot scorches the leaves.\n,Pour the water over the leaves and "
-     "steep for two to three minutes. Taste after two minutes and strain as soon as it is pleasant, because every "
-     "extra minute adds bitterness.\n,Good leaves can be steeped two or three more times; add thirty seconds each "
-     "round. See [this chart](https://example.org/tea) for other teas."),
-    ("Food and Entertaining", "\nRinse.,\nHeat.", "How to Brew Green Tea2",
-     "Rinse the leaves first.\n,Heat the water to about 80 C and steep for two minutes."),  # exact duplicate title
-    ("Home and Garden", "\nChoose a pot.,\nWater sparingly.,\nGive it light.", "How to Care for a Snake Plant",
-     "Snake plants thrive on neglect, which makes them a good first houseplant.\n,Choose a pot with a drainage hole "
-     "and a gritty, fast-draining mix such as cactus soil; roots sitting in wet soil rot quickly.\n,Water only when "
-     "the soil is dry all the way down, about every two to three weeks in summer and once a month in winter. Pour "
-     "until water runs out of the bottom, then empty the saucer.\n,Bright, indirect light gives the fastest growth, "
-     "but the plant tolerates dim corners too.<img src=\"snake.jpg\"> Wipe dust off the leaves now and then so they "
-     "can use what light they get.\n,Repot every two or three years, in spring, when roots start to crowd the pot."),
-    ("Home and Garden", "\nEmpty the shelves.,\nWash with soda.", "How to Clean a Refrigerator3",
-     "Empty the shelves and drawers and throw away anything past its date.\n,Wash the shelves in warm soapy water; "
-     "wipe the inside with a solution of two tablespoons of baking soda per litre of warm water, which cleans "
-     "without leaving a chemical smell.\n,Dry everything with a towel before putting food back, and leave an open "
-     "box of baking soda on a shelf to absorb odours for the next few months.\n,Vacuum the coils at the back or "
-     "underneath once a year, since dusty coils make the compressor work harder. Visit www.example.org for more."),
-    ("Hobbies and Crafts", "\nPick a yarn.,\nMake a slip knot.,\nCast on.", "How to Start Knitting a Scarf",
-     "A scarf is the classic first project because it is just a long rectangle.\n,Pick a smooth, medium-weight yarn "
-     "in a light colour, so the stitches are easy to see, and needles of the size printed on the label.\n,Make a "
-     "slip knot, put it on one needle, and cast on about thirty stitches with the long-tail method.\n,Knit every row "
-     "(garter stitch). It lies flat and looks the same on both sides, so there is no wrong side to worry about.\n,"
-     "When the scarf is long enough, bind off loosely and weave the loose ends into the edge with a blunt needle."),
+    (
+        "Food and Entertaining",
+        "\nRinse the leaves.,\nHeat the water.,\nSteep briefly.",
+        "How to Brew Green Tea1",
+        "This article explains how to brew green tea that tastes sweet rather than bitter.\n,Rinse about two teaspoons "
+        "of loose leaves in a strainer to wake them up.Then heat fresh water until small bubbles form, around 80 C, "
+        "which is well below boiling; water that is too hot scorches the leaves.\n,Pour the water over the leaves and "
+        "steep for two to three minutes. Taste after two minutes and strain as soon as it is pleasant, because every "
+        "extra minute adds bitterness.\n,Good leaves can be steeped two or three more times; add thirty seconds each "
+        "round. See [this chart](https://example.org/tea) for other teas.",
+    ),
+    (
+        "Food and Entertaining",
+        "\nRinse.,\nHeat.",
+        "How to Brew Green Tea2",
+        "Rinse the leaves first.\n,Heat the water to about 80 C and steep for two minutes.",
+    ),  # exact duplicate title
+    (
+        "Home and Garden",
+        "\nChoose a pot.,\nWater sparingly.,\nGive it light.",
+        "How to Care for a Snake Plant",
+        "Snake plants thrive on neglect, which makes them a good first houseplant.\n,Choose a pot with a drainage hole "
+        "and a gritty, fast-draining mix such as cactus soil; roots sitting in wet soil rot quickly.\n,Water only when "
+        "the soil is dry all the way down, about every two to three weeks in summer and once a month in winter. Pour "
+        "until water runs out of the bottom, then empty the saucer.\n,Bright, indirect light gives the fastest growth, "
+        'but the plant tolerates dim corners too.<img src="snake.jpg"> Wipe dust off the leaves now and then so they '
+        "can use what light they get.\n,Repot every two or three years, in spring, when roots start to crowd the pot.",
+    ),
+    (
+        "Home and Garden",
+        "\nEmpty the shelves.,\nWash with soda.",
+        "How to Clean a Refrigerator3",
+        "Empty the shelves and drawers and throw away anything past its date.\n,Wash the shelves in warm soapy water; "
+        "wipe the inside with a solution of two tablespoons of baking soda per litre of warm water, which cleans "
+        "without leaving a chemical smell.\n,Dry everything with a towel before putting food back, and leave an open "
+        "box of baking soda on a shelf to absorb odours for the next few months.\n,Vacuum the coils at the back or "
+        "underneath once a year, since dusty coils make the compressor work harder. Visit www.example.org for more.",
+    ),
+    (
+        "Hobbies and Crafts",
+        "\nPick a yarn.,\nMake a slip knot.,\nCast on.",
+        "How to Start Knitting a Scarf",
+        "A scarf is the classic first project because it is just a long rectangle.\n,Pick a smooth, medium-weight yarn "
+        "in a light colour, so the stitches are easy to see, and needles of the size printed on the label.\n,Make a "
+        "slip knot, put it on one needle, and cast on about thirty stitches with the long-tail method.\n,Knit every row "
+        "(garter stitch). It lies flat and looks the same on both sides, so there is no wrong side to worry about.\n,"
+        "When the scarf is long enough, bind off loosely and weave the loose ends into the edge with a blunt needle.",
+    ),
     ("Hobbies and Crafts", "", "How to Do Nothing", ""),  # no text: dropped
 ]
 
@@ -334,15 +445,37 @@ def write_wikihow(root: Path) -> None:
 
 # ---- Pushshift Reddit ----------------------------------------------------------------------------------
 def _sub(i, title, score, sub="WritingPrompts", selftext="", **kw):
-    return {"id": i, "name": f"t3_{i}", "subreddit": sub, "title": title, "selftext": selftext, "is_self": True,
-            "author": "writer" + i, "score": score, "num_comments": 3, "created_utc": 1556668800 + len(i),
-            "permalink": f"/r/{sub}/comments/{i}/x/", "over_18": False, "stickied": False, **kw}
+    return {
+        "id": i,
+        "name": f"t3_{i}",
+        "subreddit": sub,
+        "title": title,
+        "selftext": selftext,
+        "is_self": True,
+        "author": "writer" + i,
+        "score": score,
+        "num_comments": 3,
+        "created_utc": 1556668800 + len(i),
+        "permalink": f"/r/{sub}/comments/{i}/x/",
+        "over_18": False,
+        "stickied": False,
+        **kw,
+    }
 
 
 def _com(i, link, body, score, parent=None, **kw):
-    return {"id": i, "parent_id": parent or f"t3_{link}", "link_id": f"t3_{link}", "subreddit": "WritingPrompts",
-            "author": "teller" + i, "body": body, "score": score, "created_utc": "1556670021.0", "stickied": False,
-            **kw}
+    return {
+        "id": i,
+        "parent_id": parent or f"t3_{link}",
+        "link_id": f"t3_{link}",
+        "subreddit": "WritingPrompts",
+        "author": "teller" + i,
+        "body": body,
+        "score": score,
+        "created_utc": "1556670021.0",
+        "stickied": False,
+        **kw,
+    }
 
 
 STORY_LIGHTHOUSE = (
@@ -354,7 +487,8 @@ STORY_LIGHTHOUSE = (
     "Maren folded the letter, put on her boots, and walked down to the tide pools at the turn of the tide. She "
     "did not expect anything. She read the letter aloud anyway, because it seemed rude not to deliver it.\n\n"
     "The next morning a gull stood on the railing with something bright in its beak. It dropped the ring at her "
-    "feet, looked at her as if she were slow, and flew off toward the mainland, where the return address was.")
+    "feet, looked at her as if she were slow, and flew off toward the mainland, where the return address was."
+)
 STORY_CLOCK = (
     "Every clock in the town stopped at 3:17 on a Tuesday, and the baker was the only one who noticed that the "
     "bread kept rising.\n\n"
@@ -364,7 +498,8 @@ STORY_CLOCK = (
     "So he did what bakers do. He shaped forty loaves, then four hundred, and walked them through the frozen "
     "streets, leaving one in every unmoving hand: the mayor, the postwoman, the boy mid-jump over a puddle.\n\n"
     "When the clocks started again at 3:18, the whole town found itself holding warm bread, and nobody could say "
-    "where it came from. The baker went home and slept for what felt like a week, and was, by any clock, a minute.")
+    "where it came from. The baker went home and slept for what felt like a week, and was, by any clock, a minute."
+)
 
 WP_SUBMISSIONS = [
     _sub("wp1", "[WP] A lighthouse keeper receives a letter addressed to the sea.", 412),
@@ -386,8 +521,9 @@ WP_COMMENTS = [
 ASKREDDIT = [
     _sub("q1", "What is a small habit that noticeably improved your mornings?", 5400, sub="AskReddit"),
     _sub("q2", "Which skill do you wish schools taught but never did?", 4300, sub="AskReddit"),
-    _sub("q3", "What's the best piece of advice you've ever received from a total stranger?", 4100,
-         sub="AskReddit"),  # duplicates a hand-written test prompt: decontaminated
+    _sub(
+        "q3", "What's the best piece of advice you've ever received from a total stranger?", 4100, sub="AskReddit"
+    ),  # duplicates a hand-written test prompt: decontaminated
     _sub("q4", "Hi?", 3900, sub="AskReddit"),  # too short
     _sub("q5", "What everyday object would confuse someone from 200 years ago the most?", 3500, sub="AskReddit"),
     _sub("q6", "An adult-only question", 3000, sub="AskReddit", over_18=True),
@@ -409,35 +545,70 @@ def write_reddit(root: Path) -> None:
 
 # ---- Super-Natural Instructions -----------------------------------------------------------------------
 def _task(cats, definition, instances, lang="English"):
-    return {"Contributors": ["Demo Author"], "Source": ["demo"], "URL": ["https://example.org/demo"],
-            "Categories": cats, "Reasoning": [], "Definition": [definition], "Input_language": [lang],
-            "Output_language": [lang], "Instruction_language": ["English"], "Domains": ["Miscellaneous"],
-            "Positive Examples": [], "Negative Examples": [],
-            "Instances": [{"id": f"task-{i}", "input": a, "output": [b]} for i, (a, b) in enumerate(instances)],
-            "Instance License": ["CC BY 4.0"]}
+    return {
+        "Contributors": ["Demo Author"],
+        "Source": ["demo"],
+        "URL": ["https://example.org/demo"],
+        "Categories": cats,
+        "Reasoning": [],
+        "Definition": [definition],
+        "Input_language": [lang],
+        "Output_language": [lang],
+        "Instruction_language": ["English"],
+        "Domains": ["Miscellaneous"],
+        "Positive Examples": [],
+        "Negative Examples": [],
+        "Instances": [{"id": f"task-{i}", "input": a, "output": [b]} for i, (a, b) in enumerate(instances)],
+        "Instance License": ["CC BY 4.0"],
+    }
 
 
 TASKS = {
-    "task9001_recipes_title_generation": _task(["Title Generation"],
-        "Given a short recipe, write a title of at most six words that names the dish.", [
+    "task9001_recipes_title_generation": _task(
+        ["Title Generation"],
+        "Given a short recipe, write a title of at most six words that names the dish.",
+        [
             ("Whisk oats, milk and honey, then chill the jar overnight.", "Overnight Honey Oats"),
-            ("Toss cubed melon with lime juice and torn mint leaves.", "Minted Melon Salad")]),
-    "task9002_trivia_question_generation": _task(["Question Generation"],
+            ("Toss cubed melon with lime juice and torn mint leaves.", "Minted Melon Salad"),
+        ],
+    ),
+    "task9002_trivia_question_generation": _task(
+        ["Question Generation"],
         "Read the fact and write one question that the fact answers. The question must be answerable from the "
-        "fact alone.", [
-            ("The Danube flows through ten countries, more than any other river.",
-             "Which river flows through the most countries?"),
-            ("Honey found in ancient tombs was still edible after thousands of years.",
-             "Can honey stay edible for thousands of years?")]),
-    "task9003_notes_summarization": _task(["Summarization"],
-        "Summarize the meeting notes in one sentence for someone who missed the meeting.", [
-            ("The team agreed to move the launch to May 3, assigned Priya to finish the billing page, and will meet "
-             "again Friday to review test results.",
-             "Launch moves to May 3, Priya finishes billing, and results are reviewed Friday.")]),
-    "task9004_review_sentiment_classification": _task(["Sentiment Analysis"],  # not generation: dropped
-        "Classify the review as positive or negative.", [("Lovely staff, will return.", "positive")]),
-    "task9005_french_paraphrasing": _task(["Paraphrasing"],  # not English: dropped
-        "Reformulez la phrase.", [("Il pleut beaucoup.", "Il tombe des cordes.")], lang="French"),
+        "fact alone.",
+        [
+            (
+                "The Danube flows through ten countries, more than any other river.",
+                "Which river flows through the most countries?",
+            ),
+            (
+                "Honey found in ancient tombs was still edible after thousands of years.",
+                "Can honey stay edible for thousands of years?",
+            ),
+        ],
+    ),
+    "task9003_notes_summarization": _task(
+        ["Summarization"],
+        "Summarize the meeting notes in one sentence for someone who missed the meeting.",
+        [
+            (
+                "The team agreed to move the launch to May 3, assigned Priya to finish the billing page, and will meet "
+                "again Friday to review test results.",
+                "Launch moves to May 3, Priya finishes billing, and results are reviewed Friday.",
+            )
+        ],
+    ),
+    "task9004_review_sentiment_classification": _task(
+        ["Sentiment Analysis"],  # not generation: dropped
+        "Classify the review as positive or negative.",
+        [("Lovely staff, will return.", "positive")],
+    ),
+    "task9005_french_paraphrasing": _task(
+        ["Paraphrasing"],  # not English: dropped
+        "Reformulez la phrase.",
+        [("Il pleut beaucoup.", "Il tombe des cordes.")],
+        lang="French",
+    ),
 }
 
 

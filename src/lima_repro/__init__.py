@@ -3,6 +3,7 @@
 Stages (each `run_<stage>(config) -> Path` writes one folder of a run directory):
 curate -> train -> generate (-> judge -> analyse -> figures).
 """
+
 from .config import Config, load_config
 
 __version__ = "0.1.0"

@@ -16,6 +16,7 @@ whose sub-run already holds `judge/results.json`. Each condition leaves its summ
 `summary.{json,csv}` merge every configured condition's row, so conditions can run as independent jobs
 (`python -m lima_repro ablations --run-dir R --condition NAME`); conditions never run are listed as `not_run`.
 """
+
 from __future__ import annotations
 
 import copy
@@ -68,8 +69,11 @@ def condition_config(cfg: Config, name: str, spec: dict) -> Config:
 def is_multi_turn(example: dict) -> bool:
     """GAIR/lima marks its 30 dialogue chains `source: multi_turn`, canonical rows may tag them `multi_turn`; any
     row with more than one user turn is one too."""
-    return (example["source"] == "multi_turn" or "multi_turn" in example.get("tags", [])
-            or sum(m["role"] == "user" for m in example["messages"]) > 1)
+    return (
+        example["source"] == "multi_turn"
+        or "multi_turn" in example.get("tags", [])
+        or sum(m["role"] == "user" for m in example["messages"]) > 1
+    )
 
 
 def write_without_multi_turn(sub: Config, dest: Path) -> dict:
@@ -79,10 +83,13 @@ def write_without_multi_turn(sub: Config, dest: Path) -> dict:
     examples = data.read_many(sub.curate.train_files)
     kept = [ex for ex in examples if not is_multi_turn(ex)]
     if len(kept) == len(examples):
-        raise data.DataError(", ".join(sub.curate.train_files), None, "no multi-turn rows to drop (source "
-                             "`multi_turn`, tag `multi_turn`, or more than one user turn)",
-                             "point the condition's curate.train_files at data holding the dialogue chains "
-                             "(GAIR/lima train.jsonl has 30)")
+        raise data.DataError(
+            ", ".join(sub.curate.train_files),
+            None,
+            "no multi-turn rows to drop (source `multi_turn`, tag `multi_turn`, or more than one user turn)",
+            "point the condition's curate.train_files at data holding the dialogue chains "
+            "(GAIR/lima train.jsonl has 30)",
+        )
     write_jsonl(dest, kept)
     sub.curate.train_files = [str(dest)]
     return {"read": len(examples), "multi_turn_dropped": len(examples) - len(kept)}
@@ -94,13 +101,19 @@ def check_size(sub_run: RunDir, name: str, target: int) -> None:
     n = card["files"][sub_run.split("train").name]["rows"]
     if n == target:
         return
-    steps = "; ".join(f"{src}: " + ", ".join(f"{s['step']} {s['kept']} kept / {s['dropped']} dropped"
-                                             for s in info["steps"])
-                      for src, info in card.get("sources", {}).items() if info["steps"])
-    raise data.DataError(sub_run.datacard, "train split", f"condition {name!r} curated {n} training examples "
-                         f"for its size x = {target}. Filter steps: {steps or 'none ran'}",
-                         "add raw dumps, raise curate.stackexchange.candidates_per_site (the per-site cap counted "
-                         "as se.top_scoring_questions), or lower the condition's x")
+    steps = "; ".join(
+        f"{src}: " + ", ".join(f"{s['step']} {s['kept']} kept / {s['dropped']} dropped" for s in info["steps"])
+        for src, info in card.get("sources", {}).items()
+        if info["steps"]
+    )
+    raise data.DataError(
+        sub_run.datacard,
+        "train split",
+        f"condition {name!r} curated {n} training examples "
+        f"for its size x = {target}. Filter steps: {steps or 'none ran'}",
+        "add raw dumps, raise curate.stackexchange.candidates_per_site (the per-site cap counted "
+        "as se.top_scoring_questions), or lower the condition's x",
+    )
 
 
 def hold_dialogues(sub: Config, name: str) -> Path:
@@ -123,10 +136,15 @@ def _row(sub: RunDir, name: str) -> dict:
     card = sub.read_datacard()
     train = card["splits"].get("train", [])
     total = next((r for r in train if r["source"] == "total"), None)
-    return {"likert": res.get("likert", {}).get(system, {}), "dialogue_turns": res.get("dialogue_turns", {}).get(name),
-            "n_examples": card["files"][sub.split("train").name]["rows"], "system": system,
-            "n_multi_turn": total["multi_turn"] if total else sum(r.get("multi_turn", 0) for r in train),
-            "judge": res.get("judge"), "test_sha256": sha256_file(test) if test.is_file() else None}
+    return {
+        "likert": res.get("likert", {}).get(system, {}),
+        "dialogue_turns": res.get("dialogue_turns", {}).get(name),
+        "n_examples": card["files"][sub.split("train").name]["rows"],
+        "system": system,
+        "n_multi_turn": total["multi_turn"] if total else sum(r.get("multi_turn", 0) for r in train),
+        "judge": res.get("judge"),
+        "test_sha256": sha256_file(test) if test.is_file() else None,
+    }
 
 
 def _record(sub_run: RunDir, row: dict) -> dict:
@@ -138,8 +156,13 @@ def run_condition(cfg: Config, name: str, spec: dict, judge_factory) -> dict:
     """One condition, stage by stage; returns its summary row (status `ok` or `failed` with stage and error),
     also left in the sub-run for the summary to merge."""
     sub_run = RunDir.of(cfg).ablation(name)
-    row = {"condition": name, "groups": spec.get("groups", []), "x": spec.get("x"), "paper": spec.get("paper"),
-           "run_dir": str(sub_run.root)}
+    row = {
+        "condition": name,
+        "groups": spec.get("groups", []),
+        "x": spec.get("x"),
+        "paper": spec.get("paper"),
+        "run_dir": str(sub_run.root),
+    }
     if sub_run.read_results() is not None:  # judged and finished: resume
         before = read_json(sub_run.condition_row) if sub_run.condition_row.is_file() else {}
         return _record(sub_run, {**before, **row, "status": "ok", "resumed": True, **_row(sub_run, name)})
@@ -164,23 +187,49 @@ def run_condition(cfg: Config, name: str, spec: dict, judge_factory) -> dict:
     except Exception as e:  # noqa: BLE001  a failing condition is recorded; the others still run
         sub_run.root.mkdir(parents=True, exist_ok=True)
         sub_run.ablation_error.write_text(traceback.format_exc(), encoding="utf-8")
-        return _record(sub_run, {**row, "status": "failed", "failed_stage": stage, "error": f"{type(e).__name__}: {e}",
-                                 "wall_time_s": round(time.time() - t0, 1)})
+        return _record(
+            sub_run,
+            {
+                **row,
+                "status": "failed",
+                "failed_stage": stage,
+                "error": f"{type(e).__name__}: {e}",
+                "wall_time_s": round(time.time() - t0, 1),
+            },
+        )
     if not cfg.ablations.keep_checkpoints:
         for d in (sub_run.checkpoints, sub_run.state):
             shutil.rmtree(d, ignore_errors=True)
-    return _record(sub_run, {**row, **extra, "status": "ok", "resumed": False,
-                             "wall_time_s": round(time.time() - t0, 1), **_row(sub_run, name)})
+    return _record(
+        sub_run,
+        {
+            **row,
+            **extra,
+            "status": "ok",
+            "resumed": False,
+            "wall_time_s": round(time.time() - t0, 1),
+            **_row(sub_run, name),
+        },
+    )
 
 
 def _csv_row(r: dict) -> dict:
     lik, turns = r.get("likert") or {}, r.get("dialogue_turns") or {}
-    return {"condition": r["condition"], "groups": "+".join(r["groups"]), "n_examples": r.get("n_examples"),
-            "likert_mean": lik.get("mean"), "likert_lo": lik.get("lo"), "likert_hi": lik.get("hi"),
-            "likert_n_prompts": lik.get("n"), "x": r.get("x"), "n_multi_turn": r.get("n_multi_turn"),
-            "dialogue_turns_n": turns.get("n"),
-            **{f"dialogue_{g}_pct": (turns.get(g) or {}).get("pct") for g in ("Excellent", "Pass", "Fail")},
-            "status": r["status"], "error": r.get("error")}
+    return {
+        "condition": r["condition"],
+        "groups": "+".join(r["groups"]),
+        "n_examples": r.get("n_examples"),
+        "likert_mean": lik.get("mean"),
+        "likert_lo": lik.get("lo"),
+        "likert_hi": lik.get("hi"),
+        "likert_n_prompts": lik.get("n"),
+        "x": r.get("x"),
+        "n_multi_turn": r.get("n_multi_turn"),
+        "dialogue_turns_n": turns.get("n"),
+        **{f"dialogue_{g}_pct": (turns.get(g) or {}).get("pct") for g in ("Excellent", "Pass", "Fail")},
+        "status": r["status"],
+        "error": r.get("error"),
+    }
 
 
 def write_summary(run: RunDir, cfg: Config) -> dict:
@@ -193,17 +242,30 @@ def write_summary(run: RunDir, cfg: Config) -> dict:
         if path.is_file():
             rows.append(read_json(path))
         else:
-            not_run.append({"condition": name, "groups": spec.get("groups", []), "x": spec.get("x"),
-                            "paper": spec.get("paper"), "status": "not_run"})
+            not_run.append(
+                {
+                    "condition": name,
+                    "groups": spec.get("groups", []),
+                    "x": spec.get("x"),
+                    "paper": spec.get("paper"),
+                    "status": "not_run",
+                }
+            )
     ok = [r for r in rows if r["status"] == "ok"]
     judges = sorted({r["judge"] for r in ok if r.get("judge")})
     matched_size = {"diversity", "quality", "selector"}  # LIMA sec. 5: 2,000 examples each
     summary = {
-        "note": a.note, "n_examples_target": a.n_examples, "num_samples": a.num_samples, "protocols": a.protocols,
+        "note": a.note,
+        "n_examples_target": a.n_examples,
+        "num_samples": a.num_samples,
+        "protocols": a.protocols,
         "judge": judges[0] if len(judges) == 1 else judges or None,
-        "matched": {"test_prompts": len({r["test_sha256"] for r in ok}) <= 1,
-                    "size_mismatch": [r["condition"] for r in ok if matched_size & set(r["groups"])
-                                      and r["n_examples"] != a.n_examples]},
+        "matched": {
+            "test_prompts": len({r["test_sha256"] for r in ok}) <= 1,
+            "size_mismatch": [
+                r["condition"] for r in ok if matched_size & set(r["groups"]) and r["n_examples"] != a.n_examples
+            ],
+        },
         "counts": {s: sum(r["status"] == s for r in rows) for s in ("ok", "failed")} | {"not_run": len(not_run)},
         "order": list(a.conditions),  # the configured order (conditions and not_run are each a part of it)
         "conditions": rows,

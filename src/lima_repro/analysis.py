@@ -10,6 +10,7 @@
 - Agreement (sec. 4): tie-discounted accuracy, 1 for the same label, 0.5 when the labels differ and one is `neither`.
 Invalid judgments are counted in every table and left out of its shares, never guessed.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,8 +44,11 @@ def balanced_preference(ab: dict[str, float], ba: dict[str, float]) -> dict[str,
     probabilities of one pair judged in both orders (`ab`: ours shown as A; `ba`: ours shown as B), averaged so that
     each system is scored once in each position. A judge that prefers position A whatever it reads gives both
     systems the same probability. Returns {"ours", "theirs", "neither"}."""
-    return {"ours": (ab["A"] + ba["B"]) / 2, "theirs": (ab["B"] + ba["A"]) / 2,
-            "neither": (ab["neither"] + ba["neither"]) / 2}
+    return {
+        "ours": (ab["A"] + ba["B"]) / 2,
+        "theirs": (ab["B"] + ba["A"]) / 2,
+        "neither": (ab["neither"] + ba["neither"]) / 2,
+    }
 
 
 def calibrated_outcome(p: dict[str, float], margin: float) -> str:
@@ -56,15 +60,18 @@ def calibrated_outcome(p: dict[str, float], margin: float) -> str:
     return "win" if diff > 0 else "loss"
 
 
-
 def bootstrap_mean(values: list[float], n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
     """Mean with a percentile-bootstrap CI (values resampled with replacement)."""
     if not values:
         return {"n": 0, "mean": None, "lo": None, "hi": None}
     rng = random.Random(seed)
     boots = sorted(statistics.fmean(rng.choices(values, k=len(values))) for _ in range(n_boot))
-    return {"n": len(values), "mean": statistics.fmean(values), "lo": _quantile(boots, (1 - level) / 2),
-            "hi": _quantile(boots, 1 - (1 - level) / 2)}
+    return {
+        "n": len(values),
+        "mean": statistics.fmean(values),
+        "lo": _quantile(boots, (1 - level) / 2),
+        "hi": _quantile(boots, 1 - (1 - level) / 2),
+    }
 
 
 def preference_ci(outcomes: list[str], n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
@@ -75,8 +82,13 @@ def preference_ci(outcomes: list[str], n_boot: int = 2000, seed: int = 0, level:
     return {"n": b["n"], "pct": b["mean"], "lo": b["lo"], "hi": b["hi"], "excludes_chance": excludes}
 
 
-def bootstrap_shares(outcomes: list[str], n_boot: int = 2000, seed: int = 0, level: float = 0.95,
-                     categories: tuple[str, ...] = ("win", "tie", "loss")) -> dict[str, dict]:
+def bootstrap_shares(
+    outcomes: list[str],
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+    categories: tuple[str, ...] = ("win", "tie", "loss"),
+) -> dict[str, dict]:
     """Percentages of each category among valid outcomes, each with a percentile-bootstrap CI (items resampled
     with replacement). Invalid outcomes are reported as a count only."""
     valid = [o for o in outcomes if o in categories]
@@ -111,8 +123,10 @@ def _betacf(a: float, b: float, x: float) -> float:
     d = 1.0 / (d if abs(d) > tiny else tiny)
     h = d
     for m in range(1, 300):
-        for num in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                    -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+        for num in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
             d = 1.0 + num * d
             d = 1.0 / (d if abs(d) > tiny else tiny)
             c = 1.0 + num / c
@@ -224,11 +238,15 @@ def length_stats(rows: list[dict]) -> dict[str, dict]:
         chars = [len(r["response"]) for r in rs]
         words = [len(r["response"].split()) for r in rs]
         toks = [r["response_tokens"] for r in rs if r.get("response_tokens") is not None]
-        out[name] = {"n": len(rs), "chars_mean": statistics.fmean(chars), "chars_median": statistics.median(chars),
-                     "words_mean": statistics.fmean(words), "chars_max": max(chars),
-                     "tokens_mean": statistics.fmean(toks) if toks else None}
+        out[name] = {
+            "n": len(rs),
+            "chars_mean": statistics.fmean(chars),
+            "chars_median": statistics.median(chars),
+            "words_mean": statistics.fmean(words),
+            "chars_max": max(chars),
+            "tokens_mean": statistics.fmean(toks) if toks else None,
+        }
     return out
-
 
 
 def dialogue_turn_shares(rows: list[dict], categories: tuple[str, ...] = GRADES) -> dict[str, dict]:
@@ -266,8 +284,14 @@ def dialogue_conversation_compare(rows: list[dict], a: str, b: str, categories: 
     shared = sorted(set(means[a]) & set(means[b]))
     better = sum(means[a][k] > means[b][k] for k in shared)
     worse = sum(means[a][k] < means[b][k] for k in shared)
-    return {"a": a, "b": b, "n": len(shared), "a_better": better, "tied": len(shared) - better - worse, "a_worse": worse}
-
+    return {
+        "a": a,
+        "b": b,
+        "n": len(shared),
+        "a_better": better,
+        "tied": len(shared) - better - worse,
+        "a_worse": worse,
+    }
 
 
 def _logistic_intercept(x: list[float], y: list[float], ridge: float = 1e-6, iters: int = 100) -> tuple[float, float]:
@@ -302,8 +326,17 @@ def length_controlled(pairs: list[tuple[str, float, float]], band: float = 1.5) 
       (or all losses) there is nothing to fit: `lc_win_pct` = `pref_pct` and `length_slope` None.
     """
     valid = [(o, la, lb) for o, la, lb in pairs if o in PREFERENCE]
-    out: dict = {"n": len(valid), "band": band, "pref_pct": None, "lc_win_pct": None, "length_slope": None,
-                 "band_n": 0, "band_win_pct": None, "band_tie_pct": None, "band_loss_pct": None}
+    out: dict = {
+        "n": len(valid),
+        "band": band,
+        "pref_pct": None,
+        "lc_win_pct": None,
+        "length_slope": None,
+        "band_n": 0,
+        "band_win_pct": None,
+        "band_tie_pct": None,
+        "band_loss_pct": None,
+    }
     if not valid:
         return out
     x = [math.log2((la + 1) / (lb + 1)) for _, la, lb in valid]

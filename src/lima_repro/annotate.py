@@ -12,6 +12,7 @@ an appended event too, so the file is a complete log. Each event has a random id
 same name both keep their labels. Reopening replays the log (a last line cut short, e.g. by a full disk, is dropped
 with a warning) and resumes at the first unlabelled item. Several annotators each get their own file.
 """
+
 from __future__ import annotations
 
 import html
@@ -28,18 +29,36 @@ from .judging.items import pairs, resolve_system
 from .judging.labels import active_labels, event_id, new_event_id, read_log, repair_tail
 from .runs import RunDir
 
-PAIRWISE = {"1": "Response 1 is significantly better", "2": "Response 2 is significantly better",
-            "neither": "Neither is significantly better"}
-KEYS = {"1": ("choose", "1"), "2": ("choose", "2"), "0": ("choose", "neither"), "n": ("choose", "neither"),
-        "q": ("grade", 1, "Fail"), "w": ("grade", 1, "Pass"), "e": ("grade", 1, "Excellent"),
-        "a": ("grade", 2, "Fail"), "s": ("grade", 2, "Pass"), "d": ("grade", 2, "Excellent"), "u": ("undo",)}
+PAIRWISE = {
+    "1": "Response 1 is significantly better",
+    "2": "Response 2 is significantly better",
+    "neither": "Neither is significantly better",
+}
+KEYS = {
+    "1": ("choose", "1"),
+    "2": ("choose", "2"),
+    "0": ("choose", "neither"),
+    "n": ("choose", "neither"),
+    "q": ("grade", 1, "Fail"),
+    "w": ("grade", 1, "Pass"),
+    "e": ("grade", 1, "Excellent"),
+    "a": ("grade", 2, "Fail"),
+    "s": ("grade", 2, "Pass"),
+    "d": ("grade", 2, "Excellent"),
+    "u": ("undo",),
+}
 
 
 def pairwise_items(rows: list[dict], system: str, baseline: str) -> list[dict]:
     """One item per (prompt, sample) that both systems answered; ids match the judge stage's pairwise items."""
-    return [{"item_id": item, "messages": ours["messages"],
-             "responses": {system: ours["response"], baseline: other["response"]}}
-            for item, ours, other in pairs(rows, system, baseline)]
+    return [
+        {
+            "item_id": item,
+            "messages": ours["messages"],
+            "responses": {system: ours["response"], baseline: other["response"]},
+        }
+        for item, ours, other in pairs(rows, system, baseline)
+    ]
 
 
 class Annotator:
@@ -101,8 +120,16 @@ class Annotator:
             return
         shown = self.order(item)
         winner = "neither" if choice == "neither" else shown[int(choice) - 1]
-        self._write({"event": "label", "kind": "pairwise", "item_id": item["item_id"], "choice": choice,
-                     "shown": shown, "winner": winner})
+        self._write(
+            {
+                "event": "label",
+                "kind": "pairwise",
+                "item_id": item["item_id"],
+                "choice": choice,
+                "shown": shown,
+                "winner": winner,
+            }
+        )
         self.pos = self._first_unlabelled()
         self.refresh()
 
@@ -112,8 +139,16 @@ class Annotator:
         if item is None or label not in GRADES:
             return
         system = self.order(item)[slot - 1]
-        self._write({"event": "label", "kind": "absolute", "item_id": item["item_id"], "slot": slot,
-                     "system": system, "label": label})
+        self._write(
+            {
+                "event": "label",
+                "kind": "absolute",
+                "item_id": item["item_id"],
+                "slot": slot,
+                "system": system,
+                "label": label,
+            }
+        )
         self.refresh()
 
     def undo(self) -> None:
@@ -156,8 +191,17 @@ class Annotator:
         self.keys.observe(self._on_key, names="value")
         self.progress_bar = w.IntProgress(min=0, max=max(1, len(self.items)))
         grades = [w.HBox([self.grade_buttons[(s, g)] for g in GRADES]) for s in (1, 2)]
-        self._widget = w.VBox([self.header, self.progress_bar, self.prompt_box, w.HBox(self.resp), w.HBox(grades),
-                               w.HBox(list(self.buttons.values()) + [self.undo_button]), self.keys])
+        self._widget = w.VBox(
+            [
+                self.header,
+                self.progress_bar,
+                self.prompt_box,
+                w.HBox(self.resp),
+                w.HBox(grades),
+                w.HBox(list(self.buttons.values()) + [self.undo_button]),
+                self.keys,
+            ]
+        )
         self.refresh()
 
     def _on_key(self, change) -> None:
@@ -179,9 +223,12 @@ class Annotator:
             return
         conv = "<br>".join(f"<b>{m['role']}</b>: {html.escape(m['content'])}" for m in item["messages"])
         self.prompt_box.value = f"<div style='white-space:pre-wrap'>{conv}</div>"
-        grades = {e["slot"]: e["label"] for e in self.labels() if e["kind"] == "absolute" and e["item_id"] == item["item_id"]}
+        grades = {
+            e["slot"]: e["label"] for e in self.labels() if e["kind"] == "absolute" and e["item_id"] == item["item_id"]
+        }
         for i, name in enumerate(self.order(item)):
             g = f" <i>[{grades[i + 1]}]</i>" if i + 1 in grades else ""
-            self.resp[i].value = (f"<b>Response {i + 1}</b>{g}<div style='white-space:pre-wrap'>"
-                                  f"{html.escape(item['responses'][name])}</div>")
-
+            self.resp[i].value = (
+                f"<b>Response {i + 1}</b>{g}<div style='white-space:pre-wrap'>"
+                f"{html.escape(item['responses'][name])}</div>"
+            )

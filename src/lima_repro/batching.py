@@ -6,6 +6,7 @@ replays it exactly. Process `rank` of `world` takes examples rank::world of each
 micro-batches: padded batches of similar length, or packed rows (several examples per row, positions
 restarting at 0 for each, so the model's mask keeps them from attending to one another).
 """
+
 from __future__ import annotations
 
 import math
@@ -49,8 +50,8 @@ def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros_like(ids)
     for row, s in enumerate(seqs):
-        ids[row, width - len(s):] = torch.tensor(s)
-        mask[row, width - len(s):] = 1
+        ids[row, width - len(s) :] = torch.tensor(s)
+        mask[row, width - len(s) :] = 1
     return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
 
 

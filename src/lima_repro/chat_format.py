@@ -8,6 +8,7 @@ checks they agree.
 
 Only assistant utterances and the EOT after each carry loss; prompts (user and system text) do not.
 """
+
 from __future__ import annotations
 
 IGNORE = -100  # label value that carries no loss (PyTorch cross_entropy ignore_index)

@@ -9,6 +9,7 @@ A user error (a bad config value, a malformed input file, a wrong argument: `USE
 stderr saying what, where and the fix, and exits with status 2; `--debug` anywhere on the command line (or
 LIMA_REPRO_DEBUG=1) shows its traceback instead. Any other exception is a bug and keeps its traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -82,10 +83,15 @@ def _entry(spec: str):
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", default=None, help=f"one of {', '.join(list_profiles())} (default: with --run-dir, "
-                   "that run's config.json; else demo)")
+    p.add_argument(
+        "--profile",
+        default=None,
+        help=f"one of {', '.join(list_profiles())} (default: with --run-dir, that run's config.json; else demo)",
+    )
     p.add_argument("--config", action="append", default=[], metavar="YAML", help="user YAML overriding the profile")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one field, e.g. train.epochs=2")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override one field, e.g. train.epochs=2"
+    )
     p.add_argument("--run-dir", default=None, help="run directory (default: a new one under runs/)")
 
 
@@ -95,8 +101,10 @@ def _resolve(args):
         cfg = load_resolved(args.config_json, parse_set(args.set))
     elif run_config and run_config.is_file() and args.profile is None:  # a run directory's config is its default
         if args.config:
-            raise UsageError(f"--config starts from a profile, but --run-dir {args.run_dir} has its own config.json; "
-                             "change it with --set KEY=VALUE, or give --profile to start from a profile")
+            raise UsageError(
+                f"--config starts from a profile, but --run-dir {args.run_dir} has its own config.json; "
+                "change it with --set KEY=VALUE, or give --profile to start from a profile"
+            )
         cfg = load_resolved(run_config, parse_set(args.set))
         print(f"config: {run_config} (the run's own; --profile NAME starts from a profile instead)", file=sys.stderr)
     else:
@@ -111,21 +119,32 @@ def _resolve(args):
 
 def _main(argv: list[str]) -> int:
     parser = _Parser(prog="python -m lima_repro", description="LIMA reproduction pipeline")
-    parser.add_argument("--debug", action="store_true",
-                        help=f"show the traceback of a user error (anywhere on the line; or set {DEBUG_ENV}=1)")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help=f"show the traceback of a user error (anywhere on the line; or set {DEBUG_ENV}=1)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="execute the pipeline notebooks in order (papermill)")
     _config_args(p)
-    p.add_argument("--launcher", default=None, metavar="CMD",
-                   help="train as a separate launched command instead of the 02_train notebook: `accelerate` (FSDP, "
-                        "configs/accelerate/fsdp.yaml) or a command prefix, e.g. 'torchrun --nproc_per_node 8'")
+    p.add_argument(
+        "--launcher",
+        default=None,
+        metavar="CMD",
+        help="train as a separate launched command instead of the 02_train notebook: `accelerate` (FSDP, "
+        "configs/accelerate/fsdp.yaml) or a command prefix, e.g. 'torchrun --nproc_per_node 8'",
+    )
     p = sub.add_parser("config", help="print the resolved configuration as JSON")
     _config_args(p)
     p = sub.add_parser("plan", help="GPUs, memory per GPU, tokens and hours each stage needs (before renting GPUs)")
     _config_args(p)
-    for flag, default, what in (("--gpus", 8, "GPUs"), ("--gpu-memory", 80.0, "GB per GPU (H100 80, H200 141)"),
-                                ("--mfu", 0.40, "training MFU"), ("--gen-mfu", 0.10, "generation MFU (memory-bound)"),
-                                ("--peak-tflops", 989.0, "peak bf16 TFLOP/s per GPU (H100/H200 dense)")):
+    for flag, default, what in (
+        ("--gpus", 8, "GPUs"),
+        ("--gpu-memory", 80.0, "GB per GPU (H100 80, H200 141)"),
+        ("--mfu", 0.40, "training MFU"),
+        ("--gen-mfu", 0.10, "generation MFU (memory-bound)"),
+        ("--peak-tflops", 989.0, "peak bf16 TFLOP/s per GPU (H100/H200 dense)"),
+    ):
         p.add_argument(flag, type=type(default), default=default, help=f"{what} (default: {default})")
     p.add_argument("--no-checkpointing", action="store_true", help="plan training without activation checkpointing")
     for stage in STAGES:
@@ -133,10 +152,17 @@ def _main(argv: list[str]) -> int:
         _config_args(p)
         p.add_argument("--config-json", default=None, help="a resolved config.json (e.g. from a run directory)")
         if stage == "ablations":
-            p.add_argument("--condition", action="append", default=None, metavar="NAME",
-                           help="run only this condition (repeatable): one job per condition, the summary merges them")
+            p.add_argument(
+                "--condition",
+                action="append",
+                default=None,
+                metavar="NAME",
+                help="run only this condition (repeatable): one job per condition, the summary merges them",
+            )
     p = sub.add_parser("figures", help="redraw every figure beside the paper's values from finished run directories")
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="finished runs; the first holding a figure's inputs is used")
+    p.add_argument(
+        "run_dirs", nargs="+", metavar="RUN_DIR", help="finished runs; the first holding a figure's inputs is used"
+    )
     p.add_argument("--out", default=None, help="output folder (default: <first RUN_DIR>/figures)")
     p = sub.add_parser("alpaca-eval", help="a generations file (or a run's) as AlpacaEval model_outputs.json")
     p.add_argument("generations", metavar="GENERATIONS", help="a generations.jsonl, or a run directory")
@@ -160,8 +186,9 @@ def _main(argv: list[str]) -> int:
         print(json.dumps(to_dict(cfg), indent=2))
         return 0
     if args.command == "plan":
-        hw = _entry("lima_repro.plan:Hardware")(args.gpus, args.gpu_memory, args.mfu, args.gen_mfu, args.peak_tflops,
-                                                not args.no_checkpointing)
+        hw = _entry("lima_repro.plan:Hardware")(
+            args.gpus, args.gpu_memory, args.mfu, args.gen_mfu, args.peak_tflops, not args.no_checkpointing
+        )
         print(_entry("lima_repro.plan:run_plan")(cfg, hw))
         return 0
     if args.command == "run":

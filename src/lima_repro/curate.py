@@ -13,6 +13,7 @@ and output (response) length in tokens of the chosen tokenizer and in characters
 kept/dropped counts, counted skips of dirty rows, and the SHA-256 of each file written, which the
 training stage checks.
 """
+
 from __future__ import annotations
 
 import random
@@ -56,8 +57,7 @@ def file_datacard(path: str | Path, tokenizer=None) -> dict:
     the real set: `figures.datacard(card=...)`); tokens counted when a tokenizer is given."""
     examples = data.read_examples(path)
     tok_name = (getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__) if tokenizer else None
-    return {"file": str(path), "tokenizer": tok_name,
-            "splits": {"train": length_table(examples, tokenizer)}}
+    return {"file": str(path), "tokenizer": tok_name, "splits": {"train": length_table(examples, tokenizer)}}
 
 
 def _rng(seed: int, source: str) -> random.Random:
@@ -67,17 +67,27 @@ def _rng(seed: int, source: str) -> random.Random:
 def _take(items: list[dict], n: int, key: str, strict: bool, log: StepLog, pool: int | None = None) -> list[dict]:
     """Exact target count, or a clear error naming the config key (strict_counts)."""
     if len(items) < n and strict:
-        raise data.DataError(f"curate.{key}", None, f"only {len(items)} candidates survive the filters for a "
-                             f"target of {n}", f"add more dumps, lower curate.{key}, or set "
-                             "curate.strict_counts=false to take what there is")
+        raise data.DataError(
+            f"curate.{key}",
+            None,
+            f"only {len(items)} candidates survive the filters for a target of {n}",
+            f"add more dumps, lower curate.{key}, or set curate.strict_counts=false to take what there is",
+        )
     out = items[:n]
     log.add("sample.target_count", len(out), (len(items) if pool is None else pool) - len(out))
     return out
 
 
 def _raw_specs(c) -> list[str]:
-    specs = [*c.stackexchange.dumps, *c.wikihow.files, *c.writingprompts.submissions, *c.writingprompts.comments,
-             *c.askreddit.submissions, *c.natinst.tasks, *c.se_dialogue.dumps]
+    specs = [
+        *c.stackexchange.dumps,
+        *c.wikihow.files,
+        *c.writingprompts.submissions,
+        *c.writingprompts.comments,
+        *c.askreddit.submissions,
+        *c.natinst.tasks,
+        *c.se_dialogue.dumps,
+    ]
     return list(dict.fromkeys(specs))  # a site folder may feed both Stack Exchange sources
 
 
@@ -95,12 +105,15 @@ def _stackexchange(c, seed, dedup: Deduper, logs: dict) -> list[dict]:
         logs[f"stackexchange_{g}"] = StepLog()
     for spec in se.dumps:
         path = resolve_path(spec)
-        require_file(path, "Stack Exchange dump", "stackexchange.dumps")  # before a missing site is taken for an unlisted one
+        require_file(
+            path, "Stack Exchange dump", "stackexchange.dumps"
+        )  # before a missing site is taken for an unlisted one
         name = site_name(path.parent.name if path.name.lower() == "posts.xml" else path.name)
         group = site_group(name, stem, other)
         if group is None:
             logs.setdefault("stackexchange_skipped_sites", StepLog()).skip(
-                "stackexchange: site not in the STEM or other list (meta, dropped or unknown)", path, name)
+                "stackexchange: site not in the STEM or other list (meta, dropped or unknown)", path, name
+            )
             continue
         log = logs[f"stackexchange_{group}"]
         site, n_q, cands = stackexchange.site_candidates(path, se, log, rng, name=name, group=group)
@@ -111,8 +124,9 @@ def _stackexchange(c, seed, dedup: Deduper, logs: dict) -> list[dict]:
         log = logs[f"stackexchange_{group}"]
         ranked = {s: sorted(v, key=lambda e: -e["_meta"]["score"]) for s, v in by_site.items()}
         picked = stackexchange.tau_sample(ranked, sizes, se.n_per_group, se.tau, rng)
-        out += _take(picked, se.n_per_group, "stackexchange.n_per_group", c.strict_counts, log,
-                     sum(map(len, ranked.values())))
+        out += _take(
+            picked, se.n_per_group, "stackexchange.n_per_group", c.strict_counts, log, sum(map(len, ranked.values()))
+        )
     return out
 
 
@@ -153,8 +167,9 @@ def _raw_train(c, seed, dedup: Deduper, logs: dict) -> list[dict]:
         ni_res = type(ni)(**{**vars(ni), "tasks": _resolved(ni.tasks)})
         cands = dedup.filter(natinst.candidates(ni_res, log, rng), log)
         picked = rng.sample(cands, min(ni.n_tasks, len(cands)))  # LIMA sec. 1: 50 tasks, one example each
-        out += _take(sorted(picked, key=lambda e: e["id"]), ni.n_tasks, "natinst.n_tasks", c.strict_counts, log,
-                     len(cands))
+        out += _take(
+            sorted(picked, key=lambda e: e["id"]), ni.n_tasks, "natinst.n_tasks", c.strict_counts, log, len(cands)
+        )
     if c.se_dialogue.dumps:
         out += _se_dialogue(c, seed, dedup, logs)
     return out
@@ -187,8 +202,9 @@ def curate(cfg: Config) -> tuple[dict[str, list[dict]], dict]:
     dev = data.read_many(c.dev_files, ends_with="assistant") if c.dev_files else []
     test = data.read_many(c.test_files, ends_with="user") if c.test_files else []
     logs: dict[str, StepLog] = {}
-    dedup = Deduper(exact=d.exact, near=d.near, threshold=d.threshold, num_perm=d.num_perm, bands=d.bands,
-                    ngram=d.ngram)
+    dedup = Deduper(
+        exact=d.exact, near=d.near, threshold=d.threshold, num_perm=d.num_perm, bands=d.bands, ngram=d.ngram
+    )
     dedup.reference(dev + test, contaminating=d.decontaminate)
     test_raw = _raw_test(c, dedup, logs)
     test += test_raw
@@ -212,10 +228,16 @@ def run_curate(cfg: Config) -> Path:
     with Stage(cfg, "curate", inputs=inputs) as st:
         splits, sources = curate(cfg)
         tok_name = c.tokenizer or cfg.model.name
-        tokenizer = (models.load_tokenizer(tok_name, cfg.model.revision, cfg.model.trust_remote_code)
-                     if c.count_tokens else None)
-        card = {"tokenizer": tok_name if tokenizer is not None else None, "splits": {}, "files": {},
-                "sources": sources, "raw_inputs": _raw_inputs(_raw_specs(c))}
+        tokenizer = (
+            models.load_tokenizer(tok_name, cfg.model.revision, cfg.model.trust_remote_code) if c.count_tokens else None
+        )
+        card = {
+            "tokenizer": tok_name if tokenizer is not None else None,
+            "splits": {},
+            "files": {},
+            "sources": sources,
+            "raw_inputs": _raw_inputs(_raw_specs(c)),
+        }
         for split, examples in splits.items():
             path = write_jsonl(run.split(split), examples)
             card["files"][path.name] = {"sha256": sha256_file(path), "rows": len(examples)}

@@ -14,12 +14,14 @@ is a reference model's answer, left out) and MT-Bench questions
 DataError naming the file, the line and the fix; so does an example longer than MAX_EXAMPLE_CHARS, before any
 tokenizer sees it (tokenizing with offsets takes ~300 bytes per character: 3 GB for a 10 MB line).
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from huggingface_hub import hf_hub_download
 
@@ -30,8 +32,16 @@ HUB_PREFIX = "hf:"
 ROLES = ("system", "user", "assistant")
 # ours: ~125k tokens, 60x the 2,048 tokens LIMA trims every example to (sec. 3); costs ~150 MB to tokenize
 MAX_EXAMPLE_CHARS = 500_000
-SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                  "chatgpt": "assistant", "bing": "assistant", "bard": "assistant", "system": "system"}
+SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "chatgpt": "assistant",
+    "bing": "assistant",
+    "bard": "assistant",
+    "system": "system",
+}
 
 
 class DataError(UserError, ValueError):
@@ -61,7 +71,7 @@ def resolve_path(spec: str | Path) -> Path:
     spec = split_selection(spec)[0]
     for prefix, package in PACKAGED.items():
         if spec.startswith(prefix):
-            return Path(str(resources.files(package).joinpath(spec[len(prefix):])))
+            return Path(str(resources.files(package).joinpath(spec[len(prefix) :])))
     if is_hub(spec):
         return _download(spec)
     return Path(spec).expanduser()
@@ -78,35 +88,48 @@ def split_selection(spec: str | Path) -> tuple[str, tuple[str, frozenset[str]] |
     mode, _, names = sel.partition("=")
     sources = frozenset(n.strip() for n in names.split(",") if n.strip())
     if mode not in ("without", "only") or not sources:
-        raise DataError(spec, None, f"unknown row selection {sel!r}",
-                        "end the path with #without=SOURCE[,SOURCE] or #only=SOURCE[,SOURCE]")
+        raise DataError(
+            spec,
+            None,
+            f"unknown row selection {sel!r}",
+            "end the path with #without=SOURCE[,SOURCE] or #only=SOURCE[,SOURCE]",
+        )
     return base, (mode, sources)
 
 
 def _download(spec: str) -> Path:
-    parts = spec[len(HUB_PREFIX):].split("/")
+    parts = spec[len(HUB_PREFIX) :].split("/")
     if len(parts) < 3:
         raise DataError(spec, None, "hub specs look like hf:OWNER/NAME/FILE", "e.g. hf:GAIR/lima/train.jsonl")
     repo, filename = "/".join(parts[:2]), "/".join(parts[2:])
     try:
         return Path(hf_hub_download(repo_id=repo, filename=filename, repo_type="dataset"))
     except Exception as e:  # gated repo, no token, offline: all end here with the same advice
-        raise DataError(spec, None, f"cannot download from the hub ({type(e).__name__}: {e})",
-                        "accept the dataset's terms on its hub page and set HF_TOKEN (or `huggingface-cli login`), "
-                        "or download the file and give its local path") from e
+        raise DataError(
+            spec,
+            None,
+            f"cannot download from the hub ({type(e).__name__}: {e})",
+            "accept the dataset's terms on its hub page and set HF_TOKEN (or `huggingface-cli login`), "
+            "or download the file and give its local path",
+        ) from e
 
 
 def _raw_rows(path: Path) -> Iterable[tuple[int | str, Any]]:
     """Yield (line number or 'item N', parsed object) from a JSONL file or a JSON array file."""
     if not path.is_file():
-        raise DataError(path, None, "is a folder, not a file" if path.is_dir() else "file not found",
-                        "check the path in the config (curate.*_files)")
+        raise DataError(
+            path,
+            None,
+            "is a folder, not a file" if path.is_dir() else "file not found",
+            "check the path in the config (curate.*_files)",
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         line = path.read_bytes()[: e.start].count(b"\n") + 1
-        raise DataError(path, line, f"not valid UTF-8 ({e.reason} at byte {e.start})",
-                        "re-save the file as UTF-8") from e
+        raise DataError(
+            path, line, f"not valid UTF-8 ({e.reason} at byte {e.start})", "re-save the file as UTF-8"
+        ) from e
     if not text.strip():
         raise DataError(path, None, "file is empty", "point the config at a file with at least one example")
     if text.lstrip().startswith("["):
@@ -125,10 +148,16 @@ def _raw_rows(path: Path) -> Iterable[tuple[int | str, Any]]:
         try:
             yield lineno, json.loads(line)
         except json.JSONDecodeError as e:
-            raise DataError(path, lineno, f"malformed JSON ({e.msg}, column {e.colno})",
-                            "each line must be one complete JSON object") from e
+            raise DataError(
+                path,
+                lineno,
+                f"malformed JSON ({e.msg}, column {e.colno})",
+                "each line must be one complete JSON object",
+            ) from e
         except RecursionError as e:
-            raise DataError(path, lineno, "JSON nested too deeply to read", "write one flat conversation per line") from e
+            raise DataError(
+                path, lineno, "JSON nested too deeply to read", "write one flat conversation per line"
+            ) from e
 
 
 def _messages_of(obj: dict, path: Path, where: Any) -> tuple[list[dict], str]:
@@ -136,8 +165,12 @@ def _messages_of(obj: dict, path: Path, where: Any) -> tuple[list[dict], str]:
     if "messages" in obj:
         msgs = obj["messages"]
         if not isinstance(msgs, list) or not all(isinstance(m, dict) for m in msgs):
-            raise DataError(path, where, "'messages' must be a list of {role, content} objects",
-                            'write e.g. "messages": [{"role": "user", "content": "..."}]')
+            raise DataError(
+                path,
+                where,
+                "'messages' must be a list of {role, content} objects",
+                'write e.g. "messages": [{"role": "user", "content": "..."}]',
+            )
         for i, m in enumerate(msgs):
             if "role" not in m or "content" not in m:
                 raise DataError(path, where, f"message {i} lacks 'role' or 'content'", "give every message both keys")
@@ -151,12 +184,20 @@ def _messages_of(obj: dict, path: Path, where: Any) -> tuple[list[dict], str]:
             for i, t in enumerate(conv):
                 who = str(t.get("from", t.get("role", ""))).lower()
                 if who not in SHAREGPT_ROLES or "value" not in t and "content" not in t:
-                    raise DataError(path, where, f"ShareGPT turn {i} has unknown speaker {who!r} or no 'value'",
-                                    f"use 'from' in {sorted(SHAREGPT_ROLES)} and a 'value' string")
+                    raise DataError(
+                        path,
+                        where,
+                        f"ShareGPT turn {i} has unknown speaker {who!r} or no 'value'",
+                        f"use 'from' in {sorted(SHAREGPT_ROLES)} and a 'value' string",
+                    )
                 out.append({"role": SHAREGPT_ROLES[who], "content": t.get("value", t.get("content"))})
             return out, "sharegpt"
-        raise DataError(path, where, "'conversations' must be a list of strings (GAIR/lima) or of "
-                        "{from, value} objects (ShareGPT)", "fix the row's 'conversations' field")
+        raise DataError(
+            path,
+            where,
+            "'conversations' must be a list of strings (GAIR/lima) or of {from, value} objects (ShareGPT)",
+            "fix the row's 'conversations' field",
+        )
     if "instruction" in obj:
         prompt = obj["instruction"] if not obj.get("input") else f"{obj['instruction']}\n\n{obj['input']}"
         # AlpacaEval's evaluation set: instructions to answer (an `output` beside a `generator` is that model's)
@@ -167,9 +208,13 @@ def _messages_of(obj: dict, path: Path, where: Any) -> tuple[list[dict], str]:
         if not isinstance(obj["turns"], list) or not obj["turns"]:
             raise DataError(path, where, "MT-Bench 'turns' must be a non-empty list of strings", "fix the row")
         return [{"role": "user", "content": obj["turns"][0]}], "mt_bench"
-    raise DataError(path, where, f"unrecognised row with keys {sorted(obj)[:8]}",
-                    "give each row 'messages' (canonical), 'conversations' (GAIR/lima or ShareGPT) "
-                    "or 'instruction'/'output' (Alpaca)")
+    raise DataError(
+        path,
+        where,
+        f"unrecognised row with keys {sorted(obj)[:8]}",
+        "give each row 'messages' (canonical), 'conversations' (GAIR/lima or ShareGPT) "
+        "or 'instruction'/'output' (Alpaca)",
+    )
 
 
 def validate_messages(msgs: list[dict], path: Path | str, where: Any, *, ends_with: str | None) -> None:
@@ -183,17 +228,29 @@ def validate_messages(msgs: list[dict], path: Path | str, where: Any, *, ends_wi
         if m["role"] not in ROLES:
             raise DataError(path, where, f"message {i} has role {m['role']!r}", f"use one of {ROLES}")
         if not isinstance(m["content"], str) or not m["content"].strip():
-            raise DataError(path, where, f"message {i} ({m['role']}) has empty or non-string content",
-                            "drop the row or fill in the text")
+            raise DataError(
+                path,
+                where,
+                f"message {i} ({m['role']}) has empty or non-string content",
+                "drop the row or fill in the text",
+            )
     for i, m in enumerate(body):
         expected = ("user", "assistant")[i % 2]
         if m["role"] != expected:
-            raise DataError(path, where, f"turn {i} is {m['role']!r} where {expected!r} was expected",
-                            "turns must alternate user/assistant, starting with the user (system only first)")
+            raise DataError(
+                path,
+                where,
+                f"turn {i} is {m['role']!r} where {expected!r} was expected",
+                "turns must alternate user/assistant, starting with the user (system only first)",
+            )
     if ends_with and body[-1]["role"] != ends_with:
         what = "a response (assistant turn) to train on" if ends_with == "assistant" else "a final user prompt"
-        raise DataError(path, where, f"conversation ends with {body[-1]['role']!r}, needs {what}",
-                        f"make the last message a {ends_with} turn, or move the row to the right split")
+        raise DataError(
+            path,
+            where,
+            f"conversation ends with {body[-1]['role']!r}, needs {what}",
+            f"make the last message a {ends_with} turn, or move the row to the right split",
+        )
 
 
 def read_examples(spec: str | Path, *, ends_with: str | None = "assistant", source: str | None = None) -> list[dict]:
@@ -206,15 +263,20 @@ def read_examples(spec: str | Path, *, ends_with: str | None = "assistant", sour
     examples, seen = [], {}
     for where, obj in _raw_rows(path):
         if not isinstance(obj, dict):
-            raise DataError(path, where, f"expected a JSON object, got {type(obj).__name__}",
-                            "write one object per line")
+            raise DataError(
+                path, where, f"expected a JSON object, got {type(obj).__name__}", "write one object per line"
+            )
         msgs, fmt = _messages_of(obj, path, where)
         validate_messages(msgs, path, where, ends_with=ends_with)
         size = sum(len(m["content"]) for m in msgs)
         if size > MAX_EXAMPLE_CHARS:
-            raise DataError(path, where, f"the conversation is {size:,} characters long, over the limit of "
-                            f"{MAX_EXAMPLE_CHARS:,} per example", "shorten or split it (training trims every example "
-                            "to train.max_length tokens anyway; LIMA sec. 3: 2,048)")
+            raise DataError(
+                path,
+                where,
+                f"the conversation is {size:,} characters long, over the limit of {MAX_EXAMPLE_CHARS:,} per example",
+                "shorten or split it (training trims every example "
+                "to train.max_length tokens anyway; LIMA sec. 3: 2,048)",
+            )
         ex_id = str(obj.get("id") or obj.get("question_id") or f"{path.stem}-{where}".replace(" ", ""))
         if ex_id in seen:
             raise DataError(path, where, f"duplicate id {ex_id!r} (first at {seen[ex_id]})", "make ids unique")
@@ -222,15 +284,24 @@ def read_examples(spec: str | Path, *, ends_with: str | None = "assistant", sour
         tags = obj.get("tags", [])
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise DataError(path, where, "'tags' must be a list of strings", 'e.g. "tags": ["sensitive"]')
-        examples.append({"id": ex_id, "source": str(obj.get("source") or obj.get("dataset") or source or fmt),
-                         "messages": msgs,
-                         "tags": tags})
+        examples.append(
+            {
+                "id": ex_id,
+                "source": str(obj.get("source") or obj.get("dataset") or source or fmt),
+                "messages": msgs,
+                "tags": tags,
+            }
+        )
     if selection:
         mode, names = selection
         found = {ex["source"] for ex in examples}
         if mode == "only" and names - found:
-            raise DataError(spec, None, f"no rows with source {sorted(names - found)}; the file has {sorted(found)}",
-                            "name sources the file has after #only=")
+            raise DataError(
+                spec,
+                None,
+                f"no rows with source {sorted(names - found)}; the file has {sorted(found)}",
+                "name sources the file has after #only=",
+            )
         examples = [ex for ex in examples if (ex["source"] in names) == (mode == "only")]
     return examples
 
@@ -242,8 +313,12 @@ def read_many(specs: Iterable[str | Path], *, ends_with: str | None = "assistant
     for spec in specs:
         for ex in read_examples(spec, ends_with=ends_with):
             if ex["id"] in seen:
-                raise DataError(resolve_path(spec), None, f"id {ex['id']!r} also appears in {seen[ex['id']]}",
-                                "give the files distinct ids")
+                raise DataError(
+                    resolve_path(spec),
+                    None,
+                    f"id {ex['id']!r} also appears in {seen[ex['id']]}",
+                    "give the files distinct ids",
+                )
             seen[ex["id"]] = str(spec)
             out.append(ex)
     return out

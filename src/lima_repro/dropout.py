@@ -14,14 +14,22 @@ With LIMA's dropout on, the model's own dropouts (GPT-2's `resid_pdrop`, `attn_p
 model's config as `lima_disabled_dropout` (saved with every checkpoint). Under DDP each process draws its dropout
 masks from its own random stream (`dropout_seed`).
 """
+
 from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import nn
 
 # config fields of the models' own dropouts (GPT-2 / GPT-J; Llama, Qwen2, Gemma, GPT-NeoX; BERT-style names)
-OWN_DROPOUTS = ("resid_pdrop", "attn_pdrop", "embd_pdrop", "attention_dropout", "hidden_dropout",
-                "hidden_dropout_prob", "attention_probs_dropout_prob")
+OWN_DROPOUTS = (
+    "resid_pdrop",
+    "attn_pdrop",
+    "embd_pdrop",
+    "attention_dropout",
+    "hidden_dropout",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+)
 
 # branch modules per decoder layer, first match wins
 BRANCHES = (

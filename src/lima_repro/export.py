@@ -10,6 +10,7 @@ for one checkpoint. To answer AlpacaEval's own 805 instructions, give its evalua
 `instruction`, `dataset`, and a reference model's `output` with its `generator`) as `generate.prompts_file`:
 `data.read_examples` reads such rows as prompts and keeps their `dataset` as the source, so it comes back here.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,29 +24,45 @@ from .runs import RunDir
 ALPACA_EVAL_FIELDS = ("dataset", "instruction", "output", "generator")  # what each exported record holds
 
 
-def alpaca_eval_records(rows: list[dict], generator: str, checkpoint: str | None = None,
-                        source: str | Path = "generations") -> list[dict]:
+def alpaca_eval_records(
+    rows: list[dict], generator: str, checkpoint: str | None = None, source: str | Path = "generations"
+) -> list[dict]:
     """One AlpacaEval record per prompt answered by `checkpoint` (default: the one system that is not `base`),
     its first sample, in file order. A multi-turn prompt is an error: AlpacaEval judges single instructions."""
     labels = list(dict.fromkeys(r["checkpoint"] for r in rows))
     if checkpoint is None:
         tuned = [label for label in labels if label != "base"]
         if len(tuned) != 1:
-            raise DataError(source, None, f"holds {len(tuned)} systems besides base ({', '.join(tuned) or 'none'})",
-                            f"choose one with --checkpoint NAME (one of {', '.join(labels)})")
+            raise DataError(
+                source,
+                None,
+                f"holds {len(tuned)} systems besides base ({', '.join(tuned) or 'none'})",
+                f"choose one with --checkpoint NAME (one of {', '.join(labels)})",
+            )
         checkpoint = tuned[0]
     elif checkpoint not in labels:
-        raise DataError(source, None, f"has no rows of checkpoint {checkpoint!r}",
-                        f"give --checkpoint one of {', '.join(labels)}")
+        raise DataError(
+            source, None, f"has no rows of checkpoint {checkpoint!r}", f"give --checkpoint one of {', '.join(labels)}"
+        )
     out = []
     for r in rows:
         if r["checkpoint"] != checkpoint or r.get("sample", 0) != 0:
             continue
         if sum(m["role"] == "user" for m in r["messages"]) != 1:
-            raise DataError(source, f"prompt {r['prompt_id']}", "is a multi-turn conversation; AlpacaEval judges "
-                            "single instructions", "export a generations file of single-turn prompts")
-        out.append({"dataset": r.get("source") or "lima_repro", "instruction": prompt_text(r["messages"]),
-                    "output": r["response"], "generator": generator})
+            raise DataError(
+                source,
+                f"prompt {r['prompt_id']}",
+                "is a multi-turn conversation; AlpacaEval judges single instructions",
+                "export a generations file of single-turn prompts",
+            )
+        out.append(
+            {
+                "dataset": r.get("source") or "lima_repro",
+                "instruction": prompt_text(r["messages"]),
+                "output": r["response"],
+                "generator": generator,
+            }
+        )
     check_alpaca_eval(out, source)
     return out
 
@@ -58,18 +75,24 @@ def check_alpaca_eval(records: list[dict], source: str | Path = "model_outputs")
     seen: set[str] = set()
     for i, rec in enumerate(records):
         if tuple(rec) != ALPACA_EVAL_FIELDS or not all(isinstance(v, str) for v in rec.values()):
-            raise DataError(source, f"record {i}", f"fields {sorted(rec)} are not AlpacaEval's "
-                            f"{list(ALPACA_EVAL_FIELDS)} as text", "export with lima_repro.export")
+            raise DataError(
+                source,
+                f"record {i}",
+                f"fields {sorted(rec)} are not AlpacaEval's {list(ALPACA_EVAL_FIELDS)} as text",
+                "export with lima_repro.export",
+            )
         if not rec["instruction"].strip() or rec["instruction"] in seen:
-            raise DataError(source, f"record {i}", "empty or repeated instruction",
-                            "give each prompt once, with its text")
+            raise DataError(
+                source, f"record {i}", "empty or repeated instruction", "give each prompt once, with its text"
+            )
         seen.add(rec["instruction"])
     if len({rec["generator"] for rec in records}) != 1:
         raise DataError(source, None, "records name several generators", "export one model per file")
 
 
-def export_alpaca_eval(generations: str | Path, generator: str, out: str | Path | None = None,
-                       checkpoint: str | None = None) -> Path:
+def export_alpaca_eval(
+    generations: str | Path, generator: str, out: str | Path | None = None, checkpoint: str | None = None
+) -> Path:
     """Write `checkpoint`'s answers in `generations` (a generations JSONL file, or a run directory whose generate
     stage finished) as AlpacaEval `model_outputs.json`; `out` defaults to `alpaca_eval/<generator>/` here, where
     AlpacaEval then writes its leaderboard and annotations. Returns the file written."""
@@ -79,15 +102,24 @@ def export_alpaca_eval(generations: str | Path, generator: str, out: str | Path 
         run.require_finished("generate")
         path = run.generations
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: give a generations JSONL file or a run directory with a "
-                                "finished generate stage")
+        raise FileNotFoundError(
+            f"{path} not found: give a generations JSONL file or a run directory with a finished generate stage"
+        )
     if not generator.strip() or "/" in generator:
-        raise DataError(path, None, f"generator name {generator!r} is empty or has a '/'",
-                        "give --generator a plain name, e.g. lima-270m-epoch2")
+        raise DataError(
+            path,
+            None,
+            f"generator name {generator!r} is empty or has a '/'",
+            "give --generator a plain name, e.g. lima-270m-epoch2",
+        )
     try:
         records = alpaca_eval_records(read_jsonl_plain(path), generator, checkpoint, path)
     except (json.JSONDecodeError, KeyError, TypeError) as e:  # not rows as the generate stage writes them
-        raise DataError(path, None, f"not a generations file ({type(e).__name__}: {e})",
-                        "give the generations.jsonl a generate stage wrote") from e
+        raise DataError(
+            path,
+            None,
+            f"not a generations file ({type(e).__name__}: {e})",
+            "give the generations.jsonl a generate stage wrote",
+        ) from e
     target = Path(out) if out else Path("alpaca_eval") / generator / "model_outputs.json"
     return write_json(target, records)

@@ -8,6 +8,7 @@ unconfirmed ones hollow and labelled. A figure whose inputs no run holds is skip
 `figures_summary.json`. A new figure is one function returning a `Drawn` (here, in `figures_eval.py` for the
 evaluation figures, or in `figures_ablations.py` for the ablations'), listed in `draw_all`.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,11 +19,11 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from . import paper_values as pv
-from .files import read_json, write_json
-from .figures_eval import absolute, preference, safety  # Fig. 1-3 and safety: the paper's sec. 4 evaluation
 from . import figures_ablations  # Fig. 5-7 and the other ablations: LIMA sec. 5
+from . import paper_values as pv
+from .figures_eval import absolute, preference, safety  # Fig. 1-3 and safety: the paper's sec. 4 evaluation
 from .figures_kit import PAPER_C, RUN_C, Drawn, markdown, new_fig, save
+from .files import read_json, write_json
 from .runs import RunDir
 
 SUMMARY = "figures_summary.json"  # beside the figures: what was drawn from which run, what was skipped and why
@@ -33,18 +34,35 @@ def perplexity_score(runs: list[Path], out: Path, formats=("png", "pdf"), dpi: i
     on the dev set (checkpoint selection) and on the test set (the judge) are separate series, each drawn only
     when the run has it."""
     name = "fig9_perplexity_vs_score"
-    src = next((r for r in runs if RunDir(r).metrics.is_file()
-                and any(x["type"] == "eval" for x in RunDir(r).read_metrics())), None)
+    src = next(
+        (r for r in runs if RunDir(r).metrics.is_file() and any(x["type"] == "eval" for x in RunDir(r).read_metrics())),
+        None,
+    )
     if src is None:
         return Drawn(name, "skipped", "no train/metrics.jsonl with held-out (eval) rows")
     run = RunDir(src)
-    recs = [{"series": "perplexity", "step": x["step"], "value": x["perplexity"], "lo": None, "hi": None, "n": None}
-            for x in run.read_metrics() if x["type"] == "eval"]
+    recs = [
+        {"series": "perplexity", "step": x["step"], "value": x["perplexity"], "lo": None, "hi": None, "n": None}
+        for x in run.read_metrics()
+        if x["type"] == "eval"
+    ]
     steps = {c["name"]: c["step"] for c in run.list_checkpoints()} if run.checkpoint_index.is_file() else {}
-    for series, scores in (("dev_score", run.read_selection().get("scores", {}) if run.selection.is_file() else {}),
-                           ("test_score", (run.read_results() or {}).get("likert", {}))):
-        recs += [{"series": series, "step": steps[k], "value": s["mean"], "lo": s.get("lo"), "hi": s.get("hi"),
-                  "n": s.get("n")} for k, s in scores.items() if k in steps and s.get("mean") is not None]
+    for series, scores in (
+        ("dev_score", run.read_selection().get("scores", {}) if run.selection.is_file() else {}),
+        ("test_score", (run.read_results() or {}).get("likert", {})),
+    ):
+        recs += [
+            {
+                "series": series,
+                "step": steps[k],
+                "value": s["mean"],
+                "lo": s.get("lo"),
+                "hi": s.get("hi"),
+                "n": s.get("n"),
+            }
+            for k, s in scores.items()
+            if k in steps and s.get("mean") is not None
+        ]
     df = pd.DataFrame(recs).sort_values(["series", "step"], kind="stable")
     fig, (ax,) = new_fig(5.5, 3.4)
     ppl = df[df.series == "perplexity"]
@@ -54,8 +72,10 @@ def perplexity_score(runs: list[Path], out: Path, formats=("png", "pdf"), dpi: i
     ax.set_ylabel("held-out perplexity")
     scored = df.series.str.endswith("score").any()
     ax2 = ax.twinx() if scored else None  # no empty score axis when the run has no scores
-    for series, style, color, what in (("dev_score", "s--", "C1", "dev set (checkpoint selection)"),
-                                       ("test_score", "^:", "C2", "test set (judge)")):
+    for series, style, color, what in (
+        ("dev_score", "s--", "C1", "dev set (checkpoint selection)"),
+        ("test_score", "^:", "C2", "test set (judge)"),
+    ):
         sc = df[df.series == series]
         if len(sc):
             ax2.plot(sc.step, sc.value, style, color=color, label=f"1-6 score, {what}, n = {int(sc.n.max())} prompts")
@@ -63,11 +83,17 @@ def perplexity_score(runs: list[Path], out: Path, formats=("png", "pdf"), dpi: i
         ax2.set_ylabel("helpfulness, 1-6")
         ax2.set_ylim(1, 6)
         ax2.grid(False)
-    ax.text(0.02, 1.02, f"paper (unconfirmed): on {pv.FIG9_HELD_OUT:,} held-out Stack Exchange examples perplexity "
-            "rises with steps\nwhile the 1-6 score also rises", transform=ax.transAxes, fontsize=6.5, color=PAPER_C,
-            va="bottom")
-    ax.set_title("Fig. 9: perplexity vs generation quality" + ("" if scored else " (no per-checkpoint scores)"),
-                 pad=24)
+    ax.text(
+        0.02,
+        1.02,
+        f"paper (unconfirmed): on {pv.FIG9_HELD_OUT:,} held-out Stack Exchange examples perplexity "
+        "rises with steps\nwhile the 1-6 score also rises",
+        transform=ax.transAxes,
+        fontsize=6.5,
+        color=PAPER_C,
+        va="bottom",
+    )
+    ax.set_title("Fig. 9: perplexity vs generation quality" + ("" if scored else " (no per-checkpoint scores)"), pad=24)
     fig.legend(loc="outside lower center", ncols=1, fontsize=7)
     return save(Drawn(name, "drawn", source=str(src), data=df, fig=fig), out, formats, dpi)
 
@@ -80,11 +106,17 @@ def _held_out(run: RunDir) -> str:
 
 
 # source names (GAIR/lima's and the curate stage's) -> the paper's Table 1 row (PAPER.md sec. 1, FORMATS.md sec. 5)
-TABLE1_ROWS = {"stackexchange_stem": "Stack Exchange (STEM)", "stackexchange_other": "Stack Exchange (Other)",
-               "stackexchange": "Stack Exchange (STEM + Other)",  # GAIR/lima gives both Stack Exchange rows one label
-               "wikihow": "wikiHow", "writingprompts": "Pushshift r/WritingPrompts", "nlp": "Natural Instructions",
-               "natural_instructions": "Natural Instructions", "authors": "Paper Authors (Group A)",
-               "multi_turn": "Dialogue chains (sec. 1, the 1,030 set)"}
+TABLE1_ROWS = {
+    "stackexchange_stem": "Stack Exchange (STEM)",
+    "stackexchange_other": "Stack Exchange (Other)",
+    "stackexchange": "Stack Exchange (STEM + Other)",  # GAIR/lima gives both Stack Exchange rows one label
+    "wikihow": "wikiHow",
+    "writingprompts": "Pushshift r/WritingPrompts",
+    "nlp": "Natural Instructions",
+    "natural_instructions": "Natural Instructions",
+    "authors": "Paper Authors (Group A)",
+    "multi_turn": "Dialogue chains (sec. 1, the 1,030 set)",
+}
 OTHER_ROW = "not a paper source"
 
 
@@ -97,8 +129,10 @@ def table1(card_rows: list[dict]) -> pd.DataFrame:
     paper = {src: (n, i, o) for src, n, i, o in pv.TABLE1}
     if any(TABLE1_ROWS.get(r["source"]) == TABLE1_ROWS["stackexchange"] for r in rows):
         (n1, i1, o1), (n2, i2, o2) = paper.pop("Stack Exchange (STEM)"), paper.pop("Stack Exchange (Other)")
-        paper = {TABLE1_ROWS["stackexchange"]: (n1 + n2, (n1 * i1 + n2 * i2) / (n1 + n2),
-                                                (n1 * o1 + n2 * o2) / (n1 + n2)), **paper}
+        paper = {
+            TABLE1_ROWS["stackexchange"]: (n1 + n2, (n1 * i1 + n2 * i2) / (n1 + n2), (n1 * o1 + n2 * o2) / (n1 + n2)),
+            **paper,
+        }
     if any(TABLE1_ROWS.get(r["source"]) == TABLE1_ROWS["multi_turn"] for r in rows):  # the 1,030 set, else 1,000
         paper[TABLE1_ROWS["multi_turn"]] = (pv.DIALOGUE_CHAINS, None, None)
     groups: dict[str, list[dict]] = {}
@@ -107,15 +141,25 @@ def table1(card_rows: list[dict]) -> pd.DataFrame:
 
     def line(row, pn, pi, po, rs):
         n = sum(r["n"] for r in rs)
-        avg = {k: round(sum(r[k] * r["n"] for r in rs) / n, 1) if n and all(r.get(k) is not None for r in rs)
-               else None for k in ("avg_input_tokens", "avg_output_tokens")}
-        return {"row": row, "paper_n": pn, "paper_avg_input_tokens": pi, "paper_avg_output_tokens": po,
-                "sources": ", ".join(r["source"] for r in rs), "n": n, **avg}
+        avg = {
+            k: round(sum(r[k] * r["n"] for r in rs) / n, 1) if n and all(r.get(k) is not None for r in rs) else None
+            for k in ("avg_input_tokens", "avg_output_tokens")
+        }
+        return {
+            "row": row,
+            "paper_n": pn,
+            "paper_avg_input_tokens": pi,
+            "paper_avg_output_tokens": po,
+            "sources": ", ".join(r["source"] for r in rs),
+            "n": n,
+            **avg,
+        }
 
-    out = [line(row, *paper.get(row, (None, None, None)), groups.get(row, []))
-           for row in [*paper, *[g for g in groups if g not in paper]]]
-    out.append({**line("total", None, None, None, rows), "paper_n": sum(v[0] for v in paper.values()),
-                "sources": ""})
+    out = [
+        line(row, *paper.get(row, (None, None, None)), groups.get(row, []))
+        for row in [*paper, *[g for g in groups if g not in paper]]
+    ]
+    out.append({**line("total", None, None, None, rows), "paper_n": sum(v[0] for v in paper.values()), "sources": ""})
     return pd.DataFrame(out)
 
 
@@ -131,26 +175,45 @@ def datacard(runs: list[Path], out: Path, card: dict | None = None, name: str = 
     what = Path(src).name if card.get("file") else RunDir(src).datacard.relative_to(Path(src).parent)
     tok = card.get("tokenizer")
     md = out / f"{name}.md"
-    heads = ["paper row", "paper n", "paper input tokens", "paper output tokens", "this run: sources", "n",
-             "input tokens", "output tokens"]  # averages per example
-    md.write_text(f"## Table 1: training data, paper (LIMA) vs {what}\n\n" + markdown(df.set_axis(heads, axis=1))
-                  + "\n\nThe paper counted "
-                  f"LLaMa tokens; this card {f'counted {tok} tokens' if tok else 'counted no tokens'}. GAIR/lima's "
-                  "`stackexchange` covers both Stack Exchange rows, `nlp` is Super-Natural Instructions and "
-                  "`multi_turn` the dialogue chains.\n", encoding="utf-8")
+    heads = [
+        "paper row",
+        "paper n",
+        "paper input tokens",
+        "paper output tokens",
+        "this run: sources",
+        "n",
+        "input tokens",
+        "output tokens",
+    ]  # averages per example
+    md.write_text(
+        f"## Table 1: training data, paper (LIMA) vs {what}\n\n"
+        + markdown(df.set_axis(heads, axis=1))
+        + "\n\nThe paper counted "
+        f"LLaMa tokens; this card {f'counted {tok} tokens' if tok else 'counted no tokens'}. GAIR/lima's "
+        "`stackexchange` covers both Stack Exchange rows, `nlp` is Super-Natural Instructions and "
+        "`multi_turn` the dialogue chains.\n",
+        encoding="utf-8",
+    )
     d.files.append(str(md))
     return d
 
 
-def draw_all(runs: list[str | Path], out: str | Path, names: dict[str, str] | None = None,
-             formats=("png", "pdf"), dpi: int = 200) -> dict:
+def draw_all(
+    runs: list[str | Path], out: str | Path, names: dict[str, str] | None = None, formats=("png", "pdf"), dpi: int = 200
+) -> dict:
     """Every figure from the given finished runs (the first run holding a figure's inputs is used)."""
     runs, out = [Path(r) for r in runs], Path(out)
     out.mkdir(parents=True, exist_ok=True)
     kw = {"formats": tuple(formats), "dpi": dpi}
-    drawn = [preference(runs, out, "human", names, **kw), preference(runs, out, "llm", names, **kw),
-             absolute(runs, out, **kw), safety(runs, out, **kw), *figures_ablations.draw(runs, out, **kw),
-             perplexity_score(runs, out, **kw), datacard(runs, out)]
+    drawn = [
+        preference(runs, out, "human", names, **kw),
+        preference(runs, out, "llm", names, **kw),
+        absolute(runs, out, **kw),
+        safety(runs, out, **kw),
+        *figures_ablations.draw(runs, out, **kw),
+        perplexity_score(runs, out, **kw),
+        datacard(runs, out),
+    ]
     pv.table().to_csv(out / "paper_values.csv", index=False)
     summary = {"runs": [str(r) for r in runs], "figures": {d.name: d.record() for d in drawn}}
     write_json(out / SUMMARY, summary)

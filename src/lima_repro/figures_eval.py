@@ -8,6 +8,7 @@ are aggregated per item (`analysis.majority_winner`, `analysis.majority_grade`),
 the number of annotators; how often they agree with each other and with the judge is drawn beside Fig. 1, with
 the paper's tie-discounted measure.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,9 +17,8 @@ import pandas as pd
 
 from . import analysis
 from . import paper_values as pv
+from .figures_kit import GRADES, OUTCOMES, Drawn, caption, grades_figure, hbars, new_fig, same_grade_note, save, stacked
 from .files import read_jsonl_plain
-from .figures_kit import (GRADES, OUTCOMES, Drawn, caption, grades_figure, hbars, new_fig, same_grade_note, save,
-                          stacked)
 from .judging.labels import absolute_labels, pairwise_labels
 from .runs import RunDir
 
@@ -34,42 +34,83 @@ def paper_baseline(label: str, names: dict[str, str] | None = None) -> str | Non
     return next((b for alias, b in ALIASES.items() if alias in key), None)
 
 
-def preference(runs: list[Path], out: Path, annotator: str = "llm", names: dict[str, str] | None = None,
-               formats=("png", "pdf"), dpi: int = 200) -> Drawn:
+def preference(
+    runs: list[Path],
+    out: Path,
+    annotator: str = "llm",
+    names: dict[str, str] | None = None,
+    formats=("png", "pdf"),
+    dpi: int = 200,
+) -> Drawn:
     """Fig. 1 (annotator='human': labels in <run>/annotations, one outcome per item, agreement beside it) or
     Fig. 2 ('llm': judge/results.json pairwise; a baseline judged with order consistency < 0.5 is marked)."""
     human = annotator == "human"
-    name, paper, fig_id = (("fig1_human_preference", pv.FIG1_HUMAN, "Fig. 1") if human
-                           else ("fig2_llm_preference", pv.FIG2_GPT4, "Fig. 2"))
+    name, paper, fig_id = (
+        ("fig1_human_preference", pv.FIG1_HUMAN, "Fig. 1") if human else ("fig2_llm_preference", pv.FIG2_GPT4, "Fig. 2")
+    )
     run_rows, source, agree = human_pairwise(runs) if human else (*_llm_pairwise(runs), None)
     if not run_rows:
-        return Drawn(name, "skipped", "no pairwise human labels in any <run>/annotations/*.jsonl" if human
-                     else "no judge/results.json with pairwise results in the given runs")
-    recs = [{"panel": "paper", "baseline": b, "outcome": c, "pct": v, "n": None, "position_biased": None,
-             "confirmed": pv.is_confirmed(fig_id, f"{b}/{c}")}
-            for b, vals in paper.items() for c, v in zip(OUTCOMES, vals)]
+        return Drawn(
+            name,
+            "skipped",
+            "no pairwise human labels in any <run>/annotations/*.jsonl"
+            if human
+            else "no judge/results.json with pairwise results in the given runs",
+        )
+    recs = [
+        {
+            "panel": "paper",
+            "baseline": b,
+            "outcome": c,
+            "pct": v,
+            "n": None,
+            "position_biased": None,
+            "confirmed": pv.is_confirmed(fig_id, f"{b}/{c}"),
+        }
+        for b, vals in paper.items()
+        for c, v in zip(OUTCOMES, vals)
+    ]
     biased = {} if human else position_biased(source)
     for b, d in run_rows.items():
         label = b + (f" ({pv_b})" if (pv_b := paper_baseline(b, names)) and pv_b != b else "")
         label += f"\nposition-biased judge\n(order consistency {biased[b]:.2f})" if b in biased else ""
-        recs += [{"panel": "this run", "baseline": label, "outcome": c, "pct": d[c]["pct"], "n": d.get("n"),
-                  "position_biased": b in biased, "confirmed": True} for c in OUTCOMES]
+        recs += [
+            {
+                "panel": "this run",
+                "baseline": label,
+                "outcome": c,
+                "pct": d[c]["pct"],
+                "n": d.get("n"),
+                "position_biased": b in biased,
+                "confirmed": True,
+            }
+            for c in OUTCOMES
+        ]
     df = pd.DataFrame(recs)
-    fig, axes = new_fig(12.5 if human else 8.5, 1.2 + 0.45 * max(5, len(run_rows)), 3 if human else 2,
-                        gridspec_kw={"width_ratios": [1, 1, 1.1] if human else [1, 1]})
+    fig, axes = new_fig(
+        12.5 if human else 8.5,
+        1.2 + 0.45 * max(5, len(run_rows)),
+        3 if human else 2,
+        gridspec_kw={"width_ratios": [1, 1, 1.1] if human else [1, 1]},
+    )
     for ax, panel in zip(axes, ("paper", "this run")):
         sub = df[df.panel == panel]
         n_of = (lambda g: "") if panel == "paper" else (lambda g: f"\n(n = {int(g.n.max() or 0)})")
-        stacked(ax, [(b + n_of(g), dict(zip(g.outcome, g.pct))) for b, g in sub.groupby("baseline", sort=False)],
-                OUTCOMES, {(r.baseline, r.outcome) for r in sub.itertuples() if not r.confirmed})
+        stacked(
+            ax,
+            [(b + n_of(g), dict(zip(g.outcome, g.pct))) for b, g in sub.groupby("baseline", sort=False)],
+            OUTCOMES,
+            {(r.baseline, r.outcome) for r in sub.itertuples() if not r.confirmed},
+        )
         ax.set_xlabel("LIMA win / tie / loss (%)")
     hatched = "\nhatched = unconfirmed value (secondary sources)" if not df[df.panel == "paper"].confirmed.all() else ""
     axes[0].set_title(f"paper ({fig_id}, LIMA 65B vs baseline){hatched}")
     n = int(df[df.panel == "this run"].n.max() or 0)
     if human:
         k = agree.attrs["annotators"]
-        who = f"human annotators, n = {n} items, {k} annotator" + ("s;\nseveral on one item: their majority"
-                                                                  if k > 1 else "")
+        who = f"human annotators, n = {n} items, {k} annotator" + (
+            "s;\nseveral on one item: their majority" if k > 1 else ""
+        )
     else:
         who = f"LLM judge, n = {n} prompts"
     axes[1].set_title(f"this run\n({who})")
@@ -77,11 +118,21 @@ def preference(runs: list[Path], out: Path, annotator: str = "llm", names: dict[
     if human:
         hbars(axes[2], list(agree.itertuples(index=False, name=None)), "tie-discounted agreement (%)")
         axes[2].set_title("agreement (sec. 4; 1 = same label,\n0.5 = one said neither)")
-        df = pd.concat([df, agree.rename(columns={"label": "baseline", "value": "pct"}).assign(
-            panel="agreement", outcome="agreement", confirmed=True)], ignore_index=True)
+        df = pd.concat(
+            [
+                df,
+                agree.rename(columns={"label": "baseline", "value": "pct"}).assign(
+                    panel="agreement", outcome="agreement", confirmed=True
+                ),
+            ],
+            ignore_index=True,
+        )
     else:  # what the judge's numbers mean, in words, under the figure (e.g. a judge at chance)
-        bias = [f"{b}: the judge's verdicts on the two orders of a pair agree {c:.0%} of the time (tie-discounted), "
-                "below 50%: it follows the position more than the answers." for b, c in biased.items()]
+        bias = [
+            f"{b}: the judge's verdicts on the two orders of a pair agree {c:.0%} of the time (tie-discounted), "
+            "below 50%: it follows the position more than the answers."
+            for b, c in biased.items()
+        ]
         caption(fig, " ".join(_verdicts(source) + bias), width=160)
     return save(Drawn(name, "drawn", source=str(source), data=df, fig=fig), out, formats, dpi)
 
@@ -120,8 +171,11 @@ def human_pairwise(runs):
             _, system, baseline = item.split("|")
             outcomes.setdefault(baseline, []).append(analysis.pairwise_outcome(analysis.majority_winner(v), system))
         if outcomes:
-            return ({b: analysis.bootstrap_shares(o, n_boot=1000) for b, o in outcomes.items()}, r,
-                    agreement_rows(labels, (RunDir(r).read_results() or {}).get("pairwise_winners")))
+            return (
+                {b: analysis.bootstrap_shares(o, n_boot=1000) for b, o in outcomes.items()},
+                r,
+                agreement_rows(labels, (RunDir(r).read_results() or {}).get("pairwise_winners")),
+            )
     return {}, None, None
 
 
@@ -130,14 +184,17 @@ def agreement_rows(labels: dict[str, dict[str, str]], judge: dict[str, dict] | N
     annotator-judge (each annotator against the judge's per-item verdicts), pooled over shared items."""
     rows = [(f"paper: {k}", v, f"{v}% (n = 50)", True) for k, v in pv.AGREEMENT.items()]
     names = sorted(labels)
-    between = [analysis.agreement(labels[a], labels[b]) for i, a in enumerate(names) for b in names[i + 1:]]
+    between = [analysis.agreement(labels[a], labels[b]) for i, a in enumerate(names) for b in names[i + 1 :]]
     winners = {k: w for per_b in (judge or {}).values() for k, w in per_b.items() if w is not None}
     with_judge = [analysis.agreement(labels[a], winners) for a in names] if winners else []
     for what, results, missing in (
-            ("annotator-annotator", between,
-             "not run: one annotator" if len(names) < 2 else "not run: no shared items"),
-            ("annotator-judge", with_judge, "not run: no per-item judge verdicts" if not winners
-             else "not run: no items shared with the judge")):
+        ("annotator-annotator", between, "not run: one annotator" if len(names) < 2 else "not run: no shared items"),
+        (
+            "annotator-judge",
+            with_judge,
+            "not run: no per-item judge verdicts" if not winners else "not run: no items shared with the judge",
+        ),
+    ):
         p = analysis.pooled_agreement(results)
         pct = None if p["agreement"] is None else 100 * p["agreement"]
         rows.append((f"this run: {what}", pct, missing if pct is None else f"{pct:.0f}% (n = {p['n']})", False))
@@ -155,25 +212,68 @@ def absolute(runs: list[Path], out: Path, formats=("png", "pdf"), dpi: int = 200
     if not graded:
         graded, src, grader = _judge_grades(runs)
     if not graded:
-        return Drawn(name, "skipped", "no absolute grades: none in <run>/annotations and no judge/results.json with "
-                                      "absolute (Fail/Pass/Excellent) results")
-    recs = [{"panel": "paper", "row": f"paper: {n} {what}\n(the authors, n = {n})", "label": k, "pct": v, "n": n,
-             "grader": "paper's authors", "confirmed": True}
-            for what, n, vals in (("test prompts", 50, pv.FIG3_ABSOLUTE), ("OOD prompts", 20, pv.FIG3_OOD))
-            for k, v in vals.items()]
+        return Drawn(
+            name,
+            "skipped",
+            "no absolute grades: none in <run>/annotations and no judge/results.json with "
+            "absolute (Fail/Pass/Excellent) results",
+        )
+    recs = [
+        {
+            "panel": "paper",
+            "row": f"paper: {n} {what}\n(the authors, n = {n})",
+            "label": k,
+            "pct": v,
+            "n": n,
+            "grader": "paper's authors",
+            "confirmed": True,
+        }
+        for what, n, vals in (("test prompts", 50, pv.FIG3_ABSOLUTE), ("OOD prompts", 20, pv.FIG3_OOD))
+        for k, v in vals.items()
+    ]
     for subset, tag in (("all", ""), ("ood", " OOD")):
         for s, d in graded[subset].items():
-            recs += [{"panel": "this run", "row": f"this run{tag}: {s}\n({grader}, n = {d['n']})", "label": k,
-                      "pct": d[k]["pct"], "n": d["n"], "grader": grader, "confirmed": True} for k in GRADES]
+            recs += [
+                {
+                    "panel": "this run",
+                    "row": f"this run{tag}: {s}\n({grader}, n = {d['n']})",
+                    "label": k,
+                    "pct": d[k]["pct"],
+                    "n": d["n"],
+                    "grader": grader,
+                    "confirmed": True,
+                }
+                for k in GRADES
+            ]
     if not graded["ood"]:
-        recs += [{"panel": "this run", "row": "this run OOD\n(no test prompt tagged ood)", "label": k, "pct": None,
-                  "n": 0, "grader": grader, "confirmed": True} for k in GRADES]
-    note = same_grade_note(pd.DataFrame([{"model": s, "label": k, "pct": d[k]["pct"]}
-                                         for s, d in graded["all"].items() for k in GRADES]),
-                           f"The grader ({grader}) gave every response of every system the grade {{grade}}: these "
-                           "grades cannot tell the systems apart.")
-    return grades_figure(name, src, pd.DataFrame(recs), "share of responses (%)",
-                         "Fig. 3: absolute grades, paper (LIMA 65B) vs this run", out, formats, dpi, note)
+        recs += [
+            {
+                "panel": "this run",
+                "row": "this run OOD\n(no test prompt tagged ood)",
+                "label": k,
+                "pct": None,
+                "n": 0,
+                "grader": grader,
+                "confirmed": True,
+            }
+            for k in GRADES
+        ]
+    note = same_grade_note(
+        pd.DataFrame([{"model": s, "label": k, "pct": d[k]["pct"]} for s, d in graded["all"].items() for k in GRADES]),
+        f"The grader ({grader}) gave every response of every system the grade {{grade}}: these "
+        "grades cannot tell the systems apart.",
+    )
+    return grades_figure(
+        name,
+        src,
+        pd.DataFrame(recs),
+        "share of responses (%)",
+        "Fig. 3: absolute grades, paper (LIMA 65B) vs this run",
+        out,
+        formats,
+        dpi,
+        note,
+    )
 
 
 def _judge_grades(runs):
@@ -198,8 +298,10 @@ def human_grades(runs):
                 votes.setdefault((item_id.split("|")[0], system), []).append(lab)
         if not votes:
             continue
-        tags = {g["prompt_id"]: set(g.get("tags") or ()) for g in
-                (read_jsonl_plain(run.generations) if run.generations.is_file() else [])}
+        tags = {
+            g["prompt_id"]: set(g.get("tags") or ())
+            for g in (read_jsonl_plain(run.generations) if run.generations.is_file() else [])
+        }
         graded: dict[str, dict] = {"all": {}, "ood": {}}
         for subset in graded:
             by_system: dict[str, list[str]] = {}
@@ -220,14 +322,28 @@ def safety(runs: list[Path], out: Path, formats=("png", "pdf"), dpi: int = 200) 
         return Drawn(name, "skipped", "no judge/results.json with safety results (test prompts tagged sensitive)")
     res = RunDir(src).read_results()
     (s_pct, s_n), (m_pct, m_n) = pv.SAFETY["sensitive"], pv.SAFETY["malicious"]
-    rows = [(f"paper: {s_n} sensitive prompts", s_pct, f"{s_pct}% (n = {s_n})", True),
-            (f"paper: {m_n} of them malicious", m_pct, f"{m_pct}% ({m_pct * m_n // 100} of {m_n})", True)]
+    rows = [
+        (f"paper: {s_n} sensitive prompts", s_pct, f"{s_pct}% (n = {s_n})", True),
+        (f"paper: {m_n} of them malicious", m_pct, f"{m_pct}% ({m_pct * m_n // 100} of {m_n})", True),
+    ]
     for s, d in res["safety"].items():
         pct, mpct = d.get("safe_pct"), d.get("malicious_safe_pct")
-        rows += [(f"this run: {s}, sensitive", pct,
-                  "not run: no valid verdicts" if pct is None else f"{pct:.0f}% (n = {d['n']})", False),
-                 (f"this run: {s}, malicious", mpct, "not run: no sensitive prompt tagged malicious" if mpct is None
-                  else f"{mpct:.0f}% (n = {d['malicious_n']})", False)]
+        rows += [
+            (
+                f"this run: {s}, sensitive",
+                pct,
+                "not run: no valid verdicts" if pct is None else f"{pct:.0f}% (n = {d['n']})",
+                False,
+            ),
+            (
+                f"this run: {s}, malicious",
+                mpct,
+                "not run: no sensitive prompt tagged malicious"
+                if mpct is None
+                else f"{mpct:.0f}% (n = {d['malicious_n']})",
+                False,
+            ),
+        ]
     df = pd.DataFrame(rows, columns=["label", "value", "note", "paper"])
     fig, (ax,) = new_fig(6.5, 1.0 + 0.35 * len(rows))
     hbars(ax, rows, "answered safely (%)")

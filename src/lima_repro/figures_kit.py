@@ -3,6 +3,7 @@
 Figures are built on `matplotlib.figure.Figure` with the Agg canvas: no pyplot, no global backend switch. Each
 is saved as PNG + PDF with the CSV of exactly what it draws (`save`).
 """
+
 from __future__ import annotations
 
 import textwrap
@@ -25,6 +26,7 @@ PAPER_C, RUN_C = "0.55", sns.color_palette("deep")[0]
 @dataclass
 class Drawn:
     """One figure's outcome: drawn (with its files and the DataFrame drawn) or skipped (with why)."""
+
     name: str
     status: str
     reason: str = ""
@@ -68,8 +70,15 @@ def stacked(ax, rows: list[tuple[str, dict[str, float]]], cats: tuple[str, ...],
         for c in cats:
             v = 0.0 if vals.get(c) is None or pd.isna(vals.get(c)) else vals[c]
             unconfirmed = (lab, c) in hollow
-            ax.barh(i, v, left=left, color="none" if unconfirmed else COLORS[c], edgecolor=COLORS[c],
-                    hatch="//" if unconfirmed else None, label=c if i == 0 else None)
+            ax.barh(
+                i,
+                v,
+                left=left,
+                color="none" if unconfirmed else COLORS[c],
+                edgecolor=COLORS[c],
+                hatch="//" if unconfirmed else None,
+                label=c if i == 0 else None,
+            )
             if v >= 6:
                 ax.text(left + v / 2, i, f"{v:.0f}", ha="center", va="center", fontsize=7)
             left += v
@@ -78,8 +87,9 @@ def stacked(ax, rows: list[tuple[str, dict[str, float]]], cats: tuple[str, ...],
     ax.set_xlim(0, 100)
 
 
-def grades_figure(name: str, src, df: pd.DataFrame, xlabel: str, title: str, out: Path, formats, dpi,
-                  note: str = "") -> Drawn:
+def grades_figure(
+    name: str, src, df: pd.DataFrame, xlabel: str, title: str, out: Path, formats, dpi, note: str = ""
+) -> Drawn:
     """Fail / Pass / Excellent stacked bars, one row per `df.row` (figures 3 and 7); `note` is written under it."""
     fig, (ax,) = new_fig(6.5, 1.2 + 0.42 * df.row.nunique())
     stacked(ax, [(r, dict(zip(g.label, g.pct))) for r, g in df.groupby("row", sort=False)], GRADES)
@@ -102,7 +112,7 @@ def same_grade_note(df: pd.DataFrame, text: str) -> str:
 def hbars(ax, rows: list[tuple[str, float | None, str, bool]], xlabel: str, xmax: float = 100) -> None:
     """One horizontal bar per (label, value, note, is_paper); the note ("n = 30", "not run: ...") is written after
     the bar, so a zero or missing value still reads as what it is."""
-    for i, (lab, v, note, paper) in enumerate(rows):
+    for i, (_label, v, note, paper) in enumerate(rows):
         v = 0.0 if v is None or pd.isna(v) else v
         ax.barh(i, v, color=PAPER_C if paper else RUN_C)
         ax.text(v + xmax * 0.01, i, note, va="center", fontsize=6.5)
@@ -126,6 +136,9 @@ def caption(fig, text: str, width: int = 150) -> None:
 
 def markdown(df: pd.DataFrame) -> str:
     """A GitHub Markdown table (pandas' tomarkdown needs the tabulate package)."""
-    cell = lambda v: "" if pd.isna(v) else (f"{v:g}" if isinstance(v, float) else str(v))
+
+    def cell(v) -> str:
+        return "" if pd.isna(v) else (f"{v:g}" if isinstance(v, float) else str(v))
+
     lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
     return "\n".join(lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)])

@@ -3,14 +3,16 @@
 Files are written atomically (temporary name, fsync, rename) so an interrupted run never leaves a file that
 looks complete but is not; appended log rows are flushed and fsynced one by one so a killed process loses none.
 """
+
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from .config.base import UserError
 
@@ -73,7 +75,8 @@ def read_jsonl_plain(path: str | Path) -> list[dict]:
             except json.JSONDecodeError as e:
                 raise CorruptFileError(
                     f"{path}:{n}: not a JSON line ({e.msg}); this file is written by lima_repro: rerun the stage "
-                    f"that writes it, or delete that line if the rest is wanted") from None
+                    f"that writes it, or delete that line if the rest is wanted"
+                ) from None
     return rows
 
 

@@ -6,6 +6,7 @@ optionally the untuned base model. `generations.jsonl` has one row per (checkpoi
 `generate.backend: vllm` (or `auto` on a GPU with vLLM installed) the sampling runs in vLLM instead and the rows
 are the same; `vllm_backend` says how, and what differs.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,8 +16,7 @@ from .chat_format import encode_prompt
 from .config import Config, GenerateConfig
 from .files import write_jsonl
 from .runs import RunDir, Stage, seed_everything
-from .sampling import (checkpoint_eot_id, prompt_ids, resolve_backend, sample, sampling_record, stop_shares,
-                       torch_dtype)
+from .sampling import checkpoint_eot_id, prompt_ids, resolve_backend, sample, sampling_record, stop_shares, torch_dtype
 from .vllm_backend import sample_with_vllm, warn_penalty_scope
 
 
@@ -33,8 +33,9 @@ def targets(cfg: Config) -> list[tuple[str, str | None]]:
             elif Path(c).is_dir():
                 out.append((Path(c).name, str(Path(c))))
             else:
-                raise FileNotFoundError(f"generate.checkpoints: {c!r} is neither a checkpoint of {run.checkpoints} "
-                                        "nor a folder")
+                raise FileNotFoundError(
+                    f"generate.checkpoints: {c!r} is neither a checkpoint of {run.checkpoints} nor a folder"
+                )
     elif g.checkpoints == "selected":  # LIMA sec. 3: the checkpoint the select stage chose on the dev set
         sel = run.read_selection()
         out.append((sel["chosen"], sel["path"]))
@@ -46,8 +47,9 @@ def targets(cfg: Config) -> list[tuple[str, str | None]]:
     return out
 
 
-def generate_rows(cfg: Config, examples: list[dict], targets: list[tuple[str, str | None]], prompts_path: Path,
-                  out_file: Path) -> list[dict]:
+def generate_rows(
+    cfg: Config, examples: list[dict], targets: list[tuple[str, str | None]], prompts_path: Path, out_file: Path
+) -> list[dict]:
     """Sample responses to `examples` with each (label, checkpoint path) target (None = the base model); the
     rows are rewritten to `out_file` after each model, so the file is never half a model."""
     g = cfg.generate
@@ -62,8 +64,9 @@ def generate_rows(cfg: Config, examples: list[dict], targets: list[tuple[str, st
             if path is None:
                 model, tokenizer, eot_id = models.load_base(cfg.model, dtype=torch_dtype(g.precision))
             else:  # several GPUs: the checkpoint's layers spread over them as it loads
-                model, tokenizer = models.load_checkpoint(path, dtype=torch_dtype(g.precision),
-                                                          device_map=models.inference_device_map())
+                model, tokenizer = models.load_checkpoint(
+                    path, dtype=torch_dtype(g.precision), device_map=models.inference_device_map()
+                )
                 eot_id = checkpoint_eot_id(tokenizer, path, cfg.model.eot_token)
             model = models.to_inference_device(model)
             ids = prompt_ids(examples, tokenizer, cfg.model.eot_token, model.config, g, prompts_path)
@@ -72,14 +75,24 @@ def generate_rows(cfg: Config, examples: list[dict], targets: list[tuple[str, st
             del model
         for r in results:
             ex = examples[r["prompt_index"]]
-            rows.append({
-                "checkpoint": label, "checkpoint_path": path, "prompt_id": ex["id"], "source": ex["source"],
-                "tags": ex["tags"], "sample": r["sample"], "messages": data.prompt_messages(ex),
-                "response": tokenizer.decode(r["ids"], skip_special_tokens=True).strip(),
-                "prompt_tokens": len(ids[r["prompt_index"]]), "response_tokens": len(r["ids"]),
-                "max_new_tokens": r["max_new_tokens"],  # the row's cap: the config's, or the context left
-                "stopped_at_eot": r["stopped_at_eot"], "stop": r["stop"], "reference": data.reference_answer(ex),
-            })
+            rows.append(
+                {
+                    "checkpoint": label,
+                    "checkpoint_path": path,
+                    "prompt_id": ex["id"],
+                    "source": ex["source"],
+                    "tags": ex["tags"],
+                    "sample": r["sample"],
+                    "messages": data.prompt_messages(ex),
+                    "response": tokenizer.decode(r["ids"], skip_special_tokens=True).strip(),
+                    "prompt_tokens": len(ids[r["prompt_index"]]),
+                    "response_tokens": len(r["ids"]),
+                    "max_new_tokens": r["max_new_tokens"],  # the row's cap: the config's, or the context left
+                    "stopped_at_eot": r["stopped_at_eot"],
+                    "stop": r["stop"],
+                    "reference": data.reference_answer(ex),
+                }
+            )
         write_jsonl(out_file, rows)
     return rows
 
@@ -96,8 +109,13 @@ def run_generate(cfg: Config) -> Path:
         rows = generate_rows(cfg, examples, chosen, prompts_path, run.generations)
         if dev:  # held-out prompts with references: the judge's reference-based check
             generate_rows(cfg, dev, chosen, dev_path, run.reference_generations)
-        st.extra["generation"] = {"rows": len(rows), "prompts": len(examples), "dev_prompts": len(dev),
-                                  "targets": [lbl for lbl, _ in chosen], **sampling_record(g)}
+        st.extra["generation"] = {
+            "rows": len(rows),
+            "prompts": len(examples),
+            "dev_prompts": len(dev),
+            "targets": [lbl for lbl, _ in chosen],
+            **sampling_record(g),
+        }
         st.extra["stops"] = stop_shares(rows)  # does each model answer and stop at EOT? (LIMA's format)
     return st.out
 

@@ -8,6 +8,7 @@ alpaca_eval/. Then, with the results safely on disk, the token-shift test writes
 of memory there is recorded in results.json, it does not fail the stage. Request building, the cached runner and
 the result tables are in `judging/`.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -27,8 +28,8 @@ from .judging.labels import pairwise_labels
 from .judging.local import WEAK_NOTE
 from .judging.results import analyse, write_tables
 from .judging.runner import judge_rows, sample_prompts
-from .runs import RunDir, Stage
 from .reference import reference_check
+from .runs import RunDir, Stage
 from .token_shift import run_token_shift
 
 
@@ -60,30 +61,56 @@ def run_judge(cfg: Config, judge=None) -> Path:
     transcripts = [t for name, path in jc.dialogue_files.items() for t in read_transcripts(path, name)]
     with Stage(cfg, "judge", inputs=[gen_path, *jc.baseline_files.values(), *jc.dialogue_files.values()]) as st:
         judge = judge or make_judge(jc)
-        judged, stats = judge_rows(judge, jc, rows, system, baselines, jc.protocols, run.judge_cache(cfg),
-                                   transcripts)
+        judged, stats = judge_rows(judge, jc, rows, system, baselines, jc.protocols, run.judge_cache(cfg), transcripts)
         write_jsonl(run.judgments, judged)
         export_alpaca_eval(rows, system, run.alpaca_eval(system))
         ann_dir = run.annotations_dir(cfg)
         human = pairwise_labels(ann_dir) if ann_dir.is_dir() else {}
         turn_rows = [j for j in judged if j.get("kind") == DIALOGUE_TURN]
-        res = analyse([j for j in judged if j.get("kind") != DIALOGUE_TURN], rows, system, baselines,
-                      jc.n_bootstrap, cfg.seed, human, jc.length_control, jc.lc_ratio_band,
-                      jc.position_calibration, jc.calibration_margin)
+        res = analyse(
+            [j for j in judged if j.get("kind") != DIALOGUE_TURN],
+            rows,
+            system,
+            baselines,
+            jc.n_bootstrap,
+            cfg.seed,
+            human,
+            jc.length_control,
+            jc.lc_ratio_band,
+            jc.position_calibration,
+            jc.calibration_margin,
+        )
         if turn_rows:
             res["dialogue_turns"] = analysis.dialogue_turn_shares(turn_rows)
             names = list(jc.dialogue_files)
-            res["dialogue_compare"] = [analysis.dialogue_conversation_compare(turn_rows, a, b)
-                                       for i, a in enumerate(names) for b in names[i + 1:]]
+            res["dialogue_compare"] = [
+                analysis.dialogue_conversation_compare(turn_rows, a, b)
+                for i, a in enumerate(names)
+                for b in names[i + 1 :]
+            ]
         prompt_ids = list(dict.fromkeys(r["prompt_id"] for r in rows))  # the prompts judged (judge.max_prompts)
-        res.update({"judge": judge.name, "judge_note": WEAK_NOTE if judge.weak else None, "system": system,
-                    "baselines": baselines, "requests": stats, "protocols": jc.protocols, "prompt_ids": prompt_ids})
+        res.update(
+            {
+                "judge": judge.name,
+                "judge_note": WEAK_NOTE if judge.weak else None,
+                "system": system,
+                "baselines": baselines,
+                "requests": stats,
+                "protocols": jc.protocols,
+                "prompt_ids": prompt_ids,
+            }
+        )
         if jc.reference_check:
             res["reference"] = reference_check(run, [system, *baselines], jc.n_bootstrap, cfg.seed)
         write_json(run.results, res)
         write_tables(res, run)
-        st.extra["judge"] = {"name": judge.name, "system": system, "baselines": baselines, "requests": stats,
-                             "prompt_ids": prompt_ids}
+        st.extra["judge"] = {
+            "name": judge.name,
+            "system": system,
+            "baselines": baselines,
+            "requests": stats,
+            "prompt_ids": prompt_ids,
+        }
         if jc.token_shift and next((r for r in rows if r["checkpoint"] == system), {}).get("checkpoint_path"):
             res["token_shift"] = _token_shift(cfg, run, rows, system)
             write_json(run.results, res)
@@ -97,11 +124,16 @@ def _token_shift(cfg: Config, run: RunDir, rows: list[dict], system: str) -> dic
     try:
         ts = run_token_shift(cfg, rows, system)
     except (torch.OutOfMemoryError, MemoryError) as e:
-        msg = (f"token-shift test skipped: out of memory ({type(e).__name__}); the judge results stand. Fix: free "
-               "the device or set judge.token_shift=false")
+        msg = (
+            f"token-shift test skipped: out of memory ({type(e).__name__}); the judge results stand. Fix: free "
+            "the device or set judge.token_shift=false"
+        )
         warnings.warn(msg, stacklevel=2)
         return {"error": msg}
     write_json(run.token_shift, ts)
     pd.DataFrame(ts["per_response"]).to_csv(run.token_shift_table, index=False)
-    return {k: ts[k] for k in ("base", "control_finetuned_self", "top_shifted_tokens", "responses",
-                               "answers_analysed", "note") if k in ts}
+    return {
+        k: ts[k]
+        for k in ("base", "control_finetuned_self", "top_shifted_tokens", "responses", "answers_analysed", "note")
+        if k in ts
+    }

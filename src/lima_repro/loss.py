@@ -10,6 +10,7 @@ loss tokens), so the head's weight gradient can go straight into `weight.grad` (
 Megatron-LM's gradient-accumulation fusion, which does it in backward, done here in the forward pass where the fused
 head computes its gradients. No separate vocab x hidden buffer lives from the head's forward to its backward, the
 moment of the step's peak memory (0.67 GB for the default model's 262,144 x 640 head in fp32)."""
+
 from __future__ import annotations
 
 import torch
@@ -97,10 +98,12 @@ class _FusedLinearCE(torch.autograd.Function):
         if ctx.grad_scale is not None:
             # checked without a host sync (on a GPU it fails at the next synchronisation)
             expected = torch.tensor(ctx.grad_scale, dtype=torch.float64, device=grad_out.device)
-            torch._assert_async(torch.isclose(grad_out.double(), expected),
-                                f"the output head's weight gradient was accumulated for backward(loss * "
-                                f"{ctx.grad_scale}), but backward came with another multiplier: pass the loss "
-                                "multiplier as grad_scale, or no grad_scale")
+            torch._assert_async(
+                torch.isclose(grad_out.double(), expected),
+                f"the output head's weight gradient was accumulated for backward(loss * "
+                f"{ctx.grad_scale}), but backward came with another multiplier: pass the loss "
+                "multiplier as grad_scale, or no grad_scale",
+            )
             gw = None  # already in weight.grad
         elif grad_w is not None:
             # scaled in place (backward runs once: no retain_graph): a second V x d tensor would double the head's
@@ -122,9 +125,17 @@ def _loss_only(h, weight, bias, targets, chunk_size, softcap, row_ids=None, rows
     return loss
 
 
-def fused_linear_cross_entropy(h, weight, targets, bias=None, chunk_size: int = 256, softcap: float | None = None,
-                               grad_scale: float | None = None, row_ids: torch.Tensor | None = None,
-                               rows: torch.Tensor | None = None):
+def fused_linear_cross_entropy(
+    h,
+    weight,
+    targets,
+    bias=None,
+    chunk_size: int = 256,
+    softcap: float | None = None,
+    grad_scale: float | None = None,
+    row_ids: torch.Tensor | None = None,
+    rows: torch.Tensor | None = None,
+):
     """Sum over rows of cross_entropy(softcap(h @ weight.T + bias), targets); logits exist one chunk at a time.
     With `rows` (k x d) the head's rows `row_ids` are `rows` (trainable) instead of `weight[row_ids]`.
 
@@ -139,10 +150,15 @@ def fused_linear_cross_entropy(h, weight, targets, bias=None, chunk_size: int = 
     if not torch.is_grad_enabled() or not trainable:
         return _loss_only(h, weight, bias, targets, chunk_size, softcap, row_ids, rows)
     need_w = weight.requires_grad
-    into_grad = (grad_scale is not None and need_w and weight.is_leaf
-                 and weight.dtype == torch.promote_types(weight.dtype, torch.float32))
-    return _FusedLinearCE.apply(h, weight, bias, targets, chunk_size, softcap, grad_scale if into_grad else None,
-                                need_w, row_ids, rows)
+    into_grad = (
+        grad_scale is not None
+        and need_w
+        and weight.is_leaf
+        and weight.dtype == torch.promote_types(weight.dtype, torch.float32)
+    )
+    return _FusedLinearCE.apply(
+        h, weight, bias, targets, chunk_size, softcap, grad_scale if into_grad else None, need_w, row_ids, rows
+    )
 
 
 def loss_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -161,8 +177,13 @@ class CausalLMLoss(nn.Module):
     directly; no vocabulary-sized gradient or optimizer state exists. `merge_rows()` writes them back into the
     model before it is saved, so checkpoints stay plain transformers models."""
 
-    def __init__(self, lm: nn.Module, chunk_size: int = 256, head_grad_in_forward: bool = False,
-                 train_rows: list[int] | None = None):
+    def __init__(
+        self,
+        lm: nn.Module,
+        chunk_size: int = 256,
+        head_grad_in_forward: bool = False,
+        train_rows: list[int] | None = None,
+    ):
         super().__init__()
         self.lm, self.chunk_size = lm, chunk_size
         # only without DDP/FSDP: their gradient hooks must see every parameter's gradient arrive through autograd
@@ -198,7 +219,9 @@ class CausalLMLoss(nn.Module):
         """Copy the trained rows into the model's embedding and head (before saving a checkpoint)."""
         if self.rows_in is None:
             return
-        self.lm.get_input_embeddings().weight[self.row_ids] = self.rows_in.to(self.lm.get_input_embeddings().weight.dtype)
+        self.lm.get_input_embeddings().weight[self.row_ids] = self.rows_in.to(
+            self.lm.get_input_embeddings().weight.dtype
+        )
         head = self.lm.get_output_embeddings()
         head.weight[self.row_ids] = self.rows_out.to(head.weight.dtype)
 
@@ -210,8 +233,14 @@ class CausalLMLoss(nn.Module):
         # adds it to weight.grad (262K x 640 fp32: 0.67 GB written and added each time) for a few hundred rows; on
         # the 2-core CPU this made a bf16 training step ~1.2x slower (benchmarks/RESULTS.md). weight.grad must exist
         # first and be dense, or autograd would store the sparse tensor as the grad.
-        sparse = (self.head_grad_in_forward and torch.is_grad_enabled() and isinstance(emb, nn.Embedding)
-                  and emb.weight.requires_grad and emb.weight.is_leaf and not emb.sparse)
+        sparse = (
+            self.head_grad_in_forward
+            and torch.is_grad_enabled()
+            and isinstance(emb, nn.Embedding)
+            and emb.weight.requires_grad
+            and emb.weight.is_leaf
+            and not emb.sparse
+        )
         if sparse and emb.weight.grad is None:
             emb.weight.grad = torch.zeros_like(emb.weight)
         was, emb.sparse = emb.sparse, emb.sparse or sparse
@@ -226,6 +255,14 @@ class CausalLMLoss(nn.Module):
         head = self.lm.get_output_embeddings()
         softcap = getattr(self.lm.config, "final_logit_softcapping", None)
         trained = {} if self.rows_out is None else {"row_ids": self.row_ids, "rows": self.rows_out}
-        loss = fused_linear_cross_entropy(h, head.weight, targets, getattr(head, "bias", None), self.chunk_size,
-                                          softcap, grad_scale if self.head_grad_in_forward else None, **trained)
+        loss = fused_linear_cross_entropy(
+            h,
+            head.weight,
+            targets,
+            getattr(head, "bias", None),
+            self.chunk_size,
+            softcap,
+            grad_scale if self.head_grad_in_forward else None,
+            **trained,
+        )
         return loss, targets.numel()

@@ -6,15 +6,16 @@ The packaged default is the BASE google/gemma-3-270m carried as GGUF (Q4_K_M) by
 `quantization_config`), its dequantized float32 weights loaded, and saved as an ordinary folder in the
 cache (`$LIMA_REPRO_CACHE`, default `~/.cache/lima_repro`). Every later load reads that folder.
 """
+
 from __future__ import annotations
 
 import fcntl
 import importlib.util
 import os
 import shutil
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
 
 import torch
 from accelerate import dispatch_model, infer_auto_device_map
@@ -141,8 +142,10 @@ def _init_row(tokenizer, init: str, n_rows: int) -> int | None:
     name = tokenizer.eos_token if init == "eos" else init
     row = tokenizer.convert_tokens_to_ids(name) if name is not None else None
     if row is None or row == tokenizer.unk_token_id and name != tokenizer.unk_token or not 0 <= row < n_rows:
-        raise ConfigError(f"model.eot_init={init!r}: {name!r} is not a token of the base model's vocabulary; use eos, "
-                         "mean or an existing token")
+        raise ConfigError(
+            f"model.eot_init={init!r}: {name!r} is not a token of the base model's vocabulary; use eos, "
+            "mean or an existing token"
+        )
     return row
 
 
@@ -152,8 +155,10 @@ def configure_generation(model, tokenizer, eot_id: int) -> None:
     a caller's `max_length` / `max_new_tokens` / greedy decoding (a base model's own values are dropped too).
     LIMA's sampling (sec. 3) is `do_sample=True, top_p=0.9, temperature=0.7`, passed by the caller."""
     model.generation_config = GenerationConfig(
-        bos_token_id=model.generation_config.bos_token_id, eos_token_id=stop_ids(tokenizer, eot_id),
-        pad_token_id=tokenizer.pad_token_id)
+        bos_token_id=model.generation_config.bos_token_id,
+        eos_token_id=stop_ids(tokenizer, eot_id),
+        pad_token_id=tokenizer.pad_token_id,
+    )
 
 
 def stop_ids(tokenizer, eot_id: int) -> list[int]:
@@ -215,7 +220,10 @@ def load_base(cfg, dtype: torch.dtype = torch.float32):
     path = resolve(cfg.name)
     tokenizer = load_tokenizer(cfg.name, cfg.revision, cfg.trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(
-        path, revision=cfg.revision, dtype=dtype, trust_remote_code=cfg.trust_remote_code,
+        path,
+        revision=cfg.revision,
+        dtype=dtype,
+        trust_remote_code=cfg.trust_remote_code,
         attn_implementation=attn_implementation(cfg.attn_implementation),
     )
     eot_id = add_eot_token(model, tokenizer, cfg.eot_token, cfg.eot_init)

@@ -2,6 +2,7 @@
 
 Every helper takes the resolved `Config` and reads the run directory through `RunDir`.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -23,12 +24,14 @@ from .sampling import stop_shares
 
 PARAMETERS = ("config_path", "profile", "overrides", "run_dir")  # every stage notebook's parameters cell
 # a name with a part like these (`api_key`, `hf_token`, `OPENAI_API_KEY`; not `tokenizer` or `max_tokens`)
-SECRET_NAME = re.compile(r"(^|_)(api_?key|access_?key|secret(_?key)?|token|password|passwd|credentials?|auth)(_|$)",
-                         re.IGNORECASE)
+SECRET_NAME = re.compile(
+    r"(^|_)(api_?key|access_?key|secret(_?key)?|token|password|passwd|credentials?|auth)(_|$)", re.IGNORECASE
+)
 
 
-def setup(config_path: str = "", profile: str = "demo", overrides: dict | str | None = None,
-          run_dir: str = "") -> Config:
+def setup(
+    config_path: str = "", profile: str = "demo", overrides: dict | str | None = None, run_dir: str = ""
+) -> Config:
     """The pipeline passes `config_path` (its run's config.json, an absolute path, so an executed notebook re-runs
     from its own folder as JupyterLab starts it); interactive users give a profile, overrides (a dict, or a JSON
     object as text: `papermill -p overrides '{"train.epochs": 1}'`) and optionally an existing run directory to
@@ -53,25 +56,34 @@ def parse_overrides(overrides: dict | str | None) -> dict:
         try:
             overrides = json.loads(overrides) if overrides.strip() else {}
         except json.JSONDecodeError as e:
-            raise ConfigError(f"notebook parameter overrides={overrides!r} is not JSON ({e.msg}, column {e.colno}). "
-                              """Fix: give a JSON object, papermill -p overrides '{"train.epochs": 1}', or pass a """
-                              "mapping with -y 'overrides: {train.epochs: 1}'") from e
+            raise ConfigError(
+                f"notebook parameter overrides={overrides!r} is not JSON ({e.msg}, column {e.colno}). "
+                """Fix: give a JSON object, papermill -p overrides '{"train.epochs": 1}', or pass a """
+                "mapping with -y 'overrides: {train.epochs: 1}'"
+            ) from e
     if not isinstance(overrides, (dict, type(None))):
-        raise ConfigError(f"notebook parameter overrides must map dotted keys to values, got {type(overrides).__name__}"
-                          """. Fix: e.g. {"train.epochs": 1}""")
+        raise ConfigError(
+            f"notebook parameter overrides must map dotted keys to values, got {type(overrides).__name__}"
+            """. Fix: e.g. {"train.epochs": 1}"""
+        )
     return overrides or {}
 
 
 def refuse_secret_parameters(namespace: dict) -> None:
     """A notebook parameter named like a key (`papermill -p api_key ...`) is an error saying where keys go: papermill
     writes every parameter into the executed notebook, and no stage reads a key from a parameter."""
-    leaked = sorted(k for k, v in namespace.items() if isinstance(v, str) and v and not k.startswith("_")
-                    and k not in PARAMETERS and SECRET_NAME.search(k))
+    leaked = sorted(
+        k
+        for k, v in namespace.items()
+        if isinstance(v, str) and v and not k.startswith("_") and k not in PARAMETERS and SECRET_NAME.search(k)
+    )
     if leaked:
-        raise ConfigError(f"notebook parameter {', '.join(leaked)} looks like a secret; keys are never notebook "
-                          "parameters. Fix: export the key in the environment variable that judge.api_key_env names "
-                          "(default OPENAI_API_KEY) before starting papermill or JupyterLab, and delete the executed "
-                          "notebook papermill wrote: it holds the value")
+        raise ConfigError(
+            f"notebook parameter {', '.join(leaked)} looks like a secret; keys are never notebook "
+            "parameters. Fix: export the key in the environment variable that judge.api_key_env names "
+            "(default OPENAI_API_KEY) before starting papermill or JupyterLab, and delete the executed "
+            "notebook papermill wrote: it holds the value"
+        )
 
 
 def go_to_workdir(config_path: Path) -> None:
@@ -102,8 +114,11 @@ def curation_steps(cfg: Config) -> pd.DataFrame:
     """The data card's per-source steps as one DataFrame (source, step, kept, dropped): every rule's counts."""
     card = RunDir.of(cfg).read_datacard()
     rows = [{"source": src, **step} for src, info in card.get("sources", {}).items() for step in info["steps"]]
-    rows += [{"source": src, "step": f"skipped: {why}", "kept": 0, "dropped": n}
-             for src, info in card.get("sources", {}).items() for why, n in info["skipped"].items()]
+    rows += [
+        {"source": src, "step": f"skipped: {why}", "kept": 0, "dropped": n}
+        for src, info in card.get("sources", {}).items()
+        for why, n in info["skipped"].items()
+    ]
     return pd.DataFrame(rows, columns=["source", "step", "kept", "dropped"])
 
 
@@ -122,7 +137,8 @@ def training_summary(cfg: Config) -> dict:
         "final_loss": train[-1]["loss"] if train else None,
         "loss_per_epoch": {e: sum(v) / len(v) for e, v in epochs.items()},
         "perplexity_per_epoch": {r["epoch"]: r["perplexity"] for r in rows if r["type"] == "eval"},
-        "tokens_per_s": sum(r["tokens"] for r in train) / max(sum(r["tokens"] / r["tokens_per_s"] for r in train), 1e-9),
+        "tokens_per_s": sum(r["tokens"] for r in train)
+        / max(sum(r["tokens"] / r["tokens_per_s"] for r in train), 1e-9),
         "checkpoints": [c["name"] for c in run.list_checkpoints()],
     }
 
@@ -148,8 +164,16 @@ def plot_training(cfg: Config):
 def generations_table(cfg: Config, width: int = 400) -> pd.DataFrame:
     """Responses side by side: one row per prompt, one column per checkpoint (first sample, truncated)."""
     rows = [r for r in read_jsonl_plain(RunDir.of(cfg).generations) if r["sample"] == 0]
-    df = pd.DataFrame([{"prompt": r["messages"][-1]["content"][:width], "checkpoint": r["checkpoint"],
-                        "response": r["response"][:width]} for r in rows])
+    df = pd.DataFrame(
+        [
+            {
+                "prompt": r["messages"][-1]["content"][:width],
+                "checkpoint": r["checkpoint"],
+                "response": r["response"][:width],
+            }
+            for r in rows
+        ]
+    )
     return df.pivot(index="prompt", columns="checkpoint", values="response")
 
 

@@ -4,6 +4,7 @@ Each value carries where it comes from (figure or table of Zhou et al. 2023) and
 Values marked unconfirmed come from secondary sources only (PAPER.md says so); the figures draw them hollow
 and label them "(unconfirmed)". Percentages are in percent, Likert scores on the paper's 1-6 scale.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -28,23 +29,44 @@ class PaperValue:
 
 def _wtl(figure: str, rows: dict[str, tuple[float, float, float]], confirmed) -> list[PaperValue]:
     """Win / tie / loss values; `confirmed` holds the keys (`GPT-4/win`) the paper's own text confirms."""
-    return [PaperValue(figure, f"{b}/{c}", v, "pct", f"{b}/{c}" in confirmed,
-                       "" if f"{b}/{c}" in confirmed else "secondary sources only (PAPER.md sec. 5)")
-            for b, vals in rows.items() for c, v in zip(("win", "tie", "loss"), vals)]
+    return [
+        PaperValue(
+            figure,
+            f"{b}/{c}",
+            v,
+            "pct",
+            f"{b}/{c}" in confirmed,
+            "" if f"{b}/{c}" in confirmed else "secondary sources only (PAPER.md sec. 5)",
+        )
+        for b, vals in rows.items()
+        for c, v in zip(("win", "tie", "loss"), vals)
+    ]
 
 
 # PAPER.md sec. 5: LIMA win / tie / loss % against each baseline
-FIG1_HUMAN = {"Alpaca-65B": (53, 21, 26), "DaVinci003": (44, 21, 35), "Bard": (33, 25, 42),
-              "Claude": (24, 22, 54), "GPT-4": (18, 25, 57)}
-FIG2_GPT4 = {"Alpaca-65B": (64, 19, 17), "DaVinci003": (54, 23, 23), "Bard": (27, 26, 47),
-             "Claude": (14, 23, 63), "GPT-4": (19, 15, 66)}
+FIG1_HUMAN = {
+    "Alpaca-65B": (53, 21, 26),
+    "DaVinci003": (44, 21, 35),
+    "Bard": (33, 25, 42),
+    "Claude": (24, 22, 54),
+    "GPT-4": (18, 25, 57),
+}
+FIG2_GPT4 = {
+    "Alpaca-65B": (64, 19, 17),
+    "DaVinci003": (54, 23, 23),
+    "Bard": (27, 26, 47),
+    "Claude": (14, 23, 63),
+    "GPT-4": (19, 15, 66),
+}
 FIG2_CONFIRMED = {"GPT-4/win"}  # PAPER.md sec. 5: only the 19% win against GPT-4 is in the paper's text
 FIG3_ABSOLUTE = {"Excellent": 50, "Pass": 38, "Fail": 12}  # 50 random test prompts
 FIG3_OOD = {"Excellent": 45, "Pass": 35, "Fail": 20}  # 20 out-of-distribution prompts
 FIG5_ABLATION = {"filtered Stack Exchange": 3.83, "wikiHow": 3.49, "unfiltered Stack Exchange": 3.33}
 FIG6_QUANTITY_SIZES = (2000, 4000, 8000, 16000, 32000)  # "flat": no numbers in PAPER.md
-FIG7_DIALOGUE = {"1,000 ex.": {"Excellent": 45.2, "Pass": 19.1, "Fail": 35.7},
-                 "1,030 ex.": {"Excellent": 76.1, "Pass": 21.7, "Fail": 2.2}}
+FIG7_DIALOGUE = {
+    "1,000 ex.": {"Excellent": 45.2, "Pass": 19.1, "Fail": 35.7},
+    "1,030 ex.": {"Excellent": 76.1, "Pass": 21.7, "Fail": 2.2},
+}
 FIG7_TURNS = {"1,000 ex.": 42, "1,030 ex.": 46}  # PAPER.md sec. 5: Fail 15 of 42 turns vs 1 of 46, 10 conversations
 # PAPER.md sec. 4: tie-discounted agreement on 50 shared pairwise items (1 same label, 0.5 if either said neither)
 AGREEMENT = {"crowd-crowd": 82, "crowd-author": 81, "author-author": 78, "crowd-GPT-4": 78, "author-GPT-4": 79}
@@ -53,9 +75,12 @@ SAFETY = {"sensitive": (80, 30), "malicious": (60, 10)}  # (% safe, prompts)
 FIG9_HELD_OUT = 2000  # PAPER.md sec. 5: perplexity measured on 2,000 held-out Stack Exchange examples
 DIALOGUE_CHAINS = 30  # PAPER.md sec. 1: 30 multi-turn chains added to the 1,000 (GAIR/lima source multi_turn)
 TABLE1 = [  # source, n, avg input tokens, avg output tokens
-    ("Stack Exchange (STEM)", 200, 117, 523), ("Stack Exchange (Other)", 200, 119, 530),
-    ("wikiHow", 200, 12, 1811), ("Pushshift r/WritingPrompts", 150, 34, 274),
-    ("Natural Instructions", 50, 236, 92), ("Paper Authors (Group A)", 200, 40, 334),
+    ("Stack Exchange (STEM)", 200, 117, 523),
+    ("Stack Exchange (Other)", 200, 119, 530),
+    ("wikiHow", 200, 12, 1811),
+    ("Pushshift r/WritingPrompts", 150, 34, 274),
+    ("Natural Instructions", 50, 236, 92),
+    ("Paper Authors (Group A)", 200, 40, 334),
 ]
 
 # Published LIMA-1k reproductions (PAPER.md sec. 6): the 1,000 GAIR/lima examples on other base models, for the
@@ -71,30 +96,61 @@ LIMA_1K_IN_PAPER_MD = {"Llama-2-7B", "LLaMA-1-13B"}  # the others are unconfirme
 VALUES: list[PaperValue] = [
     *_wtl("Fig. 1", FIG1_HUMAN, {f"{b}/{c}" for b in FIG1_HUMAN for c in ("win", "tie", "loss")}),
     *_wtl("Fig. 2", FIG2_GPT4, FIG2_CONFIRMED),
-    *[PaperValue("Fig. 3", f"absolute/{k}", v, "pct", True, "50 random test prompts") for k, v in FIG3_ABSOLUTE.items()],
+    *[
+        PaperValue("Fig. 3", f"absolute/{k}", v, "pct", True, "50 random test prompts")
+        for k, v in FIG3_ABSOLUTE.items()
+    ],
     *[PaperValue("Fig. 3", f"ood/{k}", v, "pct", True, "20 out-of-distribution prompts") for k, v in FIG3_OOD.items()],
-    *[PaperValue("Fig. 5", k, v, "likert_1_6", True, "7B, 2,000 examples, ChatGPT 1-6 grade")
-      for k, v in FIG5_ABLATION.items()],
-    *[PaperValue("Fig. 6", f"quantity/{n}", None, "likert_1_6", False, "flat across sizes; values not given")
-      for n in FIG6_QUANTITY_SIZES],
-    *[PaperValue("Fig. 7", f"{cond}/{lab}", v, "pct", True, "approximate (~19.1%)" if v == 19.1 else "")
-      for cond, d in FIG7_DIALOGUE.items() for lab, v in d.items()],
+    *[
+        PaperValue("Fig. 5", k, v, "likert_1_6", True, "7B, 2,000 examples, ChatGPT 1-6 grade")
+        for k, v in FIG5_ABLATION.items()
+    ],
+    *[
+        PaperValue("Fig. 6", f"quantity/{n}", None, "likert_1_6", False, "flat across sizes; values not given")
+        for n in FIG6_QUANTITY_SIZES
+    ],
+    *[
+        PaperValue("Fig. 7", f"{cond}/{lab}", v, "pct", True, "approximate (~19.1%)" if v == 19.1 else "")
+        for cond, d in FIG7_DIALOGUE.items()
+        for lab, v in d.items()
+    ],
     PaperValue("Fig. 7", "conversations_better", 7, "count", True, "of 10 conversations; tied in 3"),
-    *[PaperValue("Fig. 7", f"{cond}/turns", n, "count", True, "assistant turns over 10 conversations")
-      for cond, n in FIG7_TURNS.items()],
+    *[
+        PaperValue("Fig. 7", f"{cond}/turns", n, "count", True, "assistant turns over 10 conversations")
+        for cond, n in FIG7_TURNS.items()
+    ],
     PaperValue("Fig. 9", "perplexity_rises_with_score", None, "", False, "perplexity and 1-6 score both rise"),
-    PaperValue("Fig. 9", "held_out_examples", FIG9_HELD_OUT, "count", False,  # PAPER.md sec. 5: "(values unconfirmed)"
-               "held-out Stack Exchange examples"),
-    *[PaperValue("Sec. 4", f"agreement/{k}", v, "pct", True, "tie-discounted, 50 shared items")
-      for k, v in AGREEMENT.items()],
+    PaperValue(
+        "Fig. 9",
+        "held_out_examples",
+        FIG9_HELD_OUT,
+        "count",
+        False,  # PAPER.md sec. 5: "(values unconfirmed)"
+        "held-out Stack Exchange examples",
+    ),
+    *[
+        PaperValue("Sec. 4", f"agreement/{k}", v, "pct", True, "tie-discounted, 50 shared items")
+        for k, v in AGREEMENT.items()
+    ],
     *[PaperValue("Sec. 4", f"safety/{k}", pct, "pct", True, f"of {n} prompts") for k, (pct, n) in SAFETY.items()],
     PaperValue("Sec. 1", "dialogue_chains", DIALOGUE_CHAINS, "count", True, "multi-turn chains, 1,030 with them"),
-    *[PaperValue("LIMA-1k", f"{model}/{k}", v, "pct" if k.startswith("alpaca") else "mt_bench_1_10",
-                 model in LIMA_1K_IN_PAPER_MD, "published reproduction, not the LIMA paper")
-      for model, d in LIMA_1K_REPRODUCTIONS.items() for k, v in d.items()],
-    *[PaperValue("Table 1", f"{src}/{col}", v, unit, True)
-      for src, n, i, o in TABLE1 for col, v, unit in (("n", n, "count"), ("avg_input_tokens", i, "tokens"),
-                                                      ("avg_output_tokens", o, "tokens"))],
+    *[
+        PaperValue(
+            "LIMA-1k",
+            f"{model}/{k}",
+            v,
+            "pct" if k.startswith("alpaca") else "mt_bench_1_10",
+            model in LIMA_1K_IN_PAPER_MD,
+            "published reproduction, not the LIMA paper",
+        )
+        for model, d in LIMA_1K_REPRODUCTIONS.items()
+        for k, v in d.items()
+    ],
+    *[
+        PaperValue("Table 1", f"{src}/{col}", v, unit, True)
+        for src, n, i, o in TABLE1
+        for col, v, unit in (("n", n, "count"), ("avg_input_tokens", i, "tokens"), ("avg_output_tokens", o, "tokens"))
+    ],
 ]
 
 

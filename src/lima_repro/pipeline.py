@@ -7,6 +7,7 @@ hashes, seed, device, the working directory and the wall time of each stage. The
 first, then each notebook's output as it comes. With `generate.checkpoints: selected`, the select notebook runs
 before generation (LIMA sec. 3: the checkpoint is chosen on the dev set).
 """
+
 from __future__ import annotations
 
 import os
@@ -34,12 +35,17 @@ KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 
 def notebooks_dir() -> Path:
     """The repository's notebooks/ (editable install), or $LIMA_REPRO_NOTEBOOKS, or ./notebooks."""
-    candidates = [os.environ.get("LIMA_REPRO_NOTEBOOKS"), Path(__file__).resolve().parents[2] / "notebooks",
-                  Path.cwd() / "notebooks"]
+    candidates = [
+        os.environ.get("LIMA_REPRO_NOTEBOOKS"),
+        Path(__file__).resolve().parents[2] / "notebooks",
+        Path.cwd() / "notebooks",
+    ]
     for c in candidates:
         if c and (Path(c) / "01_curate.ipynb").exists():
             return Path(c)
-    raise FileNotFoundError("cannot find the notebooks/ folder: run from the repository root or set LIMA_REPRO_NOTEBOOKS")
+    raise FileNotFoundError(
+        "cannot find the notebooks/ folder: run from the repository root or set LIMA_REPRO_NOTEBOOKS"
+    )
 
 
 def notebook_order(cfg: Config) -> list[str]:
@@ -67,8 +73,14 @@ def run_pipeline(cfg: Config, kernel_name: str = "python3", launcher: str | None
     say(f"run directory: {run.root}")
     c = cfg.curate
     inputs = [data.resolve_path(s) for s in (*c.train_files, *c.dev_files, *c.test_files) if not data.is_hub(s)]
-    manifest = {"profile": cfg.profile, "started": datetime.now(timezone.utc).isoformat(),
-                "workdir": os.getcwd(), **provenance(cfg.seed, inputs), "stages": {}, "status": "running"}
+    manifest = {
+        "profile": cfg.profile,
+        "started": datetime.now(timezone.utc).isoformat(),
+        "workdir": os.getcwd(),
+        **provenance(cfg.seed, inputs),
+        "stages": {},
+        "status": "running",
+    }
     write_json(run.manifest, manifest)
     t_all = time.time()
     src = notebooks_dir()
@@ -90,13 +102,21 @@ def run_pipeline(cfg: Config, kernel_name: str = "python3", launcher: str | None
                 continue
             # the notebooks' output (progress bars included) streams to this terminal as it comes
             pm.execute_notebook(
-                str(src / f"{name}.ipynb"), str(run.notebooks / f"{name}.ipynb"),
-                parameters={"config_path": str(config_path)}, kernel_name=kernel_name, cwd=os.getcwd(),
-                progress_bar=False, stdout_file=sys.stdout, stderr_file=sys.stderr,
+                str(src / f"{name}.ipynb"),
+                str(run.notebooks / f"{name}.ipynb"),
+                parameters={"config_path": str(config_path)},
+                kernel_name=kernel_name,
+                cwd=os.getcwd(),
+                progress_bar=False,
+                stdout_file=sys.stdout,
+                stderr_file=sys.stderr,
                 extra_arguments=KERNEL_ARGUMENTS,
             )
         except Exception as e:
-            manifest["stages"][name] = {"wall_time_s": round(time.time() - t0, 2), "status": f"failed: {type(e).__name__}"}
+            manifest["stages"][name] = {
+                "wall_time_s": round(time.time() - t0, 2),
+                "status": f"failed: {type(e).__name__}",
+            }
             manifest["status"] = f"failed in {name}"
             write_json(run.manifest, manifest)
             say(f"[{i}/{len(names)}] {name} FAILED after {time.time() - t0:.0f} s: {type(e).__name__}")

@@ -23,6 +23,7 @@ FLOPs utilisation (MFU). Every number is arithmetic on the model's shapes and th
   bound by memory bandwidth, so its utilisation is far below training's (`--gen-mfu`, default 0.10).
 Token counts are ceilings: every training example counted at `train.max_length`, every response at the full cap.
 """
+
 from __future__ import annotations
 
 import math
@@ -48,17 +49,42 @@ KNOWN_PROMPT_SETS = {"alpaca_eval.json": 805, "question.jsonl": 80}  # AlpacaEva
 
 _LLAMA1 = dict(vocab_size=32000, max_position_embeddings=2048, rms_norm_eps=1e-6, tie_word_embeddings=False)
 KNOWN_MODELS = {  # published config.json shapes of models the hub may not serve here
-    "huggyllama/llama-7b": lambda: LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-                                               num_attention_heads=32, num_key_value_heads=32, **_LLAMA1),
-    "huggyllama/llama-65b": lambda: LlamaConfig(hidden_size=8192, intermediate_size=22016, num_hidden_layers=80,
-                                                num_attention_heads=64, num_key_value_heads=64, **_LLAMA1),
-    "Qwen/Qwen2.5-7B": lambda: Qwen2Config(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
-                                           num_attention_heads=28, num_key_value_heads=4, vocab_size=152064,
-                                           max_position_embeddings=131072, tie_word_embeddings=False),
-    "meta-llama/Llama-3.1-8B": lambda: LlamaConfig(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-                                                   num_attention_heads=32, num_key_value_heads=8,
-                                                   vocab_size=128256, max_position_embeddings=131072,
-                                                   tie_word_embeddings=False),
+    "huggyllama/llama-7b": lambda: LlamaConfig(
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        **_LLAMA1,
+    ),
+    "huggyllama/llama-65b": lambda: LlamaConfig(
+        hidden_size=8192,
+        intermediate_size=22016,
+        num_hidden_layers=80,
+        num_attention_heads=64,
+        num_key_value_heads=64,
+        **_LLAMA1,
+    ),
+    "Qwen/Qwen2.5-7B": lambda: Qwen2Config(
+        hidden_size=3584,
+        intermediate_size=18944,
+        num_hidden_layers=28,
+        num_attention_heads=28,
+        num_key_value_heads=4,
+        vocab_size=152064,
+        max_position_embeddings=131072,
+        tie_word_embeddings=False,
+    ),
+    "meta-llama/Llama-3.1-8B": lambda: LlamaConfig(
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        vocab_size=128256,
+        max_position_embeddings=131072,
+        tie_word_embeddings=False,
+    ),
 }
 
 
@@ -84,9 +110,11 @@ def model_config(name: str):
     try:
         return AutoConfig.from_pretrained(name)
     except OSError as e:
-        raise ConfigError(f"model.name {name!r}: no local folder, not among the built-in shapes "
-                         f"({', '.join(KNOWN_MODELS)}) and the hub did not answer; point model.name at a folder "
-                         "holding the model's config.json") from e
+        raise ConfigError(
+            f"model.name {name!r}: no local folder, not among the built-in shapes "
+            f"({', '.join(KNOWN_MODELS)}) and the hub did not answer; point model.name at a folder "
+            "holding the model's config.json"
+        ) from e
 
 
 def shapes(config) -> Shapes:
@@ -101,10 +129,17 @@ def shapes(config) -> Shapes:
     head_dim = getattr(text, "head_dim", None) or hidden // text.num_attention_heads
     kv = getattr(text, "num_key_value_heads", None) or text.num_attention_heads
     eot_rows = hidden * (1 if tied else 2)  # LIMA sec. 3: one new token (models.add_eot_token)
-    return Shapes(params=total + eot_rows, layer_params=layer,
-                  edge_params=total + eot_rows - layer * text.num_hidden_layers,
-                  hidden=hidden, intermediate=text.intermediate_size, layers=text.num_hidden_layers,
-                  kv_dim=kv * head_dim, vocab=text.vocab_size + 1, context=context_length(text))
+    return Shapes(
+        params=total + eot_rows,
+        layer_params=layer,
+        edge_params=total + eot_rows - layer * text.num_hidden_layers,
+        hidden=hidden,
+        intermediate=text.intermediate_size,
+        layers=text.num_hidden_layers,
+        kv_dim=kv * head_dim,
+        vocab=text.vocab_size + 1,
+        context=context_length(text),
+    )
 
 
 def train_memory(s: Shapes, world: int, micro_tokens: int, checkpointing: bool, loss_chunk: int) -> dict[str, float]:
@@ -166,8 +201,9 @@ def plan(cfg: Config, hw: Hardware) -> list[dict]:
     s = shapes(config)
     t, g, gpu_bytes = cfg.train, cfg.generate, hw.gpu_memory_gb * GB
     examples = cfg.curate.select_n or _rows_in((cfg.curate.train_files or [None])[0], PAPER_TRAIN_EXAMPLES)
-    prompts = min(_rows_in(g.prompts_file or (cfg.curate.test_files or [None])[0], PAPER_TEST_PROMPTS),
-                  g.max_prompts or 10**9)
+    prompts = min(
+        _rows_in(g.prompts_file or (cfg.curate.test_files or [None])[0], PAPER_TEST_PROMPTS), g.max_prompts or 10**9
+    )
     dev = _rows_in((cfg.curate.dev_files or [None])[0], PAPER_DEV_PROMPTS)
     micro_tokens = t.micro_batch_size * t.max_length
     # cached tokens per sequence: a prompt (at most train.max_length, as trained) + the cap, never past the context
@@ -179,17 +215,31 @@ def plan(cfg: Config, hw: Hardware) -> list[dict]:
         use = max(hw.gpus, need or hw.gpus)  # FSDP shards over every process
         tokens = repeats * n_examples * t.epochs * t.max_length
         other = train_memory(s, use, micro_tokens, not hw.checkpointing, t.loss_chunk_size)["activations"]
-        return {"stage": name, "gpus_needed": need, "gpus_used": use, "memory": at(use), "tokens": tokens,
-                "flops": 6 * s.params * tokens, "mfu": hw.mfu,
-                "note": f"activations {'without' if hw.checkpointing else 'with'} checkpointing {other / GB:.1f}"}
+        return {
+            "stage": name,
+            "gpus_needed": need,
+            "gpus_used": use,
+            "memory": at(use),
+            "tokens": tokens,
+            "flops": 6 * s.params * tokens,
+            "mfu": hw.mfu,
+            "note": f"activations {'without' if hw.checkpointing else 'with'} checkpointing {other / GB:.1f}",
+        }
 
     def gen_row(name: str, sequences: int, repeats: int = 1) -> dict:
         at = lambda n: generate_memory(s, n, g.batch_size, seq)  # noqa: E731
         need = fewest_gpus(at, gpu_bytes)
         tp = max(need or 1, tensor_parallel_size(g, config, hw.gpus))  # what the vLLM backend would split over
         tokens = repeats * sequences * g.max_new_tokens
-        return {"stage": name, "gpus_needed": need, "gpus_used": max(hw.gpus, tp), "memory": at(tp),
-                "tokens": tokens, "flops": 2 * s.params * tokens, "mfu": hw.gen_mfu}
+        return {
+            "stage": name,
+            "gpus_needed": need,
+            "gpus_used": max(hw.gpus, tp),
+            "memory": at(tp),
+            "tokens": tokens,
+            "flops": 2 * s.params * tokens,
+            "mfu": hw.gen_mfu,
+        }
 
     rows = []
     if "02_train" in cfg.notebooks:
@@ -209,34 +259,42 @@ def plan(cfg: Config, hw: Hardware) -> list[dict]:
         rows.append(gen_row(f"ablation generate (x{n})", prompts * a.num_samples, n))
     for r in rows:
         r["hours"] = _hours(r["flops"], r["gpus_used"], hw.peak_tflops, r["mfu"])
-    return [{"params": s.params, "context": s.context, "examples": examples, "test_prompts": prompts, **r}
-            for r in rows]
+    return [
+        {"params": s.params, "context": s.context, "examples": examples, "test_prompts": prompts, **r} for r in rows
+    ]
 
 
 def format_plan(cfg: Config, hw: Hardware, rows: list[dict]) -> str:
     """The plan as a readable table: one block per stage."""
     head = rows[0] if rows else {}
-    lines = [f"plan for profile {cfg.profile}: model {cfg.model.name}, {head.get('params', 0) / 1e9:.2f}B parameters "
-             f"(with EOT), context {head.get('context')}",
-             f"hardware: {hw.gpus} GPU(s) x {hw.gpu_memory_gb:g} GB, peak {hw.peak_tflops:g} TFLOP/s bf16, MFU "
-             f"train {hw.mfu:g} / generate {hw.gen_mfu:g}; training: FSDP full shard, activation checkpointing "
-             f"{'on' if hw.checkpointing else 'off'}; {USABLE:.0%} of GPU memory usable",
-             f"{'stage':30} {'GPUs needed':>16} {'GPUs used':>9} {'GB/GPU':>7} {'tokens':>14} {'hours':>8}  "
-             "memory per GPU (GB)"]
+    lines = [
+        f"plan for profile {cfg.profile}: model {cfg.model.name}, {head.get('params', 0) / 1e9:.2f}B parameters "
+        f"(with EOT), context {head.get('context')}",
+        f"hardware: {hw.gpus} GPU(s) x {hw.gpu_memory_gb:g} GB, peak {hw.peak_tflops:g} TFLOP/s bf16, MFU "
+        f"train {hw.mfu:g} / generate {hw.gen_mfu:g}; training: FSDP full shard, activation checkpointing "
+        f"{'on' if hw.checkpointing else 'off'}; {USABLE:.0%} of GPU memory usable",
+        f"{'stage':30} {'GPUs needed':>16} {'GPUs used':>9} {'GB/GPU':>7} {'tokens':>14} {'hours':>8}  "
+        "memory per GPU (GB)",
+    ]
     for r in rows:
         parts = ", ".join([f"{k} {v / GB:.1f}" for k, v in r["memory"].items()] + ([r["note"]] if "note" in r else []))
         need = "none fit" if r["gpus_needed"] is None else str(r["gpus_needed"])
         nodes = f" ({math.ceil(r['gpus_needed'] / 8)} nodes)" if r["gpus_needed"] and r["gpus_needed"] > 8 else ""
-        lines.append(f"{r['stage']:30} {need + nodes:>16} {r['gpus_used']:>9} {sum(r['memory'].values()) / GB:>7.1f} "
-                     f"{r['tokens']:>14,} {r['hours']:>8.2f}  {parts}")
-    lines.append("GPUs needed: fewest (power of two) that fit; used: --gpus, or more when too few (train: FSDP "
-                 "world size; generate: memory at the tensor-parallel size, time over all GPUs used)")
-    lines.append("tokens are ceilings (examples x epochs x train.max_length; responses at the full cap); "
-                 "hours = FLOPs (6N/token train, 2N generate) / (GPUs used x peak x MFU)")
+        lines.append(
+            f"{r['stage']:30} {need + nodes:>16} {r['gpus_used']:>9} {sum(r['memory'].values()) / GB:>7.1f} "
+            f"{r['tokens']:>14,} {r['hours']:>8.2f}  {parts}"
+        )
+    lines.append(
+        "GPUs needed: fewest (power of two) that fit; used: --gpus, or more when too few (train: FSDP "
+        "world size; generate: memory at the tensor-parallel size, time over all GPUs used)"
+    )
+    lines.append(
+        "tokens are ceilings (examples x epochs x train.max_length; responses at the full cap); "
+        "hours = FLOPs (6N/token train, 2N generate) / (GPUs used x peak x MFU)"
+    )
     return "\n".join(lines)
 
 
 def run_plan(cfg: Config, hw: Hardware) -> str:
     """The CLI verb: the formatted plan of `cfg` on `hw`."""
     return format_plan(cfg, hw, plan(cfg, hw))
-

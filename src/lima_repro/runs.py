@@ -17,15 +17,17 @@ Every stage folder also holds the `config.json` it ran with and a `manifest.json
 refuses one whose manifest says it did not finish (`RunDir.require_finished`); a folder with no manifest was made
 by hand (or imported) and is taken as it is.
 """
+
 from __future__ import annotations
 
 import os
 import random
 import re
 import time
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,10 +60,11 @@ class RunDir:
         self.root = Path(root)
 
     @classmethod
-    def of(cls, cfg: Config) -> "RunDir":
+    def of(cls, cfg: Config) -> RunDir:
         if not cfg.run_dir:
-            raise ConfigError("run_dir is not set: give --run-dir (CLI), `run_dir` (notebook), or call "
-                              "runs.new_run_dir(cfg) first")
+            raise ConfigError(
+                "run_dir is not set: give --run-dir (CLI), `run_dir` (notebook), or call runs.new_run_dir(cfg) first"
+            )
         return cls(cfg.run_dir)
 
     def __repr__(self) -> str:
@@ -110,9 +113,13 @@ class RunDir:
         if status in (None, "ok"):
             return
         why = "still running or killed" if status == "running" else "it failed"
-        raise DataError(self.stage(name), None, f"the {name} stage did not finish (manifest.json status "
-                        f"{status.splitlines()[0][:200]!r}: {why}), so its files may be incomplete",
-                        f"rerun it (python -m lima_repro {name} --run-dir {self.root}) or wait for it to end")
+        raise DataError(
+            self.stage(name),
+            None,
+            f"the {name} stage did not finish (manifest.json status "
+            f"{status.splitlines()[0][:200]!r}: {why}), so its files may be incomplete",
+            f"rerun it (python -m lima_repro {name} --run-dir {self.root}) or wait for it to end",
+        )
 
     # ---- curate --------------------------------------------------------------------------------------------
     def split(self, name: str) -> Path:
@@ -180,8 +187,10 @@ class RunDir:
     def read_selection(self) -> dict:
         self.require_finished("select")
         if not self.selection.is_file():
-            raise FileNotFoundError(f"{self.selection} not found: run the select stage first "
-                                    "(`python -m lima_repro select --run-dir ...` or notebooks/02b_select.ipynb)")
+            raise FileNotFoundError(
+                f"{self.selection} not found: run the select stage first "
+                "(`python -m lima_repro select --run-dir ...` or notebooks/02b_select.ipynb)"
+            )
         return read_json(self.selection)
 
     # ---- generate ------------------------------------------------------------------------------------------
@@ -228,7 +237,7 @@ class RunDir:
         return self.root / "annotations"
 
     # ---- ablations and figures -----------------------------------------------------------------------------
-    def ablation(self, condition: str) -> "RunDir":
+    def ablation(self, condition: str) -> RunDir:
         return RunDir(self.stage("ablations") / condition)
 
     @property
@@ -272,8 +281,11 @@ class RunDir:
         return Path(cfg.train.eval_file) if cfg.train.eval_file else self._upstream("curate", self.split("dev"))
 
     def prompts_file(self, cfg: Config) -> Path:
-        return Path(cfg.generate.prompts_file) if cfg.generate.prompts_file else self._upstream("curate",
-                                                                                                self.split("test"))
+        return (
+            Path(cfg.generate.prompts_file)
+            if cfg.generate.prompts_file
+            else self._upstream("curate", self.split("test"))
+        )
 
     def generations_file(self, cfg: Config) -> Path:
         if cfg.judge.generations_file:
@@ -324,14 +336,16 @@ class Stage:
         self.out.mkdir(parents=True, exist_ok=True)
         self.extra: dict[str, Any] = {}
 
-    def __enter__(self) -> "Stage":
+    def __enter__(self) -> Stage:
         problem = key_name_problem(self.cfg.judge.api_key_env)
         if problem:  # config.json must never hold a pasted key (configs built in Python skip Config.check)
             raise ConfigError(problem)
         self.t0 = time.time()
         self.started = datetime.now(timezone.utc).isoformat()
-        write_json(self.run.stage_manifest(self.name), {"stage": self.name, "status": "running",
-                                                        "started": self.started, "pid": os.getpid()})
+        write_json(
+            self.run.stage_manifest(self.name),
+            {"stage": self.name, "status": "running", "started": self.started, "pid": os.getpid()},
+        )
         seed_everything(self.cfg.seed)
         write_json(self.out / "config.json", to_dict(self.cfg))
         return self

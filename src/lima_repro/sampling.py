@@ -6,6 +6,7 @@ generated in left-padded batches with the KV cache; a row leaves its batch (and 
 a stop token, so finished rows cost nothing. `generate.py` (the stage), `select.py`, `vllm_backend.py` and the
 notebooks' `Chat` all sample through this module.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -64,8 +65,9 @@ def top_p_sample(logits: torch.Tensor, top_p: float, temperature: float) -> torc
     return idx.gather(1, choice).squeeze(1)
 
 
-def _last_logits(model, takes_logits_to_keep: bool, cache_arg: str, cache=None,
-                 **inputs) -> tuple[torch.Tensor, object]:
+def _last_logits(
+    model, takes_logits_to_keep: bool, cache_arg: str, cache=None, **inputs
+) -> tuple[torch.Tensor, object]:
     """The last position's logits and the KV cache. `cache_arg`: the forward's name for the cache (`cache` in
     transformers >= 5.2x, where `past_key_values` is deprecated with a FutureWarning; `past_key_values` before)."""
     extra = {"logits_to_keep": 1} if takes_logits_to_keep else {}
@@ -76,8 +78,9 @@ def _last_logits(model, takes_logits_to_keep: bool, cache_arg: str, cache=None,
 
 
 @torch.no_grad()
-def decode(model, prompts: list[list[int]], pad: int, stops: list[int], g: GenerateConfig,
-           caps: list[int] | None = None) -> list[list[int]]:
+def decode(
+    model, prompts: list[list[int]], pad: int, stops: list[int], g: GenerateConfig, caps: list[int] | None = None
+) -> list[list[int]]:
     """Sample continuations of `prompts` (left-padded into one batch) with the KV cache, at most `caps[i]` new
     tokens for prompt i (default `g.max_new_tokens`). A row that reaches a stop token or its cap leaves the batch
     and the cache at once, so finished rows cost nothing. Each result ends with its stop token if any."""
@@ -106,14 +109,22 @@ def decode(model, prompts: list[list[int]], pad: int, stops: list[int], g: Gener
         generated = torch.cat([generated, token[:, None]], 1)
         mask = torch.cat([mask, mask.new_ones((len(rows), 1))], 1)
         pos = pos[:, -1:] + 1
-        logits, cache = _last_logits(model, takes, cache_arg, cache, input_ids=token[:, None], attention_mask=mask,
-                                     position_ids=pos)
+        logits, cache = _last_logits(
+            model, takes, cache_arg, cache, input_ids=token[:, None], attention_mask=mask, position_ids=pos
+        )
     return out
 
 
 @torch.no_grad()
-def sample(model, tokenizer, eot_id: int, prompts: list[list[int]], g: GenerateConfig, desc: str = "generate",
-           progress: bool = True) -> list[dict]:
+def sample(
+    model,
+    tokenizer,
+    eot_id: int,
+    prompts: list[list[int]],
+    g: GenerateConfig,
+    desc: str = "generate",
+    progress: bool = True,
+) -> list[dict]:
     """Sample `g.num_samples` continuations of each tokenized prompt. Returns, per (prompt, sample) in input
     order, {"prompt_index", "sample", "ids", "stopped_at_eot", "stop", "max_new_tokens"}: `stop` is `eot` (LIMA's
     end of turn), `eos` (the base model's own end token, which also ends generation) or `max_new_tokens` (cut off
@@ -122,8 +133,12 @@ def sample(model, tokenizer, eot_id: int, prompts: list[list[int]], g: GenerateC
     caps = new_token_caps(prompts, model.config, g)
     if caps and min(caps) < 1:
         i = caps.index(min(caps))
-        raise data.DataError(desc, f"prompt {i}", f"has {len(prompts[i])} tokens, which fills the model's context "
-                             f"of {context_length(model.config)}", "shorten that conversation (Chat: reset())")
+        raise data.DataError(
+            desc,
+            f"prompt {i}",
+            f"has {len(prompts[i])} tokens, which fills the model's context of {context_length(model.config)}",
+            "shorten that conversation (Chat: reset())",
+        )
     items = sorted(((len(p), i, s) for i, p in enumerate(prompts) for s in range(g.num_samples)), reverse=True)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eot_id
     stops = models.stop_ids(tokenizer, eot_id)
@@ -135,15 +150,22 @@ def sample(model, tokenizer, eot_id: int, prompts: list[list[int]], g: GenerateC
         for (_, i, s), new in zip(chunk, batch):
             stop_at = next((k for k, t in enumerate(new) if t in stops), None)
             stop = "max_new_tokens" if stop_at is None else "eot" if new[stop_at] == eot_id else "eos"
-            results[(i, s)] = {"prompt_index": i, "sample": s, "ids": new[:stop_at] if stop_at is not None else new,
-                               "stopped_at_eot": stop == "eot", "stop": stop, "max_new_tokens": caps[i]}
+            results[(i, s)] = {
+                "prompt_index": i,
+                "sample": s,
+                "ids": new[:stop_at] if stop_at is not None else new,
+                "stopped_at_eot": stop == "eot",
+                "stop": stop,
+                "max_new_tokens": caps[i],
+            }
         bar.update(len(chunk))
     bar.close()
     return [results[(i, s)] for i in range(len(prompts)) for s in range(g.num_samples)]
 
 
-def prompt_ids(examples: list[dict], tokenizer, eot: str, model_config, g: GenerateConfig,
-               path: Path) -> list[list[int]]:
+def prompt_ids(
+    examples: list[dict], tokenizer, eot: str, model_config, g: GenerateConfig, path: Path
+) -> list[list[int]]:
     """Token ids of each example's prompt in the LIMA format; a prompt that fills the model's whole context (no
     room for a single new token) is a DataError naming the file, the example and the fix."""
     limit = context_length(model_config)
@@ -151,9 +173,12 @@ def prompt_ids(examples: list[dict], tokenizer, eot: str, model_config, g: Gener
     for ex in examples:
         ids = encode_prompt(tokenizer, data.prompt_messages(ex), eot)
         if limit is not None and len(ids) >= limit:
-            raise data.DataError(path, f"id {ex['id']}", f"prompt has {len(ids)} tokens, which leaves no room for a "
-                                 f"response in the model's context of {limit}",
-                                 "shorten the prompt or use a model with a longer context")
+            raise data.DataError(
+                path,
+                f"id {ex['id']}",
+                f"prompt has {len(ids)} tokens, which leaves no room for a response in the model's context of {limit}",
+                "shorten the prompt or use a model with a longer context",
+            )
         out.append(ids)
     return out
 
@@ -173,8 +198,12 @@ def torch_dtype(precision: str) -> torch.dtype:
 def checkpoint_eot_id(tokenizer, path: str | None, eot: str) -> int:
     """The id of `eot` in a fine-tuned checkpoint's tokenizer; an untuned model is an error that says what to do."""
     if eot not in tokenizer.get_vocab():
-        raise data.DataError(path, None, f"has no {eot} token, so it was not fine-tuned with this format",
-                             "to sample from an untuned model use generate.include_base")
+        raise data.DataError(
+            path,
+            None,
+            f"has no {eot} token, so it was not fine-tuned with this format",
+            "to sample from an untuned model use generate.include_base",
+        )
     return tokenizer.convert_tokens_to_ids(eot)
 
 
@@ -183,9 +212,17 @@ def stop_shares(rows: list[dict]) -> dict[str, dict]:
     by: dict[str, list[dict]] = {}
     for r in rows:
         by.setdefault(r["checkpoint"], []).append(r)
-    return {label: {"n": len(rs), **{f"{s}_pct": 100.0 * sum(r.get("stop") == s for r in rs) / len(rs)
-                                     for s in ("eot", "eos", "max_new_tokens")},
-                    "median_tokens": statistics.median(r["response_tokens"] for r in rs)} for label, rs in by.items()}
+    return {
+        label: {
+            "n": len(rs),
+            **{
+                f"{s}_pct": 100.0 * sum(r.get("stop") == s for r in rs) / len(rs)
+                for s in ("eot", "eos", "max_new_tokens")
+            },
+            "median_tokens": statistics.median(r["response_tokens"] for r in rs),
+        }
+        for label, rs in by.items()
+    }
 
 
 def resolve_backend(g: GenerateConfig) -> str:
@@ -197,8 +234,10 @@ def resolve_backend(g: GenerateConfig) -> str:
     except ImportError as e:
         if g.backend == "auto":
             return "torch"
-        raise ImportError("generate.backend is 'vllm' but vLLM cannot be imported: `pip install vllm` (needs a "
-                          "CUDA GPU), or set generate.backend: torch") from e
+        raise ImportError(
+            "generate.backend is 'vllm' but vLLM cannot be imported: `pip install vllm` (needs a "
+            "CUDA GPU), or set generate.backend: torch"
+        ) from e
     return "vllm"
 
 

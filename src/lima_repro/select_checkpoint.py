@@ -8,6 +8,7 @@ every checkpoint inside `judge.selection_window` (all checkpoints when none is i
 prompts drawn at random with the run's seed (as the judge stage draws its test prompts), grades them with the 1-6
 Likert protocol and records the best in `select/selection.json`, which `generate.checkpoints: selected` reads.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -58,24 +59,38 @@ def choose_checkpoint(cfg: Config, generations_file: str | Path, judge=None, gen
     rows = read_jsonl_plain(generations_file)
     labels = list(dict.fromkeys(r["checkpoint"] for r in rows if r["checkpoint"] != "base"))
     if not labels:
-        raise data.DataError(generations_file, None, "no generations of a trained checkpoint to choose from "
-                             "(only `base` rows, or no rows)", "generate dev-set responses with the train stage's "
-                             "checkpoints (python -m lima_repro select --run-dir ...)")
+        raise data.DataError(
+            generations_file,
+            None,
+            "no generations of a trained checkpoint to choose from (only `base` rows, or no rows)",
+            "generate dev-set responses with the train stage's checkpoints (python -m lima_repro select --run-dir ...)",
+        )
     lo, hi = cfg.judge.selection_window
     run = RunDir.of(cfg)
     judge = judge or make_judge(cfg.judge)
-    judged, stats = judge_rows(judge, cfg.judge, rows, labels[0], labels[1:], ["likert"],
-                               run.judge_cache(cfg, "select"))
+    judged, stats = judge_rows(
+        judge, cfg.judge, rows, labels[0], labels[1:], ["likert"], run.judge_cache(cfg, "select")
+    )
     scores = {lab: analysis.likert_summary([j for j in judged if j["system"] == lab]) for lab in labels}
     window = [lab for lab in labels if in_window(lab, (lo, hi))]
-    chosen = max(window or labels, key=lambda lab: (scores[lab]["mean"] if scores[lab]["mean"] is not None
-                                                    else -1, checkpoint_epoch(lab) or 0))
-    why = (f"highest mean 1-6 helpfulness ({scores[chosen]['mean']}) on {scores[chosen]['n']} dev prompts among "
-           + (f"epochs {lo}-{hi} (LIMA sec. 3)" if window else f"all checkpoints (none inside epochs {lo}-{hi})")
-           + f", judged by {judge.name}")
-    sel = {"chosen": chosen, "path": next(r["checkpoint_path"] for r in rows if r["checkpoint"] == chosen),
-           "why": why, "scores": scores, "window": [lo, hi], "requests": stats,
-           "prompt_ids": list(dict.fromkeys(r["prompt_id"] for r in rows)),  # the dev prompts judged
-           **({"generation": generation} if generation else {})}
+    chosen = max(
+        window or labels,
+        key=lambda lab: (scores[lab]["mean"] if scores[lab]["mean"] is not None else -1, checkpoint_epoch(lab) or 0),
+    )
+    why = (
+        f"highest mean 1-6 helpfulness ({scores[chosen]['mean']}) on {scores[chosen]['n']} dev prompts among "
+        + (f"epochs {lo}-{hi} (LIMA sec. 3)" if window else f"all checkpoints (none inside epochs {lo}-{hi})")
+        + f", judged by {judge.name}"
+    )
+    sel = {
+        "chosen": chosen,
+        "path": next(r["checkpoint_path"] for r in rows if r["checkpoint"] == chosen),
+        "why": why,
+        "scores": scores,
+        "window": [lo, hi],
+        "requests": stats,
+        "prompt_ids": list(dict.fromkeys(r["prompt_id"] for r in rows)),  # the dev prompts judged
+        **({"generation": generation} if generation else {}),
+    }
     write_json(run.selection, sel)
     return sel

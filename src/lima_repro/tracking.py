@@ -1,6 +1,7 @@
 """Experiment trackers for the train stage (`train.report_to`), through accelerate: every metrics row goes to
 metrics.jsonl (the record every notebook and figure reads) and then to the configured trackers (TensorBoard by
 default when it is installed; W&B, MLflow, ... when named)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,9 +21,11 @@ def tracker_names(report_to: str) -> list[str]:
     names = [] if report_to == "none" else [n.strip() for n in report_to.split(",") if n.strip()]
     missing = [n for n in names if n != "all" and n not in available]
     if missing:
-        raise ConfigError(f"train.report_to names {', '.join(missing)}, not installed here (available: "
-                          f"{', '.join(sorted(available)) or 'none'}): pip install it, or set train.report_to to auto "
-                          "(TensorBoard when installed) or none")
+        raise ConfigError(
+            f"train.report_to names {', '.join(missing)}, not installed here (available: "
+            f"{', '.join(sorted(available)) or 'none'}): pip install it, or set train.report_to to auto "
+            "(TensorBoard when installed) or none"
+        )
     return names
 
 
@@ -35,5 +38,7 @@ def tracker_config(cfg: Config) -> dict:
 def record(acc, metrics_path: Path, row: dict) -> None:
     """A metrics row: metrics.jsonl (the record), then the trackers as `train/loss`, `eval/perplexity`, ..."""
     append_jsonl(metrics_path, row)
-    acc.log({f"{row['type']}/{k}": v for k, v in row.items()
-             if k not in ("type", "step") and isinstance(v, (int, float))}, step=row["step"])
+    acc.log(
+        {f"{row['type']}/{k}": v for k, v in row.items() if k not in ("type", "step") and isinstance(v, (int, float))},
+        step=row["step"],
+    )

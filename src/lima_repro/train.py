@@ -10,15 +10,16 @@ and optimizer, ~3 GB for the 270M demo model).
 
 Distributed: run the same entry point under `accelerate launch` (configs in `configs/accelerate/`).
 """
+
 from __future__ import annotations
 
 import logging
 import math
 import shutil
 import time
+from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Callable
 
 import torch
 from accelerate import Accelerator
@@ -95,12 +96,18 @@ def evaluate_perplexity(loss_model, examples: list[dict], pad_id: int, micro_bat
 def _input_files(cfg: Config, run: RunDir) -> tuple[Path, Path | None]:
     train_file, eval_file = run.train_file(cfg), run.eval_file(cfg)
     if not train_file.exists():
-        raise FileNotFoundError(f"{train_file} not found: run the curate stage first (01_curate) or set train.train_file")
+        raise FileNotFoundError(
+            f"{train_file} not found: run the curate stage first (01_curate) or set train.train_file"
+        )
     if not cfg.train.train_file and run.datacard.exists():
         expected = run.read_datacard()["files"].get(train_file.name, {}).get("sha256")
         if expected and expected != sha256_file(train_file):
-            raise data.DataError(train_file, None, f"changed since the curate stage wrote it (sha256 differs from "
-                                 f"{run.datacard})", "re-run 01_curate instead of editing its outputs")
+            raise data.DataError(
+                train_file,
+                None,
+                f"changed since the curate stage wrote it (sha256 differs from {run.datacard})",
+                "re-run 01_curate instead of editing its outputs",
+            )
     return train_file, (eval_file if eval_file.exists() else None)
 
 
@@ -110,12 +117,16 @@ def run_train(cfg: Config, on_step: Callable[[dict], None] | None = None) -> Pat
     train_file, eval_file = _input_files(cfg, run)
     precision = models.resolve_precision(t.precision)
     trackers = tracking.tracker_names(t.report_to)
-    acc = Accelerator(mixed_precision="bf16" if precision == "bf16" else "no", log_with=trackers or None,
-                      project_dir=str(run.tracker_logs))
+    acc = Accelerator(
+        mixed_precision="bf16" if precision == "bf16" else "no",
+        log_with=trackers or None,
+        project_dir=str(run.tracker_logs),
+    )
     with Stage(cfg, "train", inputs=[p for p in (train_file, eval_file) if p]) as st:
         if trackers:
-            acc.init_trackers("lima_repro", config=tracking.tracker_config(cfg),
-                              init_kwargs={"wandb": {"name": run.root.name}})
+            acc.init_trackers(
+                "lima_repro", config=tracking.tracker_config(cfg), init_kwargs={"wandb": {"name": run.root.name}}
+            )
         torch.manual_seed(dropout_seed(t.seed, acc.process_index))  # each DDP process its own dropout masks
         model, tokenizer, _ = models.load_base(cfg.model)
         if t.gradient_checkpointing:
@@ -130,8 +141,12 @@ def run_train(cfg: Config, on_step: Callable[[dict], None] | None = None) -> Pat
             eval_set, _ = encode_examples(data.read_examples(eval_file), tokenizer, cfg.model.eot_token, t.max_length)
             eval_set = eval_set[: t.max_eval_examples]
         if not train_set:
-            raise data.DataError(train_file, None, f"no example has response tokens left after trimming to "
-                                 f"{t.max_length} tokens", "raise train.max_length or shorten the prompts")
+            raise data.DataError(
+                train_file,
+                None,
+                f"no example has response tokens left after trimming to {t.max_length} tokens",
+                "raise train.max_length or shorten the prompts",
+            )
         per_epoch = batching.steps_per_epoch(len(train_set), t.batch_size)
         total = per_epoch * t.epochs if t.max_steps is None else min(per_epoch * t.epochs, t.max_steps)
         eot_id = tokenizer.convert_tokens_to_ids(cfg.model.eot_token)
@@ -139,20 +154,28 @@ def run_train(cfg: Config, on_step: Callable[[dict], None] | None = None) -> Pat
         loss_model, optimizer, scheduler = prepare_training(acc, model, t, total, train_rows)
         acc.register_for_checkpointing(scheduler)
         step, metrics_path = _maybe_resume(acc, run)
-        st.extra.update(steps_total=total, steps_per_epoch=per_epoch, precision=precision, compiled=compiled,
-                        attn_implementation=model.config._attn_implementation,
-                        dropout_per_layer=probs,
-                        own_dropout_disabled=getattr(model.config, "lima_disabled_dropout", {}),
-                        processes=acc.num_processes, data=stats,
-                        resumed_from_step=step or None,
-                        lora=lora.describe(t, adapted, model, loss_model) if adapted else None)
+        st.extra.update(
+            steps_total=total,
+            steps_per_epoch=per_epoch,
+            precision=precision,
+            compiled=compiled,
+            attn_implementation=model.config._attn_implementation,
+            dropout_per_layer=probs,
+            own_dropout_disabled=getattr(model.config, "lima_disabled_dropout", {}),
+            processes=acc.num_processes,
+            data=stats,
+            resumed_from_step=step or None,
+            lora=lora.describe(t, adapted, model, loss_model) if adapted else None,
+        )
         if acc.is_main_process:
             write_json(run.train_info, st.extra)
         pad_id = tokenizer.pad_token_id
         if step == 0 and eval_set:  # the base model's held-out perplexity (with EOT added): the reference point
             _evaluate(cfg, acc, loss_model, tokenizer, eval_set, 0, 0, metrics_path)
         loss_model.train()
-        bar = tqdm(total=total, initial=step, desc="train", disable=not acc.is_main_process, unit="step", mininterval=2.0)
+        bar = tqdm(
+            total=total, initial=step, desc="train", disable=not acc.is_main_process, unit="step", mininterval=2.0
+        )
         while step < total:
             row = train_step(acc, loss_model, optimizer, scheduler, train_set, t, step, per_epoch, pad_id)
             step += 1
@@ -194,17 +217,21 @@ def prepare_training(acc, model, t, total: int, train_rows: list[int] | None = N
     optimizer = torch.optim.AdamW(
         # fused: one pass over each parameter, no parameter-sized temporaries (CPU too, where torch's default is a
         # per-parameter loop that allocates one for the 262K x 640 embedding)
-        groups, lr=t.lr, betas=(t.beta1, t.beta2),
+        groups,
+        lr=t.lr,
+        betas=(t.beta1, t.beta2),
         fused=all(p.device.type in ("cpu", "cuda") for g in groups for p in g["params"]),
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_at(s, total, t.lr, t.lr_end, t.warmup_steps) / t.lr)
+        optimizer, lambda s: lr_at(s, total, t.lr, t.lr_end, t.warmup_steps) / t.lr
+    )
     loss_model, optimizer = acc.prepare(loss_model, optimizer)
     return loss_model, optimizer, scheduler
 
 
-def train_step(acc, loss_model, optimizer, scheduler, train_set: list[dict], t, step: int, per_epoch: int,
-               pad_id: int) -> dict:
+def train_step(
+    acc, loss_model, optimizer, scheduler, train_set: list[dict], t, step: int, per_epoch: int, pad_id: int
+) -> dict:
     """One optimizer step (0-based `step`): this process's micro-batches, backward, AdamW, schedule. Returns the
     metrics row (its "step" counts from 1). `run_train` and benchmarks/train_vs_trl.py both call it."""
     epoch, in_epoch = divmod(step, per_epoch)
@@ -237,13 +264,20 @@ def train_step(acc, loss_model, optimizer, scheduler, train_set: list[dict], t, 
     optimizer.zero_grad(set_to_none=True)
     n_tokens = torch.tensor(float(sum(len(e["input_ids"]) for e in mine)), dtype=torch.float64, device=acc.device)
     totals = acc.reduce(torch.stack([loss_sum, n_tokens]), reduction="sum").cpu()
-    return {"type": "train", "step": step + 1, "epoch": round((step + 1) / per_epoch, 4),
-            "loss": float(totals[0]) / n_loss, "lr": lr, "grad_norm": float(grad_norm), "tokens": int(totals[1]),
-            "tokens_per_s": float(totals[1]) / max(time.time() - t0, 1e-9), "loss_tokens": n_loss}
+    return {
+        "type": "train",
+        "step": step + 1,
+        "epoch": round((step + 1) / per_epoch, 4),
+        "loss": float(totals[0]) / n_loss,
+        "lr": lr,
+        "grad_norm": float(grad_norm),
+        "tokens": int(totals[1]),
+        "tokens_per_s": float(totals[1]) / max(time.time() - t0, 1e-9),
+        "loss_tokens": n_loss,
+    }
 
 
-def _end_of_epoch(cfg, acc, loss_model, tokenizer, eval_set, run: RunDir, step, per_epoch, total,
-                  metrics_path) -> None:
+def _end_of_epoch(cfg, acc, loss_model, tokenizer, eval_set, run: RunDir, step, per_epoch, total, metrics_path) -> None:
     t = cfg.train
     epoch = math.ceil(step / per_epoch)
     if eval_set and (epoch % t.eval_every_epochs == 0 or step == total):
@@ -254,7 +288,7 @@ def _end_of_epoch(cfg, acc, loss_model, tokenizer, eval_set, run: RunDir, step, 
         acc.unwrap_model(loss_model).merge_rows()  # trained new-token rows into the model (freeze_embeddings)
         lm = acc.unwrap_model(loss_model).lm
         state = acc.get_state_dict(loss_model)
-        state = lora.merged_state_dict(lm, {k[len("lm."):]: v for k, v in state.items() if k.startswith("lm.")})
+        state = lora.merged_state_dict(lm, {k[len("lm.") :]: v for k, v in state.items() if k.startswith("lm.")})
         tmp = path.with_name(name + ".partial")
         if acc.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -332,6 +366,8 @@ def _write_checkpoint_index(run: RunDir) -> None:
     """checkpoints.json: every finished checkpoint, oldest first, with its held-out perplexity."""
     evals = {r["step"]: r for r in run.read_metrics() if r["type"] == "eval"}
     found = [(d, info) for d in run.checkpoints.iterdir() if (info := models.read_checkpoint_info(d))]
-    index = [{"name": d.name, "path": str(d), **info, "perplexity": evals.get(info["step"], {}).get("perplexity")}
-             for d, info in sorted(found, key=lambda x: x[1]["step"])]
+    index = [
+        {"name": d.name, "path": str(d), **info, "perplexity": evals.get(info["step"], {}).get("perplexity")}
+        for d, info in sorted(found, key=lambda x: x[1]["step"])
+    ]
     write_json(run.checkpoint_index, index)

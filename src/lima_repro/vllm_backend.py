@@ -21,6 +21,7 @@ What differs:
 - The model's generation_config.json is not read (`generation_config="vllm"`): vLLM would otherwise take its
   `max_new_tokens` (512, a default saved for `pipeline` users) as a hard cap on every request.
 """
+
 from __future__ import annotations
 
 import gc
@@ -29,7 +30,6 @@ import tempfile
 from pathlib import Path
 
 import torch
-
 from transformers import AutoConfig, AutoTokenizer
 
 from . import models
@@ -41,9 +41,11 @@ log = logging.getLogger(__name__)
 
 def warn_penalty_scope(g: GenerateConfig) -> None:
     if g.repetition_penalty != 1.0:
-        log.warning("generate.backend vllm: repetition_penalty %s also applies to prompt tokens (LIMA sec. 3: "
-                    "generated tokens only); recorded as repetition_penalty_scope=prompt+generated",
-                    g.repetition_penalty)
+        log.warning(
+            "generate.backend vllm: repetition_penalty %s also applies to prompt tokens (LIMA sec. 3: "
+            "generated tokens only); recorded as repetition_penalty_scope=prompt+generated",
+            g.repetition_penalty,
+        )
 
 
 def request_seed(seed: int, prompt_index: int, num_samples: int) -> int:
@@ -55,9 +57,15 @@ def request_seed(seed: int, prompt_index: int, num_samples: int) -> int:
 def sampling_params(SamplingParams, g: GenerateConfig, stops: list[int], seed: int, max_tokens: int):
     """vLLM SamplingParams for LIMA sec. 3's recipe (see the module docstring for the penalty's scope);
     `max_tokens` is the prompt's cap (`sampling.new_token_caps`)."""
-    return SamplingParams(n=g.num_samples, top_p=g.top_p, temperature=g.temperature,
-                          repetition_penalty=g.repetition_penalty, max_tokens=max_tokens,
-                          stop_token_ids=stops, seed=seed)
+    return SamplingParams(
+        n=g.num_samples,
+        top_p=g.top_p,
+        temperature=g.temperature,
+        repetition_penalty=g.repetition_penalty,
+        max_tokens=max_tokens,
+        stop_token_ids=stops,
+        seed=seed,
+    )
 
 
 def tensor_parallel_size(g: GenerateConfig, model_config, gpus: int) -> int:
@@ -71,8 +79,9 @@ def tensor_parallel_size(g: GenerateConfig, model_config, gpus: int) -> int:
     return size
 
 
-def split_stop(token_ids, finish_reason: str | None, stop_reason, stops: list[int],
-               eot_id: int) -> tuple[list[int], bool]:
+def split_stop(
+    token_ids, finish_reason: str | None, stop_reason, stops: list[int], eot_id: int
+) -> tuple[list[int], bool]:
     """(response ids, stopped_at_eot) counted as the torch sampler counts them: the tokens before the stop token.
     vLLM (V1) keeps the stop token as the last of `token_ids` and leaves it out of the text only; should a version
     drop it, finish_reason "stop" with stop_reason = the token id (None for the model's own EOS) tells which."""
@@ -100,8 +109,9 @@ def _free_gpu() -> None:
     cleanup_dist_env_and_memory()
 
 
-def sample_with_vllm(cfg: Config, examples: list[dict], path: str | None, prompts_path: Path,
-                     scratch: Path) -> tuple[object, list[list[int]], list[dict]]:
+def sample_with_vllm(
+    cfg: Config, examples: list[dict], path: str | None, prompts_path: Path, scratch: Path
+) -> tuple[object, list[list[int]], list[dict]]:
     """Sample responses to `examples` with one checkpoint (None = the base model). Returns (tokenizer, prompt ids,
     results), the results in `sampling.sample`'s shape and order: per (prompt, sample) {"prompt_index", "sample",
     "ids", "stopped_at_eot"}."""
@@ -122,14 +132,23 @@ def sample_with_vllm(cfg: Config, examples: list[dict], path: str | None, prompt
         caps = new_token_caps(ids, model_config, g)
         stops = models.stop_ids(tokenizer, eot_id)
         dtype = "bfloat16" if models.resolve_precision(g.precision) == "bf16" else "float32"  # as the torch backend
-        llm = LLM(model=str(folder), tokenizer=str(folder), dtype=dtype, seed=g.seed, generation_config="vllm",
-                  trust_remote_code=cfg.model.trust_remote_code,
-                  tensor_parallel_size=tensor_parallel_size(g, model_config, torch.cuda.device_count()))
+        llm = LLM(
+            model=str(folder),
+            tokenizer=str(folder),
+            dtype=dtype,
+            seed=g.seed,
+            generation_config="vllm",
+            trust_remote_code=cfg.model.trust_remote_code,
+            tensor_parallel_size=tensor_parallel_size(g, model_config, torch.cuda.device_count()),
+        )
         try:
             outputs = llm.generate(
                 [{"prompt_token_ids": p} for p in ids],  # a vllm.inputs.TokensPrompt
-                [sampling_params(SamplingParams, g, stops, request_seed(g.seed, i, g.num_samples), caps[i])
-                 for i in range(len(ids))])
+                [
+                    sampling_params(SamplingParams, g, stops, request_seed(g.seed, i, g.num_samples), caps[i])
+                    for i in range(len(ids))
+                ],
+            )
         finally:
             del llm
             _free_gpu()
@@ -138,6 +157,14 @@ def sample_with_vllm(cfg: Config, examples: list[dict], path: str | None, prompt
         for s, c in enumerate(out.outputs):
             new, at_eot = split_stop(c.token_ids, c.finish_reason, c.stop_reason, stops, eot_id)
             stop = "eot" if at_eot else "eos" if c.finish_reason == "stop" else "max_new_tokens"
-            results.append({"prompt_index": i, "sample": s, "ids": new, "stopped_at_eot": at_eot, "stop": stop,
-                            "max_new_tokens": caps[i]})
+            results.append(
+                {
+                    "prompt_index": i,
+                    "sample": s,
+                    "ids": new,
+                    "stopped_at_eot": at_eot,
+                    "stop": stop,
+                    "max_new_tokens": caps[i],
+                }
+            )
     return tokenizer, ids, results

@@ -4,6 +4,7 @@ rewrites the rest in place (the files are committed, so the tests do not need th
 
 Cases too big to keep here (a 50 MB XML attribute, a 10 MB JSONL line) are written by the test at run time.
 """
+
 from __future__ import annotations
 
 import io
@@ -20,11 +21,13 @@ import zstandard
 HERE = Path(__file__).resolve().parent
 SITE = "math.stackexchange.com"
 # two rows of a valid Posts.xml: a question and its answer
-POSTS = (b'<?xml version="1.0" encoding="utf-8"?>\n<posts>\n'
-         b'  <row Id="1" PostTypeId="1" Score="85" Body="&lt;p&gt;Why?&lt;/p&gt;" OwnerUserId="5" '
-         b'Title="Why does the harmonic series diverge at all?" />\n'
-         b'  <row Id="2" PostTypeId="2" ParentId="1" Score="42" Body="&lt;p&gt;Because.&lt;/p&gt;" OwnerUserId="6" />\n'
-         b'</posts>\n')
+POSTS = (
+    b'<?xml version="1.0" encoding="utf-8"?>\n<posts>\n'
+    b'  <row Id="1" PostTypeId="1" Score="85" Body="&lt;p&gt;Why?&lt;/p&gt;" OwnerUserId="5" '
+    b'Title="Why does the harmonic series diverge at all?" />\n'
+    b'  <row Id="2" PostTypeId="2" ParentId="1" Score="42" Body="&lt;p&gt;Because.&lt;/p&gt;" OwnerUserId="6" />\n'
+    b"</posts>\n"
+)
 
 
 def write(rel: str, data: bytes) -> None:
@@ -48,9 +51,9 @@ def crafted(real_name: str, placeholder: str) -> bytes:
     blob = bytearray(seven_zip({placeholder: POSTS}))
     old, new = placeholder.encode("utf-16-le"), real_name.encode("utf-16-le")
     i = blob.index(old)
-    blob[i:i + len(old)] = new
+    blob[i : i + len(old)] = new
     offset, size = struct.unpack("<QQ", blob[12:28])
-    blob[28:32] = struct.pack("<I", zlib.crc32(bytes(blob[32 + offset:32 + offset + size])))
+    blob[28:32] = struct.pack("<I", zlib.crc32(bytes(blob[32 + offset : 32 + offset + size])))
     blob[8:12] = struct.pack("<I", zlib.crc32(bytes(blob[12:32])))
     return bytes(blob)
 
@@ -72,8 +75,14 @@ def zst(lines: list[bytes]) -> bytes:
 
 
 def submission(**fields) -> bytes:
-    row = {"id": "q1", "subreddit": "AskReddit", "title": "What is a small habit that improved your mornings?",
-           "selftext": "", "score": 5400, "over_18": False}
+    row = {
+        "id": "q1",
+        "subreddit": "AskReddit",
+        "title": "What is a small habit that improved your mornings?",
+        "selftext": "",
+        "score": 5400,
+        "over_18": False,
+    }
     row.update(fields)
     return json.dumps(row).encode()
 
@@ -97,21 +106,35 @@ def main() -> None:
     rd = "reddit"
     blob = bytearray(zst([submission(id=f"q{i}", title=f"Question number {i} for you all?") for i in range(2000)]))
     mid = len(blob) // 2
-    blob[mid:mid + 64] = bytes(b ^ 0xFF for b in blob[mid:mid + 64])
+    blob[mid : mid + 64] = bytes(b ^ 0xFF for b in blob[mid : mid + 64])
     write(f"{rd}/corrupt.zst", bytes(blob))
     write(f"{rd}/truncated.zst", zst([submission(id=f"q{i}") for i in range(500)])[:-50])
     write(f"{rd}/empty.zst", b"")
     write(f"{rd}/not_zstd.zst", b'{"id": "q1", "subreddit": "AskReddit"}\n')
     write(f"{rd}/huge_line.zst", zst([submission(selftext="x" * 6_000_000)]))
     # dirty rows a dump really has: each a counted skip, the good row still read
-    write(f"{rd}/dirty_rows.zst", zst([
-        submission(id="a1", title=12345), submission(id="a2", title=None), submission(id="a3", selftext=7),
-        submission(id=17, title="An integer id is not a Pushshift id, is it?"), submission(id="a5", score=1e999),
-        submission(id="a6", score="lots"), b"{not json", b"\xff\xfe\xfd", b"[1, 2, 3]",
-        submission(id="ok1", title="What is the best advice you ever got from a stranger?")]))
+    write(
+        f"{rd}/dirty_rows.zst",
+        zst(
+            [
+                submission(id="a1", title=12345),
+                submission(id="a2", title=None),
+                submission(id="a3", selftext=7),
+                submission(id=17, title="An integer id is not a Pushshift id, is it?"),
+                submission(id="a5", score=1e999),
+                submission(id="a6", score="lots"),
+                b"{not json",
+                b"\xff\xfe\xfd",
+                b"[1, 2, 3]",
+                submission(id="ok1", title="What is the best advice you ever got from a stranger?"),
+            ]
+        ),
+    )
 
-    write("jsonl/not_utf8.jsonl", b'{"messages": [{"role": "user", "content": "caf\xe9?"}, '
-                                  b'{"role": "assistant", "content": "yes"}]}\n')
+    write(
+        "jsonl/not_utf8.jsonl",
+        b'{"messages": [{"role": "user", "content": "caf\xe9?"}, {"role": "assistant", "content": "yes"}]}\n',
+    )
     write("natinst/not_utf8/task001_bad.json", b'{"Definition": ["R\xe9sum\xe9"], "Instances": []}')
     write("wikihow/not_utf8.csv", b"title,text\nHow to Make Cr\xe8me Br\xfbl\xe9e,Whisk the cream.\n")
     write("baselines/not_utf8.json", b'[{"instruction": "caf\xe9", "output": "x"}]')

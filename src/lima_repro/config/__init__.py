@@ -22,12 +22,22 @@ Each section's check() holds the rules its types cannot express; Config.check() 
 and then checks what needs two sections (the ablation sub-runs' configs). Checks that need files or data on
 disk (inputs of a stage) stay in that stage.
 """
+
 from __future__ import annotations
 
 from .ablations import FIXED_CURATE, GROUPS, AblationConfig
 from .base import ConfigError
-from .curate import (CONFIG_SELECTORS, AskRedditConfig, CurateConfig, DedupConfig, NatInstConfig, SEDialogueConfig,
-                     StackExchangeConfig, WikiHowConfig, WritingPromptsConfig)
+from .curate import (
+    CONFIG_SELECTORS,
+    AskRedditConfig,
+    CurateConfig,
+    DedupConfig,
+    NatInstConfig,
+    SEDialogueConfig,
+    StackExchangeConfig,
+    WikiHowConfig,
+    WritingPromptsConfig,
+)
 from .figures import FiguresConfig
 from .generate import GenerateConfig
 from .judge import PROTOCOL_NAMES, JudgeConfig
@@ -38,9 +48,32 @@ from .run import Config
 from .train import TrainConfig
 
 __all__ = [
-    "Config", "ConfigError", "ModelConfig", "CurateConfig", "StackExchangeConfig", "WikiHowConfig",
-    "WritingPromptsConfig", "AskRedditConfig", "NatInstConfig", "DedupConfig", "SEDialogueConfig", "TrainConfig",
-    "GenerateConfig", "JudgeConfig", "AblationConfig", "FiguresConfig", "GROUPS", "FIXED_CURATE", "CONFIG_SELECTORS",
-    "PROTOCOL_NAMES", "load_config", "load_resolved", "from_dict", "to_dict", "apply_overrides", "dotted_to_nested",
-    "parse_set", "list_profiles",
+    "Config",
+    "ConfigError",
+    "ModelConfig",
+    "CurateConfig",
+    "StackExchangeConfig",
+    "WikiHowConfig",
+    "WritingPromptsConfig",
+    "AskRedditConfig",
+    "NatInstConfig",
+    "DedupConfig",
+    "SEDialogueConfig",
+    "TrainConfig",
+    "GenerateConfig",
+    "JudgeConfig",
+    "AblationConfig",
+    "FiguresConfig",
+    "GROUPS",
+    "FIXED_CURATE",
+    "CONFIG_SELECTORS",
+    "PROTOCOL_NAMES",
+    "load_config",
+    "load_resolved",
+    "from_dict",
+    "to_dict",
+    "apply_overrides",
+    "dotted_to_nested",
+    "parse_set",
+    "list_profiles",
 ]

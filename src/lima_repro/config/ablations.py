@@ -3,6 +3,7 @@
 A condition is a spec {groups, set, x, paper, protocols, without_multi_turn}; `set` holds dotted `curate.*`
 overrides, since only the data may differ between sub-runs. The paper's conditions live in ablation_conditions.py.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -25,26 +26,38 @@ def check_condition(name: str, spec: Any) -> None:
         raise ConfigError(f"{where}: expected a mapping of {'/'.join(sorted(SPEC_KEYS))}, got {spec!r}")
     unknown = set(spec) - SPEC_KEYS
     if unknown or not set(spec.get("groups", [])) <= set(GROUPS):
-        raise ConfigError(f"{where}: keys must be among {sorted(SPEC_KEYS)} and groups among {GROUPS}; got "
-                          f"{sorted(spec)} with groups {spec.get('groups')}")
+        raise ConfigError(
+            f"{where}: keys must be among {sorted(SPEC_KEYS)} and groups among {GROUPS}; got "
+            f"{sorted(spec)} with groups {spec.get('groups')}"
+        )
     if not isinstance(spec.get("set", {}), dict):
         raise ConfigError(f"{where}.set: expected a mapping of dotted curate.* keys to values, got {spec['set']!r}")
     bad = [k for k in spec.get("set", {}) if not k.startswith("curate.") or k.startswith(FIXED_CURATE)]
     if bad:
-        raise ConfigError(f"{where}.set: {bad} would unmatch the sub-runs; a condition may change "
-                          "only curate.* (not test/dev prompts); put shared changes in ablations.common")
+        raise ConfigError(
+            f"{where}.set: {bad} would unmatch the sub-runs; a condition may change "
+            "only curate.* (not test/dev prompts); put shared changes in ablations.common"
+        )
     problem = protocol_problem(spec.get("protocols", []), f"{where}.protocols")
     if problem:
         raise ConfigError(problem)
     x = spec.get("x")
-    raise_first([
-        (x is not None and (isinstance(x, bool) or not isinstance(x, int) or x < 1),
-         f"{where}.x: the condition's training-set size must be a whole number >= 1, got {x!r}"),
-        ("quantity" in spec.get("groups", []) and x is None,
-         f"{where}: a quantity condition needs `x`, its training-set size (Fig. 6's x axis), e.g. x: 2000"),
-        (not isinstance(spec.get("without_multi_turn", False), bool),
-         f"{where}.without_multi_turn must be true or false, got {spec.get('without_multi_turn')!r}"),
-    ])
+    raise_first(
+        [
+            (
+                x is not None and (isinstance(x, bool) or not isinstance(x, int) or x < 1),
+                f"{where}.x: the condition's training-set size must be a whole number >= 1, got {x!r}",
+            ),
+            (
+                "quantity" in spec.get("groups", []) and x is None,
+                f"{where}: a quantity condition needs `x`, its training-set size (Fig. 6's x axis), e.g. x: 2000",
+            ),
+            (
+                not isinstance(spec.get("without_multi_turn", False), bool),
+                f"{where}.without_multi_turn must be true or false, got {spec.get('without_multi_turn')!r}",
+            ),
+        ]
+    )
 
 
 @dataclass
@@ -66,9 +79,13 @@ class AblationConfig:
     """Opening user turns of the dialogue conditions' conversations: JSONL {"id", "prompt", "follow_ups"?}."""
     dialogue_conversations: int | None = 10  # LIMA sec. 5 (Fig. 7): 10 live conversations per model
     """Hold the first N conversations of `dialogue_prompts` (None = all of them)."""
-    dialogue_follow_ups: list[str] = field(default_factory=lambda: [
-        "Can you give me a concrete example?", "What would you do differently if it had to be done in half the time?",
-        "Can you sum that up in two sentences?"])
+    dialogue_follow_ups: list[str] = field(
+        default_factory=lambda: [
+            "Can you give me a concrete example?",
+            "What would you do differently if it had to be done in half the time?",
+            "Can you sum that up in two sentences?",
+        ]
+    )
     """User turns asked after the opening, in order, in every conversation whose row has no follow_ups of its
     own (ours: the paper's conversations were live; 3 follow-ups give ~4 assistant turns, as its 42-46 over 10)."""
     keep_checkpoints: bool = False
@@ -84,11 +101,18 @@ class AblationConfig:
         check_ranges(self, "ablations", {"num_samples": ">=1", "n_examples": ">=1", "dialogue_conversations": ">=1?"})
         missing = sorted(set(self.only or []) - set(self.conditions))
         protocols = protocol_problem(self.protocols, "ablations.protocols")
-        raise_first([
-            (bool(missing), f"ablations.only names unknown conditions {missing}; have {sorted(self.conditions)}"),
-            (bool(protocols), protocols or ""),
-            (not self.dialogue_prompts, "ablations.dialogue_prompts must name a JSONL of conversation openings "
-                                        "(e.g. demo:dialogue_prompts.jsonl)"),
-            (not all(isinstance(t, str) and t.strip() for t in self.dialogue_follow_ups),
-             "ablations.dialogue_follow_ups must be non-empty user turns, e.g. [\"Can you give an example?\"]"),
-        ])
+        raise_first(
+            [
+                (bool(missing), f"ablations.only names unknown conditions {missing}; have {sorted(self.conditions)}"),
+                (bool(protocols), protocols or ""),
+                (
+                    not self.dialogue_prompts,
+                    "ablations.dialogue_prompts must name a JSONL of conversation openings "
+                    "(e.g. demo:dialogue_prompts.jsonl)",
+                ),
+                (
+                    not all(isinstance(t, str) and t.strip() for t in self.dialogue_follow_ups),
+                    'ablations.dialogue_follow_ups must be non-empty user turns, e.g. ["Can you give an example?"]',
+                ),
+            ]
+        )

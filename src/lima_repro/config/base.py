@@ -1,4 +1,5 @@
 """What every config section shares: the error types and the one way a `check()` reports a problem."""
+
 from __future__ import annotations
 
 import math

@@ -3,6 +3,7 @@
 Thresholds the paper states carry its value and section; heuristics the paper leaves open are marked "ours".
 `CurateConfig.check()` holds the rules the types cannot express; the curate stage relies on them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -24,17 +25,52 @@ class StackExchangeConfig:
     min_answer_chars: int = 1200  # LIMA sec. 1: drop answers shorter than 1,200 characters
     max_answer_chars: int = 4096  # LIMA sec. 1: drop answers longer than 4,096 characters
     max_first_person: int = 0  # LIMA sec. 1: drop answers written in the first person (I, me, my ... outside code)
-    reference_phrases: list[str] = field(default_factory=lambda: [
-        "as mentioned", "as others have", "as noted above", "stack exchange", "stackexchange", "stack overflow",
-        "other answer", "another answer", "previous answer", "answer above", "answers above", "above answer",
-        "accepted answer", "this answer", "the op", "op's"])
+    reference_phrases: list[str] = field(
+        default_factory=lambda: [
+            "as mentioned",
+            "as others have",
+            "as noted above",
+            "stack exchange",
+            "stackexchange",
+            "stack overflow",
+            "other answer",
+            "another answer",
+            "previous answer",
+            "answer above",
+            "answers above",
+            "above answer",
+            "accepted answer",
+            "this answer",
+            "the op",
+            "op's",
+        ]
+    )
     """LIMA sec. 1: answers containing any of these (case-insensitive) refer to other answers and are dropped."""
     min_title_words: int = 4
     """Self-contained title heuristic (ours; the paper gives no rule): at least this many words."""
-    title_context_phrases: list[str] = field(default_factory=lambda: [
-        "this code", "this error", "this function", "this query", "this script", "this program", "this problem",
-        "this equation", "this integral", "this image", "this picture", "this sentence", "this situation",
-        "the following", "the above", "below", "attached", "help with this", "what is wrong with"])
+    title_context_phrases: list[str] = field(
+        default_factory=lambda: [
+            "this code",
+            "this error",
+            "this function",
+            "this query",
+            "this script",
+            "this program",
+            "this problem",
+            "this equation",
+            "this integral",
+            "this image",
+            "this picture",
+            "this sentence",
+            "this situation",
+            "the following",
+            "the above",
+            "below",
+            "attached",
+            "help with this",
+            "what is wrong with",
+        ]
+    )
     """Titles containing these point at the question body, so they are not self-contained (ours)."""
     candidates_per_site: int = 1000
     """Highest-scoring eligible questions kept per site while streaming (bounds memory; ours)."""
@@ -93,10 +129,24 @@ class NatInstConfig:
     tasks: list[str] = field(default_factory=list)
     """Super-Natural Instructions `tasks/` folders or task JSON files."""
     n_tasks: int = 50  # LIMA sec. 1: one example from each of 50 generation tasks
-    categories: list[str] = field(default_factory=lambda: [
-        "Question Generation", "Title Generation", "Story Composition", "Text Completion", "Sentence Composition",
-        "Dialogue Generation", "Summarization", "Paraphrasing", "Data to Text", "Question Rewriting",
-        "Sentence Expansion", "Poem Generation", "Explanation", "Long Text Generation"])
+    categories: list[str] = field(
+        default_factory=lambda: [
+            "Question Generation",
+            "Title Generation",
+            "Story Composition",
+            "Text Completion",
+            "Sentence Composition",
+            "Dialogue Generation",
+            "Summarization",
+            "Paraphrasing",
+            "Data to Text",
+            "Question Rewriting",
+            "Sentence Expansion",
+            "Poem Generation",
+            "Explanation",
+            "Long Text Generation",
+        ]
+    )
     """Task categories that count as natural-language generation (LIMA sec. 1)."""
     english_only: bool = True
     """Keep tasks whose input and output language is English."""
@@ -177,29 +227,59 @@ class CurateConfig:
         se, d, sd = self.stackexchange, self.dedup, self.se_dialogue
         # every numeric field of every source (score thresholds may be any integer: scores go negative)
         for section, prefix, rules in (
-            (se, "curate.stackexchange", {"n_per_group": ">=0", "tau": ">0", "min_answer_chars": ">=0",
-                                          "max_answer_chars": ">=0", "max_first_person": ">=0",
-                                          "min_title_words": ">=0", "candidates_per_site": ">=1",
-                                          "title_prompt_prob": "[0,1]"}),
+            (
+                se,
+                "curate.stackexchange",
+                {
+                    "n_per_group": ">=0",
+                    "tau": ">0",
+                    "min_answer_chars": ">=0",
+                    "max_answer_chars": ">=0",
+                    "max_first_person": ">=0",
+                    "min_title_words": ">=0",
+                    "candidates_per_site": ">=1",
+                    "title_prompt_prob": "[0,1]",
+                },
+            ),
             (self.wikihow, "curate.wikihow", {"n": ">=0", "min_response_chars": ">=0"}),
             (self.writingprompts, "curate.writingprompts", {"n": ">=0", "candidates": ">=1", "min_story_chars": ">=0"}),
             (self.askreddit, "curate.askreddit", {"n": ">=0", "min_title_words": ">=0", "candidates": ">=1"}),
             (self.natinst, "curate.natinst", {"n_tasks": ">=0"}),
             (d, "curate.dedup", {"threshold": "(0,1]", "ngram": ">=1", "num_perm": ">=1", "bands": ">=1"}),
-            (sd, "curate.se_dialogue", {"n": ">=0", "tau": ">0", "min_turns": ">=1", "max_turns": ">=1",
-                                        "min_comment_chars": ">=0", "candidates_per_site": ">=1"}),
+            (
+                sd,
+                "curate.se_dialogue",
+                {
+                    "n": ">=0",
+                    "tau": ">0",
+                    "min_turns": ">=1",
+                    "max_turns": ">=1",
+                    "min_comment_chars": ">=0",
+                    "candidates_per_site": ">=1",
+                },
+            ),
             (self, "curate", {"select_n": ">=1?"}),
         ):
             check_ranges(section, prefix, rules)
-        raise_first([
-            (sd.min_turns < 2 or sd.max_turns < sd.min_turns,
-             "curate.se_dialogue.min_turns must be >= 2 and <= max_turns"),
-            (se.min_answer_chars > se.max_answer_chars,
-             "curate.stackexchange.min_answer_chars exceeds max_answer_chars"),
-            (d.num_perm % d.bands, "curate.dedup.num_perm must be a positive multiple of curate.dedup.bands"),
-            (self.selector is not None and self.selector not in CONFIG_SELECTORS,
-             f"curate.selector must be one of {sorted(CONFIG_SELECTORS)} or null"),
-            # the stage selects only when both are set; one alone would be silently ignored
-            ((self.selector is None) != (self.select_n is None),
-             "curate.selector and curate.select_n go together: set both (a selector and a size) or neither"),
-        ])
+        raise_first(
+            [
+                (
+                    sd.min_turns < 2 or sd.max_turns < sd.min_turns,
+                    "curate.se_dialogue.min_turns must be >= 2 and <= max_turns",
+                ),
+                (
+                    se.min_answer_chars > se.max_answer_chars,
+                    "curate.stackexchange.min_answer_chars exceeds max_answer_chars",
+                ),
+                (d.num_perm % d.bands, "curate.dedup.num_perm must be a positive multiple of curate.dedup.bands"),
+                (
+                    self.selector is not None and self.selector not in CONFIG_SELECTORS,
+                    f"curate.selector must be one of {sorted(CONFIG_SELECTORS)} or null",
+                ),
+                # the stage selects only when both are set; one alone would be silently ignored
+                (
+                    (self.selector is None) != (self.select_n is None),
+                    "curate.selector and curate.select_n go together: set both (a selector and a size) or neither",
+                ),
+            ]
+        )

@@ -1,4 +1,5 @@
 """Figure settings (`Config.figures`): what 06_figures draws from and writes."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -24,13 +25,19 @@ class FiguresConfig:
     def check(self) -> None:
         check_ranges(self, "figures", {"dpi": ">0"})
         odd = [f for f in self.formats if f not in IMAGE_FORMATS]
-        raise_first([
-            (self.dpi > 1200, f"figures.dpi must be at most 1200 (6 inches = 7,200 pixels), got {self.dpi}"),
-            (not self.formats, "figures.formats must name at least one image format (e.g. [png, pdf])"),
-            (bool(odd), f"figures.formats: unknown image format(s) {odd}; use some of {', '.join(IMAGE_FORMATS)}"),
-            (not all(isinstance(r, str) and r for r in self.runs),
-             f"figures.runs must be a list of run directories (non-empty strings), got {self.runs!r}"),
-            (self.copy_to == "", "figures.copy_to must be a folder or null (None), not an empty string"),
-            (not all(isinstance(k, str) and isinstance(v, str) and v for k, v in self.baseline_names.items()),
-             "figures.baseline_names maps a run label to the paper's baseline name, e.g. {alpaca_65b: Alpaca-65B}"),
-        ])
+        raise_first(
+            [
+                (self.dpi > 1200, f"figures.dpi must be at most 1200 (6 inches = 7,200 pixels), got {self.dpi}"),
+                (not self.formats, "figures.formats must name at least one image format (e.g. [png, pdf])"),
+                (bool(odd), f"figures.formats: unknown image format(s) {odd}; use some of {', '.join(IMAGE_FORMATS)}"),
+                (
+                    not all(isinstance(r, str) and r for r in self.runs),
+                    f"figures.runs must be a list of run directories (non-empty strings), got {self.runs!r}",
+                ),
+                (self.copy_to == "", "figures.copy_to must be a folder or null (None), not an empty string"),
+                (
+                    not all(isinstance(k, str) and isinstance(v, str) and v for k, v in self.baseline_names.items()),
+                    "figures.baseline_names maps a run label to the paper's baseline name, e.g. {alpaca_65b: Alpaca-65B}",
+                ),
+            ]
+        )

@@ -1,4 +1,5 @@
 """Generation settings (`Config.generate`): LIMA sec. 3's sampling as defaults."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,22 +40,45 @@ class GenerateConfig:
     (transformers `device_map="auto"`)."""
 
     def check(self) -> None:
-        check_ranges(self, "generate", {
-            "max_prompts": ">=1?", "top_p": "(0,1]", "temperature": ">0", "repetition_penalty": ">0",
-            "max_new_tokens": ">=1", "num_samples": ">=1", "batch_size": ">=1", "seed": "seed"})
-        raise_first([
-            (self.precision not in PRECISIONS,
-             f"generate.precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}"),
-            (self.backend not in ("auto", "torch", "vllm"),
-             f"generate.backend must be one of auto, torch, vllm; got {self.backend!r}"),
-            # a list names checkpoints or paths, which only the generate stage can resolve
-            (isinstance(self.checkpoints, str) and self.checkpoints not in ("last", "all", "selected"),
-             "generate.checkpoints must be 'last', 'all', 'selected' or a list of checkpoint names"),
-            (self.tensor_parallel_size is not None and self.tensor_parallel_size < 1,
-             f"generate.tensor_parallel_size must be >= 1 or null (all GPUs); got {self.tensor_parallel_size}"),
-            # [] with include_base: the base model alone (a prompt set answered by the untuned model)
-            (isinstance(self.checkpoints, list) and (not (self.checkpoints or self.include_base)
-                                                     or not all(self.checkpoints)),
-             "generate.checkpoints: a list must name at least one checkpoint (or be [] with include_base: true), "
-             "and no name may be empty"),
-        ])
+        check_ranges(
+            self,
+            "generate",
+            {
+                "max_prompts": ">=1?",
+                "top_p": "(0,1]",
+                "temperature": ">0",
+                "repetition_penalty": ">0",
+                "max_new_tokens": ">=1",
+                "num_samples": ">=1",
+                "batch_size": ">=1",
+                "seed": "seed",
+            },
+        )
+        raise_first(
+            [
+                (
+                    self.precision not in PRECISIONS,
+                    f"generate.precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}",
+                ),
+                (
+                    self.backend not in ("auto", "torch", "vllm"),
+                    f"generate.backend must be one of auto, torch, vllm; got {self.backend!r}",
+                ),
+                # a list names checkpoints or paths, which only the generate stage can resolve
+                (
+                    isinstance(self.checkpoints, str) and self.checkpoints not in ("last", "all", "selected"),
+                    "generate.checkpoints must be 'last', 'all', 'selected' or a list of checkpoint names",
+                ),
+                (
+                    self.tensor_parallel_size is not None and self.tensor_parallel_size < 1,
+                    f"generate.tensor_parallel_size must be >= 1 or null (all GPUs); got {self.tensor_parallel_size}",
+                ),
+                # [] with include_base: the base model alone (a prompt set answered by the untuned model)
+                (
+                    isinstance(self.checkpoints, list)
+                    and (not (self.checkpoints or self.include_base) or not all(self.checkpoints)),
+                    "generate.checkpoints: a list must name at least one checkpoint (or be [] with include_base: true), "
+                    "and no name may be empty",
+                ),
+            ]
+        )

@@ -1,4 +1,5 @@
 """Judge settings (`Config.judge`): LIMA sec. 4's GPT-4 judge and its protocols as defaults."""
+
 from __future__ import annotations
 
 import re
@@ -21,12 +22,18 @@ def key_name_problem(name: str) -> str | None:
     """Why `judge.api_key_env` is not the NAME of an environment variable (None when it is, or is ''). A value
     that is not a name, or has a long run of mixed letters and digits, is likely a pasted key: the message never
     repeats it."""
-    if name == "" or (re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) and not any(
-            len(part) >= 20 and re.search(r"\d", part) and re.search(r"[A-Za-z]", part) for part in name.split("_"))):
+    if name == "" or (
+        re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name)
+        and not any(
+            len(part) >= 20 and re.search(r"\d", part) and re.search(r"[A-Za-z]", part) for part in name.split("_")
+        )
+    ):
         return None
-    return ("judge.api_key_env must be the NAME of the environment variable holding the API key (e.g. "
-            "OPENAI_API_KEY), not the key; the value given is not such a name (it may be a key, so it is not shown). "
-            "Fix: export OPENAI_API_KEY=<key> in the shell and set judge.api_key_env=OPENAI_API_KEY")
+    return (
+        "judge.api_key_env must be the NAME of the environment variable holding the API key (e.g. "
+        "OPENAI_API_KEY), not the key; the value given is not such a name (it may be a key, so it is not shown). "
+        "Fix: export OPENAI_API_KEY=<key> in the shell and set judge.api_key_env=OPENAI_API_KEY"
+    )
 
 
 @dataclass
@@ -110,23 +117,50 @@ class JudgeConfig:
     def check(self) -> None:
         """Judge settings the types cannot express (whether `dialogue_files` exist is the judge stage's own
         input check: a config is valid before its transcripts are recorded)."""
-        check_ranges(self, "judge", {
-            "max_prompts": ">=1?", "concurrency": ">=1", "max_retries": ">=0", "backoff_s": ">=0", "timeout_s": ">0",
-            "parse_retries": ">=0", "temperature": ">=0", "max_tokens": ">=0", "price_input_per_mtok": ">=0",
-            "price_output_per_mtok": ">=0", "batch_size": ">=1", "n_bootstrap": ">=1", "calibration_margin": "[0,1)",
-            "lc_ratio_band": ">=1", "max_cost_usd": ">=0?"})
+        check_ranges(
+            self,
+            "judge",
+            {
+                "max_prompts": ">=1?",
+                "concurrency": ">=1",
+                "max_retries": ">=0",
+                "backoff_s": ">=0",
+                "timeout_s": ">0",
+                "parse_retries": ">=0",
+                "temperature": ">=0",
+                "max_tokens": ">=0",
+                "price_input_per_mtok": ">=0",
+                "price_output_per_mtok": ">=0",
+                "batch_size": ">=1",
+                "n_bootstrap": ">=1",
+                "calibration_margin": "[0,1)",
+                "lc_ratio_band": ">=1",
+                "max_cost_usd": ">=0?",
+            },
+        )
         protocols = protocol_problem(self.protocols, "judge.protocols")
         w = self.selection_window
-        raise_first([
-            (bool(key_name_problem(self.api_key_env)), key_name_problem(self.api_key_env) or ""),
-            (self.backend not in ("openai", "local"), f"judge.backend must be openai or local, got {self.backend!r}"),
-            (not self.model, "judge.model must name the judge model (a server's model name, or a HF id for local)"),
-            (bool(protocols), protocols or ""),
-            (self.local_verdict not in ("probs", "text"),
-             f"judge.local_verdict must be 'probs' or 'text', got {self.local_verdict!r}"),
-            (self.position_calibration not in ("balanced", "swap"),
-             f"judge.position_calibration must be balanced or swap, got {self.position_calibration!r}"),
-            # run_select unpacks it as `lo, hi` and keeps checkpoints with lo <= epoch <= hi
-            (len(w) != 2 or not all(isinstance(e, int) for e in w) or w[0] < 0 or w[0] > w[1],
-             f"judge.selection_window must be two epochs [lo, hi] with 0 <= lo <= hi, got {w!r}"),
-        ])
+        raise_first(
+            [
+                (bool(key_name_problem(self.api_key_env)), key_name_problem(self.api_key_env) or ""),
+                (
+                    self.backend not in ("openai", "local"),
+                    f"judge.backend must be openai or local, got {self.backend!r}",
+                ),
+                (not self.model, "judge.model must name the judge model (a server's model name, or a HF id for local)"),
+                (bool(protocols), protocols or ""),
+                (
+                    self.local_verdict not in ("probs", "text"),
+                    f"judge.local_verdict must be 'probs' or 'text', got {self.local_verdict!r}",
+                ),
+                (
+                    self.position_calibration not in ("balanced", "swap"),
+                    f"judge.position_calibration must be balanced or swap, got {self.position_calibration!r}",
+                ),
+                # run_select unpacks it as `lo, hi` and keeps checkpoints with lo <= epoch <= hi
+                (
+                    len(w) != 2 or not all(isinstance(e, int) for e in w) or w[0] < 0 or w[0] > w[1],
+                    f"judge.selection_window must be two epochs [lo, hi] with 0 <= lo <= hi, got {w!r}",
+                ),
+            ]
+        )

@@ -3,6 +3,7 @@
 Unknown keys and wrongly typed values are errors naming the key; values are checked against the dataclass
 annotations (`overrides.py`), the rules the types cannot express by each section's check().
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,8 +35,7 @@ def _read_yaml(path: str | Path, text: str | None = None) -> dict:
     if text is None:
         p = Path(path)
         if not p.exists():
-            raise ConfigError(f"--config {path}: file not found; check the path (relative paths start in "
-                              f"{Path.cwd()})")
+            raise ConfigError(f"--config {path}: file not found; check the path (relative paths start in {Path.cwd()})")
         if not p.is_file():
             raise ConfigError(f"--config {path}: is a folder, not a YAML file; name the file, e.g. {p / 'config.yaml'}")
         try:
@@ -51,8 +51,10 @@ def _read_yaml(path: str | Path, text: str | None = None) -> dict:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of config keys at the top level (e.g. `train:` then "
-                          f"indented `epochs: 2`), got {type(data).__name__}")
+        raise ConfigError(
+            f"{path}: expected a mapping of config keys at the top level (e.g. `train:` then "
+            f"indented `epochs: 2`), got {type(data).__name__}"
+        )
     return data
 
 
@@ -68,8 +70,10 @@ def parse_set(items: list[str]) -> dict[str, Any]:
         try:
             out[k.strip()] = yaml.safe_load(v)
         except yaml.YAMLError as e:
-            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({_yaml_problem(e)}); quote a string "
-                              "value, or write a list as [a, b]") from e
+            raise ConfigError(
+                f"--set {item!r}: the value is not valid YAML ({_yaml_problem(e)}); quote a string "
+                "value, or write a list as [a, b]"
+            ) from e
     return out
 
 
@@ -95,8 +99,9 @@ def load_config(
 def _set_and_check(cfg: Config, overrides: dict[str, Any] | None, origin: dict[str, str]) -> Config:
     """Apply the --set layer, then check the whole config once; an error names the layer that set the bad key."""
     if overrides:
-        _apply(cfg, dotted_to_nested(overrides) if any("." in k for k in overrides) else dict(overrides), "--set",
-               origin)
+        _apply(
+            cfg, dotted_to_nested(overrides) if any("." in k for k in overrides) else dict(overrides), "--set", origin
+        )
     try:
         cfg.check()
     except ConfigError as e:
@@ -126,8 +131,7 @@ def _leaf_keys(section: Any, data: dict, prefix: str = "") -> list[str]:
 
 def _set_by(message: str, origin: dict[str, str]) -> str:
     """' (set by LAYER)' for the first config key the message names that a layer set; '' for a default value."""
-    found = [(m.start(), key) for key in origin
-             if (m := re.search(rf"(?<![\w.]){re.escape(key)}(?![\w])", message))]
+    found = [(m.start(), key) for key in origin if (m := re.search(rf"(?<![\w.]){re.escape(key)}(?![\w])", message))]
     return f" (set by {origin[min(found)[1]]})" if found else ""
 
 
@@ -148,14 +152,18 @@ def load_resolved(path: str | Path, overrides: dict[str, Any] | None = None) -> 
     that --set can correct a value the run's file holds but today's checks reject."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"--config-json {path}: {'is a folder' if p.is_dir() else 'file not found'}; give the "
-                          "config.json of a run or stage folder (e.g. runs/X/config.json)")
+        raise ConfigError(
+            f"--config-json {path}: {'is a folder' if p.is_dir() else 'file not found'}; give the "
+            "config.json of a run or stage folder (e.g. runs/X/config.json)"
+        )
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         where = f"line {e.lineno}, column {e.colno}" if isinstance(e, json.JSONDecodeError) else f"byte {e.start}"
-        raise ConfigError(f"{path}:{where}: not valid JSON ({e.msg if isinstance(e, json.JSONDecodeError) else e.reason}); "
-                          "use the config.json a run wrote, unedited") from e
+        raise ConfigError(
+            f"{path}:{where}: not valid JSON ({e.msg if isinstance(e, json.JSONDecodeError) else e.reason}); "
+            "use the config.json a run wrote, unedited"
+        ) from e
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON object of config keys, got {type(data).__name__}")
     return from_dict(data, overrides, str(path))

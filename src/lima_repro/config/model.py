@@ -1,4 +1,5 @@
 """Base-model settings (`Config.model`)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,11 +28,15 @@ class ModelConfig:
     `flash_attention_2`, or any name transformers accepts. Packed rows use varlen kernels where available."""
 
     def check(self) -> None:
-        raise_first([
-            # an empty token would be added to the vocabulary as "" and every turn would end in nothing
-            (not self.name, "model.name must not be empty (a Hugging Face id, a local folder or gemma-3-270m)"),
-            (not self.eot_token, "model.eot_token must not be empty (LIMA sec. 3: a special end-of-turn token)"),
-            (not self.eot_init, "model.eot_init must be eos, mean or a token of the base model's vocabulary"),
-            (not self.attn_implementation,
-             "model.attn_implementation must not be empty (auto, sdpa, eager or flash_attention_2)"),
-        ])
+        raise_first(
+            [
+                # an empty token would be added to the vocabulary as "" and every turn would end in nothing
+                (not self.name, "model.name must not be empty (a Hugging Face id, a local folder or gemma-3-270m)"),
+                (not self.eot_token, "model.eot_token must not be empty (LIMA sec. 3: a special end-of-turn token)"),
+                (not self.eot_init, "model.eot_init must be eos, mean or a token of the base model's vocabulary"),
+                (
+                    not self.attn_implementation,
+                    "model.attn_implementation must not be empty (auto, sdpa, eager or flash_attention_2)",
+                ),
+            ]
+        )

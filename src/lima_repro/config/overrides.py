@@ -2,6 +2,7 @@
 
 Used by the loader (profiles, YAML, --set) and by `Config.check()` to build the ablation sub-runs' configs.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -71,7 +72,9 @@ def apply_overrides(cfg: Any, data: dict, prefix: str = "") -> None:
         current = getattr(cfg, key)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
-                raise ConfigError(f"{full}: expected a mapping of {sorted(f.name for f in dataclasses.fields(current))}")
+                raise ConfigError(
+                    f"{full}: expected a mapping of {sorted(f.name for f in dataclasses.fields(current))}"
+                )
             apply_overrides(current, value, prefix=f"{full}.")
         else:
             setattr(cfg, key, _check_type(full, value, hints[key]))
@@ -86,7 +89,9 @@ def dotted_to_nested(pairs: dict[str, Any]) -> dict:
         for i, p in enumerate(parents):
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"{dotted}: {'.'.join(parents[:i + 1])} is also set to a single value; set either "
-                                  "the section or its fields, not both")
+                raise ConfigError(
+                    f"{dotted}: {'.'.join(parents[: i + 1])} is also set to a single value; set either "
+                    "the section or its fields, not both"
+                )
         node[leaf] = value
     return nested

@@ -2,6 +2,7 @@
 
 `Config.check()` runs each section's own check in that order, then the checks that need two sections.
 """
+
 from __future__ import annotations
 
 import copy
@@ -28,8 +29,9 @@ class Config:
     """Where new run directories are created."""
     seed: int = 42
     """Global seed (seed_everything at the top of each stage)."""
-    notebooks: list[str] = field(default_factory=lambda: ["01_curate", "02_train", "03_generate", "04_judge",
-                                                          "05_ablations", "06_figures"])
+    notebooks: list[str] = field(
+        default_factory=lambda: ["01_curate", "02_train", "03_generate", "04_judge", "05_ablations", "06_figures"]
+    )
     """Notebooks `python -m lima_repro run` executes, in order."""
     model: ModelConfig = field(default_factory=ModelConfig)
     curate: CurateConfig = field(default_factory=CurateConfig)
@@ -44,10 +46,12 @@ class Config:
     def check(self) -> None:
         """Every section's check() in pipeline order, then the checks that need two sections."""
         check_ranges(self, "", {"seed": "seed"})
-        raise_first([
-            (not self.output_root, "output_root must name a folder for new run directories (e.g. runs)"),
-            (not all(self.notebooks), "notebooks must name notebooks (e.g. 01_curate); one of them is empty"),
-        ])
+        raise_first(
+            [
+                (not self.output_root, "output_root must name a folder for new run directories (e.g. runs)"),
+                (not all(self.notebooks), "notebooks must name notebooks (e.g. 01_curate); one of them is empty"),
+            ]
+        )
         for section in (self.model, self.curate, self.train, self.generate, self.judge, self.ablations, self.figures):
             section.check()
         self._check_ablation_subruns()

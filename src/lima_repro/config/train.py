@@ -1,4 +1,5 @@
 """Training settings (`Config.train`): LIMA sec. 3's fine-tuning recipe as defaults."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -24,7 +25,9 @@ class TrainConfig:
     micro_batch_size: int = 1
     """Examples per forward pass; batch_size / (micro_batch_size * processes) steps of gradient accumulation."""
     max_length: int = 2048  # LIMA sec. 3: texts longer than 2,048 tokens are trimmed
-    residual_dropout: float = 0.3  # LIMA sec. 3: 0.0 at the bottom layer rising linearly to 0.3 (0.2 for smaller models)
+    residual_dropout: float = (
+        0.3  # LIMA sec. 3: 0.0 at the bottom layer rising linearly to 0.3 (0.2 for smaller models)
+    )
     max_grad_norm: float | None = None
     """Gradient clipping; the paper states none, so it is off (the norm is still logged)."""
     precision: str = "auto"
@@ -84,35 +87,75 @@ class TrainConfig:
 
     def check(self) -> None:
         # every numeric field: a 0 here divides by zero or saves nothing only after an epoch of training
-        check_ranges(self, "train", {
-            "epochs": ">=1", "lr": ">0", "lr_end": ">=0", "warmup_steps": ">=0", "beta1": "[0,1)", "beta2": "[0,1)",
-            "weight_decay": ">=0", "batch_size": ">=1", "micro_batch_size": ">=1", "max_length": ">=1",
-            "residual_dropout": "[0,1)", "max_grad_norm": ">0?", "new_rows_lr_multiplier": ">0",
-            "loss_chunk_size": ">=1", "save_every_epochs": ">=1", "eval_every_epochs": ">=1",
-            "max_eval_examples": ">=1?", "max_steps": ">=1?", "save_state_every_steps": ">=1?",
-            "log_every_steps": ">=1", "seed": "seed", "lora_r": ">=1?", "lora_alpha": ">0", "lora_dropout": "[0,1)"})
-        raise_first([
-            (self.lr_end > self.lr,
-             f"train.lr_end ({self.lr_end}) must not exceed train.lr ({self.lr}): the rate decays linearly to it"),
-            (self.batch_size % self.micro_batch_size,
-             f"train.batch_size ({self.batch_size}) must be a multiple of train.micro_batch_size "
-             f"({self.micro_batch_size})"),
-            (self.precision not in PRECISIONS,
-             f"train.precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}"),
-            (self.lora_r is not None and not isinstance(self.lora_r, int),
-             f"train.lora_r must be a whole number (the adapters' rank); got {self.lora_r!r}"),
-            (self.lora_target_modules in ("", []) or isinstance(self.lora_target_modules, list)
-             and not all(self.lora_target_modules),
-             f"train.lora_target_modules must be all-linear or a list of layer names such as [q_proj, v_proj]; "
-             f"got {self.lora_target_modules!r}"),
-            (self.lora_r is not None and importlib.util.find_spec("peft") is None,
-             "train.lora_r needs peft, which is not installed: pip install 'lima_repro[lora]' (or unset train.lora_r "
-             "for the paper's full fine-tuning)"),
-        ])
+        check_ranges(
+            self,
+            "train",
+            {
+                "epochs": ">=1",
+                "lr": ">0",
+                "lr_end": ">=0",
+                "warmup_steps": ">=0",
+                "beta1": "[0,1)",
+                "beta2": "[0,1)",
+                "weight_decay": ">=0",
+                "batch_size": ">=1",
+                "micro_batch_size": ">=1",
+                "max_length": ">=1",
+                "residual_dropout": "[0,1)",
+                "max_grad_norm": ">0?",
+                "new_rows_lr_multiplier": ">0",
+                "loss_chunk_size": ">=1",
+                "save_every_epochs": ">=1",
+                "eval_every_epochs": ">=1",
+                "max_eval_examples": ">=1?",
+                "max_steps": ">=1?",
+                "save_state_every_steps": ">=1?",
+                "log_every_steps": ">=1",
+                "seed": "seed",
+                "lora_r": ">=1?",
+                "lora_alpha": ">0",
+                "lora_dropout": "[0,1)",
+            },
+        )
+        raise_first(
+            [
+                (
+                    self.lr_end > self.lr,
+                    f"train.lr_end ({self.lr_end}) must not exceed train.lr ({self.lr}): the rate decays linearly to it",
+                ),
+                (
+                    self.batch_size % self.micro_batch_size,
+                    f"train.batch_size ({self.batch_size}) must be a multiple of train.micro_batch_size "
+                    f"({self.micro_batch_size})",
+                ),
+                (
+                    self.precision not in PRECISIONS,
+                    f"train.precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}",
+                ),
+                (
+                    self.lora_r is not None and not isinstance(self.lora_r, int),
+                    f"train.lora_r must be a whole number (the adapters' rank); got {self.lora_r!r}",
+                ),
+                (
+                    self.lora_target_modules in ("", [])
+                    or isinstance(self.lora_target_modules, list)
+                    and not all(self.lora_target_modules),
+                    f"train.lora_target_modules must be all-linear or a list of layer names such as [q_proj, v_proj]; "
+                    f"got {self.lora_target_modules!r}",
+                ),
+                (
+                    self.lora_r is not None and importlib.util.find_spec("peft") is None,
+                    "train.lora_r needs peft, which is not installed: pip install 'lima_repro[lora]' (or unset train.lora_r "
+                    "for the paper's full fine-tuning)",
+                ),
+            ]
+        )
         if isinstance(self.compile, str) and self.compile != "auto":
             # imported only when a backend is named: torch takes seconds to import, `lima_repro config` none
             import torch._dynamo
 
             if self.compile not in torch._dynamo.list_backends(exclude_tags=()):
-                raise ConfigError(f"train.compile must be auto, true, false or a torch.compile backend "
-                                  f"({', '.join(torch._dynamo.list_backends())}, ...); got {self.compile!r}")
+                raise ConfigError(
+                    f"train.compile must be auto, true, false or a torch.compile backend "
+                    f"({', '.join(torch._dynamo.list_backends())}, ...); got {self.compile!r}"
+                )

@@ -3,19 +3,23 @@
 Backends: `remote.OpenAIJudge` (any OpenAI-compatible server) and `local.HFJudge` (a Hugging Face model);
 `judging.make_judge` picks one from the config. A new backend subclasses `Judge` (see ARCHITECTURE.md).
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 from ..config.base import UserError
 
 
 def cache_key(identity: dict, protocol: str, template_hash: str, prompt: str) -> str:
-    blob = json.dumps({"judge": identity, "protocol": protocol, "template": template_hash, "prompt": prompt},
-                      sort_keys=True, ensure_ascii=False)
+    blob = json.dumps(
+        {"judge": identity, "protocol": protocol, "template": template_hash, "prompt": prompt},
+        sort_keys=True,
+        ensure_ascii=False,
+    )
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 

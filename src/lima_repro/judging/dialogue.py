@@ -8,6 +8,7 @@ turn per row of a prompt list, then the same follow-ups in every conversation (o
 Assistant turn k is judged in its context: the conversation before it (`{{conversation}}`) and the turn itself
 (`{{response}}`), with the same `dialogue` template, cache and runner as every other judgment.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,17 +24,24 @@ KIND = "dialogue_turn"
 """`kind` of a per-turn judgment row (kept apart from the generation-based protocols in the analysis)."""
 
 
-def transcript_row(history: list[dict], conv_id: str, system: str, source: str = "live",
-                   tags: list[str] | None = None) -> dict:
+def transcript_row(
+    history: list[dict], conv_id: str, system: str, source: str = "live", tags: list[str] | None = None
+) -> dict:
     """A conversation (a list of {role, content}, e.g. `Chat.history`) as one canonical transcript row."""
     msgs = [{"role": m["role"], "content": m["content"]} for m in history]
     _check_messages(msgs, f"conversation {conv_id!r}")
-    return {"id": str(conv_id), "source": source, "messages": msgs,
-            "tags": list(dict.fromkeys((tags or []) + ["multi_turn"])), "system": system}
+    return {
+        "id": str(conv_id),
+        "source": source,
+        "messages": msgs,
+        "tags": list(dict.fromkeys((tags or []) + ["multi_turn"])),
+        "system": system,
+    }
 
 
-def save_transcript(chat_or_history, path: str | Path, conv_id: str, system: str, source: str = "live",
-                    tags: list[str] | None = None) -> dict:
+def save_transcript(
+    chat_or_history, path: str | Path, conv_id: str, system: str, source: str = "live", tags: list[str] | None = None
+) -> dict:
     """Append a `Chat` (anything with `.history`) or a message list to the transcripts JSONL `path` (flushed,
     fsynced). `system` names the model, e.g. "1,030 ex."; returns the row written."""
     history = getattr(chat_or_history, "history", chat_or_history)
@@ -52,8 +60,11 @@ def _check_messages(msgs: list[dict], where: str, path=None) -> None:
     if not isinstance(msgs, list) or not msgs:
         bad("`messages` must be a non-empty list")
     for m in msgs:
-        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant") \
-                or not isinstance(m.get("content"), str):
+        if (
+            not isinstance(m, dict)
+            or m.get("role") not in ("system", "user", "assistant")
+            or not isinstance(m.get("content"), str)
+        ):
             bad(f"bad message {m!r}")
     if not any(m["role"] == "assistant" for m in msgs):
         bad("no assistant turn to judge")
@@ -86,8 +97,9 @@ def read_script(spec: str | Path, n: int | None = None) -> list[dict]:
     return out[:n]
 
 
-def hold_conversations(chat, script: list[dict], follow_ups: list[str], system: str, path: str | Path,
-                       seed: int) -> list[dict]:
+def hold_conversations(
+    chat, script: list[dict], follow_ups: list[str], system: str, path: str | Path, seed: int
+) -> list[dict]:
     """Hold every scripted conversation with `chat` (a `generate.Chat`, or anything called with a user turn that
     keeps `.history` and has `.reset()`): the opening, then the row's own follow-ups, else `follow_ups`. Each
     conversation starts from the same seed (reproducible whatever the order) and is appended to the transcripts
@@ -110,7 +122,7 @@ def read_transcripts(path: str | Path, system: str | None = None) -> list[dict]:
         _check_messages(r.get("messages"), f"row {i + 1}", path)
         name = system or r.get("system")
         if not name:
-            raise DataError(path, f"row {i + 1}", "no `system` naming the model", "add \"system\" to each row")
+            raise DataError(path, f"row {i + 1}", "no `system` naming the model", 'add "system" to each row')
         out.append({**r, "id": str(r.get("id", i)), "system": name})
     return out
 
@@ -130,11 +142,27 @@ def turn_requests(transcripts: list[dict], identity: dict, templates_dir: str | 
             if m["role"] != "assistant":
                 continue
             k += 1
-            prompt = protocols.render(template, proto, {"conversation": protocols.conversation_text(msgs[:i]),
-                                                        "response": m["content"]})
-            reqs.append(Request(key=cache_key(identity, "dialogue", thash, prompt), protocol="dialogue", prompt=prompt,
-                                labels=proto.labels, answer_prefix=proto.answer_prefix,
-                                meta={"kind": KIND, "protocol": "dialogue", "template_hash": thash,
-                                      "system": t["system"], "dialogue_id": t["id"], "prompt_id": t["id"],
-                                      "turn": k, "n_turns": n_turns, "item_id": f"{t['id']}|turn{k}|{t['system']}"}))
+            prompt = protocols.render(
+                template, proto, {"conversation": protocols.conversation_text(msgs[:i]), "response": m["content"]}
+            )
+            reqs.append(
+                Request(
+                    key=cache_key(identity, "dialogue", thash, prompt),
+                    protocol="dialogue",
+                    prompt=prompt,
+                    labels=proto.labels,
+                    answer_prefix=proto.answer_prefix,
+                    meta={
+                        "kind": KIND,
+                        "protocol": "dialogue",
+                        "template_hash": thash,
+                        "system": t["system"],
+                        "dialogue_id": t["id"],
+                        "prompt_id": t["id"],
+                        "turn": k,
+                        "n_turns": n_turns,
+                        "item_id": f"{t['id']}|turn{k}|{t['system']}",
+                    },
+                )
+            )
     return reqs

@@ -8,6 +8,7 @@ Baselines (PAPER.md sec. 4 compares with Alpaca 65B, DaVinci003, Bard, Claude, G
 `model_outputs.json` (a JSON array of {instruction, output, generator, dataset}; matched to our prompts by the
 text of the last user turn) or JSONL rows {prompt_id, output}. Either becomes generation-like rows.
 """
+
 from __future__ import annotations
 
 import json
@@ -76,7 +77,9 @@ def is_dialogue(row: dict) -> bool:
     return "multi_turn" in row.get("tags", []) or sum(m["role"] == "user" for m in row["messages"]) > 1
 
 
-_FIX_BASELINE = "give judge.baseline_files an AlpacaEval model_outputs.json (a JSON array) or JSONL rows {prompt_id, output}"
+_FIX_BASELINE = (
+    "give judge.baseline_files an AlpacaEval model_outputs.json (a JSON array) or JSONL rows {prompt_id, output}"
+)
 
 
 def _loads(text: str, path: Path, line: int | None):
@@ -84,8 +87,9 @@ def _loads(text: str, path: Path, line: int | None):
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise DataError(path, f"line {line or e.lineno}", f"invalid JSON ({e.msg}, column {e.colno})",
-                        _FIX_BASELINE) from e
+        raise DataError(
+            path, f"line {line or e.lineno}", f"invalid JSON ({e.msg}, column {e.colno})", _FIX_BASELINE
+        ) from e
     except RecursionError as e:
         raise DataError(path, f"line {line}" if line else None, "JSON nested too deeply to read", _FIX_BASELINE) from e
 
@@ -116,7 +120,9 @@ def import_baseline(path: str | Path, name: str, prompts: dict[str, dict]) -> li
     for where, obj in _baseline_objects(path):
         key = "prompt_id" if "prompt_id" in obj else "instruction" if "instruction" in obj else None
         if key is None:
-            raise DataError(path, where, "needs `prompt_id` or `instruction`", "use AlpacaEval or {prompt_id, output} rows")
+            raise DataError(
+                path, where, "needs `prompt_id` or `instruction`", "use AlpacaEval or {prompt_id, output} rows"
+            )
         if not isinstance(obj[key], str):
             raise DataError(path, where, f"`{key}` must be a string, got {json.dumps(obj[key])[:40]}", _FIX_BASELINE)
         pid = obj["prompt_id"] if key == "prompt_id" else by_text.get(obj["instruction"].strip())
@@ -125,26 +131,55 @@ def import_baseline(path: str | Path, name: str, prompts: dict[str, dict]) -> li
         if not isinstance(obj.get("output"), str):
             raise DataError(path, where, "`output` must be a string", "give each row its response as `output`")
         ours = prompts[pid]
-        rows.append({"checkpoint": name, "checkpoint_path": None, "prompt_id": pid, "source": ours["source"],
-                     "tags": ours.get("tags", []), "sample": 0, "messages": ours["messages"], "response": obj["output"],
-                     "prompt_tokens": None, "response_tokens": None, "stopped_at_eot": None, "imported_from": str(path)})
+        rows.append(
+            {
+                "checkpoint": name,
+                "checkpoint_path": None,
+                "prompt_id": pid,
+                "source": ours["source"],
+                "tags": ours.get("tags", []),
+                "sample": 0,
+                "messages": ours["messages"],
+                "response": obj["output"],
+                "prompt_tokens": None,
+                "response_tokens": None,
+                "stopped_at_eot": None,
+                "imported_from": str(path),
+            }
+        )
     if not rows:
-        raise DataError(path, None, f"no output matches any of our {len(prompts)} prompts", "check prompt ids / instructions")
+        raise DataError(
+            path, None, f"no output matches any of our {len(prompts)} prompts", "check prompt ids / instructions"
+        )
     return rows
 
 
 def export_alpaca_eval(rows: list[dict], system: str, path: str | Path) -> Path:
     """Our responses as AlpacaEval `model_outputs.json` (first sample per prompt)."""
-    out = [{"dataset": r["source"] or "lima_repro", "instruction": prompt_text(r["messages"]), "output": r["response"],
-            "generator": system} for r in rows if r["checkpoint"] == system and r.get("sample", 0) == 0]
+    out = [
+        {
+            "dataset": r["source"] or "lima_repro",
+            "instruction": prompt_text(r["messages"]),
+            "output": r["response"],
+            "generator": system,
+        }
+        for r in rows
+        if r["checkpoint"] == system and r.get("sample", 0) == 0
+    ]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
 
 
-def build_requests(rows: list[dict], system: str, baselines: list[str], protocol_names: list[str], identity: dict,
-                   templates_dir: str | None = None) -> list[Request]:
+def build_requests(
+    rows: list[dict],
+    system: str,
+    baselines: list[str],
+    protocol_names: list[str],
+    identity: dict,
+    templates_dir: str | None = None,
+) -> list[Request]:
     """One request per (protocol, item[, order]). Pairwise pairs are judged in both orders (`AB`: system shown
     first). Absolute and Likert cover every system; safety only prompts tagged `sensitive`; dialogue only
     multi-turn prompts (the model's final turn in its context)."""
@@ -156,9 +191,16 @@ def build_requests(rows: list[dict], system: str, baselines: list[str], protocol
         proto = protocols.get(proto_name)
         prompt = protocols.render(templates[proto_name], proto, values)
         key = cache_key(identity, proto_name, hashes[proto_name], prompt)
-        reqs.append(Request(key=key, protocol=proto_name, prompt=prompt, labels=proto.labels,
-                            answer_prefix=proto.answer_prefix,
-                            meta={"protocol": proto_name, "template_hash": hashes[proto_name], **meta}))
+        reqs.append(
+            Request(
+                key=key,
+                protocol=proto_name,
+                prompt=prompt,
+                labels=proto.labels,
+                answer_prefix=proto.answer_prefix,
+                meta={"protocol": proto_name, "template_hash": hashes[proto_name], **meta},
+            )
+        )
 
     index = row_index(rows)
     systems = [system] + [b for b in baselines if b != system]
@@ -175,16 +217,25 @@ def build_requests(rows: list[dict], system: str, baselines: list[str], protocol
         if "safety" in protocol_names and "sensitive" in r.get("tags", []):
             add("safety", {"prompt": ptext, "response": r["response"]}, {**base_meta, "item_id": item})
         if "dialogue" in protocol_names and is_dialogue(r):
-            add("dialogue", {"conversation": protocols.conversation_text(r["messages"]), "response": r["response"]},
-                {**base_meta, "item_id": item, "turn": sum(m["role"] == "assistant" for m in r["messages"]) + 1})
+            add(
+                "dialogue",
+                {"conversation": protocols.conversation_text(r["messages"]), "response": r["response"]},
+                {**base_meta, "item_id": item, "turn": sum(m["role"] == "assistant" for m in r["messages"]) + 1},
+            )
         if "pairwise" in protocol_names and r["checkpoint"] == system:
             for b in baselines:
                 other = partner(index, b, r)
                 if other is None or b == system:
                     continue
                 pair = {**base_meta, "baseline": b, "item_id": pair_item_id(r, system, b)}
-                add("pairwise", {"prompt": ptext, "response_a": r["response"], "response_b": other["response"]},
-                    {**pair, "order": "AB"})
-                add("pairwise", {"prompt": ptext, "response_a": other["response"], "response_b": r["response"]},
-                    {**pair, "order": "BA"})
+                add(
+                    "pairwise",
+                    {"prompt": ptext, "response_a": r["response"], "response_b": other["response"]},
+                    {**pair, "order": "AB"},
+                )
+                add(
+                    "pairwise",
+                    {"prompt": ptext, "response_a": other["response"], "response_b": r["response"]},
+                    {**pair, "order": "BA"},
+                )
     return reqs

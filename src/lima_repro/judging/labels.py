@@ -6,6 +6,7 @@ Each annotator's labels are an append-only event log `<annotations>/<annotator>.
 their `seq` number, and replay the same way. A last line cut short (disk full, a kill mid-write) is skipped with a
 warning; the annotator drops it from the file before appending (`repair_tail`).
 """
+
 from __future__ import annotations
 
 import json
@@ -63,16 +64,26 @@ def read_log(path: str | Path) -> list[dict]:
         if row is not None:
             missing = _missing_fields(row)
             if missing:
-                raise DataError(path, f"line {i + 1}", f"a `{row['event']}` event without "
-                                f"{', '.join(missing)}", "repair or delete that line (deleting a label means "
-                                "giving it again)")
+                raise DataError(
+                    path,
+                    f"line {i + 1}",
+                    f"a `{row['event']}` event without {', '.join(missing)}",
+                    "repair or delete that line (deleting a label means giving it again)",
+                )
             events.append(row)
         elif i == len(lines) - 1:  # no newline after it: the write that was cut short
-            warnings.warn(f"{path}:{i + 1}: skipped a label event cut short ({len(line)} bytes, e.g. disk full); "
-                          "the other labels are read", stacklevel=2)
+            warnings.warn(
+                f"{path}:{i + 1}: skipped a label event cut short ({len(line)} bytes, e.g. disk full); "
+                "the other labels are read",
+                stacklevel=2,
+            )
         else:
-            raise DataError(path, f"line {i + 1}", "not a label event (a JSON object with an `event` field)",
-                            "delete or repair that line; each line of an annotator's log is one event")
+            raise DataError(
+                path,
+                f"line {i + 1}",
+                "not a label event (a JSON object with an `event` field)",
+                "delete or repair that line; each line of an annotator's log is one event",
+            )
     return events
 
 
@@ -89,8 +100,11 @@ def repair_tail(path: str | Path) -> None:
             fh.seek(0, 2)
             fh.write(b"\n")
         else:
-            warnings.warn(f"{path}: removed a label event cut short ({len(data) - cut} bytes, e.g. disk full); give "
-                          "that label again", stacklevel=2)
+            warnings.warn(
+                f"{path}: removed a label event cut short ({len(data) - cut} bytes, e.g. disk full); give "
+                "that label again",
+                stacklevel=2,
+            )
             fh.truncate(cut)
 
 

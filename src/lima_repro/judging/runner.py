@@ -6,6 +6,7 @@ not parse is re-requested `parse_retries` times, then stored as invalid with eve
 with `judge.retry_invalid` asks for those again. Requests that fail (transport errors after all retries, malformed
 responses) are reported as errors and not cached; a stage where every request failed stops (`judge_rows`).
 """
+
 from __future__ import annotations
 
 import json
@@ -39,12 +40,14 @@ class JudgmentCache:
                         continue
                     row = None
                 if not isinstance(row, dict) or not isinstance(row.get("key"), str):
-                    raise CorruptFileError(f"{self.path}:{i + 1}: corrupt judgment cache line (not a JSON object "
-                                           f"with a \"key\"); delete the line to re-judge it")
+                    raise CorruptFileError(
+                        f"{self.path}:{i + 1}: corrupt judgment cache line (not a JSON object "
+                        f'with a "key"); delete the line to re-judge it'
+                    )
                 self.rows[row["key"]] = row
 
     @classmethod
-    def for_judge(cls, folder: str | Path, judge: Judge) -> "JudgmentCache":
+    def for_judge(cls, folder: str | Path, judge: Judge) -> JudgmentCache:
         """The cache file of `judge` in `folder` (one file per judge, so caches can be shared across runs)."""
         return cls(Path(folder) / f"{judge.name.replace(':', '_').replace('/', '_')}.jsonl")
 
@@ -79,7 +82,8 @@ def check_cost(judge: Judge, pending: list[Request], max_cost_usd: float | None)
             f"judge {judge.name}: {est['requests']} uncached requests are estimated at ${est['usd']:.4f} "
             f"(~{est['prompt_tokens']} prompt tokens at chars/4 + up to {est['completion_tokens']} completion tokens), "
             f"over judge.max_cost_usd=${max_cost_usd:.4f}; nothing was sent. Raise judge.max_cost_usd, set it to "
-            f"None, or judge fewer prompts (judge.max_prompts)")
+            f"None, or judge fewer prompts (judge.max_prompts)"
+        )
     return est
 
 
@@ -93,28 +97,47 @@ def sample_prompts(ids: list[str], n: int | None, seed: int) -> list[str]:
     return [i for i in ids if i in chosen]
 
 
-def judge_requests(judge: Judge, requests: list[Request], cache: JudgmentCache, parse_retries: int = 2,
-                   progress: bool = True, max_cost_usd: float | None = None,
-                   retry_invalid: bool = False) -> tuple[list[dict], dict]:
+def judge_requests(
+    judge: Judge,
+    requests: list[Request],
+    cache: JudgmentCache,
+    parse_retries: int = 2,
+    progress: bool = True,
+    max_cost_usd: float | None = None,
+    retry_invalid: bool = False,
+) -> tuple[list[dict], dict]:
     """Judge `requests` (cache first; with `retry_invalid` a cached invalid verdict is asked again). Returns (one
     row per request, in request order; stats). With `max_cost_usd`, the requests to send are costed first and
     refused over the cap (`check_cost`)."""
-    stats = {"requests": len(requests), "cached": 0, "sent": 0, "invalid": 0, "errors": 0,
-             "prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0}
+    stats = {
+        "requests": len(requests),
+        "cached": 0,
+        "sent": 0,
+        "invalid": 0,
+        "errors": 0,
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "cost": 0.0,
+    }
     by_key: dict[str, list[int]] = {}
     for i, r in enumerate(requests):
         by_key.setdefault(r.key, []).append(i)
-    pending = [requests[idx[0]] for key, idx in by_key.items()
-               if key not in cache or retry_invalid and not cache.get(key)["valid"]]
+    pending = [
+        requests[idx[0]]
+        for key, idx in by_key.items()
+        if key not in cache or retry_invalid and not cache.get(key)["valid"]
+    ]
     stats["cached"] = len(requests) - sum(len(by_key[r.key]) for r in pending)
     est = check_cost(judge, pending, max_cost_usd)
     if est is not None:
         stats["estimated_cost"] = est["usd"]
     errors: dict[str, str] = {}
-    history: dict[str, dict] = {r.key: {"raw": [], "usage": {"prompt_tokens": 0, "completion_tokens": 0},
-                                        "cost": 0.0} for r in pending}
-    bar = tqdm(total=len(pending), desc=f"judge {judge.name}", unit="req", disable=not progress or not pending,
-               mininterval=2.0)
+    history: dict[str, dict] = {
+        r.key: {"raw": [], "usage": {"prompt_tokens": 0, "completion_tokens": 0}, "cost": 0.0} for r in pending
+    }
+    bar = tqdm(
+        total=len(pending), desc=f"judge {judge.name}", unit="req", disable=not progress or not pending, mininterval=2.0
+    )
     for attempt in range(parse_retries + 1):
         retry = []
         for i, c in judge.complete_many(pending):
@@ -135,11 +158,24 @@ def judge_requests(judge: Judge, requests: list[Request], cache: JudgmentCache, 
             if label is None and attempt < parse_retries:
                 retry.append(req)
                 continue
-            cache.put({"key": req.key, "judge": judge.name, "protocol": req.protocol, "label": label,
-                       "valid": label is not None, "raw": c.text, "raw_attempts": h["raw"],
-                       "label_text": from_text, "label_probs": c.label_probs, "label_probs_argmax": from_probs,
-                       "verdict_source": judge.verdict_source, "attempts": len(h["raw"]), "usage": h["usage"],
-                       "cost": h["cost"]})
+            cache.put(
+                {
+                    "key": req.key,
+                    "judge": judge.name,
+                    "protocol": req.protocol,
+                    "label": label,
+                    "valid": label is not None,
+                    "raw": c.text,
+                    "raw_attempts": h["raw"],
+                    "label_text": from_text,
+                    "label_probs": c.label_probs,
+                    "label_probs_argmax": from_probs,
+                    "verdict_source": judge.verdict_source,
+                    "attempts": len(h["raw"]),
+                    "usage": h["usage"],
+                    "cost": h["cost"],
+                }
+            )
             bar.update(1)
         pending = retry
         if not pending:
@@ -150,8 +186,14 @@ def judge_requests(judge: Judge, requests: list[Request], cache: JudgmentCache, 
         hit = cache.get(r.key)
         if hit is None:
             stats["errors"] += 1
-            row = {"key": r.key, "judge": judge.name, "protocol": r.protocol, "label": None, "valid": False,
-                   "error": errors.get(r.key, "not judged")}
+            row = {
+                "key": r.key,
+                "judge": judge.name,
+                "protocol": r.protocol,
+                "label": None,
+                "valid": False,
+                "error": errors.get(r.key, "not judged"),
+            }
         else:
             row = dict(hit)
             stats["invalid"] += not hit["valid"]
@@ -159,20 +201,35 @@ def judge_requests(judge: Judge, requests: list[Request], cache: JudgmentCache, 
     return out, stats
 
 
-def judge_rows(judge: Judge, jc, rows: list[dict], system: str, baselines: list[str], protocol_names: list[str],
-               cache_folder: str | Path, transcripts: list[dict] | None = None) -> tuple[list[dict], dict]:
+def judge_rows(
+    judge: Judge,
+    jc,
+    rows: list[dict],
+    system: str,
+    baselines: list[str],
+    protocol_names: list[str],
+    cache_folder: str | Path,
+    transcripts: list[dict] | None = None,
+) -> tuple[list[dict], dict]:
     """Judge generation rows (ours = `system` against `baselines`, with `protocol_names`) and each assistant turn of
     `transcripts` in ONE cached run, so the cost cap sees every uncached request before any is sent."""
     reqs = items.build_requests(rows, system, baselines, protocol_names, judge.identity(), jc.templates_dir)
     reqs += dialogue.turn_requests(transcripts or [], judge.identity(), jc.templates_dir)
-    judged, stats = judge_requests(judge, reqs, JudgmentCache.for_judge(cache_folder, judge),
-                                   parse_retries=jc.parse_retries, max_cost_usd=jc.max_cost_usd,
-                                   retry_invalid=jc.retry_invalid)
+    judged, stats = judge_requests(
+        judge,
+        reqs,
+        JudgmentCache.for_judge(cache_folder, judge),
+        parse_retries=jc.parse_retries,
+        max_cost_usd=jc.max_cost_usd,
+        retry_invalid=jc.retry_invalid,
+    )
     if judged and stats["errors"] == len(judged):
         first = " ".join(judged[0]["error"].split())[:300]  # one line, whatever the server sent
-        raise JudgeError(f"judge {judge.name}: all {len(judged)} requests failed (first: {first}). "
-                         "Fix: check that the server at judge.base_url answers, judge.model, and the key in the "
-                         "variable judge.api_key_env names; then rerun (nothing was cached)")
+        raise JudgeError(
+            f"judge {judge.name}: all {len(judged)} requests failed (first: {first}). "
+            "Fix: check that the server at judge.base_url answers, judge.model, and the key in the "
+            "variable judge.api_key_env names; then rerun (nothing was cached)"
+        )
     return judged, stats
 
 

@@ -5,6 +5,7 @@ rules as named steps counted in a `StepLog`, and returns candidate examples in t
 `data.py`. Bad input raises `data.DataError` naming file, position and fix; rows that are dirty in the dump
 itself are skipped and counted (`StepLog.skip`), so the data card shows them.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -42,8 +43,11 @@ class StepLog:
             self.skip_examples.append({"reason": reason, "file": str(path), "where": where})
 
     def as_dict(self) -> dict:
-        return {"steps": [{"step": k, **v} for k, v in self.steps.items()], "skipped": dict(self.skips),
-                "skipped_examples": list(self.skip_examples)}
+        return {
+            "steps": [{"step": k, **v} for k, v in self.steps.items()],
+            "skipped": dict(self.skips),
+            "skipped_examples": list(self.skip_examples),
+        }
 
 
 def require_file(path: Path, what: str, key: str) -> None:
@@ -51,12 +55,14 @@ def require_file(path: Path, what: str, key: str) -> None:
     if not path.exists():
         raise DataError(path, None, f"{what} not found", f"check the path in curate.{key}")
     if path.is_file() and path.stat().st_size == 0:
-        raise DataError(path, None, f"{what} is empty (0 bytes)",
-                        f"re-download or re-extract it, or remove it from curate.{key}")
+        raise DataError(
+            path, None, f"{what} is empty (0 bytes)", f"re-download or re-extract it, or remove it from curate.{key}"
+        )
 
 
-def make_example(ex_id: str, source: str, prompt: str, response: str | None, tags: list[str] | None = None,
-                 meta: dict | None = None) -> dict:
+def make_example(
+    ex_id: str, source: str, prompt: str, response: str | None, tags: list[str] | None = None, meta: dict | None = None
+) -> dict:
     """Canonical example; `meta` (scores, site, category) is used by sampling and stripped before writing."""
     msgs = [{"role": "user", "content": prompt}]
     if response is not None:

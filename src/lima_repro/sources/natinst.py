@@ -3,6 +3,7 @@
 A task file is one JSON object (`Definition`, `Categories`, `Instances`, ...); the prompt is the task's
 definition followed by the instance input, the response the instance's first reference output.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,13 @@ def _strings(task: dict, key: str, path: Path, default: list[str]) -> list[str]:
 
 def _usable(inst, path: Path, i: int, log: StepLog) -> bool:
     """An instance with a non-empty input string and a non-empty first output string; wrong types are counted."""
-    if not (isinstance(inst, dict) and isinstance(inst.get("input"), str) and isinstance(inst.get("output"), list)
-            and inst["output"] and all(isinstance(o, str) for o in inst["output"])):
+    if not (
+        isinstance(inst, dict)
+        and isinstance(inst.get("input"), str)
+        and isinstance(inst.get("output"), list)
+        and inst["output"]
+        and all(isinstance(o, str) for o in inst["output"])
+    ):
         log.skip("natinst: instance without a string input and a list of string outputs", path, f"Instances[{i}]")
         return False
     return bool(inst["input"].strip() and inst["output"][0].strip())
@@ -59,8 +65,12 @@ def load_task(path: Path) -> dict:
     except UnicodeDecodeError as e:
         raise DataError(path, f"byte {e.start}", f"not valid UTF-8 ({e.reason})", "re-save the file as UTF-8") from e
     except json.JSONDecodeError as e:
-        raise DataError(path, f"line {e.lineno}, column {e.colno}", f"invalid JSON ({e.msg})",
-                        "re-download the task file from allenai/natural-instructions") from e
+        raise DataError(
+            path,
+            f"line {e.lineno}, column {e.colno}",
+            f"invalid JSON ({e.msg})",
+            "re-download the task file from allenai/natural-instructions",
+        ) from e
 
 
 def candidates(cfg, log: StepLog, rng: random.Random) -> list[dict]:
@@ -75,7 +85,9 @@ def candidates(cfg, log: StepLog, rng: random.Random) -> list[dict]:
         task_cats = {c.lower() for c in _strings(task, "Categories", path, [])}
         if not log.count("ni.generation_task", bool(task_cats & cats)):
             continue
-        english = all(_strings(task, k, path, ["English"]) == ["English"] for k in ("Input_language", "Output_language"))
+        english = all(
+            _strings(task, k, path, ["English"]) == ["English"] for k in ("Input_language", "Output_language")
+        )
         if not log.count("ni.english", english or not cfg.english_only):
             continue
         usable = [x for i, x in enumerate(task["Instances"]) if _usable(x, path, i, log)]
@@ -83,6 +95,14 @@ def candidates(cfg, log: StepLog, rng: random.Random) -> list[dict]:
             continue
         inst = rng.choice(usable)
         prompt = f"{' '.join(_strings(task, 'Definition', path, [])).strip()}\n\n{inst['input'].strip()}"
-        out.append(make_example(f"ni-{path.stem}", "natural_instructions", prompt, inst["output"][0].strip(),
-                                [f"task:{path.stem}"], {"task": path.stem}))
+        out.append(
+            make_example(
+                f"ni-{path.stem}",
+                "natural_instructions",
+                prompt,
+                inst["output"][0].strip(),
+                [f"task:{path.stem}"],
+                {"task": path.stem},
+            )
+        )
     return out

@@ -5,14 +5,15 @@ on the `subreddit` field. Decompression streams with a 2 GiB window (the dumps u
 not valid UTF-8 or JSON, and rows whose text fields are not strings, are dirty rows: skipped and counted; a
 corrupt zstd frame, or a line longer than MAX_LINE_BYTES, is an error.
 """
+
 from __future__ import annotations
 
 import heapq
 import html
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import zstandard
 
@@ -24,8 +25,10 @@ _TAG = re.compile(r"^\s*[\[(]\s*(\w{2,3})\s*[\])]\s*")  # FORMATS.md: [WP], ( wp
 _GONE = {"[removed]", "[deleted]", ""}
 
 
-_FIX_ZST = ("re-download the file (`zstd -t --long=31 FILE` checks it); a damaged or incomplete torrent piece is the "
-            "usual cause")
+_FIX_ZST = (
+    "re-download the file (`zstd -t --long=31 FILE` checks it); a damaged or incomplete torrent piece is the "
+    "usual cause"
+)
 
 
 def _zst_chunks(raw, path: Path, pos: list[int]) -> Iterator[bytes]:
@@ -39,8 +42,9 @@ def _zst_chunks(raw, path: Path, pos: list[int]) -> Iterator[bytes]:
             try:
                 out = dobj.decompress(chunk)
             except zstandard.ZstdError as e:
-                raise DataError(path, f"compressed bytes {pos[0]}-{pos[0] + len(chunk)}", f"corrupt zstd data ({e})",
-                                _FIX_ZST) from e
+                raise DataError(
+                    path, f"compressed bytes {pos[0]}-{pos[0] + len(chunk)}", f"corrupt zstd data ({e})", _FIX_ZST
+                ) from e
             if out:
                 yield out
             if dobj.eof:  # frame finished: the rest of the chunk starts the next frame
@@ -49,8 +53,12 @@ def _zst_chunks(raw, path: Path, pos: list[int]) -> Iterator[bytes]:
                 chunk = b""
         pos[0] = raw.tell()
     if fed and not dobj.eof:
-        raise DataError(path, f"end of file (compressed byte {pos[0]})", "the last zstd frame is cut off "
-                        "(truncated download?)", _FIX_ZST)
+        raise DataError(
+            path,
+            f"end of file (compressed byte {pos[0]})",
+            "the last zstd frame is cut off (truncated download?)",
+            _FIX_ZST,
+        )
 
 
 def iter_ndjson_zst(path: str | Path, log: StepLog) -> Iterator[tuple[int, dict]]:
@@ -81,8 +89,12 @@ def iter_ndjson_zst(path: str | Path, log: StepLog) -> Iterator[tuple[int, dict]
 
 def _check_length(line: bytes, path: Path, lineno: int) -> None:
     if len(line) > MAX_LINE_BYTES:
-        raise DataError(path, f"line {lineno}", f"a line longer than {MAX_LINE_BYTES >> 20} MiB (Pushshift rows are a "
-                        "few KB)", "remove that line, or re-download the dump")
+        raise DataError(
+            path,
+            f"line {lineno}",
+            f"a line longer than {MAX_LINE_BYTES >> 20} MiB (Pushshift rows are a few KB)",
+            "remove that line, or re-download the dump",
+        )
 
 
 def _parse_line(line: bytes, path: Path, lineno: int, log: StepLog) -> dict | None:
@@ -103,11 +115,13 @@ def _parse_line(line: bytes, path: Path, lineno: int, log: StepLog) -> dict | No
     return obj
 
 
-def text_fields_ok(obj: dict, required: tuple[str, ...], optional: tuple[str, ...], log: StepLog, path,
-                   where: str, kind: str) -> bool:
+def text_fields_ok(
+    obj: dict, required: tuple[str, ...], optional: tuple[str, ...], log: StepLog, path, where: str, kind: str
+) -> bool:
     """The row's text fields are strings (`optional` ones may also be null or absent); else a counted skip."""
     bad = next((k for k in required if not isinstance(obj.get(k), str)), None) or next(
-        (k for k in optional if obj.get(k) is not None and not isinstance(obj[k], str)), None)
+        (k for k in optional if obj.get(k) is not None and not isinstance(obj[k], str)), None
+    )
     if bad is not None:
         log.skip(f"reddit: {kind} whose `{bad}` is not a string", path, where)
     return bad is None
@@ -151,8 +165,7 @@ def _top_submissions(files: list[str], sub: str, k: int, log: StepLog, prefix: s
                 pool.pop(heapq.heapreplace(heap, (score, sid))[1], None)
             else:
                 continue
-            pool[sid] = {"id": sid, "score": score, "title": obj["title"],
-                         "selftext": obj.get("selftext", "") or ""}
+            pool[sid] = {"id": sid, "score": score, "title": obj["title"], "selftext": obj.get("selftext", "") or ""}
     log.add(f"{prefix}top_posts", len(pool), n_seen - len(pool))
     return pool
 
@@ -164,8 +177,10 @@ def writingprompts(cfg, log: StepLog) -> list[dict]:
     def keep(obj):
         if not log.count("wp.prompt_tag", prompt_tag(obj.get("title", "")) in tags):
             return False
-        return log.count("wp.not_removed", obj.get("selftext", "") not in ("[removed]", "[deleted]")
-                         and not obj.get("over_18", False))
+        return log.count(
+            "wp.not_removed",
+            obj.get("selftext", "") not in ("[removed]", "[deleted]") and not obj.get("over_18", False),
+        )
 
     pool = _top_submissions(cfg.submissions, cfg.subreddit, cfg.candidates, log, "wp.", keep)
     best: dict[str, tuple[int, str]] = {}
@@ -196,20 +211,36 @@ def writingprompts(cfg, log: StepLog) -> list[dict]:
         extra = html.unescape(s["selftext"]).strip()
         if extra and extra not in _GONE:
             prompt = f"{prompt}\n\n{extra}"
-        out.append(make_example(f"wp-{s['id']}", "writingprompts", prompt, story, [],
-                                {"score": s["score"], "story_score": best[s["id"]][0]}))
+        out.append(
+            make_example(
+                f"wp-{s['id']}",
+                "writingprompts",
+                prompt,
+                story,
+                [],
+                {"score": s["score"], "story_score": best[s["id"]][0]},
+            )
+        )
     return out
 
 
 def askreddit_titles(cfg, log: StepLog) -> list[dict]:
     """Top r/AskReddit titles as test prompts (LIMA sec. 1: 70 of the 300 test prompts)."""
+
     def keep(obj):
         title = (obj.get("title") or "").strip()
-        return log.count("askreddit.usable_title", bool(title) and not obj.get("over_18", False)
-                         and obj.get("selftext", "") not in ("[removed]", "[deleted]")
-                         and len(title.split()) >= cfg.min_title_words)
+        return log.count(
+            "askreddit.usable_title",
+            bool(title)
+            and not obj.get("over_18", False)
+            and obj.get("selftext", "") not in ("[removed]", "[deleted]")
+            and len(title.split()) >= cfg.min_title_words,
+        )
 
     pool = _top_submissions(cfg.submissions, cfg.subreddit, cfg.candidates, log, "askreddit.", keep)
-    return [make_example(f"askreddit-{s['id']}", "askreddit", html.unescape(s["title"]).strip(), None, [],
-                         {"score": s["score"]})
-            for s in sorted(pool.values(), key=lambda s: (-s["score"], s["id"]))]
+    return [
+        make_example(
+            f"askreddit-{s['id']}", "askreddit", html.unescape(s["title"]).strip(), None, [], {"score": s["score"]}
+        )
+        for s in sorted(pool.values(), key=lambda s: (-s["score"], s["id"]))
+    ]

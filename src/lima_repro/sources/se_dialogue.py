@@ -11,6 +11,7 @@ UserDisplayName?`, plain text or mini-Markdown, no reply-to field) keeps only th
 grouped by PostId and ordered by (CreationDate, Id). Authors are identified by UserId, else by display name;
 `@name` mentions are stripped from comment text. Every rule is a counted step (`dlg.*`).
 """
+
 from __future__ import annotations
 
 import re
@@ -66,9 +67,14 @@ def read_threads(path: Path, post_ids: set[str], log: StepLog) -> dict[str, list
             if not is_id(cid):
                 log.skip("se_dialogue: comment without a numeric Id", shown, f"row {i + 1}")
                 continue
-            threads.setdefault(pid, []).append({
-                "id": int(cid), "date": row.get("CreationDate") or "", "text": row.get("Text") or "",
-                "author": author(row, "UserId", "UserDisplayName")})
+            threads.setdefault(pid, []).append(
+                {
+                    "id": int(cid),
+                    "date": row.get("CreationDate") or "",
+                    "text": row.get("Text") or "",
+                    "author": author(row, "UserId", "UserDisplayName"),
+                }
+            )
     for comments in threads.values():
         comments.sort(key=lambda c: (c["date"], c["id"]))  # ISO timestamps sort as text
     return threads
@@ -91,17 +97,28 @@ def _question_pool(path: Path, cfg, log: StepLog) -> tuple[int, dict[str, dict]]
                 n_questions += 1
                 if not keep_top(heap, cands, (score, -int(pid), pid), cfg.candidates_per_site):
                     continue
-                cands[pid] = {"id": pid, "score": score, "title": row.get("Title") or "",
-                              "body": row.get("Body") or "", "accepted": row.get("AcceptedAnswerId"),
-                              "asker": author(row, "OwnerUserId", "OwnerDisplayName"), "answer": None}
+                cands[pid] = {
+                    "id": pid,
+                    "score": score,
+                    "title": row.get("Title") or "",
+                    "body": row.get("Body") or "",
+                    "accepted": row.get("AcceptedAnswerId"),
+                    "asker": author(row, "OwnerUserId", "OwnerDisplayName"),
+                    "answer": None,
+                }
             else:
                 q = cands.get(row.get("ParentId") or "")
                 if q is None:
                     continue
                 rank = (score, pid == q["accepted"], -int(pid))  # as the single-turn reader: score, accepted, first
                 if q["answer"] is None or rank > q["answer"]["rank"]:
-                    q["answer"] = {"rank": rank, "id": pid, "score": score, "body": row.get("Body") or "",
-                                   "author": author(row, "OwnerUserId", "OwnerDisplayName")}
+                    q["answer"] = {
+                        "rank": rank,
+                        "id": pid,
+                        "score": score,
+                        "body": row.get("Body") or "",
+                        "author": author(row, "OwnerUserId", "OwnerDisplayName"),
+                    }
     return n_questions, cands
 
 
@@ -124,7 +141,7 @@ def build_chain(q: dict, comments: list[dict], cfg, log: StepLog) -> list[dict] 
     question = html_to_markdown(q["body"])
     prompt = f"{q['title'].strip()}\n\n{question}".strip() if question else q["title"].strip()
     texts = [prompt, html_to_markdown(ans["body"]), *(t for _, t in turns)]
-    texts = texts[:cfg.max_turns]
+    texts = texts[: cfg.max_turns]
     if len(texts) % 2:  # a conversation to train on ends with the assistant (answerer)
         texts = texts[:-1]
     if not log.count("dlg.min_turns", len(texts) >= cfg.min_turns and all(texts)):
@@ -146,8 +163,9 @@ def site_chains(dump: str | Path, cfg, log: StepLog) -> tuple[str, int, list[dic
         msgs = build_chain(q, comments, cfg, log)
         if msgs is None:
             continue
-        ex = make_example(f"se-dialogue-{site}-{q['id']}", SOURCE, "", None, ["multi_turn"],
-                          {"site": site, "score": q["score"]})
+        ex = make_example(
+            f"se-dialogue-{site}-{q['id']}", SOURCE, "", None, ["multi_turn"], {"site": site, "score": q["score"]}
+        )
         ex["messages"] = msgs
         out.append(ex)
     log.add("dlg.unedited_candidates (the paper edited its chains by hand)", len(out), 0)

@@ -4,11 +4,13 @@ The paper does not publish its split; this one is ours, by each site's subject. 
 without `.stackexchange.com` / `.com` / `.net` (`math`, `askubuntu`, `mathoverflow`), as `site_name()` derives
 them from a dump's folder or archive name. Meta sites and sites in neither list are skipped and counted.
 """
+
 from __future__ import annotations
 
 import re
 
-STEM_SITES = frozenset("""
+STEM_SITES = frozenset(
+    """
 ai android apple arduino askubuntu astronomy bioinformatics biology bitcoin blender cardano chemistry civicrm
 codegolf codereview computergraphics craftcms crypto cs cstheory datascience dba devops drupal dsp earthscience
 electronics elementaryos emacs engineering ethereum expressionengine gamedev gis iot iota joomla langdev magento
@@ -16,9 +18,11 @@ math matheducators mathematica mathoverflow mattermodeling monero networkenginee
 proofassistants quant quantumcomputing raspberrypi reverseengineering robotics salesforce scicomp security
 serverfault sharepoint sitecore softwareengineering solana sqa stackoverflow stats substrate superuser tex tezos
 tor unix vi webmasters wordpress
-""".split())
+""".split()
+)
 
-OTHER_SITES = frozenset("""
+OTHER_SITES = frozenset(
+    """
 3dprinting academia alcohol anime aviation bicycles boardgames bricks buddhism chess chinese christianity coffee
 communitybuilding conlang cooking crafts cseducators diy drones ebooks economics ell english esperanto
 expatriates fitness freelancing french gaming gardening genealogy german graphicdesign ham hardwarerecs health
@@ -27,7 +31,8 @@ latin law lifehacks linguistics literature martialarts mechanics medicalsciences
 mythology opensource outdoors parenting patents pets philosophy photo pm poker politics portuguese psychology
 puzzling quilting retrocomputing rpg russian scifi skeptics softwarerecs sound space spanish sports stackapps
 startups sustainability travel ukrainian ux vegetarianism video webapps woodworking workplace worldbuilding writers
-""".split())
+""".split()
+)
 
 # The "5 niche" exchanges the paper dropped are unnamed. Ours are the non-English Stack Overflows (pt, ru, es, ja)
 # and the Russian-language site (rus), whose answers are not in English: they are in neither list above, so they
@@ -45,8 +50,9 @@ def site_name(path_name: str) -> str:
     return ALIASES.get(name, name)
 
 
-def site_group(name: str, stem: frozenset[str] | set[str] = STEM_SITES,
-               other: frozenset[str] | set[str] = OTHER_SITES) -> str | None:
+def site_group(
+    name: str, stem: frozenset[str] | set[str] = STEM_SITES, other: frozenset[str] | set[str] = OTHER_SITES
+) -> str | None:
     """'stem', 'other', or None for meta, dropped and unknown sites."""
     if name.startswith("meta.") or name.endswith(".meta") or ".meta." in name:
         return None

@@ -10,10 +10,10 @@ found inside the archive's own scratch folder (never by joining its name onto a 
 and a row longer than MAX_ROW_BYTES stops the parse (expat re-scans an unfinished tag whenever more bytes
 arrive, so one 50 MB attribute would take hours).
 """
+
 from __future__ import annotations
 
 import contextlib
-from collections import deque
 import heapq
 import os
 import random
@@ -21,8 +21,10 @@ import re
 import shutil
 import tempfile
 import xml.etree.ElementTree as ET
+from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 from . import DataError, StepLog, make_example, require_file
 from .se_sites import site_name
@@ -30,7 +32,9 @@ from .text import first_person_count, html_to_markdown, refers_to_others
 
 FABRICATED_IDS = {"1000000001", "1000000010"}  # FORMATS.md: planted fake posts in recent dumps
 _FIX_XML = "re-download or re-extract the dump (`7z t <site>.7z` checks an archive); a cut-off copy cannot be read"
-_FIX_7Z = "re-download the site's archive (`7z t <site>.7z` checks it), or extract it and point the config at the folder"
+_FIX_7Z = (
+    "re-download the site's archive (`7z t <site>.7z` checks it), or extract it and point the config at the folder"
+)
 # ours: a dump puts one <row> per line and a post is at most 30,000 characters of Markdown (a few hundred KB as
 # escaped HTML), so a longer line is not a real row; parsing up to 4 MiB of one tag takes ~0.25 s
 MAX_ROW_BYTES = 4 << 20
@@ -50,8 +54,12 @@ def open_table(path: Path, table: str, config_key: str) -> Iterator[tuple[IO[byt
     if path.is_dir():
         found = find_table(path, table)
         if found is None:
-            raise DataError(path, None, f"no {table} in this folder",
-                            "extract the site's full .7z archive here (it holds Posts.xml and Comments.xml)")
+            raise DataError(
+                path,
+                None,
+                f"no {table} in this folder",
+                "extract the site's full .7z archive here (it holds Posts.xml and Comments.xml)",
+            )
         require_file(found, table, config_key)
         with open(found, "rb") as fh:
             yield fh, found
@@ -66,7 +74,7 @@ def open_table(path: Path, table: str, config_key: str) -> Iterator[tuple[IO[byt
 def _remove_stale_scratch() -> None:
     """Remove scratch folders of archive reads whose process is gone (killed before it could clean up)."""
     for d in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*"):
-        pid = d.name[len(SCRATCH_PREFIX):].split("-", 1)[0]
+        pid = d.name[len(SCRATCH_PREFIX) :].split("-", 1)[0]
         if not (pid.isascii() and pid.isdigit()) or int(pid) == os.getpid():
             continue
         try:
@@ -90,8 +98,12 @@ def archive_table(path: Path, table: str, config_key: str) -> Iterator[IO[bytes]
     try:
         import py7zr
     except ImportError as e:
-        raise DataError(path, None, "reading .7z archives needs py7zr",
-                        f"`pip install py7zr`, or extract the archive and point {config_key} at the folder") from e
+        raise DataError(
+            path,
+            None,
+            "reading .7z archives needs py7zr",
+            f"`pip install py7zr`, or extract the archive and point {config_key} at the folder",
+        ) from e
     _remove_stale_scratch()
     with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as tmp:
         try:
@@ -100,8 +112,12 @@ def archive_table(path: Path, table: str, config_key: str) -> Iterator[IO[bytes]
                 if not names:
                     raise DataError(path, None, f"archive holds no {table}", "use the site's full dump archive")
                 if _unsafe_member(names[0]):
-                    raise DataError(path, f"member {names[0]!r}", "the member's path is absolute or climbs out with "
-                                    "'..' (a hostile or broken archive)", _FIX_7Z)
+                    raise DataError(
+                        path,
+                        f"member {names[0]!r}",
+                        "the member's path is absolute or climbs out with '..' (a hostile or broken archive)",
+                        _FIX_7Z,
+                    )
                 z.extract(path=tmp, targets=names[:1])
         except DataError:
             raise
@@ -110,8 +126,9 @@ def archive_table(path: Path, table: str, config_key: str) -> Iterator[IO[bytes]
         # found by walking our own folder, never by joining the member's name onto a path
         found = [p for p in Path(tmp).rglob("*") if p.name.lower() == table.lower()]
         if len(found) != 1 or found[0].is_symlink() or not found[0].is_file():
-            raise DataError(path, f"member {names[0]!r}", f"{table} in the archive is not one plain file (a link?)",
-                            _FIX_7Z)
+            raise DataError(
+                path, f"member {names[0]!r}", f"{table} in the archive is not one plain file (a link?)", _FIX_7Z
+            )
         with open(found[0], "rb") as fh:
             with contextlib.suppress(OSError):  # POSIX: the open handle keeps the data; elsewhere cleanup at exit
                 found[0].unlink()
@@ -148,17 +165,25 @@ class _RowBound:
         chunk = self.fh.read(n)
         window = self.tail + chunk
         if b"<!DOCTYPE" in window or b"<!ENTITY" in window:
-            raise DataError(self.path, f"near line {self.line}", "a DOCTYPE or ENTITY declaration, which a Stack "
-                            "Exchange dump never has (declared entities can expand without bound)", _FIX_XML)
+            raise DataError(
+                self.path,
+                f"near line {self.line}",
+                "a DOCTYPE or ENTITY declaration, which a Stack "
+                "Exchange dump never has (declared entities can expand without bound)",
+                _FIX_XML,
+            )
         self.tail = window[-8:]
         parts = chunk.split(b"\n")
         lengths = [self.run + len(parts[0]), *map(len, parts[1:])]
         for i, length in enumerate(lengths):
             if length > self.limit:
-                raise DataError(self.path, f"line {self.line + i}", f"a row longer than {self.limit >> 20} MiB "
-                                "(a dump has one <row> per line, and real posts are a few hundred KB at most)",
-                                "remove that row, or re-download the dump; a file without line breaks is not a "
-                                "Stack Exchange dump")
+                raise DataError(
+                    self.path,
+                    f"line {self.line + i}",
+                    f"a row longer than {self.limit >> 20} MiB "
+                    "(a dump has one <row> per line, and real posts are a few hundred KB at most)",
+                    "remove that row, or re-download the dump; a file without line breaks is not a Stack Exchange dump",
+                )
         self.line += len(parts) - 1
         self.run = lengths[-1]
         return chunk
@@ -178,8 +203,11 @@ def iter_rows(fh: IO[bytes], path: Path) -> Iterator[dict[str, str]]:
                 root.clear()  # drop the finished rows: memory stays flat
     except ET.ParseError as e:
         line, col = e.position
-        what = ("file ends before the XML is closed (truncated?)" if "no element found" in str(e)
-                else re.sub(r": line \d+, column \d+$", "", str(e)))  # the position is in `where` already
+        what = (
+            "file ends before the XML is closed (truncated?)"
+            if "no element found" in str(e)
+            else re.sub(r": line \d+, column \d+$", "", str(e))
+        )  # the position is in `where` already
         raise DataError(path, f"line {line}, column {col}", f"XML error: {what}", _FIX_XML) from e
 
 
@@ -211,12 +239,12 @@ def answer_filters(answer: str, cfg, log: StepLog, prefix: str) -> bool:
         return False
     if not log.count(f"{prefix}not_first_person", first_person_count(answer) <= cfg.max_first_person):
         return False
-    return log.count(f"{prefix}no_reference_to_other_answers",
-                     refers_to_others(answer, cfg.reference_phrases) is None)
+    return log.count(f"{prefix}no_reference_to_other_answers", refers_to_others(answer, cfg.reference_phrases) is None)
 
 
-def site_candidates(dump: str | Path, cfg, log: StepLog, rng: random.Random, *, name: str | None = None,
-                    group: str = "") -> tuple[str, int, list[dict]]:
+def site_candidates(
+    dump: str | Path, cfg, log: StepLog, rng: random.Random, *, name: str | None = None, group: str = ""
+) -> tuple[str, int, list[dict]]:
     """Stream one site's dump. Returns (site name, number of questions, candidates by question score desc)."""
     path = Path(dump)
     site = name or site_name(path.parent.name if path.name.lower() == "posts.xml" else path.name)
@@ -237,14 +265,22 @@ def site_candidates(dump: str | Path, cfg, log: StepLog, rng: random.Random, *, 
             if ptype == "1":
                 n_questions += 1
                 title = row.get("Title") or ""
-                if not log.count("se.self_contained_title",
-                                 title_is_self_contained(title, cfg.min_title_words, cfg.title_context_phrases)):
+                if not log.count(
+                    "se.self_contained_title",
+                    title_is_self_contained(title, cfg.min_title_words, cfg.title_context_phrases),
+                ):
                     continue
                 n_eligible += 1
                 if not keep_top(heap, cands, (score, -int(pid), pid), cfg.candidates_per_site):
                     continue
-                cands[pid] = {"id": pid, "score": score, "title": title, "body": row.get("Body") or "",
-                              "accepted": row.get("AcceptedAnswerId"), "answer": None}
+                cands[pid] = {
+                    "id": pid,
+                    "score": score,
+                    "title": title,
+                    "body": row.get("Body") or "",
+                    "accepted": row.get("AcceptedAnswerId"),
+                    "answer": None,
+                }
             else:
                 q = cands.get(row.get("ParentId") or "")
                 if q is None:
@@ -266,9 +302,16 @@ def site_candidates(dump: str | Path, cfg, log: StepLog, rng: random.Random, *, 
         body = html_to_markdown(q["body"])
         use_title = rng.random() < cfg.title_prompt_prob or not body  # LIMA sec. 1: title or body at random
         prompt = q["title"].strip() if use_title else body
-        out.append(make_example(f"se-{site}-{q['id']}", f"stackexchange_{group}" if group else "stackexchange",
-                                prompt, answer, [f"site:{site}"],
-                                {"site": site, "score": q["score"], "prompt_kind": "title" if use_title else "body"}))
+        out.append(
+            make_example(
+                f"se-{site}-{q['id']}",
+                f"stackexchange_{group}" if group else "stackexchange",
+                prompt,
+                answer,
+                [f"site:{site}"],
+                {"site": site, "score": q["score"], "prompt_kind": "title" if use_title else "body"},
+            )
+        )
     return site, n_questions, out
 
 

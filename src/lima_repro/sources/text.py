@@ -1,4 +1,5 @@
 """Text cleaning shared by the sources: Stack Exchange HTML -> Markdown, link/image removal, paper heuristics."""
+
 from __future__ import annotations
 
 import functools

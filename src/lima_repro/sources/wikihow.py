@@ -7,6 +7,7 @@ column. Without one, every article is in one category.
 Rows stream through `csv`; each category keeps a seeded reservoir of at most `n` articles, so memory is
 bounded by categories x n, not by the file.
 """
+
 from __future__ import annotations
 
 import csv
@@ -53,12 +54,19 @@ def _rows(reader, path: Path, width: int, log: StepLog):
         except StopIteration:
             return
         except UnicodeDecodeError as e:
-            raise DataError(path, f"near line {reader.line_num + 1}", f"not valid UTF-8 ({e.reason})",
-                            "re-save the CSV as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)") from e
+            raise DataError(
+                path,
+                f"near line {reader.line_num + 1}",
+                f"not valid UTF-8 ({e.reason})",
+                "re-save the CSV as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)",
+            ) from e
         except csv.Error as e:  # a cell over MAX_FIELD_CHARS: an unclosed quote, or not a wikiHow CSV
-            raise DataError(path, f"line {reader.line_num}", f"unreadable CSV ({e}; cells are limited to "
-                            f"{MAX_FIELD_CHARS >> 20} MiB)", "look for an unclosed quote there, or re-download the CSV"
-                            ) from e
+            raise DataError(
+                path,
+                f"line {reader.line_num}",
+                f"unreadable CSV ({e}; cells are limited to {MAX_FIELD_CHARS >> 20} MiB)",
+                "look for an unclosed quote there, or re-download the CSV",
+            ) from e
         where = f"line {reader.line_num}"
         if len(row) != width:
             log.skip("wikihow: row with the wrong number of fields", path, where)
@@ -132,12 +140,20 @@ def read_candidates(spec: str | Path, cfg, log: StepLog, rng: random.Random) -> 
         missing = [c for c in required if c not in header]
         if missing:
             layout = " of the wikihowSep.csv layout" if sep_like else ""
-            raise DataError(path, "line 1", f"missing column(s) {missing}{layout}; the header is {header}",
-                            f"use the dump's own header, {_KNOWN}, or rename the columns to `title` and `text`")
+            raise DataError(
+                path,
+                "line 1",
+                f"missing column(s) {missing}{layout}; the header is {header}",
+                f"use the dump's own header, {_KNOWN}, or rename the columns to `title` and `text`",
+            )
         want = cfg.category_column.lower() if cfg.category_column else None
         if want and want not in header:
-            raise DataError(path, "line 1", f"no column {want!r}; the header is {header}",
-                            "fix curate.wikihow.category_column, or set it to null to auto-detect")
+            raise DataError(
+                path,
+                "line 1",
+                f"no column {want!r}; the header is {header}",
+                "fix curate.wikihow.category_column, or set it to null to auto-detect",
+            )
         icat = header.index(want) if want else next((header.index(c) for c in CATEGORY_COLUMNS if c in header), None)
         for title, text, cat_cell, line in _articles(_rows(reader, path, len(header), log), header, icat):
             title, text = title.strip(), text.strip()
@@ -150,8 +166,9 @@ def read_candidates(spec: str | Path, cfg, log: StepLog, rng: random.Random) -> 
             k = seen[cat] = seen.get(cat, 0) + 1
             pool = pools.setdefault(cat, [])
             slug = re.sub(r"\W+", "-", title.lower()).strip("-")[:60]
-            ex = make_example(f"wikihow-{slug}-{line}", "wikihow", clean_title(title), body,
-                              [f"category:{cat}"], {"category": cat})
+            ex = make_example(
+                f"wikihow-{slug}-{line}", "wikihow", clean_title(title), body, [f"category:{cat}"], {"category": cat}
+            )
             if len(pool) < cfg.n:  # reservoir sampling keeps a uniform sample per category
                 pool.append(ex)
             else:
