@@ -22,8 +22,9 @@ from lima_repro.files import read_jsonl_plain, write_json, write_jsonl
 from lima_repro.judge import run_judge
 from lima_repro.judging import Completion, Judge, JudgeError
 from lima_repro.judging.runner import sample_prompts
-from lima_repro.runs import RunDir, Stage
+from lima_repro.runs import RunDir
 from lima_repro.select_checkpoint import run_select
+from lima_repro.stage import Stage
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -36,7 +36,8 @@ from .generate import Chat, run_generate
 from .judge import run_judge
 from .judging import make_judge
 from .judging.dialogue import hold_conversations, read_script
-from .runs import RunDir, Stage
+from .runs import RunDir
+from .stage import Stage
 from .train import run_train
 
 CHAT_SETTINGS = ("top_p", "temperature", "repetition_penalty", "max_new_tokens", "precision")  # = the sub-run's

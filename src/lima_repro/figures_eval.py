@@ -3,10 +3,9 @@ the LLM judge, with agreement beside Fig. 1), Fig. 3 (absolute grades, by hand w
 out-of-distribution row) and the safety numbers. Each function reads run directories only and returns a
 `figures_kit.Drawn`; `figures.draw_all` lists them.
 
-Human labels are the annotators' logs in `<run>/annotations/` (annotate.ipynb). Several annotators on one item
-are aggregated per item (`analysis.majority_winner`, `analysis.majority_grade`), so an item counts once whatever
-the number of annotators; how often they agree with each other and with the judge is drawn beside Fig. 1, with
-the paper's tie-discounted measure.
+Human labels are the annotators' logs in `<run>/annotations/` (annotate.ipynb). Several annotators on one item are
+aggregated per item (`analysis.majority_winner`, `analysis.majority_grade`), so an item counts once whatever the number
+of annotators; their agreement with each other and with the judge is drawn beside Fig. 1 (tie-discounted, as the paper).
 """
 
 from __future__ import annotations

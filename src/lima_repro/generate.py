@@ -15,8 +15,10 @@ from . import data, models
 from .chat_format import encode_prompt
 from .config import Config, GenerateConfig
 from .files import write_jsonl
-from .runs import RunDir, Stage, seed_everything
+from .provenance import seed_everything
+from .runs import RunDir
 from .sampling import checkpoint_eot_id, prompt_ids, resolve_backend, sample, sampling_record, stop_shares, torch_dtype
+from .stage import Stage
 from .vllm_backend import sample_with_vllm, warn_penalty_scope
 
 

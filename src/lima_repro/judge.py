@@ -29,7 +29,8 @@ from .judging.local import WEAK_NOTE
 from .judging.results import analyse, write_tables
 from .judging.runner import judge_rows, sample_prompts
 from .reference import reference_check
-from .runs import RunDir, Stage
+from .runs import RunDir
+from .stage import Stage
 from .token_shift import run_token_shift
 
 

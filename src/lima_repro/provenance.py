@@ -1,10 +1,11 @@
-"""Provenance every stage manifest records (`runs.Stage`) and the pipeline's run manifest: git commit, package
+"""Provenance every stage manifest records (`stage.Stage`) and the pipeline's run manifest: git commit, package
 versions, device, seed and the SHA-256 of each input file."""
 
 from __future__ import annotations
 
 import os
 import platform
+import random
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -12,6 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .files import sha256_file
@@ -79,3 +81,10 @@ def provenance(seed: int, inputs: Iterable[str | Path]) -> dict[str, Any]:
         "device": device_info(),
         "inputs": {str(p): sha256_file(p) for p in map(Path, inputs) if p.is_file()},
     }
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

@@ -20,23 +20,13 @@ by hand (or imported) and is taken as it is.
 
 from __future__ import annotations
 
-import os
-import random
 import re
-import time
-from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-import torch
-
-from .config import Config, ConfigError, to_dict
-from .config.judge import key_name_problem
+from .config import Config, ConfigError
 from .data import DataError
-from .files import read_json, read_jsonl_plain, write_json
-from .provenance import provenance
+from .files import read_json, read_jsonl_plain
 
 PROGRESS = "progress.json"  # inside train/state/: the optimizer step that state was saved at
 STAGES = ("curate", "train", "select", "generate", "judge", "ablations", "figures")
@@ -310,53 +300,3 @@ def new_run_dir(cfg: Config) -> RunDir:
     path.mkdir(parents=True)
     cfg.run_dir = str(path.resolve())
     return RunDir(path)
-
-
-# ---- provenance ----------------------------------------------------------------------------------------------
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-class Stage:
-    """Context manager for one stage's folder: manifest.json says "running" before anything else is written (so
-    a rerun's folder never looks finished while it is being replaced), then config.json; at the end manifest.json
-    says "ok" or "failed: ..." with the provenance. A killed stage stays "running", which readers refuse.
-
-    >>> with Stage(cfg, "train", inputs=[data_file]) as st:
-    ...     st.out  # Path of <run_dir>/train;  st.run: the RunDir
-    """
-
-    def __init__(self, cfg: Config, name: str, inputs: Iterable[str | Path] = ()):
-        self.cfg, self.name, self.inputs = cfg, name, [Path(p) for p in inputs]
-        self.run = RunDir.of(cfg)
-        self.out = self.run.stage(name)
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.extra: dict[str, Any] = {}
-
-    def __enter__(self) -> Stage:
-        problem = key_name_problem(self.cfg.judge.api_key_env)
-        if problem:  # config.json must never hold a pasted key (configs built in Python skip Config.check)
-            raise ConfigError(problem)
-        self.t0 = time.time()
-        self.started = datetime.now(timezone.utc).isoformat()
-        write_json(
-            self.run.stage_manifest(self.name),
-            {"stage": self.name, "status": "running", "started": self.started, "pid": os.getpid()},
-        )
-        seed_everything(self.cfg.seed)
-        write_json(self.out / "config.json", to_dict(self.cfg))
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        manifest = {
-            "stage": self.name,
-            "status": "ok" if exc_type is None else f"failed: {exc_type.__name__}: {exc}",
-            "started": self.started,
-            "wall_time_s": round(time.time() - self.t0, 3),
-            **provenance(self.cfg.seed, self.inputs),
-            **self.extra,
-        }
-        write_json(self.run.stage_manifest(self.name), manifest)

@@ -19,8 +19,9 @@ from .files import read_jsonl_plain, write_json
 from .generate import generate_rows
 from .judging import make_judge
 from .judging.runner import judge_rows, sample_prompts
-from .runs import RunDir, Stage, checkpoint_epoch
+from .runs import RunDir, checkpoint_epoch
 from .sampling import sampling_record
+from .stage import Stage
 
 
 def in_window(label: str, window) -> bool:

@@ -32,7 +32,8 @@ from .config import Config
 from .dropout import add_residual_dropout, dropout_seed
 from .files import read_json, read_jsonl_plain, sha256_file, write_json, write_jsonl
 from .loss import CausalLMLoss
-from .runs import PROGRESS, RunDir, Stage, checkpoint_name
+from .runs import PROGRESS, RunDir, checkpoint_name
+from .stage import Stage
 
 
 def resolve_compile(option: bool | str, device: torch.device) -> str | None:

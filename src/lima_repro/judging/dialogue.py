@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..data import DataError, resolve_path
 from ..files import append_jsonl, read_jsonl_plain
-from ..runs import seed_everything
+from ..provenance import seed_everything
 from . import protocols
 from .base import Request, cache_key
 
