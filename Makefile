@@ -36,7 +36,7 @@ test: lint
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow and not notebooks and not multiprocess and not lmeval"
 
 clean:
 	rm -rf $(VENV) runs

@@ -8,10 +8,8 @@ import ast
 import re
 from pathlib import Path
 
-import pytest
-
 from lima_repro import subsets
-from lima_repro.config import CONFIG_SELECTORS, PROTOCOL_NAMES, list_profiles, load_config
+from lima_repro.config import CONFIG_SELECTORS, PROTOCOL_NAMES
 from lima_repro.judging.protocols import PROTOCOLS
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "lima_repro"
@@ -124,10 +122,3 @@ def test_only_runs_py_spells_run_files():
 def test_config_name_lists_match_the_code_they_name():
     assert set(PROTOCOL_NAMES) == set(PROTOCOLS)
     assert set(CONFIG_SELECTORS) < set(subsets.SELECTORS)  # `score` needs a Python function, so no config names it
-
-
-@pytest.mark.parametrize("profile", list_profiles())
-def test_every_profile_loads_and_checks(profile):
-    cfg = load_config(profile)
-    cfg.check()
-    assert cfg.profile == profile

@@ -13,6 +13,7 @@ from lima_repro.config import Config, ConfigError, list_profiles, load_config, l
 @pytest.mark.parametrize("profile", list_profiles())
 def test_every_profile_loads_and_validates(profile):
     cfg = load_config(profile)
+    cfg.check()  # every section's rules, as `python -m lima_repro config` applies them
     assert cfg.profile == profile
     assert cfg.train.batch_size % cfg.train.micro_batch_size == 0
 

@@ -24,6 +24,7 @@ def _losses(train_dir):
     return [r["loss"] for r in read_jsonl_plain(Path(train_dir) / "metrics.jsonl") if r["type"] == "train"]
 
 
+@pytest.mark.multiprocess
 def test_two_process_ddp_matches_single_process(tmp_path, tiny_llama):
     extra = {"train.max_steps": 3, "train.residual_dropout": 0.0, "train.epochs": 1}
     single = load_config("paper", overrides=tiny_overrides(tiny_llama, tmp_path / "single", **extra))
@@ -63,6 +64,7 @@ def test_two_process_ddp_matches_single_process(tmp_path, tiny_llama):
     assert (tmp_path / "ddp" / "train" / "checkpoints" / "step-3" / "model.safetensors").exists()
 
 
+@pytest.mark.multiprocess
 def test_pipeline_launches_training_as_its_own_command(tmp_path, tiny_llama, monkeypatch):
     """`run --launcher CMD`: the train stage runs as a separate multi-process command (2 CPU processes, gloo)."""
     cfg = load_config(

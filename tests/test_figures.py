@@ -235,6 +235,7 @@ def test_paper_values_cite_figures_and_flag_unconfirmed():
     assert t[(t.figure == "Fig. 5") & (t.key == "wikiHow")].value.item() == 3.49
 
 
+@pytest.mark.notebooks
 def test_figures_notebook_records_its_summary(run, tmp_path):
     import papermill as pm
 

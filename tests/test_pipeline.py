@@ -28,6 +28,7 @@ def recorded(notebook: Path, key: str) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.notebooks
 def test_demo_pipeline_end_to_end(tmp_path):
     cfg = load_config(
         "demo",
@@ -125,6 +126,7 @@ def test_demo_pipeline_end_to_end(tmp_path):
     assert (run_dir / "figures" / "table1_datacard.md").exists()
 
 
+@pytest.mark.notebooks
 def test_tiny_pipeline_terminal_saved_progress_and_rerun_from_the_notebooks_folder(
     tmp_path, tiny_llama, capfd, monkeypatch
 ):
@@ -174,6 +176,7 @@ def test_tiny_pipeline_terminal_saved_progress_and_rerun_from_the_notebooks_fold
     assert {r["prompt_id"] for r in read_jsonl_plain(run_dir / "generate" / "generations.jsonl")} == {"q0", "q1"}
 
 
+@pytest.mark.notebooks
 def test_notebooks_refuse_a_secret_parameter_and_say_to_set_run_dir(tmp_path):
     """`papermill -p api_key ...` stops at setup, saying where keys go; annotate.ipynb run unedited says which
     parameter to set."""
