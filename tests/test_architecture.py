@@ -1,4 +1,4 @@
-"""The package's shape, checked on its source (ARCHITECTURE.md): imports point down (no loops), no package
+"""The package's shape, checked on its source (docs/architecture.md): imports point down (no loops), no package
 import hides inside a function, no private name crosses modules, no module outgrows ~350 lines, and no stage
 spells a run file's name (runs.RunDir owns them)."""
 
