@@ -2,11 +2,12 @@
 
 Judges `<run_dir>/generate/generations.jsonl` of a finished generate stage (ours = `judge.system`, against
 `judge.baselines` and the systems imported from `judge.baseline_files`; `judge.max_prompts` random prompts or all),
-grades every assistant turn of the transcripts in `judge.dialogue_files` (LIMA Fig. 7), builds the results
-(`judging.results.build_results`: the judgments analysed, with human annotations when present) and writes
-judgments.jsonl, results.json, one CSV per table and alpaca_eval/. Then, with the results safely on disk, the
-token-shift test writes token_shift.{json,csv}; running out of memory there is recorded in results.json, it does
-not fail the stage. Request building, the cached runner and the result tables are in `judging/`.
+grades every assistant turn of the transcripts in `judge.dialogue_files` (LIMA Fig. 7) and writes judgments.jsonl,
+alpaca_eval/ and one CSV per table of the results (`judging.results.build_results`: the judgments analysed, with
+human annotations when present). Then, with every judgment safely on disk, the token-shift test writes
+token_shift.{json,csv}, and results.json is written once with its summary; running out of memory there is recorded
+in results.json, it does not fail the stage. Request building, the cached runner and the result tables are in
+`judging/`.
 """
 
 from __future__ import annotations
@@ -64,7 +65,6 @@ def run_judge(cfg: Config, judge=None) -> Path:
         ann_dir = run.annotations_dir(cfg)
         human = pairwise_labels(ann_dir) if ann_dir.is_dir() else {}
         res = build_results(cfg, judged, rows, system, baselines, judge=judge, requests=stats, human=human)
-        write_json(run.results, res)
         write_tables(res, run)
         st.extra["judge"] = {
             "name": judge.name,
@@ -73,14 +73,16 @@ def run_judge(cfg: Config, judge=None) -> Path:
             "requests": stats,
             "prompt_ids": res["prompt_ids"],
         }
+        # results.json is written once, after the token-shift test: every paid judgment is on disk already
+        # (judgments.jsonl and the judge cache), so a crash there costs no judge request on rerun
         if jc.token_shift and next((r for r in rows if r["checkpoint"] == system), {}).get("checkpoint_path"):
             res["token_shift"] = _token_shift(cfg, run, rows, system)
-            write_json(run.results, res)
+        write_json(run.results, res)
     return st.out
 
 
 def _token_shift(cfg: Config, run: RunDir, rows: list[dict], system: str) -> dict:
-    """Run the token-shift test after the judge results are written: out of memory it is recorded, not fatal."""
+    """Run the token-shift test after the judgments are written: out of memory it is recorded, not fatal."""
     for stale in (run.token_shift, run.token_shift_table):
         stale.unlink(missing_ok=True)
     try:
