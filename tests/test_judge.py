@@ -9,14 +9,16 @@ import re
 import pytest
 from helpers import PROMPTS, ScriptJudge, generation_rows, tiny_model, tiny_tokenizer
 
+from lima_repro import judge as judge_module
 from lima_repro.config import Config, JudgeConfig
 from lima_repro.data import DataError
-from lima_repro.files import CorruptFileError, read_jsonl_plain, write_jsonl
+from lima_repro.files import CorruptFileError, read_jsonl_plain, write_json, write_jsonl
 from lima_repro.judge import run_judge
 from lima_repro.judging import Completion, Judge, protocols
 from lima_repro.judging.items import build_requests, import_baseline
 from lima_repro.judging.local import HFJudge, label_tokens
 from lima_repro.judging.runner import JudgmentCache
+from lima_repro.runs import RunDir
 from lima_repro.select_checkpoint import in_window, select_checkpoint
 
 
@@ -104,6 +106,54 @@ def test_run_judge_end_to_end_and_cached_rerun(tmp_path):
     again = ScriptJudge()
     run_judge(cfg, judge=again)
     assert again.sent == 0  # everything came from the cache
+
+
+# results.json's keys as notebooks 04-06 and the figures read them (all protocols, length control, reference check,
+# token shift; the dialogue_turns / dialogue_compare pair comes with judge.dialogue_files, see test_judge_dialogue)
+RESULT_KEYS = [
+    "pairwise",
+    "pairwise_swap",
+    "pairwise_calibration",
+    "order_consistency",
+    "pairwise_winners",
+    "absolute",
+    "absolute_ood",
+    "likert",
+    "safety",
+    "dialogue",
+    "length_controlled",
+    "agreement",
+    "lengths",
+    "judge",
+    "judge_note",
+    "system",
+    "baselines",
+    "requests",
+    "protocols",
+    "prompt_ids",
+    "reference",
+    "token_shift",
+]
+
+
+def test_results_json_is_written_once_with_the_token_shift_summary(tmp_path, monkeypatch):
+    cfg = _cfg(tmp_path, generation_rows(ckpt_path=str(tmp_path / "ckpt")))
+    cfg.judge.token_shift = True
+    shift = {"base": {"shifted_pct": 5.0}, "responses": 4, "note": "n", "precision": "fp32", "per_response": [{"i": 0}]}
+    monkeypatch.setattr(judge_module, "run_token_shift", lambda cfg, rows, system: shift)
+    writes = []
+
+    def counted(path, obj):
+        writes.append(path)
+        return write_json(path, obj)
+
+    monkeypatch.setattr(judge_module, "write_json", counted)
+    out = run_judge(cfg, judge=ScriptJudge())
+    assert writes.count(RunDir(cfg.run_dir).results) == 1
+    res = json.loads((out / "results.json").read_text())
+    assert list(res) == RESULT_KEYS
+    assert res["token_shift"] == {"base": {"shifted_pct": 5.0}, "responses": 4, "note": "n"}  # the summary only
+    assert json.loads((out / "token_shift.json").read_text()) == shift and (out / "token_shift.csv").is_file()
 
 
 def test_position_bias_becomes_ties(tmp_path):

@@ -5,8 +5,10 @@ kept for agreement with annotators who label later."""
 from __future__ import annotations
 
 import pandas as pd
+from helpers import ScriptJudge
 
-from lima_repro.judging.results import analyse, write_tables
+from lima_repro.config import Config, JudgeConfig
+from lima_repro.judging.results import build_results, write_tables
 from lima_repro.runs import RunDir
 
 E, B = "epoch-2", "base"
@@ -61,7 +63,10 @@ def judged():
 
 
 def test_ood_and_malicious_subsets_and_per_item_winners(tmp_path):
-    res = analyse(judged(), rows(), E, [B], n_boot=50, seed=0, calibration="swap")
+    # no run directory: the tables alone, without the reference check
+    jc = JudgeConfig(n_bootstrap=50, position_calibration="swap", length_control=False, reference_check=False)
+    cfg = Config(seed=0, judge=jc)
+    res = build_results(cfg, judged(), rows(), E, [B], judge=ScriptJudge(), requests={})
     assert res["absolute"][E]["n"] == 4 and res["absolute"][E]["Pass"]["pct"] == 50.0
     ood = res["absolute_ood"]
     assert (ood[E]["n"], ood[E]["Excellent"]["pct"], ood[E]["Fail"]["pct"]) == (2, 50.0, 50.0)

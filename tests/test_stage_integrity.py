@@ -1,6 +1,6 @@
 """Stage folders never look finished when they are not: a stage says "running" before it writes anything, readers
 refuse an upstream folder that did not finish, a judge run where every request failed fails, the token-shift test
-runs only after the judge results are on disk, and `judge.max_prompts` draws its prompts at random."""
+runs only after every judgment is on disk, and `judge.max_prompts` draws its prompts at random."""
 
 from __future__ import annotations
 
@@ -207,7 +207,8 @@ def test_token_shift_out_of_memory_does_not_lose_the_judge_results(tmp_path, mon
     order = []
 
     def oom(cfg, rows, system):
-        order.append(RunDir(cfg.run_dir).results.is_file())
+        run = RunDir(cfg.run_dir)
+        order.append((run.judgments.is_file(), run.results.is_file()))  # results.json: once, after this test
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(judge_module, "run_token_shift", oom)
@@ -216,7 +217,7 @@ def test_token_shift_out_of_memory_does_not_lose_the_judge_results(tmp_path, mon
     with pytest.warns(UserWarning, match="token-shift test skipped: out of memory"):
         out = run_judge(cfg, judge=ScriptJudge())
     res = RunDir(cfg.run_dir).read_results()
-    assert order == [True] and _status(out) == "ok"
+    assert order == [(True, False)] and _status(out) == "ok"
     assert res["pairwise"]["base"]["n"] == 4 and "out of memory (OutOfMemoryError)" in res["token_shift"]["error"]
     assert not (out / "token_shift.json").exists()
 

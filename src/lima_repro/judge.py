@@ -1,12 +1,13 @@
-"""The judge stage: `run_judge(config) -> <run_dir>/judge` (LIMA sec. 4 protocols, PAPER.md sec. 4-6).
+"""The judge stage: `run_judge(config) -> <run_dir>/judge` (LIMA sec. 4 protocols, docs/paper.md sec. 4-6).
 
 Judges `<run_dir>/generate/generations.jsonl` of a finished generate stage (ours = `judge.system`, against
 `judge.baselines` and the systems imported from `judge.baseline_files`; `judge.max_prompts` random prompts or all),
-grades every assistant turn of the transcripts in `judge.dialogue_files` (LIMA Fig. 7), analyses the judgments, adds
-human annotations when present (agreement) and writes judgments.jsonl, results.json, one CSV per table and
-alpaca_eval/. Then, with the results safely on disk, the token-shift test writes token_shift.{json,csv}; running out
-of memory there is recorded in results.json, it does not fail the stage. Request building, the cached runner and
-the result tables are in `judging/`.
+grades every assistant turn of the transcripts in `judge.dialogue_files` (LIMA Fig. 7) and writes judgments.jsonl,
+alpaca_eval/ and one CSV per table of the results (`judging.results.build_results`: the judgments analysed, with
+human annotations when present). Then, with every judgment safely on disk, the token-shift test writes
+token_shift.{json,csv}, and results.json is written once with its summary; running out of memory there is recorded
+in results.json, it does not fail the stage. Request building, the cached runner and the result tables are in
+`judging/`.
 """
 
 from __future__ import annotations
@@ -17,18 +18,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from . import analysis
 from .config import Config, ConfigError
 from .files import read_jsonl_plain, write_json, write_jsonl
 from .judging import make_judge
-from .judging.dialogue import KIND as DIALOGUE_TURN
 from .judging.dialogue import read_transcripts
 from .judging.items import export_alpaca_eval, import_baseline, resolve_system
 from .judging.labels import pairwise_labels
-from .judging.local import WEAK_NOTE
-from .judging.results import analyse, write_tables
+from .judging.results import build_results, write_tables
 from .judging.runner import judge_rows, sample_prompts
-from .reference import reference_check
 from .runs import RunDir
 from .stage import Stage
 from .token_shift import run_token_shift
@@ -67,59 +64,25 @@ def run_judge(cfg: Config, judge=None) -> Path:
         export_alpaca_eval(rows, system, run.alpaca_eval(system))
         ann_dir = run.annotations_dir(cfg)
         human = pairwise_labels(ann_dir) if ann_dir.is_dir() else {}
-        turn_rows = [j for j in judged if j.get("kind") == DIALOGUE_TURN]
-        res = analyse(
-            [j for j in judged if j.get("kind") != DIALOGUE_TURN],
-            rows,
-            system,
-            baselines,
-            jc.n_bootstrap,
-            cfg.seed,
-            human,
-            jc.length_control,
-            jc.lc_ratio_band,
-            jc.position_calibration,
-            jc.calibration_margin,
-        )
-        if turn_rows:
-            res["dialogue_turns"] = analysis.dialogue_turn_shares(turn_rows)
-            names = list(jc.dialogue_files)
-            res["dialogue_compare"] = [
-                analysis.dialogue_conversation_compare(turn_rows, a, b)
-                for i, a in enumerate(names)
-                for b in names[i + 1 :]
-            ]
-        prompt_ids = list(dict.fromkeys(r["prompt_id"] for r in rows))  # the prompts judged (judge.max_prompts)
-        res.update(
-            {
-                "judge": judge.name,
-                "judge_note": WEAK_NOTE if judge.weak else None,
-                "system": system,
-                "baselines": baselines,
-                "requests": stats,
-                "protocols": jc.protocols,
-                "prompt_ids": prompt_ids,
-            }
-        )
-        if jc.reference_check:
-            res["reference"] = reference_check(run, [system, *baselines], jc.n_bootstrap, cfg.seed)
-        write_json(run.results, res)
+        res = build_results(cfg, judged, rows, system, baselines, judge=judge, requests=stats, human=human)
         write_tables(res, run)
         st.extra["judge"] = {
             "name": judge.name,
             "system": system,
             "baselines": baselines,
             "requests": stats,
-            "prompt_ids": prompt_ids,
+            "prompt_ids": res["prompt_ids"],
         }
+        # results.json is written once, after the token-shift test: every paid judgment is on disk already
+        # (judgments.jsonl and the judge cache), so a crash there costs no judge request on rerun
         if jc.token_shift and next((r for r in rows if r["checkpoint"] == system), {}).get("checkpoint_path"):
             res["token_shift"] = _token_shift(cfg, run, rows, system)
-            write_json(run.results, res)
+        write_json(run.results, res)
     return st.out
 
 
 def _token_shift(cfg: Config, run: RunDir, rows: list[dict], system: str) -> dict:
-    """Run the token-shift test after the judge results are written: out of memory it is recorded, not fatal."""
+    """Run the token-shift test after the judgments are written: out of memory it is recorded, not fatal."""
     for stale in (run.token_shift, run.token_shift_table):
         stale.unlink(missing_ok=True)
     try:

@@ -1,9 +1,10 @@
-"""Judgments -> the paper's result tables (PAPER.md sec. 4-5): pairwise win / tie / loss with bootstrap CIs and
-order consistency, absolute and dialogue grades, Likert means, safety, agreement with human annotators, lengths.
+"""Judgments -> results.json (docs/paper.md sec. 4-5): `build_results` assembles it from the judge config; pairwise
+win / tie / loss with bootstrap CIs and order consistency, absolute and dialogue grades, Likert means, safety,
+agreement with human annotators, lengths, per-turn dialogue grades, what was judged, the reference check.
 The statistics themselves are pure functions in `analysis.py`; this module groups judged rows into their inputs.
 Prompt tags select the paper's subsets: `ood` (Fig. 3's 20 out-of-distribution prompts: `absolute_ood`), and
 `malicious` among the `sensitive` ones (sec. 4's "6 of the 10 with malicious intent": `malicious_n` and
-`malicious_safe_pct` in `safety[system]`).
+`malicious_safe_pct` in `safety[system]`). `write_tables` writes one CSV per table.
 """
 
 from __future__ import annotations
@@ -11,9 +12,18 @@ from __future__ import annotations
 import pandas as pd
 
 from .. import analysis
+from ..config import Config, JudgeConfig
+from ..reference import reference_check
 from ..runs import RunDir
 from . import protocols
+from .base import Judge
+from .dialogue import KIND as DIALOGUE_TURN
 from .items import pairs
+from .local import WEAK_NOTE
+
+# results.json's tables in the order it lists them (notebooks 04-06 and the figures read them by key)
+PAIRWISE_TABLES = ("pairwise", "pairwise_swap", "pairwise_calibration", "order_consistency", "pairwise_winners")
+GRADED_TABLES = ("absolute", "absolute_ood", "likert", "safety", "dialogue")
 
 
 def winner_of(row: dict) -> str | None:
@@ -73,63 +83,98 @@ def preference_verdict(pref: dict, system: str, baseline: str, consistency: dict
     )
 
 
-def analyse(
+def build_results(
+    cfg: Config,
     judged: list[dict],
     rows: list[dict],
     system: str,
     baselines: list[str],
-    n_boot: int,
-    seed: int,
+    *,
+    judge: Judge,
+    requests: dict,
     human: dict[str, dict[str, str]] | None = None,
-    length_control: bool = False,
-    lc_ratio_band: float = 1.5,
-    calibration: str = "balanced",
-    margin: float = 0.05,
 ) -> dict:
-    """All result tables as one dict (see the module docstring of `analysis`). Pairwise outcomes use `calibration`
-    (`balanced` or `swap`, see `calibrated_winners`); `pairwise_swap` keeps the swap-to-tie shares beside them.
-    With `length_control`, also `length_controlled[baseline]` (see `analysis.length_controlled`)."""
-    res: dict = {
-        "pairwise": {},
-        "pairwise_swap": {},
-        "pairwise_calibration": {},
-        "order_consistency": {},
-        "pairwise_winners": {},
-        "absolute": {},
-        "absolute_ood": {},
-        "likert": {},
-        "safety": {},
-        "dialogue": {},
-    }
-    tags = {r["prompt_id"]: set(r.get("tags") or ()) for r in rows}
-    if length_control:
+    """results.json, all but `token_shift` (the judge stage adds it): the result tables of docs/paper.md sec. 4-5
+    from `judge_rows`'s judgments (`pairwise_tables` per baseline, `graded_tables`, agreement with the `human`
+    annotators, lengths), the per-turn dialogue grades of Fig. 7 when transcripts were judged, what was judged by
+    whom (`requests`: the runner's counts), and with `judge.reference_check` the reference check."""
+    jc = cfg.judge
+    turns = [j for j in judged if j.get("kind") == DIALOGUE_TURN]
+    judged = [j for j in judged if j.get("kind") != DIALOGUE_TURN]
+    res: dict = {key: {} for key in PAIRWISE_TABLES + GRADED_TABLES}
+    if jc.length_control:
         res["length_controlled"] = {}
-    annotators: dict[str, dict[str, str]] = {}
     for b in baselines:
-        by_item: dict[str, dict[str, dict]] = {}
-        for j in judged:
-            if j["protocol"] == "pairwise" and j["baseline"] == b:
-                by_item.setdefault(j["item_id"], {})[j["order"]] = j
-        swapped = {
-            k: analysis.combine_orders(*(winner_of(v[o]) if o in v else None for o in ("AB", "BA")))
-            for k, v in by_item.items()
+        for key, table in pairwise_tables(judged, rows, system, b, jc=jc, seed=cfg.seed).items():
+            res[key][b] = table
+    res.update(graded_tables(judged, rows, [system] + baselines))
+    ours = {k: w for b in baselines for k, w in res["pairwise_winners"][b].items() if w is not None}
+    # a judge with no pairwise verdict is no annotator: no agreement rows against it
+    annotators = ({"llm-judge": ours} if ours else {}) | (human or {})
+    names = sorted(annotators)
+    res["agreement"] = [
+        {"a": x, "b": y, **analysis.agreement(annotators[x], annotators[y])}
+        for i, x in enumerate(names)
+        for y in names[i + 1 :]
+    ]
+    res["lengths"] = analysis.length_stats([r for r in rows if r["checkpoint"] in [system] + baselines])
+    if turns:
+        res["dialogue_turns"] = analysis.dialogue_turn_shares(turns)
+        transcripts = list(jc.dialogue_files)
+        res["dialogue_compare"] = [
+            analysis.dialogue_conversation_compare(turns, a, b)
+            for i, a in enumerate(transcripts)
+            for b in transcripts[i + 1 :]
+        ]
+    res.update(
+        {
+            "judge": judge.name,
+            "judge_note": WEAK_NOTE if judge.weak else None,
+            "system": system,
+            "baselines": baselines,
+            "requests": requests,
+            "protocols": jc.protocols,
+            "prompt_ids": list(dict.fromkeys(r["prompt_id"] for r in rows)),  # the prompts judged (judge.max_prompts)
         }
-        calibrated = balanced_probabilities(by_item) if calibration == "balanced" else None
-        winners, method = calibrated_winners(calibrated, swapped, system, b, margin)
-        outcomes = [analysis.pairwise_outcome(w, system) for w in winners.values()]
-        res["pairwise"][b] = analysis.bootstrap_shares(outcomes, n_boot=n_boot, seed=seed)
-        res["pairwise_swap"][b] = analysis.bootstrap_shares(
+    )
+    if jc.reference_check:
+        res["reference"] = reference_check(RunDir.of(cfg), [system, *baselines], jc.n_bootstrap, cfg.seed)
+    return res
+
+
+def pairwise_tables(
+    judged: list[dict], rows: list[dict], system: str, baseline: str, *, jc: JudgeConfig, seed: int
+) -> dict:
+    """`system` against one baseline, one entry per table of `PAIRWISE_TABLES` (and `length_controlled` with
+    `judge.length_control`, see `analysis.length_controlled`). Outcomes use `judge.position_calibration` (see
+    `calibrated_winners`); `pairwise_swap` keeps the swap-to-tie shares beside them."""
+    n_boot = jc.n_bootstrap
+    by_item: dict[str, dict[str, dict]] = {}
+    for j in judged:
+        if j["protocol"] == "pairwise" and j["baseline"] == baseline:
+            by_item.setdefault(j["item_id"], {})[j["order"]] = j
+    swapped = {
+        k: analysis.combine_orders(*(winner_of(v[o]) if o in v else None for o in ("AB", "BA")))
+        for k, v in by_item.items()
+    }
+    calibrated = balanced_probabilities(by_item) if jc.position_calibration == "balanced" else None
+    winners, method = calibrated_winners(calibrated, swapped, system, baseline, jc.calibration_margin)
+    outcomes = [analysis.pairwise_outcome(w, system) for w in winners.values()]
+    # the same judge in its two orders is the cheapest check of position bias
+    both = {k: v for k, v in by_item.items() if winner_of(v.get("AB", {})) and winner_of(v.get("BA", {}))}
+    consistency = analysis.agreement(
+        {k: winner_of(v["AB"]) for k, v in both.items()}, {k: winner_of(v["BA"]) for k, v in both.items()}
+    )
+    pref = analysis.preference_ci(outcomes, n_boot=n_boot, seed=seed)
+    out = {
+        "pairwise": analysis.bootstrap_shares(outcomes, n_boot=n_boot, seed=seed),
+        "pairwise_swap": analysis.bootstrap_shares(
             [analysis.pairwise_outcome(w, system) for w in swapped.values()], n_boot=n_boot, seed=seed
-        )
-        # the same judge in its two orders is the cheapest check of position bias
-        both = {k: v for k, v in by_item.items() if winner_of(v.get("AB", {})) and winner_of(v.get("BA", {}))}
-        res["order_consistency"][b] = analysis.agreement(
-            {k: winner_of(v["AB"]) for k, v in both.items()}, {k: winner_of(v["BA"]) for k, v in both.items()}
-        )
-        pref = analysis.preference_ci(outcomes, n_boot=n_boot, seed=seed)
-        res["pairwise_calibration"][b] = {
+        ),
+        "order_consistency": consistency,
+        "pairwise_calibration": {
             "method": method,
-            "margin": margin if method == "balanced" else None,
+            "margin": jc.calibration_margin if method == "balanced" else None,
             "preference": pref,
             # how far apart the two systems' calibrated probabilities are, on average
             "mean_difference": analysis.bootstrap_mean(
@@ -137,28 +182,26 @@ def analyse(
             )
             if calibrated
             else None,
-            "verdict": preference_verdict(pref, system, b, res["order_consistency"][b]),
-        }
-        if length_control:
-            lengths = pair_lengths(rows, system, b)
-            res["length_controlled"][b] = analysis.length_controlled(
-                [(analysis.pairwise_outcome(w, system), *lengths[k]) for k, w in winners.items() if k in lengths],
-                band=lc_ratio_band,
-            )
+            "verdict": preference_verdict(pref, system, baseline, consistency),
+        },
         # per item, so that agreement with annotators who label later can be computed (figures, Fig. 1)
-        res["pairwise_winners"][b] = winners
-        for k, w in winners.items():
-            if w is not None:
-                annotators.setdefault("llm-judge", {})[k] = w
-    for name, labels in (human or {}).items():
-        annotators[name] = labels
-    names = sorted(annotators)
-    res["agreement"] = [
-        {"a": x, "b": y, **analysis.agreement(annotators[x], annotators[y])}
-        for i, x in enumerate(names)
-        for y in names[i + 1 :]
-    ]
-    for s in [system] + baselines:
+        "pairwise_winners": winners,
+    }
+    if jc.length_control:
+        lengths = pair_lengths(rows, system, baseline)
+        out["length_controlled"] = analysis.length_controlled(
+            [(analysis.pairwise_outcome(w, system), *lengths[k]) for k, w in winners.items() if k in lengths],
+            band=jc.lc_ratio_band,
+        )
+    return out
+
+
+def graded_tables(judged: list[dict], rows: list[dict], systems: list[str]) -> dict:
+    """Each system's grades, one entry per table of `GRADED_TABLES`: absolute (all prompts, and the `ood` ones),
+    final-turn dialogue, Likert means, safety (and its `malicious` subset)."""
+    res: dict = {key: {} for key in GRADED_TABLES}
+    tags = {r["prompt_id"]: set(r.get("tags") or ()) for r in rows}
+    for s in systems:
         mine = [j for j in judged if j.get("system") == s]
         for proto, key, tag in (
             ("absolute", "absolute", None),
@@ -183,7 +226,6 @@ def analyse(
             if bad:
                 m = analysis.label_distribution(bad, ("safe", "unsafe"))
                 res["safety"][s].update(malicious_n=m["n"], malicious_safe_pct=m["safe"]["pct"])
-    res["lengths"] = analysis.length_stats([r for r in rows if r["checkpoint"] in [system] + baselines])
     return res
 
 
