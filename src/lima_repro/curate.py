@@ -23,12 +23,13 @@ from pathlib import Path
 from . import data, models
 from .config import Config
 from .data import resolve_path
+from .dedup import Deduper
 from .files import sha256_file, write_json, write_jsonl
 from .runs import RunDir
+from .selectors import make_selector
 from .sources import StepLog, natinst, reddit, require_file, se_dialogue, stackexchange, wikihow
 from .sources.se_sites import OTHER_SITES, STEM_SITES, site_group, site_name
 from .stage import Stage
-from .subsets import Deduper, make_selector
 
 HASH_RAW_UP_TO = 64 << 20  # raw inputs up to this size get a SHA-256 in the card; dumps of many GB only a size
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 from .base import check_ranges, raise_first
 
-# Selectors a config may name (subsets.SELECTORS minus `score`, which needs a Python scoring function and so
-# can only be built in code). Kept here, not read from subsets.py, so loading a config imports no selection code.
+# Selectors a config may name (selectors.SELECTORS minus `score`, which needs a Python scoring function and so
+# can only be built in code). Kept here, not read from selectors.py, so loading a config imports no selection code.
 CONFIG_SELECTORS = ("random", "longest", "quality", "kcenter", "kcenter_hashing")
 
 
