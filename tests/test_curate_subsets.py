@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import copy
 import random
 import sys
+from collections import Counter
 
 import numpy as np
 import pytest
 
 from lima_repro import dedup, selectors
+from lima_repro.ablations import condition_config
+from lima_repro.config import StackExchangeConfig, load_config
+from lima_repro.config.ablation_conditions import paper_conditions
 from lima_repro.config.base import ConfigError
+from lima_repro.curate import curate
+from lima_repro.data import DataError
 from lima_repro.sources import StepLog
 
 
@@ -106,7 +113,59 @@ def test_score_and_quality_selectors(pool):
         ex("me", "q3", good + " I think so."),
         ex("ref", "q4", good + " As mentioned, yes."),
     ]
-    assert [e["id"] for e in selectors.make_selector("quality")(items, 1, random.Random(0))] == ["ok"]
+    quality = selectors.make_selector("quality", rules=StackExchangeConfig())
+    assert [e["id"] for e in quality(items, 1, random.Random(0))] == ["ok"]
+
+
+def test_quality_selector_filters_with_the_configured_rules():
+    good = "A neutral explanation of the topic. " * 40  # 1,440 chars
+    items = [
+        ex("1440", "q1", good),
+        ex("2000", "q2", good + " More detail follows here." * 21),
+        ex("accepted", "q3", good + " The accepted answer is right."),  # a configured phrase, not one of the old 3
+    ]
+
+    def picked(n, **rules):
+        chosen = selectors.make_selector("quality", rules=StackExchangeConfig(**rules))(items, n, random.Random(0))
+        return sorted(e["id"] for e in chosen)
+
+    assert picked(2) == ["1440", "2000"]
+    assert picked(1, min_answer_chars=1500) == ["2000"]
+    with pytest.raises(DataError, match="pool of 1"):
+        picked(2, min_answer_chars=1500)
+    assert picked(3, reference_phrases=["as mentioned"]) == ["1440", "2000", "accepted"]
+    assert picked(1, max_answer_chars=1500) == ["1440"]
+
+
+def test_curate_and_the_quality_ablation_select_with_the_configured_rules(tmp_path):
+    hand_written = {
+        "curate.count_tokens": False,
+        "curate.stackexchange.dumps": [],
+        "curate.wikihow.files": [],
+        "curate.writingprompts.submissions": [],
+        "curate.natinst.tasks": [],
+        "curate.selector": "quality",
+    }
+
+    def curated(**overrides):
+        cfg = load_config("demo", overrides={**hand_written, **overrides})
+        return sorted(e["id"] for e in curate(cfg)[0]["train"])
+
+    # 6 of the 48 demo answers keep LIMA's rules; at 1,250 characters demo-train-037 (1,206) no longer does
+    assert curated(**{"curate.select_n": 6}) == [f"demo-train-0{i}" for i in (10, 20, 30, 37, 43, 47)]
+    assert curated(**{"curate.select_n": 5, "curate.stackexchange.min_answer_chars": 1250}) == [
+        f"demo-train-0{i}" for i in (10, 20, 30, 43, 47)
+    ]
+    # the `select_quality` ablation condition at demo scale: a pool of 6 Stack Exchange answers + 4 wikiHow articles
+    cfg = load_config("demo", overrides={"curate.count_tokens": False})
+    cfg.run_dir = str(tmp_path / "run")
+    spec = copy.deepcopy(paper_conditions()["select_quality"])
+    spec["set"].update({"curate.stackexchange.n_per_group": 3, "curate.wikihow.n": 4, "curate.select_n": 10})
+    with pytest.raises(DataError, match="select 10 examples from a pool of 6"):
+        curate(condition_config(cfg, "select_quality", spec))  # the wikiHow articles are under 1,200 characters
+    spec["set"]["curate.stackexchange.min_answer_chars"] = 500
+    train = curate(condition_config(cfg, "select_quality", spec))[0]["train"]
+    assert Counter(e["source"] for e in train) == {"stackexchange_stem": 3, "stackexchange_other": 3, "wikihow": 4}
 
 
 def test_kcenter_picks_one_per_cluster():

@@ -215,7 +215,8 @@ def curate(cfg: Config) -> tuple[dict[str, list[dict]], dict]:
     train += _raw_train(c, cfg.seed, dedup, logs)
     if c.selector and c.select_n is not None:
         log = logs.setdefault("selection", StepLog())
-        picked = make_selector(c.selector)(train, c.select_n, _rng(cfg.seed, "selector"))
+        # `quality` filters with the configured answer rules, the ones the Stack Exchange source applied
+        picked = make_selector(c.selector, rules=c.stackexchange)(train, c.select_n, _rng(cfg.seed, "selector"))
         log.add(f"select.{c.selector}", len(picked), len(train) - len(picked))
         train = picked
     for ex in (*train, *test):

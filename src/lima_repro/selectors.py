@@ -1,8 +1,8 @@
 """Choosing a training subset: pluggable selectors over candidate examples (the `selector` ablations).
 
 Selectors share one interface, `selector(examples, n, rng) -> list[dict]` (n examples, deterministic for a
-seeded rng), so ablations can swap the paper's rules for random, longest (Zhao et al. 2024), embedding
-diversity (greedy k-center) or any score.
+seeded rng), so ablations can swap the paper's rules for random, longest (Zhao et al. 2024), LIMA's Stack
+Exchange answer rules from the config (quality), embedding diversity (greedy k-center) or any score.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from .config.base import ConfigError
+from .config.curate import StackExchangeConfig
 from .data import DataError
 from .dedup import char_ngrams, prompt_text, response_text
-from .sources.text import first_person_count, refers_to_others
+from .sources.stackexchange import failed_answer_rule
 
 Selector = Callable[[list[dict], int, random.Random], list[dict]]
 
@@ -54,24 +55,12 @@ def score_selector(score: Callable[[dict], float]) -> Selector:
     return select
 
 
-def quality_selector(
-    min_chars: int = 1200,
-    max_chars: int = 4096,
-    max_first_person: int = 0,
-    phrases: tuple[str, ...] = ("as mentioned", "other answer", "stack exchange"),
-) -> Selector:
-    """The paper's Stack Exchange answer filters (LIMA sec. 1) applied to any pool, then a random draw."""
-
-    def ok(e):
-        r = response_text(e)
-        return (
-            min_chars <= len(r) <= max_chars
-            and first_person_count(r) <= max_first_person
-            and refers_to_others(r, list(phrases)) is None
-        )
+def quality_selector(rules: StackExchangeConfig) -> Selector:
+    """LIMA's Stack Exchange answer rules (docs/paper.md sec. 1) as configured in `rules` (the curate config's
+    `stackexchange` section), applied to every response of any pool, then a random draw."""
 
     def select(examples, n, rng):
-        good = [e for e in examples if ok(e)]
+        good = [e for e in examples if failed_answer_rule(response_text(e), rules) is None]
         _check(good, n)
         return rng.sample(good, n)
 
@@ -132,18 +121,21 @@ def kcenter_selector(embed: Callable[[list[str]], np.ndarray] | None = None) -> 
     return select
 
 
+# each factory takes what it needs from make_selector's keywords and ignores the rest, so a caller can pass the
+# same context (e.g. the curate config's answer rules) whichever selector is named
 SELECTORS: dict[str, Callable[..., Selector]] = {
     "random": lambda **kw: random_selector,
     "longest": lambda **kw: longest_selector,
-    "quality": lambda **kw: quality_selector(**kw),
-    "kcenter": lambda **kw: kcenter_selector(**kw),
+    "quality": lambda *, rules, **kw: quality_selector(rules),
+    "kcenter": lambda *, embed=None, **kw: kcenter_selector(embed),
     "kcenter_hashing": lambda **kw: kcenter_selector(embed=hashing_embed),
-    "score": lambda **kw: score_selector(**kw),
+    "score": lambda *, score, **kw: score_selector(score),
 }
 
 
-def make_selector(name: str, **kwargs) -> Selector:
-    """A selector by name: random, longest, quality, kcenter, kcenter_hashing, score (needs score=fn)."""
+def make_selector(name: str, **context) -> Selector:
+    """A selector by name: random, longest, quality (needs rules=, a StackExchangeConfig), kcenter (embed=
+    optional), kcenter_hashing, score (needs score=fn). Keywords a selector does not use are ignored."""
     if name not in SELECTORS:
         raise ValueError(f"unknown selector {name!r}; choose one of {sorted(SELECTORS)}")
-    return SELECTORS[name](**kwargs)
+    return SELECTORS[name](**context)

@@ -2,7 +2,8 @@
 
 `site_candidates` streams a site's Posts.xml once through `se_dump.question_pool` (a bounded pool of the site's
 highest-scoring questions with a self-contained title, each with its current top answer), then applies LIMA's
-answer rules (`answer_filters`) and picks title or body as the prompt. `tau_sample` draws across sites.
+answer rules (`failed_answer_rule`, the same function the `quality` selector uses) and picks title or body as
+the prompt. `tau_sample` draws across sites.
 """
 
 from __future__ import annotations
@@ -12,9 +13,13 @@ import re
 from collections import deque
 from pathlib import Path
 
+from ..config.curate import StackExchangeConfig
 from . import StepLog, make_example
 from .se_dump import question_pool, site_name
 from .text import first_person_count, html_to_markdown, refers_to_others
+
+# LIMA sec. 1's answer rules in the order they are applied, each a counted step of the Stack Exchange source
+ANSWER_RULES = ("answer_length", "not_first_person", "no_reference_to_other_answers")
 
 
 def title_is_self_contained(title: str, min_words: int, context_phrases: list[str]) -> bool:
@@ -27,14 +32,26 @@ def title_is_self_contained(title: str, min_words: int, context_phrases: list[st
     return not any(p in low for p in context_phrases)
 
 
-def answer_filters(answer: str, cfg, log: StepLog, prefix: str) -> bool:
-    """LIMA sec. 1 answer rules on the cleaned text, each a counted step; True = kept."""
-    n = len(answer)
-    if not log.count(f"{prefix}answer_length", cfg.min_answer_chars <= n <= cfg.max_answer_chars):
-        return False
-    if not log.count(f"{prefix}not_first_person", first_person_count(answer) <= cfg.max_first_person):
-        return False
-    return log.count(f"{prefix}no_reference_to_other_answers", refers_to_others(answer, cfg.reference_phrases) is None)
+def failed_answer_rule(answer: str, rules: StackExchangeConfig) -> str | None:
+    """The first of LIMA's answer rules (docs/paper.md sec. 1) that a cleaned answer breaks, or None: its length
+    (`min_answer_chars`..`max_answer_chars`), first person (`max_first_person`), a reference to other answers or
+    the site (`reference_phrases`). The Stack Exchange source and the `quality` selector both apply it."""
+    if not rules.min_answer_chars <= len(answer) <= rules.max_answer_chars:
+        return "answer_length"
+    if first_person_count(answer) > rules.max_first_person:
+        return "not_first_person"
+    if refers_to_others(answer, rules.reference_phrases) is not None:
+        return "no_reference_to_other_answers"
+    return None
+
+
+def answer_filters(answer: str, cfg: StackExchangeConfig, log: StepLog, prefix: str) -> bool:
+    """LIMA's answer rules on the cleaned text, each a counted step up to the first it breaks; True = kept."""
+    failed = failed_answer_rule(answer, cfg)
+    for rule in ANSWER_RULES:
+        if not log.count(f"{prefix}{rule}", rule != failed):
+            return False
+    return True
 
 
 def site_candidates(
