@@ -8,7 +8,7 @@ import ast
 import re
 from pathlib import Path
 
-from lima_repro import subsets
+from lima_repro import selectors
 from lima_repro.config import CONFIG_SELECTORS, PROTOCOL_NAMES
 from lima_repro.judging.protocols import PROTOCOLS
 
@@ -121,4 +121,4 @@ def test_only_runs_py_spells_run_files():
 
 def test_config_name_lists_match_the_code_they_name():
     assert set(PROTOCOL_NAMES) == set(PROTOCOLS)
-    assert set(CONFIG_SELECTORS) < set(subsets.SELECTORS)  # `score` needs a Python function, so no config names it
+    assert set(CONFIG_SELECTORS) < set(selectors.SELECTORS)  # `score` needs a Python function, so no config names it

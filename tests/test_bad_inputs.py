@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from lima_repro import cli
-from lima_repro.sources import stackexchange
+from lima_repro.sources import se_dump
 
 CORPUS = Path(__file__).parent / "bad_inputs"
 BASE = ["--profile", "demo", "--config", str(CORPUS / "curate_base.yaml")]
@@ -222,7 +222,7 @@ def test_dirty_rows_are_counted_skips(tmp_path, capsys, source, sets, skipped):
 
 # ---- archives: confined, and no extracted copy left behind -------------------------------------------------
 def _scratch() -> set[Path]:
-    return set(Path(tempfile.gettempdir()).glob(f"{stackexchange.SCRATCH_PREFIX}{os.getpid()}-*"))
+    return set(Path(tempfile.gettempdir()).glob(f"{se_dump.SCRATCH_PREFIX}{os.getpid()}-*"))
 
 
 def test_archive_member_is_never_read_outside_and_leaves_nothing(tmp_path):
@@ -231,26 +231,24 @@ def test_archive_member_is_never_read_outside_and_leaves_nothing(tmp_path):
     py7zr = pytest.importorskip("py7zr")  # an optional extra of the package
     with py7zr.SevenZipFile(good, "w") as z:
         z.writestr(b"<posts>\n</posts>\n", "site/Posts.xml")
-    with stackexchange.archive_table(good, "Posts.xml", "stackexchange.dumps") as fh:
+    with se_dump.archive_table(good, "Posts.xml", "stackexchange.dumps") as fh:
         scratch = _scratch() - before
         assert len(scratch) == 1 and not any(p.is_file() for p in next(iter(scratch)).rglob("*"))  # unlinked at open
         assert fh.read() == b"<posts>\n</posts>\n"
     assert _scratch() == before
     for case in ("7z_absolute_member", "7z_dotdot_member", "7z_symlink_member"):
-        with pytest.raises(stackexchange.DataError, match="member"):
-            with stackexchange.archive_table(next((CORPUS / "stackexchange" / case).iterdir()), "Posts.xml", "x"):
+        with pytest.raises(se_dump.DataError, match="member"):
+            with se_dump.archive_table(next((CORPUS / "stackexchange" / case).iterdir()), "Posts.xml", "x"):
                 pass
     assert _scratch() == before
 
 
 def test_scratch_of_a_killed_read_is_removed_by_the_next(tmp_path):
     dead = 2**22 + 1  # above the largest pid Linux hands out (pid_max <= 2**22), so never a live process
-    stale = Path(tempfile.mkdtemp(prefix=f"{stackexchange.SCRATCH_PREFIX}{dead}-"))
+    stale = Path(tempfile.mkdtemp(prefix=f"{se_dump.SCRATCH_PREFIX}{dead}-"))
     (stale / "Posts.xml").write_bytes(b"left by a killed read")
-    with pytest.raises(stackexchange.DataError):
-        with stackexchange.archive_table(
-            CORPUS / "stackexchange/7z_truncated/math.stackexchange.com.7z", "Posts.xml", "x"
-        ):
+    with pytest.raises(se_dump.DataError):
+        with se_dump.archive_table(CORPUS / "stackexchange/7z_truncated/math.stackexchange.com.7z", "Posts.xml", "x"):
             pass
     assert not stale.exists()
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
 from lima_repro.config import AskRedditConfig, NatInstConfig, StackExchangeConfig, WikiHowConfig, WritingPromptsConfig
 from lima_repro.data import resolve_path
 from lima_repro.sources import StepLog, natinst, reddit, stackexchange, wikihow
-from lima_repro.sources.se_sites import OTHER_SITES, STEM_SITES, site_group, site_name
+from lima_repro.sources.se_dump import site_name
+from lima_repro.sources.se_sites import OTHER_SITES, STEM_SITES, site_group
 from lima_repro.sources.text import first_person_count, html_to_markdown, refers_to_others, strip_links
 
 SE = resolve_path("demo_raw:stackexchange")
@@ -50,6 +52,8 @@ def test_site_lists_match_the_paper_split():
     assert site_name("stackoverflow.com-Posts.7z") == "stackoverflow"
     assert site_name("mathoverflow.net") == "mathoverflow"
     assert site_name("beer.stackexchange.com") == "alcohol"  # archive still named after the old domain
+    assert site_name(Path("dumps/math.stackexchange.com/Posts.xml")) == "math"  # a table file: its folder's name
+    assert site_name(Path("dumps/cooking.stackexchange.com/comments.xml")) == "cooking"
     assert site_group("math") == "stem" and site_group("cooking") == "other"
     assert site_group("meta.cooking") is None and site_group("nosuchsite") is None
 

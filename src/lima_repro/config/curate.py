@@ -1,4 +1,4 @@
-"""Curation settings (`Config.curate`): one dataclass per raw source, defaults from LIMA sec. 1 (PAPER.md sec. 1).
+"""Curation settings (`Config.curate`): one dataclass per raw source, defaults from LIMA sec. 1 (docs/paper.md sec. 1).
 
 Thresholds the paper states carry its value and section; heuristics the paper leaves open are marked "ours".
 `CurateConfig.check()` holds the rules the types cannot express; the curate stage relies on them.
@@ -10,13 +10,17 @@ from dataclasses import dataclass, field
 
 from .base import check_ranges, raise_first
 
-# Selectors a config may name (subsets.SELECTORS minus `score`, which needs a Python scoring function and so
-# can only be built in code). Kept here, not read from subsets.py, so loading a config imports no selection code.
+# Selectors a config may name (selectors.SELECTORS minus `score`, which needs a Python scoring function and so
+# can only be built in code). Kept here, not read from selectors.py, so loading a config imports no selection code.
 CONFIG_SELECTORS = ("random", "longest", "quality", "kcenter", "kcenter_hashing")
 
 
 @dataclass
 class StackExchangeConfig:
+    """Stack Exchange dumps -> STEM and other examples. Its answer rules (min/max_answer_chars, max_first_person,
+    reference_phrases) are the one set of LIMA's rules: the source applies them, and so does the `quality`
+    selector (`curate.selector`, the `select_quality` ablation) to whatever pool it is given."""
+
     dumps: list[str] = field(default_factory=list)
     """Site dumps: a folder holding Posts.xml, a site's .7z (needs py7zr), or a Posts.xml in a folder named after the site."""
     n_per_group: int = 200  # LIMA sec. 1: 200 STEM + 200 other questions
@@ -174,7 +178,7 @@ class DedupConfig:
 class SEDialogueConfig:
     dumps: list[str] = field(default_factory=list)
     """Site folders (or .7z) holding Posts.xml and Comments.xml; empty = source off. Chains are unedited candidates."""
-    n: int = 20  # PAPER.md sec. 1: 20 of the 30 dialogue chains are (hand-edited) Stack Exchange comment chains
+    n: int = 20  # LIMA sec. 1: 20 of the 30 dialogue chains are (hand-edited) Stack Exchange comment chains
     tau: float = 3.0
     """Exchanges sampled with p proportional to size^(1/tau), as the single-turn questions (LIMA sec. 1)."""
     min_answer_score: int = 10

@@ -6,10 +6,11 @@ edit: a question (user), its top answer (assistant), then the back-and-forth bet
 answerer in the comments under that answer, alternating user/assistant.
 
 Two streamed passes per site: `Posts.xml` keeps a bounded pool of the highest-scoring questions with their
-current top answer and both authors; `Comments.xml` (`Id, PostId, Score, Text, CreationDate, UserId?,
-UserDisplayName?`, plain text or mini-Markdown, no reply-to field) keeps only the comments on those answers,
-grouped by PostId and ordered by (CreationDate, Id). Authors are identified by UserId, else by display name;
-`@name` mentions are stripped from comment text. Every rule is a counted step (`dlg.*`).
+current top answer and both authors (`se_dump.question_pool`, as the single-turn source); `Comments.xml` (`Id,
+PostId, Score, Text, CreationDate, UserId?, UserDisplayName?`, plain text or mini-Markdown, no reply-to field)
+keeps only the comments on those answers, grouped by PostId and ordered by (CreationDate, Id). Authors are
+identified by UserId, else by display name; `@name` mentions are stripped from comment text. Every rule is a
+counted step (`dlg.*`).
 """
 
 from __future__ import annotations
@@ -18,16 +19,11 @@ import re
 from pathlib import Path
 
 from . import StepLog, make_example
-from .se_sites import site_name
-from .stackexchange import FABRICATED_IDS, int_field, is_id, iter_rows, keep_top, open_posts, open_table
+from .se_dump import author, is_id, iter_rows, open_table, question_pool, site_name
 from .text import html_to_markdown, strip_links
 
 SOURCE = "multi_turn"
 _MENTION = re.compile(r"(?<![\w@])@[\w.\-]+[:,]?\s*")
-
-
-def site_folder_name(path: Path) -> str:
-    return site_name(path.parent.name if path.suffix.lower() == ".xml" else path.name)
 
 
 def open_comments(path: Path):
@@ -36,15 +32,6 @@ def open_comments(path: Path):
     if path.is_file() and path.suffix.lower() == ".xml" and path.name.lower() != "comments.xml":
         path = path.parent
     return open_table(path, "Comments.xml", "se_dialogue.dumps")
-
-
-def author(row: dict, id_key: str, name_key: str) -> str | None:
-    """UserId when present (deleted users have none), else the display name; None = unknown."""
-    uid = (row.get(id_key) or "").strip()
-    if uid:
-        return f"id:{uid}"
-    name = (row.get(name_key) or "").strip()
-    return f"name:{name.lower()}" if name else None
 
 
 def clean_comment(text: str) -> str:
@@ -80,48 +67,6 @@ def read_threads(path: Path, post_ids: set[str], log: StepLog) -> dict[str, list
     return threads
 
 
-def _question_pool(path: Path, cfg, log: StepLog) -> tuple[int, dict[str, dict]]:
-    """Posts.xml pass: the `candidates_per_site` top-scoring questions, each with its top answer and authors."""
-    heap: list[tuple[int, int, str]] = []
-    cands: dict[str, dict] = {}
-    n_questions = 0
-    with open_posts(path) as (fh, shown):
-        for i, row in enumerate(iter_rows(fh, shown)):
-            ptype, pid, score = row.get("PostTypeId"), row.get("Id"), int_field(row, "Score")
-            if ptype not in ("1", "2"):
-                continue
-            if score is None or not is_id(pid) or pid in FABRICATED_IDS:
-                log.skip("se_dialogue: post without a numeric Id or Score, or fabricated", shown, f"row {i + 1}")
-                continue
-            if ptype == "1":
-                n_questions += 1
-                if not keep_top(heap, cands, (score, -int(pid), pid), cfg.candidates_per_site):
-                    continue
-                cands[pid] = {
-                    "id": pid,
-                    "score": score,
-                    "title": row.get("Title") or "",
-                    "body": row.get("Body") or "",
-                    "accepted": row.get("AcceptedAnswerId"),
-                    "asker": author(row, "OwnerUserId", "OwnerDisplayName"),
-                    "answer": None,
-                }
-            else:
-                q = cands.get(row.get("ParentId") or "")
-                if q is None:
-                    continue
-                rank = (score, pid == q["accepted"], -int(pid))  # as the single-turn reader: score, accepted, first
-                if q["answer"] is None or rank > q["answer"]["rank"]:
-                    q["answer"] = {
-                        "rank": rank,
-                        "id": pid,
-                        "score": score,
-                        "body": row.get("Body") or "",
-                        "author": author(row, "OwnerUserId", "OwnerDisplayName"),
-                    }
-    return n_questions, cands
-
-
 def build_chain(q: dict, comments: list[dict], cfg, log: StepLog) -> list[dict] | None:
     """Question + top answer + asker/answerer comment thread -> alternating messages, or None (counted drop)."""
     ans = q["answer"]
@@ -153,12 +98,13 @@ def site_chains(dump: str | Path, cfg, log: StepLog) -> tuple[str, int, list[dic
     """One site: (site name, number of questions, chain candidates by question score desc). The chains are
     UNEDITED candidates; the paper's 20 were edited by hand afterwards."""
     path = Path(dump)
-    site = site_folder_name(path)
-    n_questions, cands = _question_pool(path, cfg, log)
-    answer_ids = {q["answer"]["id"]: qid for qid, q in cands.items() if q["answer"] is not None}
-    threads = read_threads(path, set(answer_ids), log)
+    site = site_name(path)
+    # one skip reason for both kinds of bad post, as this source has always counted them
+    bad_post = "se_dialogue: post without a numeric Id or Score, or fabricated"
+    n_questions, _, pool = question_pool(path, cfg.candidates_per_site, log, "se_dialogue.dumps", (bad_post, bad_post))
+    threads = read_threads(path, {q["answer"]["id"] for q in pool if q["answer"] is not None}, log)
     out = []
-    for q in sorted(cands.values(), key=lambda q: (-q["score"], int(q["id"]))):
+    for q in pool:
         comments = threads.get(q["answer"]["id"], []) if q["answer"] else []
         msgs = build_chain(q, comments, cfg, log)
         if msgs is None:

@@ -1,13 +1,11 @@
-"""Stack Exchange sites split into STEM and other (LIMA sec. 1: 179 exchanges, 75 STEM, 99 other, 5 dropped).
+"""Stack Exchange sites split into STEM and other (docs/paper.md sec. 1: 179 exchanges, 75 STEM, 99 other, 5 dropped).
 
 The paper does not publish its split; this one is ours, by each site's subject. Names are the site's host
-without `.stackexchange.com` / `.com` / `.net` (`math`, `askubuntu`, `mathoverflow`), as `site_name()` derives
-them from a dump's folder or archive name. Meta sites and sites in neither list are skipped and counted.
+without `.stackexchange.com` / `.com` / `.net` (`math`, `askubuntu`, `mathoverflow`), as `se_dump.site_name()`
+derives them from a dump's folder or archive name. Meta sites and sites in neither list are skipped and counted.
 """
 
 from __future__ import annotations
-
-import re
 
 STEM_SITES = frozenset(
     """
@@ -38,16 +36,6 @@ startups sustainability travel ukrainian ux vegetarianism video webapps woodwork
 # and the Russian-language site (rus), whose answers are not in English: they are in neither list above, so they
 # are skipped and counted like any unknown site.
 ALIASES = {"avp": "video", "beer": "alcohol", "moderators": "communitybuilding"}  # archives with old domains
-
-
-def site_name(path_name: str) -> str:
-    """`math.stackexchange.com.7z` / `askubuntu.com` / `stackoverflow.com-Posts.7z` -> `math` / `askubuntu` /
-    `stackoverflow`."""
-    name = path_name.lower()
-    name = re.sub(r"\.7z$", "", name)
-    name = re.sub(r"-(posts|comments|users|tags|votes|badges|posthistory|postlinks)$", "", name)
-    name = re.sub(r"\.stackexchange\.com$|\.com$|\.net$", "", name)
-    return ALIASES.get(name, name)
 
 
 def site_group(

@@ -1,225 +1,25 @@
-"""Stack Exchange data dumps -> (title or body, top answer) candidates per site (LIMA sec. 1).
+"""Stack Exchange data dumps -> (title or body, top answer) candidates per site (LIMA sec. 1, docs/paper.md sec. 1).
 
-`iter_rows` streams `Posts.xml` with `xml.etree.ElementTree.iterparse`, clearing the root after every row,
-so memory stays flat whatever the file size (benchmarks/curate_stream.py measures it). `site_candidates`
-keeps only a bounded pool of the site's highest-scoring eligible questions (a min-heap of
-`candidates_per_site`) with each one's current top answer, then applies the answer filters.
-
-Hostile or damaged dumps fail with a DataError, never by reading elsewhere or hanging: an archive member is
-found inside the archive's own scratch folder (never by joining its name onto a path, never through a link),
-and a row longer than MAX_ROW_BYTES stops the parse (expat re-scans an unfinished tag whenever more bytes
-arrive, so one 50 MB attribute would take hours).
+`site_candidates` streams a site's Posts.xml once through `se_dump.question_pool` (a bounded pool of the site's
+highest-scoring questions with a self-contained title, each with its current top answer), then applies LIMA's
+answer rules (`failed_answer_rule`, the same function the `quality` selector uses) and picks title or body as
+the prompt. `tau_sample` draws across sites.
 """
 
 from __future__ import annotations
 
-import contextlib
-import heapq
-import os
 import random
 import re
-import shutil
-import tempfile
-import xml.etree.ElementTree as ET
 from collections import deque
-from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
-from . import DataError, StepLog, make_example, require_file
-from .se_sites import site_name
+from ..config.curate import StackExchangeConfig
+from . import StepLog, make_example
+from .se_dump import question_pool, site_name
 from .text import first_person_count, html_to_markdown, refers_to_others
 
-FABRICATED_IDS = {"1000000001", "1000000010"}  # FORMATS.md: planted fake posts in recent dumps
-_FIX_XML = "re-download or re-extract the dump (`7z t <site>.7z` checks an archive); a cut-off copy cannot be read"
-_FIX_7Z = (
-    "re-download the site's archive (`7z t <site>.7z` checks it), or extract it and point the config at the folder"
-)
-# ours: a dump puts one <row> per line and a post is at most 30,000 characters of Markdown (a few hundred KB as
-# escaped HTML), so a longer line is not a real row; parsing up to 4 MiB of one tag takes ~0.25 s
-MAX_ROW_BYTES = 4 << 20
-SCRATCH_PREFIX = "lima-7z-"  # + "<pid>-": a folder whose process is gone is removed by the next archive read
-
-
-def find_table(folder: Path, table: str) -> Path | None:
-    """`table` (e.g. "Posts.xml") inside a site folder; some dumps use lowercase file names."""
-    return next((p for p in sorted(folder.iterdir()) if p.name.lower() == table.lower()), None)
-
-
-@contextlib.contextmanager
-def open_table(path: Path, table: str, config_key: str) -> Iterator[tuple[IO[bytes], Path]]:
-    """Open one table of a site's dump (`Posts.xml`, `Comments.xml`) from the site's folder, the file itself,
-    or the site's .7z archive (needs py7zr; the one table is extracted to a temporary folder)."""
-    require_file(path, "Stack Exchange dump", config_key)
-    if path.is_dir():
-        found = find_table(path, table)
-        if found is None:
-            raise DataError(
-                path,
-                None,
-                f"no {table} in this folder",
-                "extract the site's full .7z archive here (it holds Posts.xml and Comments.xml)",
-            )
-        require_file(found, table, config_key)
-        with open(found, "rb") as fh:
-            yield fh, found
-    elif path.suffix.lower() == ".7z":
-        with archive_table(path, table, config_key) as fh:
-            yield fh, path
-    else:
-        with open(path, "rb") as fh:
-            yield fh, path
-
-
-def _remove_stale_scratch() -> None:
-    """Remove scratch folders of archive reads whose process is gone (killed before it could clean up)."""
-    for d in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*"):
-        pid = d.name[len(SCRATCH_PREFIX) :].split("-", 1)[0]
-        if not (pid.isascii() and pid.isdigit()) or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            shutil.rmtree(d, ignore_errors=True)
-        except OSError:  # alive under another user, or cannot tell: leave it
-            pass
-
-
-def _unsafe_member(name: str) -> bool:
-    parts = name.replace("\\", "/").split("/")
-    return name.startswith(("/", "\\")) or ".." in parts or bool(re.match(r"^[A-Za-z]:", name))
-
-
-@contextlib.contextmanager
-def archive_table(path: Path, table: str, config_key: str) -> Iterator[IO[bytes]]:
-    """One table of a site's .7z, extracted alone into a scratch folder removed on exit. The extracted copy is
-    unlinked as soon as it is open (the handle keeps it readable), so a killed process leaves nothing behind
-    from then on; a kill during extraction leaves a folder the next read removes (`_remove_stale_scratch`)."""
-    try:
-        import py7zr
-    except ImportError as e:
-        raise DataError(
-            path,
-            None,
-            "reading .7z archives needs py7zr",
-            f"`pip install py7zr`, or extract the archive and point {config_key} at the folder",
-        ) from e
-    _remove_stale_scratch()
-    with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as tmp:
-        try:
-            with py7zr.SevenZipFile(path) as z:
-                names = [n for n in z.getnames() if n.replace("\\", "/").rsplit("/", 1)[-1].lower() == table.lower()]
-                if not names:
-                    raise DataError(path, None, f"archive holds no {table}", "use the site's full dump archive")
-                if _unsafe_member(names[0]):
-                    raise DataError(
-                        path,
-                        f"member {names[0]!r}",
-                        "the member's path is absolute or climbs out with '..' (a hostile or broken archive)",
-                        _FIX_7Z,
-                    )
-                z.extract(path=tmp, targets=names[:1])
-        except DataError:
-            raise
-        except Exception as e:  # py7zr and its codecs raise many types (Bad7zFile, LZMAError, EOFError, ...)
-            raise DataError(path, None, f"cannot read the .7z archive ({type(e).__name__}: {e})", _FIX_7Z) from e
-        # found by walking our own folder, never by joining the member's name onto a path
-        found = [p for p in Path(tmp).rglob("*") if p.name.lower() == table.lower()]
-        if len(found) != 1 or found[0].is_symlink() or not found[0].is_file():
-            raise DataError(
-                path, f"member {names[0]!r}", f"{table} in the archive is not one plain file (a link?)", _FIX_7Z
-            )
-        with open(found[0], "rb") as fh:
-            with contextlib.suppress(OSError):  # POSIX: the open handle keeps the data; elsewhere cleanup at exit
-                found[0].unlink()
-            yield fh
-
-
-def open_posts(path: Path):
-    """Open a site's Posts.xml from its folder, a Posts.xml file, or a .7z archive (needs py7zr)."""
-    return open_table(path, "Posts.xml", "stackexchange.dumps")
-
-
-def keep_top(heap: list, cands: dict, key: tuple, cap: int) -> bool:
-    """Keep the `cap` best questions in a min-heap of (score, -id, id) keys (ties: the older question); a
-    question pushed out also leaves `cands`. False = `key` is not among the best so far."""
-    if len(heap) < cap:
-        heapq.heappush(heap, key)
-    elif key > heap[0]:
-        cands.pop(heapq.heapreplace(heap, key)[2], None)
-    else:
-        return False
-    return True
-
-
-class _RowBound:
-    """A binary file for iterparse that raises DataError once one line (one `<row>`) passes `limit` bytes, or at
-    a DOCTYPE or ENTITY declaration: dumps have none, and declared entities can multiply text (a "bomb")."""
-
-    def __init__(self, fh: IO[bytes], path: Path, limit: int = MAX_ROW_BYTES):
-        self.fh, self.path, self.limit = fh, path, limit
-        self.line, self.run = 1, 0  # the current line's number and its bytes so far
-        self.tail = b""  # the end of the previous chunk, so a declaration split between two chunks is seen
-
-    def read(self, n: int = -1) -> bytes:
-        chunk = self.fh.read(n)
-        window = self.tail + chunk
-        if b"<!DOCTYPE" in window or b"<!ENTITY" in window:
-            raise DataError(
-                self.path,
-                f"near line {self.line}",
-                "a DOCTYPE or ENTITY declaration, which a Stack "
-                "Exchange dump never has (declared entities can expand without bound)",
-                _FIX_XML,
-            )
-        self.tail = window[-8:]
-        parts = chunk.split(b"\n")
-        lengths = [self.run + len(parts[0]), *map(len, parts[1:])]
-        for i, length in enumerate(lengths):
-            if length > self.limit:
-                raise DataError(
-                    self.path,
-                    f"line {self.line + i}",
-                    f"a row longer than {self.limit >> 20} MiB "
-                    "(a dump has one <row> per line, and real posts are a few hundred KB at most)",
-                    "remove that row, or re-download the dump; a file without line breaks is not a Stack Exchange dump",
-                )
-        self.line += len(parts) - 1
-        self.run = lengths[-1]
-        return chunk
-
-
-def iter_rows(fh: IO[bytes], path: Path) -> Iterator[dict[str, str]]:
-    """Yield each `<row>`'s attributes; a malformed or truncated file raises DataError with line and column,
-    a row longer than MAX_ROW_BYTES one with its line, a DOCTYPE one too."""
-    it = ET.iterparse(_RowBound(fh, path), events=("start", "end"))
-    root = None
-    try:
-        for event, el in it:
-            if root is None:
-                root = el
-            if event == "end" and el.tag == "row":
-                yield el.attrib
-                root.clear()  # drop the finished rows: memory stays flat
-    except ET.ParseError as e:
-        line, col = e.position
-        what = (
-            "file ends before the XML is closed (truncated?)"
-            if "no element found" in str(e)
-            else re.sub(r": line \d+, column \d+$", "", str(e))
-        )  # the position is in `where` already
-        raise DataError(path, f"line {line}, column {col}", f"XML error: {what}", _FIX_XML) from e
-
-
-def is_id(value: str | None) -> bool:
-    """A post or comment id: ASCII digits only (`"²".isdigit()` is true, but int() rejects it)."""
-    return value is not None and value.isascii() and value.isdigit()
-
-
-def int_field(row: dict, key: str) -> int | None:
-    """An integer attribute (ASCII digits, optional minus sign), else None."""
-    v = row.get(key)
-    return int(v) if v is not None and re.fullmatch(r"-?[0-9]{1,18}", v.strip()) else None
+# LIMA sec. 1's answer rules in the order they are applied, each a counted step of the Stack Exchange source
+ANSWER_RULES = ("answer_length", "not_first_person", "no_reference_to_other_answers")
 
 
 def title_is_self_contained(title: str, min_words: int, context_phrases: list[str]) -> bool:
@@ -232,14 +32,26 @@ def title_is_self_contained(title: str, min_words: int, context_phrases: list[st
     return not any(p in low for p in context_phrases)
 
 
-def answer_filters(answer: str, cfg, log: StepLog, prefix: str) -> bool:
-    """LIMA sec. 1 answer rules on the cleaned text, each a counted step; True = kept."""
-    n = len(answer)
-    if not log.count(f"{prefix}answer_length", cfg.min_answer_chars <= n <= cfg.max_answer_chars):
-        return False
-    if not log.count(f"{prefix}not_first_person", first_person_count(answer) <= cfg.max_first_person):
-        return False
-    return log.count(f"{prefix}no_reference_to_other_answers", refers_to_others(answer, cfg.reference_phrases) is None)
+def failed_answer_rule(answer: str, rules: StackExchangeConfig) -> str | None:
+    """The first of LIMA's answer rules (docs/paper.md sec. 1) that a cleaned answer breaks, or None: its length
+    (`min_answer_chars`..`max_answer_chars`), first person (`max_first_person`), a reference to other answers or
+    the site (`reference_phrases`). The Stack Exchange source and the `quality` selector both apply it."""
+    if not rules.min_answer_chars <= len(answer) <= rules.max_answer_chars:
+        return "answer_length"
+    if first_person_count(answer) > rules.max_first_person:
+        return "not_first_person"
+    if refers_to_others(answer, rules.reference_phrases) is not None:
+        return "no_reference_to_other_answers"
+    return None
+
+
+def answer_filters(answer: str, cfg: StackExchangeConfig, log: StepLog, prefix: str) -> bool:
+    """LIMA's answer rules on the cleaned text, each a counted step up to the first it breaks; True = kept."""
+    failed = failed_answer_rule(answer, cfg)
+    for rule in ANSWER_RULES:
+        if not log.count(f"{prefix}{rule}", rule != failed):
+            return False
+    return True
 
 
 def site_candidates(
@@ -247,56 +59,28 @@ def site_candidates(
 ) -> tuple[str, int, list[dict]]:
     """Stream one site's dump. Returns (site name, number of questions, candidates by question score desc)."""
     path = Path(dump)
-    site = name or site_name(path.parent.name if path.name.lower() == "posts.xml" else path.name)
-    heap: list[tuple[int, int, str]] = []  # (score, -id, id): the lowest-scoring candidate on top
-    cands: dict[str, dict] = {}
-    n_questions = n_eligible = 0
-    with open_posts(path) as (fh, shown):
-        for i, row in enumerate(iter_rows(fh, shown)):
-            ptype, pid, score = row.get("PostTypeId"), row.get("Id"), int_field(row, "Score")
-            if ptype not in ("1", "2"):
-                continue
-            if score is None or not is_id(pid):
-                log.skip("stackexchange: row without a numeric Id or Score", shown, f"row {i + 1}")
-                continue
-            if pid in FABRICATED_IDS:
-                log.skip("stackexchange: fabricated post id", shown, f"row {i + 1}")
-                continue
-            if ptype == "1":
-                n_questions += 1
-                title = row.get("Title") or ""
-                if not log.count(
-                    "se.self_contained_title",
-                    title_is_self_contained(title, cfg.min_title_words, cfg.title_context_phrases),
-                ):
-                    continue
-                n_eligible += 1
-                if not keep_top(heap, cands, (score, -int(pid), pid), cfg.candidates_per_site):
-                    continue
-                cands[pid] = {
-                    "id": pid,
-                    "score": score,
-                    "title": title,
-                    "body": row.get("Body") or "",
-                    "accepted": row.get("AcceptedAnswerId"),
-                    "answer": None,
-                }
-            else:
-                q = cands.get(row.get("ParentId") or "")
-                if q is None:
-                    continue
-                best = q["answer"]
-                # top answer: highest score; ties go to the accepted answer, then the earliest
-                rank = (score, pid == q["accepted"], -int(pid))
-                if best is None or rank > best[0]:
-                    q["answer"] = (rank, pid, row.get("Body") or "")
-    log.add("se.top_scoring_questions", len(cands), n_eligible - len(cands))
+    site = name or site_name(path)
+
+    def self_contained(row: dict) -> bool:
+        title = row.get("Title") or ""
+        ok = title_is_self_contained(title, cfg.min_title_words, cfg.title_context_phrases)
+        return log.count("se.self_contained_title", ok)
+
+    n_questions, n_eligible, pool = question_pool(
+        path,
+        cfg.candidates_per_site,
+        log,
+        "stackexchange.dumps",
+        ("stackexchange: row without a numeric Id or Score", "stackexchange: fabricated post id"),
+        self_contained,
+    )
+    log.add("se.top_scoring_questions", len(pool), n_eligible - len(pool))
     out = []
-    for q in sorted(cands.values(), key=lambda q: (-q["score"], int(q["id"]))):
+    for q in pool:
         ans = q["answer"]
-        if not log.count("se.top_answer_score", ans is not None and ans[0][0] >= cfg.min_answer_score):
+        if not log.count("se.top_answer_score", ans is not None and ans["score"] >= cfg.min_answer_score):
             continue
-        answer = html_to_markdown(ans[2])
+        answer = html_to_markdown(ans["body"])
         if not answer_filters(answer, cfg, log, "se."):
             continue
         body = html_to_markdown(q["body"])
