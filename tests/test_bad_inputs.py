@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import pytest
+from bad_inputs.hostile import KEY as HOSTILE_KEY
+from bad_inputs.hostile import RUN as HOSTILE_RUN
+from bad_inputs.hostile import cases as hostile_cases
 
 from lima_repro import cli
 from lima_repro.sources import se_dump
@@ -299,3 +303,43 @@ def test_a_torn_package_file_is_one_clear_line(tmp_path):
     assert str(err.value).startswith(f"{path}:3: not a JSON line") and "\n" not in str(err.value)
     path.write_text('{"a": 1}\n\n{"a": 2}\n', encoding="utf-8")
     assert read_jsonl_plain(path) == [{"a": 1}, {"a": 2}]
+
+
+# ---- hostile configs (bad_inputs/hostile.py): each in its own process, bounded in time and memory ------------
+CASE_SECONDS = 60
+CASE_MEMORY = 2 * 1024**3  # address space; `config` itself needs ~0.3 GB of it, a billion laughs ~3 GB of RSS
+
+
+def _bounded() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (CASE_MEMORY, CASE_MEMORY))
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hostile")
+    return folder, {c.name: c for c in hostile_cases(folder)}
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("name", [c.name for c in hostile_cases()])
+def test_hostile_config_is_one_bounded_line(hostile, name):
+    folder, cases = hostile
+    case, run_before = cases[name], _tree(folder / HOSTILE_RUN)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    p = subprocess.run(
+        [sys.executable, "-m", "lima_repro", *case.argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=folder,
+        timeout=CASE_SECONDS,
+        preexec_fn=_bounded,
+    )
+    lines = p.stderr.splitlines()
+    assert p.returncode == 2 and len(lines) == 1, p.stderr[-2000:]
+    assert case.named in lines[0] and "Traceback" not in lines[0], lines[0]
+    assert HOSTILE_KEY not in p.stdout + p.stderr and len(lines[0]) < 1000
+    assert _tree(folder / HOSTILE_RUN) == run_before  # nothing already written is lost or changed

@@ -1,13 +1,17 @@
 import dataclasses
+import importlib.util
 import json
 import math
 import re
 import typing
+from pathlib import Path
 
 import pytest
 
 from lima_repro import cli
 from lima_repro.config import Config, ConfigError, list_profiles, load_config, load_resolved, parse_set, to_dict
+from lima_repro.config.ablations import check_condition
+from lima_repro.config.run import NOTEBOOKS
 
 
 @pytest.mark.parametrize("profile", list_profiles())
@@ -145,3 +149,55 @@ def test_run_config_is_checked_once_after_set_which_can_correct_it(tmp_path, cap
     assert json.loads(capsys.readouterr().out)["train"]["epochs"] == 3
     assert cli.main(["config", "--run-dir", str(run)]) == 2  # a one-line config error, not a traceback
     assert "train.epochs must be >= 1" in capsys.readouterr().err
+
+
+# ---- upper bounds: every count of the sections owned here has one, far above any real run ------------------------
+BOUNDED_SECTIONS = ("model", "train", "generate", "judge", "ablations", "figures")  # curate's bounds come later
+
+
+def _counts():
+    """(key, bound, default) for every int field, and every float field with a bound, of BOUNDED_SECTIONS: a
+    new field is covered as soon as it exists."""
+    cfg = Config()
+    for name in BOUNDED_SECTIONS:
+        section = getattr(cfg, name)
+        limits = getattr(type(section), "LIMITS", {})
+        for field, is_float in _numeric_fields(section, ""):
+            if field != "seed" and (not is_float or field in limits):  # a seed has its own range, [0, 2**32)
+                yield f"{name}.{field}", limits.get(field), getattr(section, field)
+
+
+@pytest.mark.parametrize("key,bound,default", list(_counts()), ids=lambda v: v if isinstance(v, str) else "")
+def test_every_count_has_an_upper_bound(key, bound, default):
+    assert bound is not None, f"{key} has no upper bound: add one to its section's LIMITS (with why in a comment)"
+    if isinstance(default, list):  # a list of counts, e.g. an epoch range
+        over, message = [default[0], bound + 1], rf"^{re.escape(key)} must be .*{bound:,}"
+    else:
+        over = bound * 2 if isinstance(bound, float) else bound + 1
+        message = rf"^{re.escape(key)} must be at most {bound:,} .*, got {over:,}; set a"
+    with pytest.raises(ConfigError, match=message) as e:
+        load_config("demo", overrides={key: over})
+    assert "\n" not in str(e.value)
+    plausible = default if default is not None else 1
+    if key == "train.lora_r" and importlib.util.find_spec("peft") is None:
+        return  # LoRA needs the optional peft; the bound is checked before it
+    section, field = key.split(".")
+    assert getattr(getattr(load_config("demo", overrides={key: plausible}), section), field) == plausible
+
+
+def test_an_ablation_condition_size_is_bounded():
+    check_condition("c", {"groups": ["quantity"], "x": 2000})
+    with pytest.raises(ConfigError, match=r"^ablations.conditions.c.x: .* in \[1, 10,000,000\], got 100000000$"):
+        check_condition("c", {"groups": ["quantity"], "x": 10**8})
+
+
+def test_notebooks_are_the_shipped_ones_and_profile_a_plain_name():
+    shipped = {p.stem for p in (Path(__file__).parents[1] / "notebooks").glob("*.ipynb")} - {"annotate"}
+    assert set(NOTEBOOKS) == shipped
+    for bad in (["../../x"], ["01_curate", "notebooks/02_train"], [""]):
+        with pytest.raises(ConfigError, match=r"^notebooks: .* is not a notebook of the package"):
+            load_config("demo", overrides={"notebooks": bad})
+    for bad in ("../../X", "a/b", "", ".hidden", "x" * 65):
+        with pytest.raises(ConfigError, match=r"^profile must be a plain name"):
+            load_config("demo", overrides={"profile": bad})
+    assert load_config("demo", overrides={"profile": "my-run_2"}).profile == "my-run_2"

@@ -1,4 +1,4 @@
-"""Ablation settings (`Config.ablations`): the matched sub-runs of LIMA sec. 5 (PAPER.md sec. 4-5).
+"""Ablation settings (`Config.ablations`): the matched sub-runs of LIMA sec. 5 (docs/paper.md sec. 4-5).
 
 A condition is a spec {groups, set, x, paper, protocols, without_multi_turn}; `set` holds dotted `curate.*`
 overrides, since only the data may differ between sub-runs. The paper's conditions live in ablation_conditions.py.
@@ -7,7 +7,7 @@ overrides, since only the data may differ between sub-runs. The paper's conditio
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from .ablation_conditions import paper_conditions
 from .base import ConfigError, check_ranges, raise_first
@@ -17,6 +17,8 @@ GROUPS = ("diversity", "quality", "quantity", "selector", "dialogue")
 # test prompts must be the same in every condition, so a condition may not touch where they come from
 FIXED_CURATE = ("curate.test_files", "curate.dev_files", "curate.askreddit")
 SPEC_KEYS = {"groups", "set", "x", "paper", "protocols", "without_multi_turn"}
+# training-set sizes: LIMA's conditions hold 2,000 examples and its largest source pool ~2.6M (Stack Exchange)
+MAX_EXAMPLES = 10_000_000
 
 
 def check_condition(name: str, spec: Any) -> None:
@@ -45,8 +47,9 @@ def check_condition(name: str, spec: Any) -> None:
     raise_first(
         [
             (
-                x is not None and (isinstance(x, bool) or not isinstance(x, int) or x < 1),
-                f"{where}.x: the condition's training-set size must be a whole number >= 1, got {x!r}",
+                x is not None and (isinstance(x, bool) or not isinstance(x, int) or not 1 <= x <= MAX_EXAMPLES),
+                f"{where}.x: the condition's training-set size must be a whole number in [1, {MAX_EXAMPLES:,}], "
+                f"got {x!r}",
             ),
             (
                 "quantity" in spec.get("groups", []) and x is None,
@@ -62,6 +65,14 @@ def check_condition(name: str, spec: Any) -> None:
 
 @dataclass
 class AblationConfig:
+    # Upper bounds no real run reaches (check_ranges `limits`); LIMA sec. 5: 5 samples per prompt, 2,000 examples
+    # per condition, 10 conversations
+    LIMITS: ClassVar[dict[str, int]] = {
+        "num_samples": 1_000,
+        "n_examples": MAX_EXAMPLES,
+        "dialogue_conversations": 100_000,
+    }
+
     conditions: dict[str, dict] = field(default_factory=paper_conditions)
     """name -> {groups: [diversity|quality|quantity|selector|dialogue], set: {dotted curate.* overrides: the
     condition's data}, x: training-set size (required for quantity: the run fails when curation cannot reach it),
@@ -98,7 +109,12 @@ class AblationConfig:
         Whether `common` and `set` apply cleanly to the rest of the config is Config.check()'s (it needs both)."""
         for name, spec in self.conditions.items():
             check_condition(name, spec)
-        check_ranges(self, "ablations", {"num_samples": ">=1", "n_examples": ">=1", "dialogue_conversations": ">=1?"})
+        check_ranges(
+            self,
+            "ablations",
+            {"num_samples": ">=1", "n_examples": ">=1", "dialogue_conversations": ">=1?"},
+            self.LIMITS,
+        )
         missing = sorted(set(self.only or []) - set(self.conditions))
         protocols = protocol_problem(self.protocols, "ablations.protocols")
         raise_first(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+from typing import Any
 
 
 class UserError(Exception):
@@ -29,11 +31,49 @@ def raise_first(problems: list[tuple[bool, str]]) -> None:
             raise ConfigError(msg)
 
 
-def check_ranges(section: object, prefix: str, rules: dict[str, str]) -> None:
+# A pasted credential: an OpenAI-style `sk-...` key, or a run of 20+ letters and digits mixing both (hex and base62
+# tokens: Hugging Face, GitHub, most providers). No config key, profile or path a user types has one.
+_SK_KEY = re.compile(r"\bsk-[A-Za-z0-9_-]{10,}")
+_MIXED_RUN = re.compile(r"[A-Za-z0-9]{20,}")
+NOT_SHOWN = "[not shown: it looks like a key]"
+
+
+def _is_key_run(run: str) -> bool:
+    return bool(re.search(r"\d", run) and re.search(r"[A-Za-z]", run))
+
+
+def looks_like_key(text: str) -> bool:
+    """Whether `text` holds something that looks like an API key (an error must then not repeat it)."""
+    return bool(_SK_KEY.search(text)) or any(_is_key_run(m.group()) for m in _MIXED_RUN.finditer(text))
+
+
+def hide_keys(text: str) -> str:
+    """`text` with every key-looking part replaced by NOT_SHOWN: for a message built from what the user typed
+    (argparse's, a path) where one of the words may be a key pasted in the wrong place."""
+    text = _SK_KEY.sub(NOT_SHOWN, text)
+    return _MIXED_RUN.sub(lambda m: NOT_SHOWN if _is_key_run(m.group()) else m.group(), text)
+
+
+def shown(key: str, value: Any) -> str:
+    """A value as an error message may show it: never for fields that name secrets, nor a value that looks like
+    a key (a key pasted by mistake must not reach the terminal or a log), and cut short when long."""
+    if "key" in key.lower():
+        return f"a {type(value).__name__} (not shown: this field names an environment variable, never a key)"
+    text = repr(value)
+    if looks_like_key(text):
+        return NOT_SHOWN
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def check_ranges(
+    section: object, prefix: str, rules: dict[str, str], limits: dict[str, int | float] | None = None
+) -> None:
     """Range-check numeric fields of one config section. `rules` maps a field name to a rule: ">0", ">=0",
     ">=1", "[0,1]", "[0,1)", "(0,1]", "(0,1)" or "seed" (an int in [0, 2**32), what numpy accepts); a trailing "?"
     also allows null (None), e.g. ">=1?". NaN and infinity are rejected whatever the rule (NaN compares false
-    with everything, so it would slip past a bound). The error names the key, the value and the range."""
+    with everything, so it would slip past a bound). `limits` maps a field to its upper bound, one no real run
+    reaches: a value past it would run for days or allocate tens of GB before failing, so it fails here. The error
+    names the key, the value and the range (or the bound) and the fix."""
     for name, rule in rules.items():
         value = getattr(section, name)
         optional = rule.endswith("?")
@@ -48,6 +88,11 @@ def check_ranges(section: object, prefix: str, rules: dict[str, str]) -> None:
         ok, text = _RANGES[rule]
         if not ok(value):
             raise ConfigError(f"{key} must be {text}{' (or null)' if optional else ''}, got {value}")
+        bound = (limits or {}).get(name)
+        if bound is not None and value > bound:
+            raise ConfigError(
+                f"{key} must be at most {bound:,} (far above any real run), got {value:,}; set a smaller value"
+            )
 
 
 _RANGES = {

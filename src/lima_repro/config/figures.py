@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from .base import check_ranges, raise_first
 
@@ -11,6 +12,9 @@ IMAGE_FORMATS = ("png", "pdf", "svg", "eps", "ps", "jpg", "jpeg", "tif", "tiff",
 
 @dataclass
 class FiguresConfig:
+    # a 6-inch figure at 1,200 dpi is 7,200 pixels wide, beyond any print; more only allocates (check_ranges `limits`)
+    LIMITS: ClassVar[dict[str, int]] = {"dpi": 1200}
+
     runs: list[str] = field(default_factory=list)
     """More finished run directories to draw from, after `run_dir` (the first holding a figure's inputs is used)."""
     copy_to: str | None = None
@@ -23,11 +27,10 @@ class FiguresConfig:
     """Resolution of raster formats."""
 
     def check(self) -> None:
-        check_ranges(self, "figures", {"dpi": ">0"})
+        check_ranges(self, "figures", {"dpi": ">0"}, self.LIMITS)
         odd = [f for f in self.formats if f not in IMAGE_FORMATS]
         raise_first(
             [
-                (self.dpi > 1200, f"figures.dpi must be at most 1200 (6 inches = 7,200 pixels), got {self.dpi}"),
                 (not self.formats, "figures.formats must name at least one image format (e.g. [png, pdf])"),
                 (bool(odd), f"figures.formats: unknown image format(s) {odd}; use some of {', '.join(IMAGE_FORMATS)}"),
                 (

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from .base import check_ranges, raise_first
+from .base import check_ranges, looks_like_key, raise_first
 
 # The protocols judging.protocols.PROTOCOLS defines (LIMA sec. 4-5), named here so that checking a config does
 # not import the judging package (it pulls torch). A test keeps the two in step.
@@ -22,12 +23,7 @@ def key_name_problem(name: str) -> str | None:
     """Why `judge.api_key_env` is not the NAME of an environment variable (None when it is, or is ''). A value
     that is not a name, or has a long run of mixed letters and digits, is likely a pasted key: the message never
     repeats it."""
-    if name == "" or (
-        re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name)
-        and not any(
-            len(part) >= 20 and re.search(r"\d", part) and re.search(r"[A-Za-z]", part) for part in name.split("_")
-        )
-    ):
+    if name == "" or (re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) and not looks_like_key(name)):
         return None
     return (
         "judge.api_key_env must be the NAME of the environment variable holding the API key (e.g. "
@@ -38,6 +34,21 @@ def key_name_problem(name: str) -> str | None:
 
 @dataclass
 class JudgeConfig:
+    # Upper bounds no real run reaches (check_ranges `limits`): past them judging waits for years or allocates tens
+    # of GB before failing. LIMA judges 300 prompts with one request each (50 for the ablations' ChatGPT).
+    LIMITS: ClassVar[dict[str, int | float]] = {
+        "max_prompts": 10_000_000,
+        "concurrency": 10_000,  # requests in flight; any server's rate limit is far lower
+        "max_retries": 100,  # with a backoff of up to 60 s each: over an hour on one request
+        "parse_retries": 100,
+        "backoff_s": 3_600.0,  # the first wait, in seconds
+        "timeout_s": 86_400.0,  # a day for one request
+        "max_tokens": 1_048_576,  # the longest context windows of today's models
+        "batch_size": 100_000,
+        "n_bootstrap": 100_000,  # 10,000 resamples already fix a 95% interval to a tenth of a point
+        "selection_window": 10_000,  # epochs, as train.epochs' bound
+    }
+
     backend: str = "openai"  # LIMA sec. 4: GPT-4 annotates with the crowd's instructions
     """`openai` (any OpenAI-compatible server: OpenAI, vLLM, TGI, Ollama) or `local` (a Hugging Face model)."""
     model: str = "gpt-4"  # LIMA sec. 4 (ChatGPT graded the sec. 5 ablations)
@@ -137,6 +148,7 @@ class JudgeConfig:
                 "lc_ratio_band": ">=1",
                 "max_cost_usd": ">=0?",
             },
+            self.LIMITS,
         )
         protocols = protocol_problem(self.protocols, "judge.protocols")
         w = self.selection_window
@@ -159,8 +171,11 @@ class JudgeConfig:
                 ),
                 # run_select unpacks it as `lo, hi` and keeps checkpoints with lo <= epoch <= hi
                 (
-                    len(w) != 2 or not all(isinstance(e, int) for e in w) or w[0] < 0 or w[0] > w[1],
-                    f"judge.selection_window must be two epochs [lo, hi] with 0 <= lo <= hi, got {w!r}",
+                    len(w) != 2
+                    or not all(isinstance(e, int) for e in w)
+                    or not 0 <= w[0] <= w[1] <= self.LIMITS["selection_window"],
+                    f"judge.selection_window must be two epochs [lo, hi] with 0 <= lo <= hi <= "
+                    f"{self.LIMITS['selection_window']:,}, got {w!r}",
                 ),
             ]
         )

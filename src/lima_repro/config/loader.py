@@ -15,13 +15,70 @@ from typing import Any
 
 import yaml
 
-from .base import ConfigError
+from .base import ConfigError, looks_like_key, shown
 from .overrides import apply_overrides, dotted_to_nested
 from .run import Config
 
 
 def list_profiles() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files("lima_repro.profiles").iterdir() if p.name.endswith(".yaml"))
+
+
+# Bounds on what a config file may be. The paper's fully resolved config.json is ~12 KB and ~6 levels deep
+# (ablations.conditions.<name>.set.<key>: [list]); far beyond these a file is a mistake or an attack, and
+# pure-Python YAML reads 256 KiB in about 2 s.
+MAX_CONFIG_BYTES = 256 * 1024
+MAX_DEPTH = 32
+MAX_DIGITS = 30  # no count comes near 10**30; Python refuses to read an int of more than 4,300 digits at all
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML for configs: no aliases (`*name`: a few lines of them expand to billions of values, the "billion
+    laughs"; a config never needs to repeat a block), nesting at most MAX_DEPTH deep, keys that are unique text,
+    integers of at most MAX_DIGITS digits. Each refusal is a YAML error with its line and column."""
+
+    depth = 0
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None, None, "an alias (*name) repeats an anchored block; write the values out instead", event.start_mark
+            )
+        if self.depth >= MAX_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels", event.start_mark)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        self.flatten_mapping(node)
+        mapping = {}
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            problem = (
+                f"the key {shown('', key)} is not text; quote it"
+                if not isinstance(key, str)
+                else f"the key {shown('', key)} appears twice; keep one"
+                if key in mapping
+                else None
+            )
+            if problem:
+                raise yaml.constructor.ConstructorError(None, None, problem, key_node.start_mark)
+            mapping[key] = self.construct_object(value_node, deep=deep)
+        return mapping
+
+    def construct_yaml_int(self, node):
+        if len(node.value) > MAX_DIGITS:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a number of {len(node.value):,} characters; no config value needs that", node.start_mark
+            )
+        return super().construct_yaml_int(node)
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
 
 
 def _yaml_problem(e: yaml.YAMLError) -> str:
@@ -31,21 +88,44 @@ def _yaml_problem(e: yaml.YAMLError) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}: {what}" if mark is not None else what
 
 
+def _parse_yaml(text: str) -> Any:
+    """`text` read by _StrictLoader; a too-long text is refused before the parser sees it."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise yaml.YAMLError(f"{len(text):,} characters, more than any config needs ({MAX_CONFIG_BYTES:,})")
+    loader = _StrictLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def _read_text(path: str | Path, flag: str, example: str) -> str:
+    """A config file's text, for the command-line `flag` that named it; at most MAX_CONFIG_BYTES are read."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"{flag} {path}: file not found; check the path (relative paths start in {Path.cwd()})")
+    if p.is_dir():
+        raise ConfigError(f"{flag} {path}: is a folder, not a file; name the file, e.g. {p / example}")
+    try:
+        with p.open("rb") as fh:  # not read_text: a /dev/zero or a 10 GB file must not be read whole
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"{flag} {path}: larger than {MAX_CONFIG_BYTES // 1024} KiB, far more than any config "
+                "(the paper's whole resolved config is ~12 KB); name the right file"
+            )
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not valid UTF-8 at byte {e.start}; re-save the file as UTF-8") from e
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read ({e.strerror}); check its permissions") from e
+
+
 def _read_yaml(path: str | Path, text: str | None = None) -> dict:
     if text is None:
-        p = Path(path)
-        if not p.exists():
-            raise ConfigError(f"--config {path}: file not found; check the path (relative paths start in {Path.cwd()})")
-        if not p.is_file():
-            raise ConfigError(f"--config {path}: is a folder, not a YAML file; name the file, e.g. {p / 'config.yaml'}")
-        try:
-            text = p.read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"{path}: not valid UTF-8 at byte {e.start}; re-save the file as UTF-8") from e
-        except OSError as e:
-            raise ConfigError(f"{path}: cannot be read ({e.strerror}); check its permissions") from e
+        text = _read_text(path, "--config", "config.yaml")
     try:
-        data = yaml.safe_load(text)
+        data = _parse_yaml(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(e)}); fix the syntax") from e
     if data is None:
@@ -63,15 +143,17 @@ def parse_set(items: list[str]) -> dict[str, Any]:
     out = {}
     for item in items:
         if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.epochs=2")
+            raise ConfigError(f"--set {shown('', item)}: expected KEY=VALUE, e.g. train.epochs=2")
         k, v = item.split("=", 1)
         if not k.strip():
-            raise ConfigError(f"--set {item!r}: the key before '=' is empty; e.g. train.epochs=2")
+            raise ConfigError(f"--set {shown('', item)}: the key before '=' is empty; e.g. train.epochs=2")
         try:
-            out[k.strip()] = yaml.safe_load(v)
+            out[k.strip()] = _parse_yaml(v)
         except yaml.YAMLError as e:
+            hidden = "key" in k.lower() or looks_like_key(v)
+            where = f"'{k.strip()}=...' (the value is not shown: it may be a key)" if hidden else shown("", item)
             raise ConfigError(
-                f"--set {item!r}: the value is not valid YAML ({_yaml_problem(e)}); quote a string "
+                f"--set {where}: the value is not valid YAML ({_yaml_problem(e)}); quote a string "
                 "value, or write a list as [a, b]"
             ) from e
     return out
@@ -86,7 +168,7 @@ def load_config(
     is a ConfigError naming the key and the layer that set it (the profile, a --config file or --set)."""
     cfg = Config()
     if profile not in list_profiles():
-        raise ConfigError(f"unknown profile '{profile}'; available: {', '.join(list_profiles())}")
+        raise ConfigError(f"unknown profile {shown('', profile)}; available: {', '.join(list_profiles())}")
     src = resources.files("lima_repro.profiles").joinpath(f"{profile}.yaml")
     origin: dict[str, str] = {}  # dotted key -> the layer that set it last
     _apply(cfg, _read_yaml(f"profile {profile}", src.read_text(encoding="utf-8")), f"profile {profile}", origin)
@@ -150,20 +232,45 @@ def from_dict(data: dict, overrides: dict[str, Any] | None = None, layer: str = 
 def load_resolved(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
     """Load the config.json a pipeline run wrote, then `overrides` (--set) on top; checked once, after both, so
     that --set can correct a value the run's file holds but today's checks reject."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(
-            f"--config-json {path}: {'is a folder' if p.is_dir() else 'file not found'}; give the "
-            "config.json of a run or stage folder (e.g. runs/X/config.json)"
-        )
+    text = _read_text(path, "--config-json", "config.json")
+    fix = "use the config.json a run wrote, unedited"
+    too_deep = f"{path}: nested deeper than {MAX_DEPTH} levels, which no config is; {fix}"
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        where = f"line {e.lineno}, column {e.colno}" if isinstance(e, json.JSONDecodeError) else f"byte {e.start}"
-        raise ConfigError(
-            f"{path}:{where}: not valid JSON ({e.msg if isinstance(e, json.JSONDecodeError) else e.reason}); "
-            "use the config.json a run wrote, unedited"
-        ) from e
+        data = json.loads(text, object_pairs_hook=_unique_keys, parse_int=_short_int)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}:line {e.lineno}, column {e.colno}: not valid JSON ({e.msg}); {fix}") from e
+    except RecursionError as e:  # the C decoder's own limit, near 1,000 levels
+        raise ConfigError(too_deep) from e
+    except ValueError as e:  # _unique_keys, _short_int
+        raise ConfigError(f"{path}: {e}; {fix}") from e
+    if _depth(data) > MAX_DEPTH:
+        raise ConfigError(too_deep)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON object of config keys, got {type(data).__name__}")
     return from_dict(data, overrides, str(path))
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    seen = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise ValueError(f"the key {shown('', key)} appears twice in one object")
+        seen.add(key)
+    return dict(pairs)
+
+
+def _short_int(text: str) -> int:
+    if len(text) > MAX_DIGITS:
+        raise ValueError(f"a number of {len(text):,} digits; no config value needs that")
+    return int(text)
+
+
+def _depth(data: Any) -> int:
+    """How deeply lists and mappings nest in `data` (1 for a flat one), without recursion."""
+    deepest, todo = 0, [(data, 1)]
+    while todo:
+        node, depth = todo.pop()
+        if isinstance(node, (dict, list)):
+            deepest = max(deepest, depth)
+            todo += [(child, depth + 1) for child in (node.values() if isinstance(node, dict) else node)]
+    return deepest

@@ -10,16 +10,7 @@ import types
 import typing
 from typing import Any
 
-from .base import ConfigError
-
-
-def _shown(key: str, value: Any) -> str:
-    """A value as an error message may show it: never for fields that name secrets (a key pasted there by mistake
-    must not reach the terminal or a log), and cut short when long."""
-    if "key" in key.lower():
-        return f"a {type(value).__name__} (not shown: this field names an environment variable, never a key)"
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+from .base import ConfigError, shown
 
 
 def _check_type(key: str, value: Any, tp: Any) -> Any:
@@ -31,20 +22,23 @@ def _check_type(key: str, value: Any, tp: Any) -> Any:
                 return _check_type(key, value, arm)
             except ConfigError:
                 pass
-        raise ConfigError(f"{key}: {_shown(key, value)} does not match {tp}")
+        raise ConfigError(f"{key}: {shown(key, value)} does not match {tp}")
     if tp is type(None):
         if value is None:
             return None
         raise ConfigError(f"{key}: expected null")
     if origin is list:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {_shown(key, value)}")
+            raise ConfigError(f"{key}: expected a list, got {shown(key, value)}")
         (arm,) = typing.get_args(tp)
         return [_check_type(f"{key}[{i}]", v, arm) for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {_shown(key, value)}")
-        return dict(value)
+            raise ConfigError(f"{key}: expected a mapping, got {shown(key, value)}")
+        key_tp, value_tp = typing.get_args(tp) or (Any, Any)
+        for k in value:  # keys name things (conditions, systems): a number or null there is a slip
+            _check_type(f"{key} key", k, key_tp)
+        return {k: _check_type(f"{key}.{k}", v, value_tp) for k, v in value.items()}
     if tp is Any:
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
@@ -55,9 +49,9 @@ def _check_type(key: str, value: Any, tp: Any) -> Any:
         except ValueError:
             pass
     if tp in (int, float) and isinstance(value, bool):
-        raise ConfigError(f"{key}: expected {tp.__name__}, got {_shown(key, value)}")
+        raise ConfigError(f"{key}: expected {tp.__name__}, got {shown(key, value)}")
     if isinstance(tp, type) and not isinstance(value, tp):
-        raise ConfigError(f"{key}: expected {tp.__name__}, got {_shown(key, value)}")
+        raise ConfigError(f"{key}: expected {tp.__name__}, got {shown(key, value)}")
     return value
 
 
@@ -68,7 +62,7 @@ def apply_overrides(cfg: Any, data: dict, prefix: str = "") -> None:
     for key, value in data.items():
         full = f"{prefix}{key}"
         if key not in names:
-            raise ConfigError(f"unknown config key '{full}'; valid keys here: {', '.join(sorted(names))}")
+            raise ConfigError(f"unknown config key {shown('', full)}; valid keys here: {', '.join(sorted(names))}")
         current = getattr(cfg, key)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):

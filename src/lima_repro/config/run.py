@@ -6,10 +6,11 @@
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 
 from .ablations import AblationConfig
-from .base import ConfigError, check_ranges, raise_first
+from .base import ConfigError, check_ranges, raise_first, shown
 from .curate import CurateConfig
 from .figures import FiguresConfig
 from .generate import GenerateConfig
@@ -17,6 +18,12 @@ from .judge import JudgeConfig
 from .model import ModelConfig
 from .overrides import apply_overrides, dotted_to_nested
 from .train import TrainConfig
+
+# the stage notebooks shipped in notebooks/ (a test keeps this in step with the folder): `notebooks` names some of
+# them, never a path, so `run` executes only the package's own code
+NOTEBOOKS = ("01_curate", "02_train", "02b_select", "03_generate", "04_judge", "05_ablations", "06_figures")
+# a profile names the run directory (<output_root>/<time>-<profile>): a plain name keeps it inside output_root
+PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 @dataclass
@@ -46,10 +53,19 @@ class Config:
     def check(self) -> None:
         """Every section's check() in pipeline order, then the checks that need two sections."""
         check_ranges(self, "", {"seed": "seed"})
+        odd = [shown("", n) for n in self.notebooks if n not in NOTEBOOKS]
         raise_first(
             [
+                (
+                    not PROFILE_NAME.fullmatch(self.profile),
+                    f"profile must be a plain name such as demo (letters, digits, _ and -, at most 64), got "
+                    f"{shown('', self.profile)}: it names the run directory inside output_root",
+                ),
                 (not self.output_root, "output_root must name a folder for new run directories (e.g. runs)"),
-                (not all(self.notebooks), "notebooks must name notebooks (e.g. 01_curate); one of them is empty"),
+                (
+                    bool(odd),
+                    f"notebooks: {', '.join(odd)} is not a notebook of the package; name some of {', '.join(NOTEBOOKS)}",
+                ),
             ]
         )
         for section in (self.model, self.curate, self.train, self.generate, self.judge, self.ablations, self.figures):

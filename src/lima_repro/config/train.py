@@ -4,12 +4,31 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
+from typing import ClassVar
 
 from .base import PRECISIONS, ConfigError, check_ranges, raise_first
 
 
 @dataclass
 class TrainConfig:
+    # Upper bounds no real run reaches (check_ranges `limits`): past them a run trains for years or allocates tens of
+    # GB before failing. LIMA trains 15 epochs of 1,000 examples at 32 per step (~470 steps) on 2,048 tokens.
+    LIMITS: ClassVar[dict[str, int]] = {
+        "epochs": 10_000,
+        "warmup_steps": 10_000_000,
+        "max_steps": 10_000_000,
+        "save_state_every_steps": 10_000_000,
+        "log_every_steps": 10_000_000,
+        "save_every_epochs": 10_000,
+        "eval_every_epochs": 10_000,
+        "max_eval_examples": 10_000_000,  # LIMA's dev set is 50 examples
+        "batch_size": 100_000,  # examples per optimizer step; pretraining batches are ~2,000 sequences
+        "micro_batch_size": 100_000,
+        "max_length": 1_048_576,  # tokens: the longest context windows of today's models
+        "loss_chunk_size": 1_048_576,  # tokens per chunk, never more than a batch holds
+        "lora_r": 65_536,  # an adapter's rank is at most the model width (8,192 for LLaMA 65B)
+    }
+
     train_file: str | None = None
     """Training JSONL; None = `<run_dir>/curate/train.jsonl` (the curate stage's output)."""
     eval_file: str | None = None
@@ -116,6 +135,7 @@ class TrainConfig:
                 "lora_alpha": ">0",
                 "lora_dropout": "[0,1)",
             },
+            self.LIMITS,
         )
         raise_first(
             [
