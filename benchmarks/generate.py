@@ -1,6 +1,6 @@
 """lima_repro's generator (`sampling.sample`) vs `model.generate`: on left-padded batches, and per prompt.
 
-    python benchmarks/generate.py                        # demo settings: 6 test prompts, 96 new tokens
+    python benchmarks/generate.py                        # demo settings: every demo test prompt, 300 new tokens
     python benchmarks/generate.py --prompts 16 --max-new-tokens 64 --rounds 3
     python benchmarks/generate.py --device cuda --random-init DIR --prompts 64 --batch-size 64 --max-new-tokens 256
 
@@ -105,7 +105,8 @@ def main() -> None:
         "--prompts",
         type=int,
         default=g.max_prompts,
-        help="first N demo test prompts (demo: 6), cycled when N exceeds the 16 there",
+        help="first N demo test prompts, cycled when N exceeds the number there (default: the demo profile's "
+        "generate.max_prompts; every test prompt when that is null)",
     )
     ap.add_argument("--max-new-tokens", type=int, default=g.max_new_tokens)
     ap.add_argument("--batch-size", type=int, default=g.batch_size)
@@ -127,7 +128,8 @@ def main() -> None:
         model, tokenizer, eot_id = models.load_base(cfg.model, dtype)
     model.to(opts.device).eval()
     examples = data.read_examples("demo:test.jsonl", ends_with="user")
-    examples = [examples[i % len(examples)] for i in range(opts.prompts)]
+    if opts.prompts is not None:  # the demo profile's max_prompts is null: every prompt
+        examples = [examples[i % len(examples)] for i in range(opts.prompts)]
     prompts = [encode_prompt(tokenizer, data.prompt_messages(ex), cfg.model.eot_token) for ex in examples]
     sides = {"plain generate loop": plain_loop, "batched generate": batched_generate, "lima_repro sample": lima}
     if opts.no_loop:

@@ -41,6 +41,7 @@ import os
 import platform
 import tempfile
 import time
+import traceback
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -219,14 +220,47 @@ def trl_worker(conn, opts) -> None:
     )
 
 
+def run_worker(fn, conn, opts) -> None:
+    """A phase's process: `fn`'s results, or its error, go back through `conn` (a worker that dies otherwise leaves
+    the parent to find it dead)."""
+    try:
+        fn(conn, opts)
+    except BaseException:
+        conn.send({"error": traceback.format_exc()})
+        raise SystemExit(1) from None  # the parent prints the traceback once
+
+
 def run_phase(fn, opts) -> dict:
-    """One side in a fresh process: setup, `--warmup` untimed steps, `--steps` timed steps; its results."""
+    """One side in a fresh process: setup, `--warmup` untimed steps, `--steps` timed steps; its results. A worker that
+    fails (an import error: `pip install -e '.[bench]'`; a crash; no answer within `--worker-timeout` seconds) ends
+    the benchmark with its error instead of a wait that never returns."""
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
-    proc = ctx.Process(target=fn, args=(child, opts))
+    proc = ctx.Process(target=run_worker, args=(fn, child, opts))
     proc.start()
-    res = parent.recv()
-    proc.join()
+    child.close()  # the parent's copy: with it closed, a dead worker's pipe reads as ended
+    deadline = time.monotonic() + opts.worker_timeout
+    res = None
+    while res is None and time.monotonic() < deadline:
+        if parent.poll(1.0):
+            try:
+                res = parent.recv()
+            except EOFError:  # died without a word (killed, out of memory, a crash in native code)
+                break
+        elif not proc.is_alive() and not parent.poll(0):
+            break
+    proc.join(timeout=30 if res is not None and "error" not in res else 5)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+    name = fn.__name__.removesuffix("_worker")
+    if res is None:
+        why = f"gave no result within {opts.worker_timeout:.0f} s" if proc.exitcode is None else "died"
+        raise SystemExit(f"the {name} worker {why} (exit code {proc.exitcode}); its output is above")
+    if "error" in res:
+        hint = " (pip install -e '.[bench]' installs TRL and datasets)" if "ModuleNotFoundError" in res["error"] else ""
+        tail = "\n".join(res["error"].rstrip().splitlines()[-12:])
+        raise SystemExit(f"the {name} worker failed{hint}:\n{tail}")
     for i, row in enumerate(res["steps"]):
         row["timed"] = i >= opts.warmup
     return res
@@ -249,6 +283,9 @@ def main() -> None:
         choices=("padding_free", "padded"),
         default="padding_free",
         help="TRL's collator: padding-free (its fastest) or its default padded one",
+    )
+    ap.add_argument(
+        "--worker-timeout", type=float, default=3600, help="seconds a phase may take before it counts as hung"
     )
     opts = ap.parse_args()
     opts.total_steps = opts.warmup + opts.steps

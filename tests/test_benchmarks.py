@@ -1,0 +1,135 @@
+"""The benchmarks as a newcomer runs them: gpu_perf_check.py --tiny on CPU, its FlexAttention document mask against
+SDPA's, generate.py without --prompts, and train_vs_trl.py when its TRL worker dies."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lima_repro import data
+
+ROOT = Path(__file__).parents[1]
+BENCH = ROOT / "benchmarks"
+PHASES = {"env", "peak", "variants:llama-1b", "profile", "variants:gemma-270m", "generate", "compile"}
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"{name}_bench", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _env(**extra) -> dict:
+    path = os.pathsep.join([str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", **extra}
+
+
+def _run(args: list[str], timeout: float, **env) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=_env(**env), capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.mark.slow
+def test_gpu_perf_check_tiny_writes_every_phase_and_variants_match_today(tmp_path):
+    r = _run(["benchmarks/gpu_perf_check.py", "--tiny", "--out", str(tmp_path)], timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = [json.loads(x) for x in (tmp_path / "perf.jsonl").read_text().splitlines()]
+    phases = {x["phase"]: x for x in lines if x["phase"] != "variant"}
+    assert set(phases) == PHASES
+    assert not [x for x in lines if "error" in x], [x.get("error") for x in lines]
+    assert phases["compile"]["skipped"].startswith("CUDA only")  # every other phase ran on the CPU
+    assert not [p for p in PHASES - {"compile"} if "skipped" in phases[p]]
+    assert phases["peak"]["tflops"] > 0 and phases["generate"]["sides"]["lima_repro sample"]["tokens"] > 0
+    assert phases["profile"]["today"]["top_cpu"] and phases["profile"]["best"]["top_cpu"]
+    for model in ("llama-1b", "gemma-270m"):
+        rows = [x for x in lines if x["phase"] == "variant" and x["model"] == model]
+        measured = [x for x in rows if "ms_per_row" in x]
+        assert [x["variant"] for x in measured[:5]] == ["today", "+cudnn_off", "+padded", "+rows_x2", "+own_forward"]
+        assert all(x["skipped"] for x in rows if "ms_per_row" not in x)  # kernels this CPU lacks: with a reason
+        for x in measured:  # fp32: every batching, copy and head change computes today's loss and gradients
+            assert x["check_ok"] and x["loss_rel_diff"] < 1e-5 and max(x["grad_rel_diff"].values()) < 1e-4, x
+            assert x["ms_per_row"] > 0 and 0 < x["mfu"] < 1
+    assert "ms/row" in r.stdout and "MFU" in r.stdout  # the closing table
+
+
+@pytest.mark.parametrize("family", ["llama-1b", "gemma-270m"])
+def test_lima_flex_document_mask_matches_sdpa(family):
+    """FlexAttention has no backward on a CPU, so the phase skips it there: its forward is checked here against
+    SDPA's block-diagonal mask (and Gemma's sliding window) on padded, two-row forwards of packed examples."""
+    from transformers import AutoModelForCausalLM
+
+    sys.path.insert(0, str(BENCH))
+    try:
+        mfu, pv = _load("mfu"), _load("perf_variants")
+    finally:
+        sys.path.remove(str(BENCH))
+    cfg = mfu.model_config(family, tiny=True)
+    cfg.sliding_window = 16  # shorter than the examples, so the window matters
+    torch.manual_seed(0)
+    lm = AutoModelForCausalLM.from_config(cfg, attn_implementation="sdpa").eval()
+    pv.register_attention(torch.device("cpu"))
+    v = pv.Variant("test", padded=True, rows_per_forward=2, own_forward=True, attn="lima_flex")
+    examples = mfu.synthetic_examples(6, 128, cfg.vocab_size, seed=3)
+    windows = {16} if family == "gemma-270m" else set()
+    with torch.no_grad():
+        for mb in pv.build_forwards(examples, 128, v):
+            args = {"input_ids": mb["input_ids"], "position_ids": mb["position_ids"], "use_cache": False}
+            pv.set_attention(lm, "sdpa")
+            want = lm.base_model(**args).last_hidden_state
+            pv.set_attention(lm, "lima_flex")
+            got = lm.base_model(**args, **pv.attention_kwargs(v, mb, windows, torch.device("cpu"))).last_hidden_state
+            wrong = pv.attention_kwargs(v, {**mb, "doc": torch.zeros_like(mb["doc"])}, windows, torch.device("cpu"))
+            across = lm.base_model(**args, **wrong).last_hidden_state  # one document: attends across examples
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+            assert (across - want).abs().max() > 1e-3  # the comparison can tell a wrong mask
+
+
+def test_generate_runs_without_prompts_argument(tmp_path):
+    """The default --prompts (the demo profile's max_prompts, null) means every demo prompt; it used to crash."""
+    from helpers import make_tokenizer, tiny_config
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = make_tokenizer()
+    cfg = tiny_config("llama", len(tokenizer))
+    cfg.max_position_embeddings = 4096  # one token per byte: the longest demo prompt has ~1,200
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    args = ["benchmarks/generate.py", "--random-init", str(tmp_path), "--max-new-tokens", "2", "--rounds", "1"]
+    r = _run([*args, "--no-loop"], timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "speedup_vs_batched=" in r.stdout.splitlines()[-1]
+    every = len(data.read_examples("demo:test.jsonl", ends_with="user"))
+    assert f"{every} prompts x 2 new tokens" in r.stdout
+
+
+@pytest.mark.multiprocess
+@pytest.mark.parametrize(
+    ("death", "expected"),
+    [
+        ("raise ImportError('simulated: datasets is missing')", "simulated: datasets is missing"),
+        ("os._exit(3)", "died"),
+    ],
+)
+def test_train_vs_trl_reports_a_dying_worker(tmp_path, death, expected):
+    """The TRL worker fails at its first import (a stand-in `datasets` package raises, or kills the process): the
+    parent must say so and exit non-zero, not wait forever."""
+    for name in ("datasets", "trl"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(f"import os\n{death}\n")
+    r = _run(
+        ["benchmarks/train_vs_trl.py", "--rounds", "1", "--warmup", "0", "--steps", "1", "--worker-timeout", "120"],
+        timeout=180,
+        PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT / "src")]),
+    )
+    assert r.returncode != 0
+    assert "the trl worker" in r.stderr and expected in r.stderr, r.stderr[-3000:]
