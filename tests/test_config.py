@@ -152,19 +152,22 @@ def test_run_config_is_checked_once_after_set_which_can_correct_it(tmp_path, cap
 
 
 # ---- upper bounds: every count of the sections owned here has one, far above any real run ------------------------
-BOUNDED_SECTIONS = ("model", "train", "generate", "judge", "ablations", "figures")  # curate's bounds come later
+BOUNDED_SECTIONS = ("model", "curate", "train", "generate", "judge", "ablations", "figures")
 
 
 def _counts():
-    """(key, bound, default) for every int field, and every float field with a bound, of BOUNDED_SECTIONS: a
-    new field is covered as soon as it exists."""
+    """(key, bound, default) for every int field, and every float field with a bound, of BOUNDED_SECTIONS and
+    the sections nested in them (curate's sources): a new field is covered as soon as it exists."""
     cfg = Config()
     for name in BOUNDED_SECTIONS:
-        section = getattr(cfg, name)
-        limits = getattr(type(section), "LIMITS", {})
-        for field, is_float in _numeric_fields(section, ""):
-            if field != "seed" and (not is_float or field in limits):  # a seed has its own range, [0, 2**32)
-                yield f"{name}.{field}", limits.get(field), getattr(section, field)
+        for field, is_float in _numeric_fields(getattr(cfg, name), ""):
+            *path, leaf = f"{name}.{field}".split(".")
+            owner = cfg
+            for part in path:
+                owner = getattr(owner, part)
+            limits = getattr(type(owner), "LIMITS", {})
+            if leaf != "seed" and (not is_float or leaf in limits):  # a seed has its own range, [0, 2**32)
+                yield f"{name}.{field}", limits.get(leaf), getattr(owner, leaf)
 
 
 @pytest.mark.parametrize("key,bound,default", list(_counts()), ids=lambda v: v if isinstance(v, str) else "")
@@ -181,8 +184,10 @@ def test_every_count_has_an_upper_bound(key, bound, default):
     plausible = default if default is not None else 1
     if key == "train.lora_r" and importlib.util.find_spec("peft") is None:
         return  # LoRA needs the optional peft; the bound is checked before it
-    section, field = key.split(".")
-    assert getattr(getattr(load_config("demo", overrides={key: plausible}), section), field) == plausible
+    value = load_config("demo", overrides={key: plausible})
+    for part in key.split("."):
+        value = getattr(value, part)
+    assert value == plausible
 
 
 def test_an_ablation_condition_size_is_bounded():

@@ -104,4 +104,5 @@ _RANGES = {
     "(0,1]": (lambda v: 0 < v <= 1, "in (0, 1]"),
     "(0,1)": (lambda v: 0 < v < 1, "in (0, 1)"),
     "seed": (lambda v: isinstance(v, int) and 0 <= v < 2**32, "an integer in [0, 2**32)"),
+    "any": (lambda v: True, "a number"),  # e.g. a score threshold (scores go negative): only its bound is checked
 }

@@ -7,6 +7,7 @@ Thresholds the paper states carry its value and section; heuristics the paper le
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from .base import check_ranges, raise_first
 
@@ -20,6 +21,19 @@ class StackExchangeConfig:
     """Stack Exchange dumps -> STEM and other examples. Its answer rules (min/max_answer_chars, max_first_person,
     reference_phrases) are the one set of LIMA's rules: the source applies them, and so does the `quality`
     selector (`curate.selector`, the `select_quality` ablation) to whatever pool it is given."""
+
+    # Upper bounds no real run reaches (check_ranges `limits`): past the counts' bounds a run scans dumps for days or
+    # keeps every answer of a site in memory. The answer rules are thresholds, not counts: 10**9 stands for "no
+    # limit" (the unfiltered-quality ablation, config/ablation_conditions.py), so that is their bound.
+    LIMITS: ClassVar[dict[str, int]] = {
+        "n_per_group": 1_000_000,
+        "min_answer_score": 10**9,
+        "min_answer_chars": 10**9,
+        "max_answer_chars": 10**9,
+        "max_first_person": 10**9,
+        "min_title_words": 1_000,
+        "candidates_per_site": 10_000_000,
+    }
 
     dumps: list[str] = field(default_factory=list)
     """Site dumps: a folder holding Posts.xml, a site's .7z (needs py7zr), or a Posts.xml in a folder named after the site."""
@@ -90,6 +104,8 @@ class WikiHowConfig:
     files: list[str] = field(default_factory=list)
     """Article CSVs: wikihowAll.csv (`headline,title,text`), wikihowSep.csv (one row per step, grouped by title),
     or any CSV with title/text (and category) columns."""
+    LIMITS: ClassVar[dict[str, int]] = {"n": 1_000_000, "min_response_chars": 1_000_000}  # LIMA: 200 articles
+
     n: int = 200  # LIMA sec. 1: 200 wikiHow articles
     category_column: str | None = None
     """Category column; None = `category`/`categories` when present, else one category for all rows."""
@@ -102,6 +118,8 @@ class WikiHowConfig:
 class WritingPromptsConfig:
     submissions: list[str] = field(default_factory=list)
     """Pushshift submission dumps (.zst NDJSON): WritingPrompts_submissions.zst or monthly RS_*.zst."""
+    LIMITS: ClassVar[dict[str, int]] = {"n": 1_000_000, "candidates": 10_000_000, "min_story_chars": 1_000_000}
+
     comments: list[str] = field(default_factory=list)
     """Pushshift comment dumps (.zst NDJSON) holding the stories (top-level comments)."""
     n: int = 150  # LIMA sec. 1: 150 prompt/story pairs (hand-picked from top posts; here: top by score)
@@ -119,6 +137,8 @@ class WritingPromptsConfig:
 class AskRedditConfig:
     submissions: list[str] = field(default_factory=list)
     """Pushshift submission dumps (.zst NDJSON) with r/AskReddit posts; their titles become test prompts."""
+    LIMITS: ClassVar[dict[str, int]] = {"n": 1_000_000, "min_title_words": 1_000, "candidates": 10_000_000}
+
     n: int = 70  # LIMA sec. 1: 70 of the 300 test prompts are r/AskReddit titles
     subreddit: str = "AskReddit"
     """Subreddit to keep."""
@@ -132,6 +152,8 @@ class AskRedditConfig:
 class NatInstConfig:
     tasks: list[str] = field(default_factory=list)
     """Super-Natural Instructions `tasks/` folders or task JSON files."""
+    LIMITS: ClassVar[dict[str, int]] = {"n_tasks": 100_000}  # Super-Natural Instructions has ~1,600 tasks
+
     n_tasks: int = 50  # LIMA sec. 1: one example from each of 50 generation tasks
     categories: list[str] = field(
         default_factory=lambda: [
@@ -160,6 +182,9 @@ class NatInstConfig:
 class DedupConfig:
     exact: bool = True
     """Drop prompts identical after normalising case, whitespace and punctuation."""
+    # num_perm sizes a (documents x num_perm) signature array: 1e8 would be tens of GB; 64 is the default
+    LIMITS: ClassVar[dict[str, int]] = {"ngram": 1_000, "num_perm": 4_096, "bands": 4_096}
+
     near: bool = True
     """Drop near-duplicate prompts (MinHash over character n-grams, LSH banding)."""
     threshold: float = 0.8
@@ -178,6 +203,15 @@ class DedupConfig:
 class SEDialogueConfig:
     dumps: list[str] = field(default_factory=list)
     """Site folders (or .7z) holding Posts.xml and Comments.xml; empty = source off. Chains are unedited candidates."""
+    LIMITS: ClassVar[dict[str, int]] = {
+        "n": 1_000_000,
+        "min_answer_score": 1_000_000,
+        "min_turns": 1_000,
+        "max_turns": 1_000,
+        "min_comment_chars": 1_000_000,
+        "candidates_per_site": 10_000_000,
+    }
+
     n: int = 20  # LIMA sec. 1: 20 of the 30 dialogue chains are (hand-edited) Stack Exchange comment chains
     tau: float = 3.0
     """Exchanges sampled with p proportional to size^(1/tau), as the single-turn questions (LIMA sec. 1)."""
@@ -197,6 +231,8 @@ class SEDialogueConfig:
 class CurateConfig:
     train_files: list[str] = field(default_factory=lambda: ["demo:train.jsonl"])
     """Training JSONL files (canonical messages, GAIR/lima, ShareGPT or Alpaca rows). `demo:` = shipped data."""
+    LIMITS: ClassVar[dict[str, int]] = {"select_n": 100_000_000}  # LIMA trains on 1,000; ablations on 2K-32K
+
     dev_files: list[str] = field(default_factory=lambda: ["demo:dev.jsonl"])
     """Held-out examples with responses: perplexity per epoch and checkpoint selection (LIMA sec. 2: 50 dev prompts)."""
     test_files: list[str] = field(default_factory=lambda: ["demo:test.jsonl"])
@@ -243,6 +279,7 @@ class CurateConfig:
                     "min_title_words": ">=0",
                     "candidates_per_site": ">=1",
                     "title_prompt_prob": "[0,1]",
+                    "min_answer_score": "any",
                 },
             ),
             (self.wikihow, "curate.wikihow", {"n": ">=0", "min_response_chars": ">=0"}),
@@ -260,11 +297,12 @@ class CurateConfig:
                     "max_turns": ">=1",
                     "min_comment_chars": ">=0",
                     "candidates_per_site": ">=1",
+                    "min_answer_score": "any",
                 },
             ),
             (self, "curate", {"select_n": ">=1?"}),
         ):
-            check_ranges(section, prefix, rules)
+            check_ranges(section, prefix, rules, type(section).LIMITS)
         raise_first(
             [
                 (

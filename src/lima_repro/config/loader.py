@@ -29,29 +29,50 @@ def list_profiles() -> list[str]:
 # pure-Python YAML reads 256 KiB in about 2 s.
 MAX_CONFIG_BYTES = 256 * 1024
 MAX_DEPTH = 32
+MAX_NODES = 100_000  # values once aliases are expanded: the paper's resolved config has ~500
 MAX_DIGITS = 30  # no count comes near 10**30; Python refuses to read an int of more than 4,300 digits at all
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """YAML for configs: no aliases (`*name`: a few lines of them expand to billions of values, the "billion
-    laughs"; a config never needs to repeat a block), nesting at most MAX_DEPTH deep, keys that are unique text,
-    integers of at most MAX_DIGITS digits. Each refusal is a YAML error with its line and column."""
+    """YAML for configs: nesting at most MAX_DEPTH deep and at most MAX_NODES values once every alias (`*name`) is
+    expanded (a few lines of nested aliases expand to billions of values, the "billion laughs"; PyYAML itself
+    writes aliases when a dumped object repeats, so they are allowed within the budget), keys that are unique
+    text, integers of at most MAX_DIGITS digits. Each refusal is a YAML error with its line and column."""
 
-    depth = 0
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.depth = 0
+        self.expanded: dict[int, tuple[int, int]] = {}  # id(node) -> (values, depth) once every alias is expanded
 
     def compose_node(self, parent, index):
         event = self.peek_event()
-        if isinstance(event, yaml.AliasEvent):
-            raise yaml.composer.ComposerError(
-                None, None, "an alias (*name) repeats an anchored block; write the values out instead", event.start_mark
-            )
         if self.depth >= MAX_DEPTH:
             raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels", event.start_mark)
         self.depth += 1
         try:
-            return super().compose_node(parent, index)
+            node = super().compose_node(parent, index)
         finally:
             self.depth -= 1
+        if id(node) not in self.expanded:  # an alias returns a node composed (and measured) before it
+            if isinstance(event, yaml.AliasEvent):  # an alias inside the block it names: infinitely deep
+                raise yaml.composer.ComposerError(
+                    None, None, "an alias inside its own anchored block", event.start_mark
+                )
+            children = [] if isinstance(node, yaml.ScalarNode) else node.value
+            children = [c for pair in children for c in pair] if isinstance(node, yaml.MappingNode) else children
+            sizes = [self.expanded[id(c)] for c in children]
+            values = 1 + sum(n for n, _ in sizes)
+            depth = 1 + max((d for _, d in sizes), default=0)
+            if values > MAX_NODES or depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"its aliases (*name) expand to {values:,} values {depth} levels deep, more than a config needs "
+                    f"({MAX_NODES:,} values, {MAX_DEPTH} levels); write the values out",
+                    event.start_mark,
+                )
+            self.expanded[id(node)] = (values, depth)
+        return node
 
     def construct_mapping(self, node, deep=False):
         self.flatten_mapping(node)
