@@ -1,6 +1,6 @@
 """Fine-tuning with the LIMA recipe: `run_train(config) -> <run_dir>/train`.
 
-LIMA sec. 3 (PAPER.md sec. 2): plain next-token loss on the responses, a new EOT token, AdamW (0.9, 0.95,
+LIMA sec. 3 (docs/paper.md sec. 2): plain next-token loss on the responses, a new EOT token, AdamW (0.9, 0.95,
 weight decay 0.1), lr 1e-5 decaying linearly to 1e-6 without warmup, 32 examples per step, 2,048-token
 texts, 15 epochs, residual dropout rising from 0 to 0.3 over the layers. Writes
 `checkpoints/epoch-N` (plain `save_pretrained` folders), `metrics.jsonl` (train rows per step, eval rows
