@@ -32,6 +32,7 @@ def worker(precision: str, freeze: bool, steps: int) -> None:
     from lima_repro.config import load_config
     from lima_repro.dropout import add_residual_dropout
     from lima_repro.train import encode_examples, prepare_training, train_step
+    from lima_repro.train_state import TrainState
 
     cfg = load_config("demo", overrides={"train.precision": precision, "train.freeze_embeddings": freeze})
     t = cfg.train
@@ -42,10 +43,11 @@ def worker(precision: str, freeze: bool, steps: int) -> None:
     train_set, _ = encode_examples(examples, tok, cfg.model.eot_token, t.max_length)
     per_epoch = batching.steps_per_epoch(len(train_set), t.batch_size)
     lm, opt, sch = prepare_training(acc, model, t, steps + 1, [eot_id] if freeze else None)
+    state = TrainState(acc, lm, opt, sch, t, train_set, tok.pad_token_id, per_epoch, steps + 1)
     times, losses = [], []
-    for step in range(steps + 1):  # step 0 warms up
+    for _ in range(steps + 1):  # step 0 warms up
         t0 = time.perf_counter()
-        row = train_step(acc, lm, opt, sch, train_set, t, step, per_epoch, tok.pad_token_id)
+        row = train_step(state)
         times.append(time.perf_counter() - t0)
         losses.append(round(row["loss"], 5))
     print(json.dumps({"times": times[1:], "losses": losses}))

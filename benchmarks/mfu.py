@@ -193,6 +193,7 @@ def run_model(name: str, opts, acc, peak: float) -> dict:
     from transformers import AutoModelForCausalLM
 
     from lima_repro.train import compile_decoder, prepare_training, train_step
+    from lima_repro.train_state import TrainState
 
     cap, dev, total = opts.seq_len, opts.device, opts.warmup + opts.steps
     cfg = model_config(name, opts.tiny)
@@ -229,6 +230,7 @@ def run_model(name: str, opts, acc, peak: float) -> dict:
     rows = sum(len(batching.pack_rows(b, cap)) for b in steps[opts.warmup :])
     compiled = compile_decoder(lm, t.compile, torch.device(dev))  # as run_train: after dropout, before prepare
     loss_model, optimizer, scheduler = prepare_training(acc, lm, t, total)
+    state = TrainState(acc, loss_model, optimizer, scheduler, t, examples, 0, per_epoch=total, total=total)
     loss_model.train()
     print(
         f"[{name}] {sum(p.numel() for p in lm.parameters()) / 1e6:.1f}M params (decoder matmuls "
@@ -244,7 +246,7 @@ def run_model(name: str, opts, acc, peak: float) -> dict:
                 torch.cuda.reset_peak_memory_stats()
             t0 = time.perf_counter()
         w0 = time.perf_counter()
-        row = train_step(acc, loss_model, optimizer, scheduler, examples, t, s, total, 0)
+        row = train_step(state)
         if s < opts.warmup:
             sync(dev)
             print(f"  warm-up step {s + 1}: {time.perf_counter() - w0:.2f} s, loss {row['loss']:.3f}", flush=True)

@@ -27,6 +27,7 @@ import lima_repro.loss as loss_module  # noqa: E402
 from lima_repro import batching, data, models  # noqa: E402
 from lima_repro.config import load_config  # noqa: E402
 from lima_repro.train import encode_examples, prepare_training, train_step  # noqa: E402
+from lima_repro.train_state import TrainState  # noqa: E402
 
 
 def status(field: str) -> float:
@@ -56,6 +57,7 @@ def main() -> None:
     train_set, _ = encode_examples(data.read_many(cfg.curate.train_files), tok, cfg.model.eot_token, t.max_length)
     per_epoch = batching.steps_per_epoch(len(train_set), t.batch_size)
     loss_model, optimizer, scheduler = prepare_training(acc, model, t, opts.steps)
+    state = TrainState(acc, loss_model, optimizer, scheduler, t, train_set, tok.pad_token_id, per_epoch, opts.steps)
     log: list[tuple[str, float, float]] = []
 
     def mark(name: str) -> None:
@@ -89,7 +91,7 @@ def main() -> None:
     worst = 0.0
     for s in range(opts.steps):
         reset_peak()
-        train_step(acc, loss_model, optimizer, scheduler, train_set, t, s, per_epoch, tok.pad_token_id)
+        train_step(state)
         mark("rest of the step")
         print(f"step {s + 1}")
         for name, rss, peak in log:

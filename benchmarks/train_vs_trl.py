@@ -82,16 +82,20 @@ def lima_worker(conn, opts) -> None:
     from accelerate import Accelerator
 
     from lima_repro.train import prepare_training, train_step
+    from lima_repro.train_state import TrainState
 
     t, model, tokenizer, train_set, per_epoch, _ = _setup(opts)
     acc = Accelerator(cpu=True)
     loss_model, optimizer, scheduler = prepare_training(acc, model, t, t.max_steps)
+    state = TrainState(
+        acc, loss_model, optimizer, scheduler, t, train_set, tokenizer.pad_token_id, per_epoch, t.max_steps
+    )
     loss_model.train()
     load_peak, reset = status_kb("VmHWM"), reset_peak()
     out = []
-    for step in range(t.max_steps):
+    for _ in range(t.max_steps):
         t0 = time.perf_counter()
-        row = train_step(acc, loss_model, optimizer, scheduler, train_set, t, step, per_epoch, tokenizer.pad_token_id)
+        row = train_step(state)
         out.append(
             {
                 "seconds": time.perf_counter() - t0,

@@ -1,6 +1,6 @@
 """The generate stage: `run_generate(config) -> <run_dir>/generate`, and a `Chat` helper for notebooks.
 
-Samples responses to the test prompts with LIMA's settings (`sampling.py`, PAPER.md sec. 3) from the chosen
+Samples responses to the test prompts with LIMA's settings (`sampling.py`, docs/paper.md sec. 3) from the chosen
 checkpoints (`generate.checkpoints`: the last, all, the one the select stage chose on the dev set, or names) and
 optionally the untuned base model. `generations.jsonl` has one row per (checkpoint, prompt, sample). With
 `generate.backend: vllm` (or `auto` on a GPU with vLLM installed) the sampling runs in vLLM instead and the rows
@@ -9,6 +9,7 @@ are the same; `vllm_backend` says how, and what differs.
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 from . import data, models
@@ -17,7 +18,7 @@ from .config import Config, GenerateConfig
 from .files import write_jsonl
 from .provenance import seed_everything
 from .runs import RunDir
-from .sampling import checkpoint_eot_id, prompt_ids, resolve_backend, sample, sampling_record, stop_shares, torch_dtype
+from .sampling import prompt_ids, resolve_backend, sample, sampling_record
 from .stage import Stage
 from .vllm_backend import sample_with_vllm, warn_penalty_scope
 
@@ -64,12 +65,12 @@ def generate_rows(
             tokenizer, ids, results = sample_with_vllm(cfg, examples, path, prompts_path, out_file.parent)
         else:
             if path is None:
-                model, tokenizer, eot_id = models.load_base(cfg.model, dtype=torch_dtype(g.precision))
+                model, tokenizer, eot_id = models.load_base(cfg.model, dtype=models.torch_dtype(g.precision))
             else:  # several GPUs: the checkpoint's layers spread over them as it loads
                 model, tokenizer = models.load_checkpoint(
-                    path, dtype=torch_dtype(g.precision), device_map=models.inference_device_map()
+                    path, dtype=models.torch_dtype(g.precision), device_map=models.inference_device_map()
                 )
-                eot_id = checkpoint_eot_id(tokenizer, path, cfg.model.eot_token)
+                eot_id = models.checkpoint_eot_id(tokenizer, path, cfg.model.eot_token)
             model = models.to_inference_device(model)
             ids = prompt_ids(examples, tokenizer, cfg.model.eot_token, model.config, g, prompts_path)
             seed_everything(g.seed)
@@ -122,6 +123,24 @@ def run_generate(cfg: Config) -> Path:
     return st.out
 
 
+def stop_shares(rows: list[dict]) -> dict[str, dict]:
+    """Per checkpoint: responses, the share (%) that stopped at EOT, at EOS and at max_new_tokens, median length."""
+    by: dict[str, list[dict]] = {}
+    for r in rows:
+        by.setdefault(r["checkpoint"], []).append(r)
+    return {
+        label: {
+            "n": len(rs),
+            **{
+                f"{s}_pct": 100.0 * sum(r.get("stop") == s for r in rs) / len(rs)
+                for s in ("eot", "eos", "max_new_tokens")
+            },
+            "median_tokens": statistics.median(r["response_tokens"] for r in rs),
+        }
+        for label, rs in by.items()
+    }
+
+
 class Chat:
     """Multi-turn chat with a checkpoint, sampled as in LIMA. In a notebook:
 
@@ -135,7 +154,9 @@ class Chat:
         self.settings = GenerateConfig(max_new_tokens=512, num_samples=1, batch_size=1)
         for k, v in generate_overrides.items():
             setattr(self.settings, k, v)
-        self.model, self.tokenizer = models.load_checkpoint(checkpoint, dtype=torch_dtype(self.settings.precision))
+        self.model, self.tokenizer = models.load_checkpoint(
+            checkpoint, dtype=models.torch_dtype(self.settings.precision)
+        )
         self.model = models.to_inference_device(self.model)
         info = models.read_checkpoint_info(checkpoint)
         self.eot = info["eot_token"] if info else "<|eot|>"

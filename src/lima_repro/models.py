@@ -25,6 +25,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 from .chat_format import chat_template
 from .config.base import ConfigError
+from .data import DataError
 from .files import read_json, write_json
 
 PACKAGED_GEMMA = "gemma-3-270m"
@@ -166,6 +167,23 @@ def stop_ids(tokenizer, eot_id: int) -> list[int]:
     return [eot_id] + ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
 
 
+def context_length(model_config) -> int | None:
+    """The longest sequence a model takes (None when its config does not say)."""
+    return getattr(model_config, "max_position_embeddings", None) or getattr(model_config, "n_positions", None)
+
+
+def checkpoint_eot_id(tokenizer, path: str | None, eot: str) -> int:
+    """The id of `eot` in a fine-tuned checkpoint's tokenizer; an untuned model is an error that says what to do."""
+    if eot not in tokenizer.get_vocab():
+        raise DataError(
+            path,
+            None,
+            f"has no {eot} token, so it was not fine-tuned with this format",
+            "to sample from an untuned model use generate.include_base",
+        )
+    return tokenizer.convert_tokens_to_ids(eot)
+
+
 def cpu_flags() -> set[str]:
     """The CPU's feature flags (Linux /proc/cpuinfo); empty where they cannot be read."""
     try:
@@ -185,6 +203,11 @@ def resolve_precision(precision: str) -> str:
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     return "bf16" if cpu_flags() & {"amx_bf16", "avx512_bf16"} else "fp32"
+
+
+def torch_dtype(precision: str) -> torch.dtype:
+    """The torch dtype for a `precision` setting (`auto` resolved by `resolve_precision`)."""
+    return torch.bfloat16 if resolve_precision(precision) == "bf16" else torch.float32
 
 
 def to_inference_device(model):

@@ -19,8 +19,8 @@ from transformers.utils import logging as hf_logging
 
 from .config import Config, ConfigError, load_config, load_resolved
 from .files import read_json, read_jsonl_plain
+from .generate import stop_shares
 from .runs import RunDir, new_run_dir
-from .sampling import stop_shares
 
 PARAMETERS = ("config_path", "profile", "overrides", "run_dir")  # every stage notebook's parameters cell
 # a name with a part like these (`api_key`, `hf_token`, `OPENAI_API_KEY`; not `tokenizer` or `max_tokens`)

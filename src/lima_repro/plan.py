@@ -36,7 +36,6 @@ from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, Qwen2Con
 from . import data, models
 from .config import Config
 from .config.base import ConfigError
-from .sampling import context_length
 from .vllm_backend import tensor_parallel_size
 
 GB = 1e9
@@ -138,7 +137,7 @@ def shapes(config) -> Shapes:
         layers=text.num_hidden_layers,
         kv_dim=kv * head_dim,
         vocab=text.vocab_size + 1,
-        context=context_length(text),
+        context=models.context_length(text),
     )
 
 

@@ -1,16 +1,15 @@
-"""LIMA's sampler (sec. 3, PAPER.md sec. 3) and what every sampling backend shares.
+"""LIMA's sampler (sec. 3, docs/paper.md sec. 3), shared by every sampling path.
 
 Nucleus sampling p = 0.9, temperature 0.7, a repetition penalty of 1.2 on tokens generated so far (not on the
 prompt), at most `max_new_tokens` new tokens, stopping at EOT (or EOS). Prompts are sorted by length and
 generated in left-padded batches with the KV cache; a row leaves its batch (and the cache) as soon as it samples
-a stop token, so finished rows cost nothing. `generate.py` (the stage), `select.py`, `vllm_backend.py` and the
+a stop token, so finished rows cost nothing. `generate.py` (the stage), `select_checkpoint.py`, `vllm_backend.py` and the
 notebooks' `Chat` all sample through this module.
 """
 
 from __future__ import annotations
 
 import inspect
-import statistics
 from pathlib import Path
 
 import torch
@@ -38,11 +37,6 @@ class GeneratedRepetitionPenalty(LogitsProcessor):
         picked = scores.gather(1, generated)
         picked = torch.where(picked < 0, picked * self.penalty, picked / self.penalty)
         return scores.scatter(1, generated, picked)
-
-
-def context_length(model_config) -> int | None:
-    """The longest sequence a model takes (None when its config does not say)."""
-    return getattr(model_config, "max_position_embeddings", None) or getattr(model_config, "n_positions", None)
 
 
 def top_p_sample(logits: torch.Tensor, top_p: float, temperature: float) -> torch.Tensor:
@@ -136,7 +130,7 @@ def sample(
         raise data.DataError(
             desc,
             f"prompt {i}",
-            f"has {len(prompts[i])} tokens, which fills the model's context of {context_length(model.config)}",
+            f"has {len(prompts[i])} tokens, which fills the model's context of {models.context_length(model.config)}",
             "shorten that conversation (Chat: reset())",
         )
     items = sorted(((len(p), i, s) for i, p in enumerate(prompts) for s in range(g.num_samples)), reverse=True)
@@ -168,7 +162,7 @@ def prompt_ids(
 ) -> list[list[int]]:
     """Token ids of each example's prompt in the LIMA format; a prompt that fills the model's whole context (no
     room for a single new token) is a DataError naming the file, the example and the fix."""
-    limit = context_length(model_config)
+    limit = models.context_length(model_config)
     out = []
     for ex in examples:
         ids = encode_prompt(tokenizer, data.prompt_messages(ex), eot)
@@ -187,42 +181,8 @@ def new_token_caps(prompts: list[list[int]], model_config, g: GenerateConfig) ->
     """Most new tokens per prompt: `g.max_new_tokens`, or what is left of the model's context after the prompt when
     that is less. LIMA sec. 3's 2,048 is the LLaMa context, so the paper's prompt + response never exceeds it; the
     cap is recorded on every generated row (`max_new_tokens`)."""
-    limit = context_length(model_config)
+    limit = models.context_length(model_config)
     return [g.max_new_tokens if limit is None else min(g.max_new_tokens, limit - len(p)) for p in prompts]
-
-
-def torch_dtype(precision: str) -> torch.dtype:
-    return torch.bfloat16 if models.resolve_precision(precision) == "bf16" else torch.float32
-
-
-def checkpoint_eot_id(tokenizer, path: str | None, eot: str) -> int:
-    """The id of `eot` in a fine-tuned checkpoint's tokenizer; an untuned model is an error that says what to do."""
-    if eot not in tokenizer.get_vocab():
-        raise data.DataError(
-            path,
-            None,
-            f"has no {eot} token, so it was not fine-tuned with this format",
-            "to sample from an untuned model use generate.include_base",
-        )
-    return tokenizer.convert_tokens_to_ids(eot)
-
-
-def stop_shares(rows: list[dict]) -> dict[str, dict]:
-    """Per checkpoint: responses, the share (%) that stopped at EOT, at EOS and at max_new_tokens, median length."""
-    by: dict[str, list[dict]] = {}
-    for r in rows:
-        by.setdefault(r["checkpoint"], []).append(r)
-    return {
-        label: {
-            "n": len(rs),
-            **{
-                f"{s}_pct": 100.0 * sum(r.get("stop") == s for r in rs) / len(rs)
-                for s in ("eot", "eos", "max_new_tokens")
-            },
-            "median_tokens": statistics.median(r["response_tokens"] for r in rs),
-        }
-        for label, rs in by.items()
-    }
 
 
 def resolve_backend(g: GenerateConfig) -> str:

@@ -1,4 +1,4 @@
-"""The superficial-alignment test by token-distribution shift (Lin et al. 2023, "URIAL"; PAPER.md sec. 6).
+"""The superficial-alignment test by token-distribution shift (Lin et al. 2023, "URIAL"; docs/paper.md sec. 6).
 
 For every position of the fine-tuned model's response, the rank of the token it wrote under the BASE model
 given the same prefix (prompt + response so far): rank 1 = unshifted, rank 2-3 = marginal, beyond = shifted.
@@ -20,7 +20,6 @@ from .chat_format import encode_prompt
 from .config import ConfigError
 from .data import DataError
 from .runs import RunDir
-from .sampling import torch_dtype
 
 URIAL = "URIAL (Lin et al. 2023): 7.8% shifted for Llama-2-7B-chat, 4.8% Vicuna-7B, 5.2% Mistral-7B-Instruct"
 NOTE = (
@@ -132,7 +131,7 @@ def run_token_shift(cfg, rows: list[dict], system: str, control: bool = True) ->
             f"token shift needs one checkpoint folder for its responses, the rows name {sorted(map(str, paths))}",
             "generate again (each row records its checkpoint_path), or set judge.token_shift: false",
         )
-    dtype, ckpt = torch_dtype(cfg.generate.precision), paths.pop()
+    dtype, ckpt = models.torch_dtype(cfg.generate.precision), paths.pop()
     model, tokenizer = models.load_checkpoint(ckpt, dtype=dtype, device_map=models.inference_device_map())
     encoded = encode_rows(mine, tokenizer, cfg.model.eot_token)
     control_ranks = ranks_under(models.to_inference_device(model), encoded) if control else None

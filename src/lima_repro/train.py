@@ -1,6 +1,6 @@
 """Fine-tuning with the LIMA recipe: `run_train(config) -> <run_dir>/train`.
 
-LIMA sec. 3 (PAPER.md sec. 2): plain next-token loss on the responses, a new EOT token, AdamW (0.9, 0.95,
+LIMA sec. 3 (docs/paper.md sec. 2): plain next-token loss on the responses, a new EOT token, AdamW (0.9, 0.95,
 weight decay 0.1), lr 1e-5 decaying linearly to 1e-6 without warmup, 32 examples per step, 2,048-token
 texts, 15 epochs, residual dropout rising from 0 to 0.3 over the layers. Writes
 `checkpoints/epoch-N` (plain `save_pretrained` folders), `metrics.jsonl` (train rows per step, eval rows
@@ -13,12 +13,11 @@ Distributed: run the same entry point under `accelerate launch` (configs in `con
 
 from __future__ import annotations
 
-import logging
 import math
 import shutil
 import time
 from collections.abc import Callable
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -30,10 +29,11 @@ from . import batching, data, lora, models, tracking
 from .chat_format import IGNORE, encode
 from .config import Config
 from .dropout import add_residual_dropout, dropout_seed
-from .files import read_json, read_jsonl_plain, sha256_file, write_json, write_jsonl
+from .files import sha256_file, write_json
 from .loss import CausalLMLoss
-from .runs import PROGRESS, RunDir, checkpoint_name
+from .runs import RunDir, checkpoint_name
 from .stage import Stage
+from .train_state import TrainState, resume, save_state
 
 
 def resolve_compile(option: bool | str, device: torch.device) -> str | None:
@@ -154,7 +154,10 @@ def run_train(cfg: Config, on_step: Callable[[dict], None] | None = None) -> Pat
         train_rows = [eot_id] if t.freeze_embeddings or t.lora_r else None  # LoRA: the EOT rows train as well
         loss_model, optimizer, scheduler = prepare_training(acc, model, t, total, train_rows)
         acc.register_for_checkpointing(scheduler)
-        step, metrics_path = _maybe_resume(acc, run)
+        state = TrainState(
+            acc, loss_model, optimizer, scheduler, t, train_set, tokenizer.pad_token_id, per_epoch, total
+        )
+        resume(state, run)
         st.extra.update(
             steps_total=total,
             steps_per_epoch=per_epoch,
@@ -165,32 +168,29 @@ def run_train(cfg: Config, on_step: Callable[[dict], None] | None = None) -> Pat
             own_dropout_disabled=getattr(model.config, "lima_disabled_dropout", {}),
             processes=acc.num_processes,
             data=stats,
-            resumed_from_step=step or None,
+            resumed_from_step=state.step or None,
             lora=lora.describe(t, adapted, model, loss_model) if adapted else None,
         )
         if acc.is_main_process:
             write_json(run.train_info, st.extra)
-        pad_id = tokenizer.pad_token_id
-        if step == 0 and eval_set:  # the base model's held-out perplexity (with EOT added): the reference point
-            _evaluate(cfg, acc, loss_model, tokenizer, eval_set, 0, 0, metrics_path)
+        if state.step == 0 and eval_set:  # the base model's held-out perplexity (with EOT added): the reference point
+            _evaluate(state, run, eval_set)
         loss_model.train()
         bar = tqdm(
-            total=total, initial=step, desc="train", disable=not acc.is_main_process, unit="step", mininterval=2.0
+            total=total, initial=state.step, desc="train", disable=not acc.is_main_process, unit="step", mininterval=2.0
         )
-        while step < total:
-            row = train_step(acc, loss_model, optimizer, scheduler, train_set, t, step, per_epoch, pad_id)
-            step += 1
-            if acc.is_main_process and (step % t.log_every_steps == 0 or step == total):
-                tracking.record(acc, metrics_path, row)
+        while not state.done:
+            row = train_step(state)
+            if acc.is_main_process and (state.step % t.log_every_steps == 0 or state.done):
+                tracking.record(acc, run.metrics, row)
             bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_s']:.0f}", refresh=False)
             bar.update(1)  # redraws at most every 2 s (mininterval): a long run's saved notebook stays small
             if on_step:
                 on_step(row)
-            epoch_done = step % per_epoch == 0
-            if epoch_done or step == total:
-                _end_of_epoch(cfg, acc, loss_model, tokenizer, eval_set, run, step, per_epoch, total, metrics_path)
-            elif t.save_state and t.save_state_every_steps and step % t.save_state_every_steps == 0:
-                _save_state(acc, run, step)
+            if state.step % per_epoch == 0 or state.done:
+                _end_of_epoch(state, run, tokenizer=tokenizer, eval_set=eval_set, eot=cfg.model.eot_token)
+            elif t.save_state and t.save_state_every_steps and state.step % t.save_state_every_steps == 0:
+                save_state(state, run)
         bar.close()
         acc.wait_for_everyone()
         acc.end_training()
@@ -230,22 +230,21 @@ def prepare_training(acc, model, t, total: int, train_rows: list[int] | None = N
     return loss_model, optimizer, scheduler
 
 
-def train_step(
-    acc, loss_model, optimizer, scheduler, train_set: list[dict], t, step: int, per_epoch: int, pad_id: int
-) -> dict:
-    """One optimizer step (0-based `step`): this process's micro-batches, backward, AdamW, schedule. Returns the
-    metrics row (its "step" counts from 1). `run_train` and benchmarks/train_vs_trl.py both call it."""
-    epoch, in_epoch = divmod(step, per_epoch)
+def train_step(state: TrainState) -> dict:
+    """The optimizer step after `state.step` steps: this process's micro-batches, backward, AdamW, schedule; then
+    `state.step` counts it. Returns the metrics row. `run_train` and the benchmarks (train_vs_trl.py, ...) call it."""
+    acc, t, loss_model, optimizer, train_set = state.acc, state.t, state.loss_model, state.optimizer, state.train_set
+    epoch, in_epoch = divmod(state.step, state.per_epoch)
     order = batching.epoch_order(len(train_set), t.seed, epoch)
     batch = [train_set[i] for i in batching.step_examples(order, in_epoch, t.batch_size)]
     n_loss = batching.count_loss_tokens(batch)
     mine = batch[acc.process_index :: acc.num_processes]
     # packed rows hold at most max_length tokens: a forward's activations (and its masked attention, quadratic in
     # the row) stay those of one longest example, and the step simply takes a few more forwards
-    mbs = batching.micro_batches(mine, t.micro_batch_size, pad_id, t.packing, t.max_length)
+    mbs = batching.micro_batches(mine, t.micro_batch_size, state.pad_id, t.packing, t.max_length)
     t0, loss_sum = time.time(), torch.zeros((), dtype=torch.float64, device=acc.device)
     if not mbs:  # fewer examples than processes in a last partial step: join in with zero loss
-        mbs = [batching.pad_batch(batch[:1], pad_id)]
+        mbs = [batching.pad_batch(batch[:1], state.pad_id)]
         mbs[0]["labels"].fill_(IGNORE)
     # token-mean over the WHOLE step (all processes); DDP averages gradients, so scale by world
     scale = acc.num_processes / n_loss
@@ -261,14 +260,15 @@ def train_step(
     grad_norm = torch.nn.utils.clip_grad_norm_(loss_model.parameters(), t.max_grad_norm or float("inf"))
     lr = optimizer.param_groups[0]["lr"]
     optimizer.step()
-    scheduler.step()
+    state.scheduler.step()
     optimizer.zero_grad(set_to_none=True)
+    state.step += 1
     n_tokens = torch.tensor(float(sum(len(e["input_ids"]) for e in mine)), dtype=torch.float64, device=acc.device)
     totals = acc.reduce(torch.stack([loss_sum, n_tokens]), reduction="sum").cpu()
     return {
         "type": "train",
-        "step": step + 1,
-        "epoch": round((step + 1) / per_epoch, 4),
+        "step": state.step,
+        "epoch": round(state.step / state.per_epoch, 4),
         "loss": float(totals[0]) / n_loss,
         "lr": lr,
         "grad_norm": float(grad_norm),
@@ -278,89 +278,36 @@ def train_step(
     }
 
 
-def _end_of_epoch(cfg, acc, loss_model, tokenizer, eval_set, run: RunDir, step, per_epoch, total, metrics_path) -> None:
-    t = cfg.train
-    epoch = math.ceil(step / per_epoch)
-    if eval_set and (epoch % t.eval_every_epochs == 0 or step == total):
-        _evaluate(cfg, acc, loss_model, tokenizer, eval_set, step, epoch, metrics_path)
-    if epoch % t.save_every_epochs == 0 or step == total:
-        name = checkpoint_name(step, epoch, at_epoch_end=step % per_epoch == 0)
+def _end_of_epoch(state: TrainState, run: RunDir, *, tokenizer, eval_set: list[dict], eot: str) -> None:
+    """After an epoch's last step (or the run's): held-out perplexity, the checkpoint, the resumable state, each
+    as often as `train.eval_every_epochs`, `save_every_epochs` and `save_state` say."""
+    acc, t, step, epoch = state.acc, state.t, state.step, state.epoch
+    if eval_set and (epoch % t.eval_every_epochs == 0 or state.done):
+        _evaluate(state, run, eval_set)
+    if epoch % t.save_every_epochs == 0 or state.done:
+        name = checkpoint_name(step, epoch, at_epoch_end=step % state.per_epoch == 0)
         path = run.checkpoints / name
-        acc.unwrap_model(loss_model).merge_rows()  # trained new-token rows into the model (freeze_embeddings)
-        lm = acc.unwrap_model(loss_model).lm
-        state = acc.get_state_dict(loss_model)
-        state = lora.merged_state_dict(lm, {k[len("lm.") :]: v for k, v in state.items() if k.startswith("lm.")})
+        acc.unwrap_model(state.loss_model).merge_rows()  # trained new-token rows into the model (freeze_embeddings)
+        lm = acc.unwrap_model(state.loss_model).lm
+        weights = acc.get_state_dict(state.loss_model)
+        weights = lora.merged_state_dict(lm, {k[len("lm.") :]: v for k, v in weights.items() if k.startswith("lm.")})
         tmp = path.with_name(name + ".partial")
         if acc.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
-            lm.save_pretrained(tmp, state_dict=state)
+            lm.save_pretrained(tmp, state_dict=weights)
             tokenizer.save_pretrained(tmp)
             shutil.rmtree(path, ignore_errors=True)
             tmp.rename(path)
-            models.write_checkpoint_info(path, step, epoch, cfg.model.eot_token)
-    if t.save_state and step < total:
-        _save_state(acc, run, step)
+            models.write_checkpoint_info(path, step, epoch, eot)
+    if t.save_state and not state.done:
+        save_state(state, run)
 
 
-def _evaluate(cfg, acc, loss_model, tokenizer, eval_set, step: int, epoch: int, metrics_path) -> None:
-    ev = evaluate_perplexity(loss_model, eval_set, tokenizer.pad_token_id, cfg.train.micro_batch_size, acc.autocast)
+def _evaluate(state: TrainState, run: RunDir, eval_set: list[dict]) -> None:
+    acc = state.acc
+    ev = evaluate_perplexity(state.loss_model, eval_set, state.pad_id, state.t.micro_batch_size, acc.autocast)
     if acc.is_main_process:
-        tracking.record(acc, metrics_path, {"type": "eval", "step": step, "epoch": epoch, **ev})
-
-
-@contextmanager
-def _quiet_tied_weights():
-    """accelerate warns "Removed shared tensor {'lm.lm_head.weight'}" at every save of a model whose output head
-    shares the embedding (Gemma): the copy is dropped on save and tied again on load, so the line only alarms."""
-    log = logging.getLogger("accelerate.utils.other")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        log.setLevel(level)
-
-
-def _save_state(acc, run: RunDir, step: int) -> None:
-    """Resumable state (model, optimizer, scheduler, RNG) under state/. It is written whole into state.partial and
-    marked complete by its progress.json (written last); the old state loses its mark before it is removed. So a
-    kill at any point leaves one marked folder, and `_maybe_resume` takes the newest marked one."""
-    tmp = run.state_partial
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-    acc.wait_for_everyone()
-    with _quiet_tied_weights():
-        acc.save_state(str(tmp))
-    if acc.is_main_process:
-        write_json(tmp / PROGRESS, {"step": step})
-        (run.state / PROGRESS).unlink(missing_ok=True)
-        shutil.rmtree(run.state, ignore_errors=True)
-        tmp.rename(run.state)
-    acc.wait_for_everyone()
-
-
-def _maybe_resume(acc, run: RunDir) -> tuple[int, Path]:
-    """Continue from the newest complete saved state (model, optimizer, registered scheduler, RNG): state/, or
-    state.partial/ when a kill came between removing the old state and renaming the new one. Drop metric rows
-    logged after that state; with no saved state, start over (and drop the old metrics)."""
-    metrics, state = run.metrics, run.state
-    marked = [d for d in (state, run.state_partial) if (d / PROGRESS).is_file()]
-    newest = max(marked, key=lambda d: read_json(d / PROGRESS)["step"], default=None)
-    if newest == run.state_partial and acc.is_main_process:
-        shutil.rmtree(state, ignore_errors=True)
-        newest.rename(state)
-    acc.wait_for_everyone()
-    if newest is None:
-        if acc.is_main_process and metrics.exists():
-            metrics.unlink()
-        return 0, metrics
-    acc.load_state(str(state))
-    step = read_json(state / PROGRESS)["step"]
-    if acc.is_main_process and metrics.exists():
-        write_jsonl(metrics, [r for r in read_jsonl_plain(metrics) if r["step"] <= step])
-    acc.wait_for_everyone()
-    return step, metrics
+        tracking.record(acc, run.metrics, {"type": "eval", "step": state.step, "epoch": state.epoch, **ev})
 
 
 def _write_checkpoint_index(run: RunDir) -> None:

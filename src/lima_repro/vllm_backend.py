@@ -34,7 +34,7 @@ from transformers import AutoConfig, AutoTokenizer
 
 from . import models
 from .config import Config, GenerateConfig
-from .sampling import checkpoint_eot_id, new_token_caps, prompt_ids, torch_dtype
+from .sampling import new_token_caps, prompt_ids
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def split_stop(
 
 def _save_base(cfg: Config, folder: Path):
     """The base model with EOT added (`models.load_base`), saved as a folder vLLM can load. Returns its tokenizer."""
-    model, tokenizer, _ = models.load_base(cfg.model, dtype=torch_dtype(cfg.generate.precision))
+    model, tokenizer, _ = models.load_base(cfg.model, dtype=models.torch_dtype(cfg.generate.precision))
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     del model
@@ -126,7 +126,7 @@ def sample_with_vllm(
         else:
             folder = Path(path)
             tokenizer = AutoTokenizer.from_pretrained(folder)
-        eot_id = checkpoint_eot_id(tokenizer, path, eot)
+        eot_id = models.checkpoint_eot_id(tokenizer, path, eot)
         model_config = AutoConfig.from_pretrained(folder)
         ids = prompt_ids(examples, tokenizer, eot, model_config, g, prompts_path)
         caps = new_token_caps(ids, model_config, g)
