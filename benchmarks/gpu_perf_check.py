@@ -68,6 +68,7 @@ from lima_repro.config import GenerateConfig, TrainConfig  # noqa: E402
 from lima_repro.dropout import decoder_layers  # noqa: E402
 from lima_repro.plan import H100_BF16_TFLOPS  # noqa: E402
 from lima_repro.train import prepare_training, train_step  # noqa: E402
+from lima_repro.train_state import TrainState  # noqa: E402
 
 MODELS = ("llama-1b", "gemma-270m")
 
@@ -206,9 +207,8 @@ class Bench:
 
     def step(self, v: pv.Variant, examples: list[dict]) -> float:
         if v.name == "today":
-            return train_step(self.acc, self.loss_model, self.optimizer, self.scheduler, examples, self.t, 0, 1, 0)[
-                "loss"
-            ]
+            state = TrainState(self.acc, self.loss_model, self.optimizer, self.scheduler, self.t, examples, 0, 1, 1)
+            return train_step(state)["loss"]  # one epoch of one step, step 0: the examples in train_step's order
         return pv.harness_step(self, v, examples)
 
     @contextmanager
