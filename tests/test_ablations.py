@@ -106,6 +106,27 @@ def test_only_unknown_condition_is_an_error(tiny_llama, tmp_path):
         run_ablations(_cfg(tiny_llama, tmp_path, **{"ablations.only": ["nope"]}), judge=ScriptJudge())
 
 
+def test_notebook_parameters_win_over_the_config_and_are_checked():
+    cfg = load_config("demo", overrides={"ablations.conditions": CONDITIONS, "ablations.only": ["random"]})
+    a = cfg.ablations
+    same = ablations.with_parameters(cfg)  # no parameter given: the config's settings
+    assert (same.ablations.only, same.ablations.dialogue_follow_ups, same.ablations.dialogue_prompts) == (
+        ["random"],
+        a.dialogue_follow_ups,
+        a.dialogue_prompts,
+    )
+    given = ablations.with_parameters(
+        cfg, conditions=("longest",), follow_ups=["Can you give an example?"], prompts="openings.jsonl"
+    )
+    assert given.ablations.only == ["longest"] and given.ablations.dialogue_follow_ups == ["Can you give an example?"]
+    assert given.ablations.dialogue_prompts == "openings.jsonl"
+    assert a.only == ["random"] and given.run_dir == cfg.run_dir  # a copy: the notebook's config is untouched
+    with pytest.raises(ConfigError, match=r"ablations.only names unknown conditions \['nope'\]"):
+        ablations.with_parameters(cfg, conditions=["nope"])
+    with pytest.raises(ConfigError, match="dialogue_follow_ups must be non-empty"):
+        ablations.with_parameters(cfg, follow_ups=["  "])
+
+
 def test_ablation_profiles_are_the_paper_setting():
     cfg = load_config("ablation-7b")
     a = cfg.ablations
