@@ -10,7 +10,7 @@ import pytest
 import yaml
 from helpers import ScriptJudge, tiny_overrides
 
-from lima_repro import ablations, cli
+from lima_repro import ablations, cli, notebook, notebook_views
 from lima_repro.ablations import condition_config, is_multi_turn, run_ablations, write_without_multi_turn
 from lima_repro.config import ConfigError, dotted_to_nested, load_config
 from lima_repro.data import DataError, read_examples
@@ -106,6 +106,27 @@ def test_only_unknown_condition_is_an_error(tiny_llama, tmp_path):
         run_ablations(_cfg(tiny_llama, tmp_path, **{"ablations.only": ["nope"]}), judge=ScriptJudge())
 
 
+def test_notebook_parameters_win_over_the_config_and_are_checked():
+    cfg = load_config("demo", overrides={"ablations.conditions": CONDITIONS, "ablations.only": ["random"]})
+    a = cfg.ablations
+    same = ablations.with_parameters(cfg)  # no parameter given: the config's settings
+    assert (same.ablations.only, same.ablations.dialogue_follow_ups, same.ablations.dialogue_prompts) == (
+        ["random"],
+        a.dialogue_follow_ups,
+        a.dialogue_prompts,
+    )
+    given = ablations.with_parameters(
+        cfg, conditions=("longest",), follow_ups=["Can you give an example?"], prompts="openings.jsonl"
+    )
+    assert given.ablations.only == ["longest"] and given.ablations.dialogue_follow_ups == ["Can you give an example?"]
+    assert given.ablations.dialogue_prompts == "openings.jsonl"
+    assert a.only == ["random"] and given.run_dir == cfg.run_dir  # a copy: the notebook's config is untouched
+    with pytest.raises(ConfigError, match=r"ablations.only names unknown conditions \['nope'\]"):
+        ablations.with_parameters(cfg, conditions=["nope"])
+    with pytest.raises(ConfigError, match="dialogue_follow_ups must be non-empty"):
+        ablations.with_parameters(cfg, follow_ups=["  "])
+
+
 def test_ablation_profiles_are_the_paper_setting():
     cfg = load_config("ablation-7b")
     a = cfg.ablations
@@ -167,7 +188,7 @@ def _dialogue_cfg(tiny_llama, tmp_path, conditions, **extra):
     )
 
 
-def test_dialogue_ablation_end_to_end(tiny_llama, tmp_path):
+def test_dialogue_ablation_end_to_end(tiny_llama, tmp_path, capsys):
     """Two models from the base model, without / with the 4 multi-turn demo examples; each holds 2 scripted
     conversations of 2 user turns; every assistant turn is judged and Fig. 7 is drawn from those labels."""
     from lima_repro import figures_ablations
@@ -196,6 +217,23 @@ def test_dialogue_ablation_end_to_end(tiny_llama, tmp_path):
         ]
     assert judge.sent == 2 * (2 + 4)  # per model: 2 Likert prompts x 1 sample + 4 assistant turns
     assert summary["matched"]["size_mismatch"] == []  # the dialogue models keep their own sizes
+    line = notebook.ablations_summary(cfg)  # what 05_ablations prints, and its transcript peek
+    assert line["counts"] == {"ok": 2, "failed": 0, "not_run": 0} and line["not_run"] == []
+    assert line["conditions"]["dialogue_with"] == {
+        "status": "ok",
+        "n_examples": 48,
+        "likert_mean": with_["likert"]["mean"],
+        "error": None,
+        "dialogue_turns": {"Excellent": 0.0, "Pass": 100.0, "Fail": 0.0},
+    }
+    capsys.readouterr()
+    notebook_views.show_dialogue_transcripts(cfg, width=20)
+    shown = capsys.readouterr().out.splitlines()
+    assert [ln for ln in shown if ln.startswith("==")] == [
+        "== dialogue_without (1,000 ex.) ==",
+        "== dialogue_with (1,030 ex.) ==",
+    ]
+    assert "user: Can you give an exam" in shown  # each turn cut to 20 characters
 
     fig_dir = tmp_path / "figs"
     d = figures_ablations.dialogue([cfg.run_dir], fig_dir)

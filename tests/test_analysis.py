@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+
 import pytest
 
 from lima_repro import analysis as an
@@ -43,8 +45,15 @@ def test_likert_mean_ci_by_hand():
     res = an.mean_ci([1, 2, 3, 4, 5])
     assert res["mean"] == 3.0
     assert res["lo"] == pytest.approx(3 - 1.9632, abs=1e-3) and res["hi"] == pytest.approx(3 + 1.9632, abs=1e-3)
-    assert an.t_quantile(0.975, 1) == pytest.approx(12.7062, abs=1e-3)
-    assert an.t_quantile(0.975, 30) == pytest.approx(2.0423, abs=1e-3)
+    # the interval's Student-t quantile (scipy) is the hand-rolled one it replaced, to 1e-9: (values, level, t)
+    for values, level, t in (
+        ([1, 2, 3, 4, 5], 0.95, 2.7764451051977908),
+        ([1, 2, 3, 4, 5], 0.99, 4.604094871349979),
+        ([3, 5], 0.95, 12.706204736174659),
+        (list(range(31)), 0.95, 2.042272456301233),
+    ):
+        res = an.mean_ci(values, level)
+        assert (res["hi"] - res["mean"]) / (statistics.stdev(values) / len(values) ** 0.5) == pytest.approx(t, abs=1e-9)
     # samples of one prompt are averaged first: prompt a -> (2+4)/2 = 3, prompt b -> 5; invalid counted apart
     rows = [
         {"prompt_id": "a", "label": "2"},

@@ -10,12 +10,13 @@ import pytest
 from helpers import tiny_tokenizer
 
 from lima_repro import curate, figures
-from lima_repro.config import ConfigError
+from lima_repro.config import ConfigError, load_config
 from lima_repro.config.figures import FiguresConfig
 from lima_repro.files import write_json, write_jsonl
 from lima_repro.runs import RunDir
 
 GAIR_10 = Path(__file__).parent / "fixtures" / "gair_lima_table1.jsonl"
+GAIR = Path(__file__).parent / "fixtures" / "gair_lima" / "train.jsonl"
 
 
 def make_run(tmp_path, dev=True, test=True, eval_file=None):
@@ -112,6 +113,25 @@ def test_table1_of_a_gair_lima_file_maps_sources_onto_the_paper_rows(tmp_path):
     assert "| paper row | paper n | paper input tokens | paper output tokens | this run: sources | n |" in md
     assert "| Natural Instructions | 50 | 236 | 92 | nlp | 1 | 9 | 3 |" in md
     assert "gair_lima_table1.jsonl" in md.splitlines()[0] and f"counted {card['tokenizer']} tokens" in md
+
+
+def test_gair_lima_table1_counts_tokens_with_the_configured_tokenizer(tiny_llama, tmp_path):
+    # curate.tokenizer wins over model.name (the packaged Gemma); the tiny model's tokenizer has one token per byte,
+    # so on this ASCII file every average in tokens is the average in characters
+    cfg = load_config("demo", overrides={"curate.tokenizer": str(tiny_llama)})
+    d = figures.gair_lima_table1(cfg, GAIR, tmp_path / "figs")
+    assert (d.name, d.status, d.source) == ("table1_gair_lima", "drawn", str(GAIR))
+    card = {r["source"]: r for r in curate.file_datacard(GAIR)["splits"]["train"]}  # characters only
+    csv = pd.read_csv(tmp_path / "figs" / "table1_gair_lima.csv").fillna({"sources": ""}).set_index("sources")
+    counts = {"stackexchange": 3, "wikihow": 2, "writingprompts": 1, "nlp": 1, "authors": 1, "multi_turn": 2}  # README
+    assert csv.loc[list(counts), "n"].tolist() == list(counts.values())
+    for src in counts:
+        assert csv.loc[src, ["avg_input_tokens", "avg_output_tokens"]].tolist() == [
+            card[src]["avg_input_chars"],
+            card[src]["avg_output_chars"],
+        ]
+    md = (tmp_path / "figs" / "table1_gair_lima.md").read_text()
+    assert "vs train.jsonl" in md.splitlines()[0] and f"counted {tiny_llama} tokens" in md
 
 
 def test_table1_of_a_run_with_split_stack_exchange_keeps_the_paper_rows(tmp_path):

@@ -1,4 +1,4 @@
-"""The ablation harness: `run_ablations(config) -> <run_dir>/ablations` (LIMA sec. 5, PAPER.md sec. 4-5).
+"""The ablation harness: `run_ablations(config) -> <run_dir>/ablations` (LIMA sec. 5, docs/paper.md sec. 4-5).
 
 Every condition is a matched sub-run in `<run_dir>/ablations/<condition>/` (a run directory of its own): a deep
 copy of the configuration in which only the condition's data settings (`curate.*`) differ, run through the
@@ -275,6 +275,18 @@ def write_summary(run: RunDir, cfg: Config) -> dict:
     write_json(run.ablation_summary, summary)
     pd.DataFrame([_csv_row(r) for r in rows + not_run]).to_csv(run.ablation_table, index=False)
     return summary
+
+
+def with_parameters(cfg: Config, conditions=(), follow_ups=(), prompts: str = "") -> Config:
+    """A copy of `cfg` with 05_ablations' parameters over its `ablations` settings: each one given (not empty)
+    replaces `only`, `dialogue_follow_ups` or `dialogue_prompts`; checked like the config's own."""
+    out = copy.deepcopy(cfg)
+    a = out.ablations
+    a.only = list(conditions) or a.only
+    a.dialogue_follow_ups = list(follow_ups) or a.dialogue_follow_ups
+    a.dialogue_prompts = prompts or a.dialogue_prompts
+    a.check()
+    return out
 
 
 def run_ablations(cfg: Config, judge=None) -> Path:

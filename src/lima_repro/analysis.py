@@ -1,4 +1,4 @@
-"""The paper's statistics over judgments (PAPER.md sec. 4-5): pure functions of lists, so they test by hand.
+"""The paper's statistics over judgments (docs/paper.md sec. 4-5): pure functions of lists, so they test by hand.
 
 - Pairwise (Fig. 1-2): each pair is judged in both orders. With label probabilities (local judges) the two orders
   are combined by balanced position calibration (`balanced_preference`); otherwise MT-Bench's swap-to-tie: the
@@ -19,6 +19,7 @@ import statistics
 from collections import Counter
 
 import numpy as np
+from scipy.stats import t as student_t
 
 NEITHER = "neither"
 GRADES = ("Fail", "Pass", "Excellent")  # LIMA sec. 4: absolute and per-turn dialogue labels, worst first
@@ -117,46 +118,6 @@ def _quantile(sorted_vals: list[float], q: float) -> float:
     return sorted_vals[lo] + (sorted_vals[hi] - sorted_vals[lo]) * (pos - lo)
 
 
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the regularised incomplete beta (Lentz's method)."""
-    tiny, c, d = 1e-300, 1.0, 1.0 - (a + b) * x / (a + 1)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 300):
-        for num in (
-            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
-        ):
-            d = 1.0 + num * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + num / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < 1e-14:
-            break
-    return h
-
-
-def _t_cdf(t: float, df: float) -> float:
-    x = df / (df + t * t)
-    lbeta = math.lgamma(df / 2) + math.lgamma(0.5) - math.lgamma(df / 2 + 0.5)
-    front = math.exp(math.log(x) * df / 2 + math.log(1 - x) * 0.5 - lbeta) if 0 < x < 1 else 0.0
-    if x < (df / 2 + 1) / (df / 2 + 2.5):
-        ib = front * _betacf(df / 2, 0.5, x) / (df / 2)
-    else:
-        ib = 1 - front * _betacf(0.5, df / 2, 1 - x) / 0.5
-    return 1 - 0.5 * ib if t >= 0 else 0.5 * ib
-
-
-def t_quantile(p: float, df: float) -> float:
-    """Student-t quantile by bisection on the CDF (no scipy dependency for one number)."""
-    lo, hi = -1e3, 1e3
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if _t_cdf(mid, df) < p else (lo, mid)
-    return (lo + hi) / 2
-
-
 def mean_ci(values: list[float], level: float = 0.95) -> dict:
     """Mean with a two-sided t-interval (LIMA sec. 5 reports mean and 95% CI of the 1-6 scores)."""
     n = len(values)
@@ -165,7 +126,7 @@ def mean_ci(values: list[float], level: float = 0.95) -> dict:
     mean = statistics.fmean(values)
     if n == 1:
         return {"n": 1, "mean": mean, "lo": None, "hi": None}
-    half = t_quantile(1 - (1 - level) / 2, n - 1) * statistics.stdev(values) / math.sqrt(n)
+    half = float(student_t.ppf(1 - (1 - level) / 2, n - 1)) * statistics.stdev(values) / math.sqrt(n)
     return {"n": n, "mean": mean, "lo": mean - half, "hi": mean + half}
 
 

@@ -21,9 +21,11 @@ from matplotlib.ticker import MaxNLocator
 
 from . import figures_ablations  # Fig. 5-7 and the other ablations: LIMA sec. 5
 from . import paper_values as pv
+from .curate import file_datacard
 from .figures_eval import absolute, preference, safety  # Fig. 1-3 and safety: the paper's sec. 4 evaluation
 from .figures_kit import PAPER_C, RUN_C, Drawn, markdown, new_fig, save
 from .files import read_json, write_json
+from .models import load_tokenizer
 from .runs import RunDir
 
 SUMMARY = "figures_summary.json"  # beside the figures: what was drawn from which run, what was skipped and why
@@ -105,7 +107,7 @@ def _held_out(run: RunDir) -> str:
     return where + (f", first {t['max_eval_examples']} examples" if t.get("max_eval_examples") else "")
 
 
-# source names (GAIR/lima's and the curate stage's) -> the paper's Table 1 row (PAPER.md sec. 1, FORMATS.md sec. 5)
+# source names (GAIR/lima's and the curate stage's) -> the paper's Table 1 row (docs/paper.md sec. 1, docs/formats.md sec. 5)
 TABLE1_ROWS = {
     "stackexchange_stem": "Stack Exchange (STEM)",
     "stackexchange_other": "Stack Exchange (Other)",
@@ -196,6 +198,14 @@ def datacard(runs: list[Path], out: Path, card: dict | None = None, name: str = 
     )
     d.files.append(str(md))
     return d
+
+
+def gair_lima_table1(cfg, path: str | Path, out: str | Path, name: str = "table1_gair_lima") -> Drawn:
+    """Table 1 of a local copy of GAIR/lima's train.jsonl (the hub copy is gated) beside the paper's, as CSV and
+    Markdown in `out`; tokens counted with `curate.tokenizer`, else the base model's tokenizer."""
+    m = cfg.model
+    tok = load_tokenizer(cfg.curate.tokenizer or m.name, m.revision, m.trust_remote_code)
+    return datacard([], Path(out), card=file_datacard(path, tok), name=name)
 
 
 def draw_all(

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm as auto_tqdm
 from transformers.utils import logging as hf_logging
 
 from .config import Config, ConfigError, load_config, load_resolved
+from .figures import SUMMARY
 from .files import read_json, read_jsonl_plain
 from .generate import stop_shares
 from .runs import RunDir, new_run_dir
@@ -180,3 +181,57 @@ def generations_table(cfg: Config, width: int = 400) -> pd.DataFrame:
 def generation_summary(cfg: Config) -> dict:
     """Per checkpoint: responses, % that stopped at EOT / at EOS / at max_new_tokens, and the median length."""
     return stop_shares(read_jsonl_plain(RunDir.of(cfg).generations))
+
+
+def judge_summary(cfg: Config) -> dict:
+    """Per baseline: win / tie / loss % (with n and invalid), order consistency and the calibrated preference; the
+    reference check, the judge's request counts and the token-shift test's numbers for the base model."""
+    res = RunDir.of(cfg).read_results()
+    return {
+        "judge": res["judge"],
+        "system": res["system"],
+        "pairwise": {
+            b: {c: d[c]["pct"] for c in ("win", "tie", "loss")} | {"n": d["n"], "invalid": d["invalid"]}
+            for b, d in res["pairwise"].items()
+        },
+        "order_consistency": {b: d["agreement"] for b, d in res["order_consistency"].items()},
+        "calibration": {
+            b: {"method": d["method"], "preference": d["preference"]} for b, d in res["pairwise_calibration"].items()
+        },
+        "reference": res.get("reference"),
+        "requests": res["requests"],
+        "token_shift": (res.get("token_shift") or {}).get("base"),
+    }
+
+
+def ablations_summary(cfg: Config) -> dict:
+    """Counts of ok / failed / not-run conditions, the judge, and per condition: status, training examples, Likert
+    mean, error and the Excellent / Pass / Fail % of its dialogue turns."""
+    summary = RunDir.of(cfg).read_ablation_summary()
+    return {
+        "note": summary["note"],
+        "counts": summary["counts"],
+        "judge": summary["judge"],
+        "not_run": [c["condition"] for c in summary["not_run"]],
+        "conditions": {
+            c["condition"]: {
+                "status": c["status"],
+                "n_examples": c.get("n_examples"),
+                "likert_mean": (c.get("likert") or {}).get("mean"),
+                "error": c.get("error"),
+                "dialogue_turns": {
+                    g: ((c.get("dialogue_turns") or {}).get(g) or {}).get("pct") for g in ("Excellent", "Pass", "Fail")
+                },
+            }
+            for c in summary["conditions"]
+        },
+    }
+
+
+def figures_summary(cfg: Config) -> dict:
+    """Per figure: `drawn`, or `skipped: <why>`."""
+    summary = read_json(RunDir.of(cfg).figures / SUMMARY)
+    return {
+        name: rec["status"] if rec["status"] == "drawn" else f"skipped: {rec['reason']}"
+        for name, rec in summary["figures"].items()
+    }
