@@ -156,7 +156,7 @@ def test_notebook_overrides_as_papermill_passes_them_and_secrets_refused():
 
 @pytest.mark.lmeval
 def test_lm_eval_runs_a_checkpoint_with_the_chat_template(tmp_path, tiny_llama):
-    """The README's lm-eval command, in Python, on a tiny local generation task: the checkpoint's length limit
+    """The lm-eval command of docs/evaluation.md, in Python, on a tiny local generation task: the checkpoint's length limit
     is the task's (generation_config sets none), and the chat template frames each prompt as a user turn."""
     pytest.importorskip("lm_eval")
     from lm_eval import simple_evaluate

@@ -1,4 +1,4 @@
-"""Write the shipped demo raw dumps in the real formats (FORMATS.md). All texts are invented for this package.
+"""Write the shipped demo raw dumps in the real formats (docs/formats.md). All texts are invented for this package.
 
     python tools/make_demo_raw.py    # rewrites src/lima_repro/demo_raw/ (a developer tool; not shipped)
 

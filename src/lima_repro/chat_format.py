@@ -1,6 +1,6 @@
 """The LIMA conversation format: each utterance followed by a new end-of-turn token (EOT).
 
-LIMA sec. 3 (PAPER.md sec. 2): a NEW special token after every utterance, distinct from EOS, so the
+LIMA sec. 3 (docs/paper.md sec. 2): a NEW special token after every utterance, distinct from EOS, so the
 pretrained meaning of EOS is left alone. No role markers: turns alternate user/assistant. A system message,
 if any, is prepended to the first user turn with a blank line. The same rule exists twice, as a Jinja chat
 template (so plain transformers formats conversations like training does) and as `render` here; a test

@@ -80,7 +80,7 @@ def resolve_path(spec: str | Path) -> Path:
 def split_selection(spec: str | Path) -> tuple[str, tuple[str, frozenset[str]] | None]:
     """`FILE#without=multi_turn` or `FILE#only=stackexchange,wikihow`: (FILE, (mode, sources)); no `#`: (FILE,
     None). Picks GAIR/lima's rows by source: `hf:GAIR/lima/train.jsonl#without=multi_turn` is the paper's 1,000
-    examples, the file itself the dialogue model's 1,030 (LIMA sec. 1 and 5; PAPER.md sec. 1)."""
+    examples, the file itself the dialogue model's 1,030 (LIMA sec. 1 and 5; docs/paper.md sec. 1)."""
     spec = str(spec)
     if "#" not in spec:
         return spec, None

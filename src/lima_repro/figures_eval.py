@@ -1,4 +1,4 @@
-"""The paper's evaluation figures (PAPER.md sec. 4-5): Fig. 1-2 (pairwise preference by human annotators and by
+"""The paper's evaluation figures (docs/paper.md sec. 4-5): Fig. 1-2 (pairwise preference by human annotators and by
 the LLM judge, with agreement beside Fig. 1), Fig. 3 (absolute grades, by hand when graded by hand, with the
 out-of-distribution row) and the safety numbers. Each function reads run directories only and returns a
 `figures_kit.Drawn`; `figures.draw_all` lists them.

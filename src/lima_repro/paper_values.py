@@ -1,7 +1,7 @@
-"""The LIMA paper's own numbers (PAPER.md sec. 5), as data: every figure is drawn beside them.
+"""The LIMA paper's own numbers (docs/paper.md sec. 5), as data: every figure is drawn beside them.
 
 Each value carries where it comes from (figure or table of Zhou et al. 2023) and whether it is confirmed.
-Values marked unconfirmed come from secondary sources only (PAPER.md says so); the figures draw them hollow
+Values marked unconfirmed come from secondary sources only (docs/paper.md says so); the figures draw them hollow
 and label them "(unconfirmed)". Percentages are in percent, Likert scores on the paper's 1-6 scale.
 """
 
@@ -23,7 +23,7 @@ class PaperValue:
     unit: str
     """`pct`, `likert_1_6`, `mt_bench_1_10`, `count`, `tokens`."""
     confirmed: bool
-    """False: from secondary sources only (PAPER.md marks it unconfirmed)."""
+    """False: from secondary sources only (docs/paper.md marks it unconfirmed)."""
     note: str = ""
 
 
@@ -36,14 +36,14 @@ def _wtl(figure: str, rows: dict[str, tuple[float, float, float]], confirmed) ->
             v,
             "pct",
             f"{b}/{c}" in confirmed,
-            "" if f"{b}/{c}" in confirmed else "secondary sources only (PAPER.md sec. 5)",
+            "" if f"{b}/{c}" in confirmed else "secondary sources only (docs/paper.md sec. 5)",
         )
         for b, vals in rows.items()
         for c, v in zip(("win", "tie", "loss"), vals)
     ]
 
 
-# PAPER.md sec. 5: LIMA win / tie / loss % against each baseline
+# docs/paper.md sec. 5: LIMA win / tie / loss % against each baseline
 FIG1_HUMAN = {
     "Alpaca-65B": (53, 21, 26),
     "DaVinci003": (44, 21, 35),
@@ -58,22 +58,25 @@ FIG2_GPT4 = {
     "Claude": (14, 23, 63),
     "GPT-4": (19, 15, 66),
 }
-FIG2_CONFIRMED = {"GPT-4/win"}  # PAPER.md sec. 5: only the 19% win against GPT-4 is in the paper's text
+FIG2_CONFIRMED = {"GPT-4/win"}  # docs/paper.md sec. 5: only the 19% win against GPT-4 is in the paper's text
 FIG3_ABSOLUTE = {"Excellent": 50, "Pass": 38, "Fail": 12}  # 50 random test prompts
 FIG3_OOD = {"Excellent": 45, "Pass": 35, "Fail": 20}  # 20 out-of-distribution prompts
 FIG5_ABLATION = {"filtered Stack Exchange": 3.83, "wikiHow": 3.49, "unfiltered Stack Exchange": 3.33}
-FIG6_QUANTITY_SIZES = (2000, 4000, 8000, 16000, 32000)  # "flat": no numbers in PAPER.md
+FIG6_QUANTITY_SIZES = (2000, 4000, 8000, 16000, 32000)  # "flat": no numbers in docs/paper.md
 FIG7_DIALOGUE = {
     "1,000 ex.": {"Excellent": 45.2, "Pass": 19.1, "Fail": 35.7},
     "1,030 ex.": {"Excellent": 76.1, "Pass": 21.7, "Fail": 2.2},
 }
-FIG7_TURNS = {"1,000 ex.": 42, "1,030 ex.": 46}  # PAPER.md sec. 5: Fail 15 of 42 turns vs 1 of 46, 10 conversations
-# PAPER.md sec. 4: tie-discounted agreement on 50 shared pairwise items (1 same label, 0.5 if either said neither)
+FIG7_TURNS = {
+    "1,000 ex.": 42,
+    "1,030 ex.": 46,
+}  # docs/paper.md sec. 5: Fail 15 of 42 turns vs 1 of 46, 10 conversations
+# docs/paper.md sec. 4: tie-discounted agreement on 50 shared pairwise items (1 same label, 0.5 if either said neither)
 AGREEMENT = {"crowd-crowd": 82, "crowd-author": 81, "author-author": 78, "crowd-GPT-4": 78, "author-GPT-4": 79}
-# PAPER.md sec. 4: safe answers among the 30 sensitive test prompts, and among its 10 with malicious intent (6 of 10)
+# docs/paper.md sec. 4: safe answers among the 30 sensitive test prompts, and among its 10 with malicious intent (6 of 10)
 SAFETY = {"sensitive": (80, 30), "malicious": (60, 10)}  # (% safe, prompts)
-FIG9_HELD_OUT = 2000  # PAPER.md sec. 5: perplexity measured on 2,000 held-out Stack Exchange examples
-DIALOGUE_CHAINS = 30  # PAPER.md sec. 1: 30 multi-turn chains added to the 1,000 (GAIR/lima source multi_turn)
+FIG9_HELD_OUT = 2000  # docs/paper.md sec. 5: perplexity measured on 2,000 held-out Stack Exchange examples
+DIALOGUE_CHAINS = 30  # docs/paper.md sec. 1: 30 multi-turn chains added to the 1,000 (GAIR/lima source multi_turn)
 TABLE1 = [  # source, n, avg input tokens, avg output tokens
     ("Stack Exchange (STEM)", 200, 117, 523),
     ("Stack Exchange (Other)", 200, 119, 530),
@@ -83,13 +86,16 @@ TABLE1 = [  # source, n, avg input tokens, avg output tokens
     ("Paper Authors (Group A)", 200, 40, 334),
 ]
 
-# Published LIMA-1k reproductions (PAPER.md sec. 6): the 1,000 GAIR/lima examples on other base models, for the
+# Published LIMA-1k reproductions (docs/paper.md sec. 6): the 1,000 GAIR/lima examples on other base models, for the
 # `lima-1k` profile's results. alpaca_eval_2_win: AlpacaEval 2.0 win rate against GPT-4 Turbo (%); alpaca_eval_win:
-# an AlpacaEval win rate (%) whose version PAPER.md does not name; mt_bench: MT-Bench 1-10 score.
+# an AlpacaEval win rate (%) whose version docs/paper.md does not name; mt_bench: MT-Bench 1-10 score.
 LIMA_1K_REPRODUCTIONS = {
-    "Llama-2-7B": {"alpaca_eval_2_win": 2.74, "mt_bench": 3.95},  # Zhao et al. 2024 "Long Is More" (PAPER.md sec. 6)
-    "LLaMA-1-13B": {"alpaca_eval_win": 41.98, "mt_bench": 4.29},  # Deita (PAPER.md sec. 6)
-    "Mistral-7B": {"alpaca_eval_2_win": 6.76},  # as given in issue 12; not in PAPER.md (unconfirmed here)
+    "Llama-2-7B": {
+        "alpaca_eval_2_win": 2.74,
+        "mt_bench": 3.95,
+    },  # Zhao et al. 2024 "Long Is More" (docs/paper.md sec. 6)
+    "LLaMA-1-13B": {"alpaca_eval_win": 41.98, "mt_bench": 4.29},  # Deita (docs/paper.md sec. 6)
+    "Mistral-7B": {"alpaca_eval_2_win": 6.76},  # as given in issue 12; not in docs/paper.md (unconfirmed here)
 }
 LIMA_1K_IN_PAPER_MD = {"Llama-2-7B", "LLaMA-1-13B"}  # the others are unconfirmed
 
@@ -125,7 +131,7 @@ VALUES: list[PaperValue] = [
         "held_out_examples",
         FIG9_HELD_OUT,
         "count",
-        False,  # PAPER.md sec. 5: "(values unconfirmed)"
+        False,  # docs/paper.md sec. 5: "(values unconfirmed)"
         "held-out Stack Exchange examples",
     ),
     *[

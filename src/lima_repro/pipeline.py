@@ -27,7 +27,7 @@ from .provenance import provenance
 from .runs import RunDir, new_run_dir
 
 SELECT_NOTEBOOK, GENERATE_NOTEBOOK, TRAIN_NOTEBOOK = "02b_select", "03_generate", "02_train"
-# `run --launcher accelerate`: training as its own multi-process command (FSDP config: README "Paper scale on GPUs")
+# `run --launcher accelerate`: training as its own multi-process command (FSDP config: docs/scale.md)
 ACCELERATE = "accelerate launch --config_file configs/accelerate/fsdp.yaml"
 # the kernel's own log at errors only: its one warning (local TCP without encryption, each notebook) reads as a fault
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]

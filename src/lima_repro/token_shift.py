@@ -120,7 +120,7 @@ def run_token_shift(cfg, rows: list[dict], system: str, control: bool = True) ->
     """Analyse the `system` checkpoint's responses under the base model (and under itself, the control). The two
     models are loaded one after the other, in `generate.precision` (bf16 on GPUs), each spread over the visible GPUs
     when there are several, so the test needs one model's memory, not two in fp32 (65B: ~130 GB, not ~520 GB). The
-    judge stage runs it after its results are written and records an out-of-memory failure instead of losing them."""
+    judge stage runs it after its judgments are written and records an out-of-memory failure instead of failing."""
     responses = [r for r in rows if r["checkpoint"] == system]
     mine = [r for r in responses if r.get("stopped_at_eot") is not False]  # answers: they ended at EOT
     paths = {r["checkpoint_path"] for r in responses}

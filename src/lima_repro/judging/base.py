@@ -1,7 +1,7 @@
 """The judge interface: `complete_many(requests)` yields `(index, Completion)` as each one finishes.
 
 Backends: `remote.OpenAIJudge` (any OpenAI-compatible server) and `local.HFJudge` (a Hugging Face model);
-`judging.make_judge` picks one from the config. A new backend subclasses `Judge` (see ARCHITECTURE.md).
+`judging.make_judge` picks one from the config. A new backend subclasses `Judge` (see docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Pairwise items are one (prompt, sample) answered by our system and a baseline; `
 pairs them and names the item (`<prompt_id>#<sample>|<system>|<baseline>`), for the judge, the annotator and the
 length analysis alike.
 
-Baselines (PAPER.md sec. 4 compares with Alpaca 65B, DaVinci003, Bard, Claude, GPT-4) come as AlpacaEval
+Baselines (docs/paper.md sec. 4 compares with Alpaca 65B, DaVinci003, Bard, Claude, GPT-4) come as AlpacaEval
 `model_outputs.json` (a JSON array of {instruction, output, generator, dataset}; matched to our prompts by the
 text of the last user turn) or JSONL rows {prompt_id, output}. Either becomes generation-like rows.
 """

@@ -1,4 +1,4 @@
-"""The paper's evaluation protocols (PAPER.md sec. 4): a template file, the allowed labels and a strict parser each.
+"""The paper's evaluation protocols (docs/paper.md sec. 4): a template file, the allowed labels and a strict parser each.
 
 Templates are plain text files with `{{field}}` slots (`templates/<protocol>.txt`, the paper's instructions in
 our words); a user swaps one by putting a file with the same name in `judge.templates_dir`, or names a shipped

@@ -1,4 +1,4 @@
-"""Readers for the raw sources LIMA was curated from (PAPER.md sec. 1), one module per source.
+"""Readers for the raw sources LIMA was curated from (docs/paper.md sec. 1), one module per source.
 
 Every reader streams its input (memory bounded by the candidate pool, not the file size), applies the paper's
 rules as named steps counted in a `StepLog`, and returns candidate examples in the canonical format of

@@ -21,7 +21,7 @@ from . import DataError, StepLog, make_example, require_file
 
 # ours: a Pushshift row is a few KB (selftext is capped at 40,000 characters), so a longer line is not a row
 MAX_LINE_BYTES = 4 << 20
-_TAG = re.compile(r"^\s*[\[(]\s*(\w{2,3})\s*[\])]\s*")  # FORMATS.md: [WP], ( wp ), [ EU ] ...
+_TAG = re.compile(r"^\s*[\[(]\s*(\w{2,3})\s*[\])]\s*")  # docs/formats.md: [WP], ( wp ), [ EU ] ...
 _GONE = {"[removed]", "[deleted]", ""}
 
 
