@@ -1,6 +1,7 @@
 """What the notebooks call around their one `run_*` call: resolve the config, then show what a stage wrote.
 
-Every helper takes the resolved `Config` and reads the run directory through `RunDir`.
+Every helper takes the resolved `Config` and reads the run directory through `RunDir`; the one-line `*_summary` dicts
+are what each notebook prints last (the pipeline test reads them). Notebooks 04-06 show theirs with `notebook_views`.
 """
 
 from __future__ import annotations
