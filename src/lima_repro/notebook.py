@@ -124,6 +124,11 @@ def curation_steps(cfg: Config) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["source", "step", "kept", "dropped"])
 
 
+def curate_summary(cfg: Config) -> dict[str, int]:
+    """What 01_curate records: the examples in each split (the data card's totals row)."""
+    return {split: int(df["n"].iloc[-1]) for split, df in datacard_tables(cfg).items()}
+
+
 def training_summary(cfg: Config) -> dict:
     """Loss per epoch (mean of its steps), held-out perplexity per epoch, throughput, checkpoints."""
     run = RunDir.of(cfg)
