@@ -5,6 +5,7 @@ runs only after every judgment is on disk, and `judge.max_prompts` draws its pro
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from lima_repro.judging import Completion, Judge, JudgeError
 from lima_repro.judging.runner import sample_prompts
 from lima_repro.runs import RunDir
 from lima_repro.select_checkpoint import run_select
-from lima_repro.stage import Stage
+from lima_repro.stage import Stage, StageBusy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -244,3 +245,56 @@ def test_judge_stage_judges_the_sampled_prompts(tmp_path):
         and json.loads((out / "manifest.json").read_text())["judge"]["prompt_ids"] == expected
     )
     assert {j["prompt_id"] for j in read_jsonl_plain(out / "judgments.jsonl")} == set(expected)
+
+
+HOLD_STAGE = """
+import sys
+from lima_repro.config import Config
+from lima_repro.stage import Stage
+with Stage(Config(run_dir=sys.argv[1]), "judge"):
+    print("holding", flush=True)
+    sys.stdin.read()  # until the test closes stdin or kills this process
+"""
+
+
+def test_a_second_process_on_a_stage_folder_stops_at_once_naming_the_holder(tmp_path):
+    run_dir = Path(_cfg(tmp_path, generation_rows()).run_dir)  # with generations: `judge` would start at once
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    with subprocess.Popen(
+        [sys.executable, "-c", HOLD_STAGE, str(run_dir)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+    ) as holder:
+        assert holder.stdout.readline() == b"holding\n"
+        with pytest.raises(StageBusy) as busy:
+            with Stage(Config(run_dir=str(run_dir)), "judge"):
+                pytest.fail("entered a stage another process holds")
+        assert str(busy.value) == (
+            f"{run_dir / 'judge'} is being written by process {holder.pid} (another `judge` on this run): "
+            "wait for it to finish or stop it, or give this one another --run-dir"
+        )
+        assert _status(run_dir / "judge") == "running"  # the holder's manifest, untouched
+        proc = subprocess.run(
+            [sys.executable, "-m", "lima_repro", "judge", "--run-dir", str(run_dir)],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        assert proc.returncode == 2 and proc.stderr.startswith(f"error: {run_dir / 'judge'} is being written by")
+        holder.kill()  # a killed holder: flock dies with the process
+    with Stage(Config(run_dir=str(run_dir)), "judge"):
+        assert RunDir(str(run_dir)).stage_lock("judge").read_text() == str(os.getpid())
+    assert not RunDir(str(run_dir)).stage_lock("judge").exists() and _status(run_dir / "judge") == "ok"
+
+
+@pytest.mark.parametrize("var", ["WORLD_SIZE", "LIMA_REPRO_WORLD_SIZE"])
+def test_a_process_launched_as_one_of_two_that_is_alone_refuses_to_start(tmp_path, monkeypatch, var):
+    monkeypatch.setenv(var, "2")
+    with pytest.raises(
+        StageBusy, match=f"train: launched as 2 processes \\({var}=2\\) but this process is in a job of 1"
+    ):
+        with Stage(Config(run_dir=str(tmp_path / "run")), "train"):
+            pytest.fail("started")
+    assert not (tmp_path / "run" / "train" / "manifest.json").exists()
+    monkeypatch.setenv(var, "1")
+    with Stage(Config(run_dir=str(tmp_path / "run")), "train"):
+        pass
+    assert _status(tmp_path / "run" / "train") == "ok"

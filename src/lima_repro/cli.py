@@ -135,8 +135,9 @@ def _main(argv: list[str]) -> int:
         "--launcher",
         default=None,
         metavar="CMD",
-        help="train as a separate launched command instead of the 02_train notebook: `accelerate` (FSDP, "
-        "configs/accelerate/fsdp.yaml) or a command prefix, e.g. 'torchrun --nproc_per_node 8'",
+        help="train as a separate launched command instead of the 02_train notebook: `accelerate` (FSDP, the packaged "
+        "configs/accelerate/fsdp.yaml, one process per visible GPU) or a command prefix, e.g. 'torchrun "
+        "--nproc_per_node 8'; the launched processes refuse to start unless they form one job of that many",
     )
     p = sub.add_parser("config", help="print the resolved configuration as JSON")
     _config_args(p)

@@ -6,6 +6,10 @@ notebooks, with their text progress bars; `<run_dir>/manifest.json` records git 
 hashes, seed, device, the working directory and the wall time of each stage. The terminal shows the run directory
 first, then each notebook's output as it comes. With `generate.checkpoints: selected`, the select notebook runs
 before generation (LIMA sec. 3: the checkpoint is chosen on the dev set).
+
+`--launcher` trains as a launched command of several processes (`train_command`); the launched processes are told
+how many they should be ($LIMA_REPRO_WORLD_SIZE) and refuse to start as anything else (`stage.check_world_size`).
+The accelerate configs ship inside the package (`accelerate_config`), so a launch works from any folder.
 """
 
 from __future__ import annotations
@@ -19,16 +23,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import papermill as pm
+import torch
+import yaml
 
 from . import data
 from .config import Config, to_dict
+from .config.base import UserError
 from .files import write_json
 from .provenance import provenance
 from .runs import RunDir, new_run_dir
+from .stage import WORLD_SIZE_ENV
 
 SELECT_NOTEBOOK, GENERATE_NOTEBOOK, TRAIN_NOTEBOOK = "02b_select", "03_generate", "02_train"
-# `run --launcher accelerate`: training as its own multi-process command (FSDP config: docs/scale.md)
-ACCELERATE = "accelerate launch --config_file configs/accelerate/fsdp.yaml"
+# accelerate's launch configs (docs/scale.md), shipped with the package; configs/accelerate links here
+ACCELERATE_CONFIGS = Path(__file__).resolve().parent / "accelerate_configs"
 # the kernel's own log at errors only: its one warning (local TCP without encryption, each notebook) reads as a fault
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 
@@ -56,11 +64,68 @@ def notebook_order(cfg: Config) -> list[str]:
     return names
 
 
-def train_command(launcher: str, config_path: Path) -> list[str]:
-    """The command that trains under `launcher` (`accelerate` = ACCELERATE, or any prefix such as `torchrun
-    --nproc_per_node 8` or `accelerate launch --config_file X`): the train stage of the run's config.json."""
-    prefix = shlex.split(ACCELERATE if launcher == "accelerate" else launcher)
+class LaunchError(UserError):
+    """A `--launcher` that cannot start the training processes it asks for."""
+
+
+def accelerate_config(name: str = "fsdp") -> Path:
+    """The absolute path of a shipped accelerate config: `fsdp`, `fsdp-multinode` or `ddp`."""
+    return ACCELERATE_CONFIGS / f"{name}.yaml"
+
+
+def train_command(launcher: str, config_path: Path, gpus: int | None = None) -> list[str]:
+    """The command that trains under `launcher`: the train stage of the run's config.json. `accelerate` is FSDP
+    (`accelerate_config()`) with one process per visible GPU (`gpus`, default: torch's count; the config's own 8
+    would start 8 processes whatever the machine has); anything else is a command prefix such as `torchrun
+    --nproc_per_node 8` or `accelerate launch --config_file X`."""
+    if launcher == "accelerate":
+        gpus = torch.cuda.device_count() if gpus is None else gpus
+        if gpus < 1:
+            raise LaunchError(
+                "--launcher accelerate: FSDP needs GPUs and none is visible (accelerate cannot shard on CPU); on CPU "
+                "give --launcher 'torchrun --nproc_per_node N' (data parallel), see docs/scale.md"
+            )
+        prefix = ["accelerate", "launch", "--config_file", str(accelerate_config()), "--num_processes", str(gpus)]
+    else:
+        prefix = shlex.split(launcher)
     return [*prefix, "-m", "lima_repro", "train", "--config-json", str(config_path)]
+
+
+def _flag(args: list[str], *names: str) -> str | None:
+    """The value of the last of `names` in `args` (`--name V` or `--name=V`), or None."""
+    value = None
+    for i, a in enumerate(args):
+        for n in names:
+            if a == n and i + 1 < len(args):
+                value = args[i + 1]
+            elif a.startswith(n + "="):
+                value = a.split("=", 1)[1]
+    return value
+
+
+def launched_world_size(cmd: list[str]) -> int | None:
+    """How many processes a launch command asks for: torchrun's `--nproc_per_node` x `--nnodes`, accelerate's
+    `--num_processes` or its config file's `num_processes`; None when the command does not say (or is elastic)."""
+    total = _flag(cmd, "--num_processes", "--num-processes")
+    config = _flag(cmd, "--config_file", "--config-file")
+    if total is None and config and Path(config).is_file():
+        total = str(yaml.safe_load(Path(config).read_text()).get("num_processes", ""))
+    per_node, nodes = _flag(cmd, "--nproc_per_node", "--nproc-per-node"), _flag(cmd, "--nnodes") or "1"
+    if total is None and per_node is not None:
+        return int(per_node) * int(nodes) if per_node.isdigit() and nodes.isdigit() else None
+    return int(total) if total and total.isdigit() else None
+
+
+def launch_env(cmd: list[str]) -> dict[str, str]:
+    """The launched command's environment: how many processes to expect, and on a machine without GPUs CPU
+    processes (else accelerate leaves each torchrun process on its own, each training alone)."""
+    env = dict(os.environ)
+    n = launched_world_size(cmd)
+    if n is not None:
+        env[WORLD_SIZE_ENV] = str(n)
+    if not torch.cuda.is_available():
+        env.setdefault("ACCELERATE_USE_CPU", "true")
+    return env
 
 
 def run_pipeline(cfg: Config, kernel_name: str = "python3", launcher: str | None = None) -> Path:
@@ -70,6 +135,7 @@ def run_pipeline(cfg: Config, kernel_name: str = "python3", launcher: str | None
     run.root.mkdir(parents=True, exist_ok=True)
     cfg.run_dir = str(run.root.resolve())
     config_path = write_json(run.config, to_dict(cfg)).resolve()
+    launch = train_command(launcher, config_path) if launcher else None  # a launcher that cannot start: say so now
     say(f"run directory: {run.root}")
     c = cfg.curate
     inputs = [data.resolve_path(s) for s in (*c.train_files, *c.dev_files, *c.test_files) if not data.is_hub(s)]
@@ -91,11 +157,10 @@ def run_pipeline(cfg: Config, kernel_name: str = "python3", launcher: str | None
         t0 = time.time()
         say(f"[{i}/{len(names)}] {name} started")
         try:
-            if launcher and name == TRAIN_NOTEBOOK:
-                cmd = train_command(launcher, config_path)
-                say(f"launching: {shlex.join(cmd)}")
-                manifest["stages"][name] = {"launched": shlex.join(cmd)}
-                subprocess.run(cmd, check=True)
+            if launch and name == TRAIN_NOTEBOOK:
+                say(f"launching: {shlex.join(launch)}")
+                manifest["stages"][name] = {"launched": shlex.join(launch)}
+                subprocess.run(launch, check=True, env=launch_env(launch))
                 manifest["stages"][name].update(wall_time_s=round(time.time() - t0, 2), status="ok")
                 write_json(run.manifest, manifest)
                 say(f"[{i}/{len(names)}] {name} done in {time.time() - t0:.0f} s")

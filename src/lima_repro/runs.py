@@ -82,6 +82,10 @@ class RunDir:
     def stage_manifest(self, name: str) -> Path:
         return self.stage(name) / "manifest.json"
 
+    def stage_lock(self, name: str) -> Path:
+        """Held (flock) by the one process writing the stage's folder (`stage.Stage`); gone when none is."""
+        return self.stage(name) / ".lock"
+
     def stage_status(self, name: str) -> str | None:
         """The status in the stage's manifest.json ("running", "ok", "failed: ..."); None when it has none."""
         path = self.stage_manifest(name)
