@@ -1,13 +1,27 @@
 """`plan`: parameter counts against real models, memory and time against hand-computed numbers on a tiny config."""
 
+import json
+
 import pytest
 from helpers import make_tokenizer, tiny_config, tiny_overrides
 from transformers import AutoModelForCausalLM
 
 from lima_repro import models
 from lima_repro.cli import main
-from lima_repro.config import ModelConfig, load_config
-from lima_repro.plan import KNOWN_MODELS, Hardware, generate_memory, model_config, plan, shapes, train_memory
+from lima_repro.config import ConfigError, ModelConfig, load_config
+from lima_repro.files import write_jsonl
+from lima_repro.judging import protocols
+from lima_repro.plan import (
+    KNOWN_MODELS,
+    Hardware,
+    generate_memory,
+    model_config,
+    plan,
+    read_perf,
+    shapes,
+    train_memory,
+)
+from lima_repro.plan_judge import judge_plan, judged_prompts
 
 # tiny LLaMa of helpers.tiny_config: h 32, i 64, 3 layers, 4 heads of 8, 2 KV heads, vocab 259 (+1 EOT), untied
 LAYER = 32 * 32 * 2 + 32 * 16 * 2 + 3 * 32 * 64 + 2 * 32  # q, o; k, v; gate, up, down; two norms = 9,280
@@ -98,3 +112,81 @@ def test_plan_counts_checkpoint_lists_dev_responses_and_each_ablation_size(tmp_p
     assert rows["generate"]["tokens"] == (1 + 2) * (3 + 8) * 2 * 24
     # se_filtered x 2000 + se_8k x 8000 + wikihow (no x: ablations.n_examples 100), 2 epochs of 192 tokens each
     assert rows["ablation train (x3)"]["tokens"] == (2000 + 8000 + 100) * 2 * 192
+
+
+def test_plan_judge_requests_tokens_and_dollars(tmp_path, tiny_llama):
+    prompts = tmp_path / "prompts.jsonl"
+    write_jsonl(
+        prompts,
+        [
+            {"id": "p0", "conversations": ["Name a color."]},
+            {"id": "p1", "conversations": ["Is it safe?"], "tags": ["sensitive"]},
+            {"id": "p2", "conversations": ["Hi", "Hello!", "How are you?"]},
+        ],
+    )
+    cfg = load_config(
+        "paper",
+        overrides=tiny_overrides(
+            tiny_llama,
+            tmp_path / "run",
+            **{
+                "generate.prompts_file": str(prompts),
+                "generate.num_samples": 2,
+                "generate.max_new_tokens": 10,
+                "judge.max_tokens": 100,
+                "judge.price_input_per_mtok": 10.0,
+                "judge.price_output_per_mtok": 30.0,
+            },
+        ),
+    )
+    rows = judge_plan(cfg, judged_prompts(cfg, str(prompts), 3))
+    # ours + base, 2 samples each: pairwise 3 prompts x 2 samples x 2 orders; absolute, likert every system's 3 x 2;
+    # safety the sensitive p1 only, dialogue the multi-turn p2 only (2 systems x 2 samples each)
+    requests = {"pairwise": 12, "absolute": 12, "likert": 12, "safety": 4, "dialogue": 4}
+    assert {k: r["requests"] for k, r in rows.items()} == {**requests, "total": 44}
+    # prompt characters: each template with its slots filled by the prompt and a 10-token (40-character) response
+    response, turns = "x" * 40, "User: Hi\n\nAssistant: Hello!\n\nUser: How are you?"
+    texts = {"p0": "Name a color.", "p1": "Is it safe?", "p2": turns}
+
+    def chars(protocol: str, *values: str) -> int:
+        template = protocols.template_text(protocol)
+        return len(template) - sum(len("{{" + f + "}}") for f in protocols.get(protocol).fields) + sum(map(len, values))
+
+    per = {
+        "pairwise": 2 * 2 * sum(chars("pairwise", t, response, response) for t in texts.values()),
+        "absolute": 2 * 2 * sum(chars("absolute", t, response) for t in texts.values()),
+        "likert": 2 * 2 * sum(chars("likert", t, response) for t in texts.values()),
+        "safety": 2 * 2 * chars("safety", texts["p1"], response),
+        "dialogue": 2 * 2 * chars("dialogue", turns, response),
+    }
+    for k, n in requests.items():
+        assert rows[k]["prompt_tokens"] == round(per[k] / 4)
+        assert rows[k]["completion_tokens"] == 100 * n
+        assert rows[k]["usd"] == pytest.approx((per[k] / 4 * 10 + 100 * n * 30) / 1e6)
+    assert rows["total"]["usd"] == pytest.approx(sum(rows[k]["usd"] for k in requests))
+
+
+PERF_LINES = [
+    {"phase": "env", "torch": "2.13.0"},
+    {"phase": "variant", "model": "llama-1b", "variant": "today", "mfu": 0.2},
+    {"phase": "variants:llama-1b", "best": "+padded", "kept": ["+padded"], "best_mfu": 0.31, "today_mfu": 0.2},
+    {"phase": "variants:gemma-270m", "best": "today", "kept": [], "best_mfu": 0.12, "today_mfu": 0.12},
+    {"phase": "generate", "tokens_per_s": 1000},
+]
+
+
+def test_plan_reads_the_mfu_gpu_perf_check_measured(tmp_path, tiny_llama, capsys):
+    perf = tmp_path / "perf.jsonl"
+    write_jsonl(perf, PERF_LINES)
+    # the model closest in parameter count: Gemma 3 270M for a tiny model, the Llama 1B shape for LLaMa 7B
+    mfu, used = read_perf(perf, 44_512)
+    assert mfu == 0.12 and "variants:gemma-270m" in used
+    mfu, used = read_perf(perf, shapes(KNOWN_MODELS["huggyllama/llama-7b"]()).params)
+    assert mfu == 0.31 and "variants:llama-1b" in used and "+padded" in used
+    assert main(["plan", "--profile", "paper", "--set", f"model.name={tiny_llama}", "--perf", str(perf)]) == 0
+    out = capsys.readouterr().out
+    assert "MFU train 0.12 / generate 0.1" in out and "training MFU 0.12 measured" in out
+    assert "judge protocol" in out and out.splitlines()[-2].split()[0] == "total"
+    perf.write_text(json.dumps(PERF_LINES[0]) + "\n")
+    with pytest.raises(ConfigError, match="no variants line with a best_mfu"):
+        read_perf(perf, 44_512)

@@ -152,6 +152,12 @@ def _main(argv: list[str]) -> int:
     ):
         p.add_argument(flag, type=type(default), default=default, help=f"{what} (default: {default})")
     p.add_argument("--no-checkpointing", action="store_true", help="plan training without activation checkpointing")
+    p.add_argument(
+        "--perf",
+        metavar="FILE",
+        help="training MFU from benchmarks/gpu_perf_check.py's perf.jsonl (the best variant, closest model); "
+        "replaces --mfu",
+    )
     for stage in STAGES:
         p = sub.add_parser(stage, help=f"run the {stage} stage alone")
         _config_args(p)
@@ -194,7 +200,7 @@ def _main(argv: list[str]) -> int:
         hw = _entry("lima_repro.plan:Hardware")(
             args.gpus, args.gpu_memory, args.mfu, args.gen_mfu, args.peak_tflops, not args.no_checkpointing
         )
-        print(_entry("lima_repro.plan:run_plan")(cfg, hw))
+        print(_entry("lima_repro.plan:run_plan")(cfg, hw, args.perf))
         return 0
     if args.command == "run":
         print(f"run directory: {_entry(PIPELINE)(cfg, launcher=args.launcher)}")

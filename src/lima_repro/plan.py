@@ -26,8 +26,9 @@ Token counts are ceilings: every training example counted at `train.max_length`,
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -36,6 +37,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, Qwen2Con
 from . import data, models
 from .config import Config
 from .config.base import ConfigError
+from .plan_judge import format_judge_plan, judge_plan, judged_prompts
 from .vllm_backend import tensor_parallel_size
 
 GB = 1e9
@@ -44,6 +46,8 @@ USABLE = 0.90  # share of GPU memory a plan may fill (CUDA context, allocator fr
 PAPER_TRAIN_EXAMPLES = 1000  # LIMA sec. 2: 1,000 training examples
 PAPER_TEST_PROMPTS = 300  # LIMA sec. 4: 300 test prompts
 PAPER_DEV_PROMPTS = 50  # LIMA sec. 2: 50 development prompts
+# the model shapes benchmarks/gpu_perf_check.py measures (benchmarks/mfu.py), by published parameter count
+PERF_MODELS = {"llama-1b": 1_235_814_400, "gemma-270m": 268_098_176}  # Llama-3.2-1B, Gemma 3 270M
 KNOWN_PROMPT_SETS = {"alpaca_eval.json": 805, "question.jsonl": 80}  # AlpacaEval's prompts; MT-Bench's questions
 
 _LLAMA1 = dict(vocab_size=32000, max_position_embeddings=2048, rms_norm_eps=1e-6, tie_word_embeddings=False)
@@ -180,6 +184,32 @@ def _rows_in(spec: str | None, default: int) -> int:
     return KNOWN_PROMPT_SETS.get(Path(spec or "").name, default)
 
 
+def prompts_spec(cfg: Config) -> str | None:
+    """The test prompts' file (or hub id) the generate stage answers."""
+    return cfg.generate.prompts_file or (cfg.curate.test_files or [None])[0]
+
+
+def read_perf(path: str | Path, params: int) -> tuple[float, str]:
+    """(MFU, which line) from `benchmarks/gpu_perf_check.py`'s perf.jsonl: the best kept variant's MFU (`best_mfu` of a
+    `variants:<model>` line) of the measured model closest in parameter count to `params`."""
+    try:
+        lines = [json.loads(x) for x in Path(path).read_text(encoding="utf-8").splitlines() if x.strip()]
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(
+            f"plan --perf {path}: not a readable perf.jsonl ({e}); give gpu_perf_check.py's --out/perf.jsonl"
+        ) from e
+    phases = {f"variants:{m}": m for m in PERF_MODELS}
+    found = {phases[x["phase"]]: x for x in lines if x.get("phase") in phases and x.get("best_mfu")}
+    if not found:
+        raise ConfigError(
+            f"plan --perf {path}: no variants line with a best_mfu for {', '.join(PERF_MODELS)}; "
+            "rerun benchmarks/gpu_perf_check.py on a GPU, or give --mfu"
+        )
+    name = min(found, key=lambda m: abs(math.log(PERF_MODELS[m] / params)))
+    x = found[name]
+    return x["best_mfu"], f"{path} line variants:{name} (best {x.get('best')}, kept {x.get('kept')})"
+
+
 @dataclass
 class Hardware:
     gpus: int = 8
@@ -200,9 +230,7 @@ def plan(cfg: Config, hw: Hardware) -> list[dict]:
     s = shapes(config)
     t, g, gpu_bytes = cfg.train, cfg.generate, hw.gpu_memory_gb * GB
     examples = cfg.curate.select_n or _rows_in((cfg.curate.train_files or [None])[0], PAPER_TRAIN_EXAMPLES)
-    prompts = min(
-        _rows_in(g.prompts_file or (cfg.curate.test_files or [None])[0], PAPER_TEST_PROMPTS), g.max_prompts or 10**9
-    )
+    prompts = min(_rows_in(prompts_spec(cfg), PAPER_TEST_PROMPTS), g.max_prompts or 10**9)
     dev = _rows_in((cfg.curate.dev_files or [None])[0], PAPER_DEV_PROMPTS)
     micro_tokens = t.micro_batch_size * t.max_length
     # cached tokens per sequence: a prompt (at most train.max_length, as trained) + the cap, never past the context
@@ -263,8 +291,8 @@ def plan(cfg: Config, hw: Hardware) -> list[dict]:
     ]
 
 
-def format_plan(cfg: Config, hw: Hardware, rows: list[dict]) -> str:
-    """The plan as a readable table: one block per stage."""
+def format_plan(cfg: Config, hw: Hardware, rows: list[dict], mfu_from: str | None = None) -> str:
+    """The plan as a readable table: one block per stage; `mfu_from` says where the training MFU was read."""
     head = rows[0] if rows else {}
     lines = [
         f"plan for profile {cfg.profile}: model {cfg.model.name}, {head.get('params', 0) / 1e9:.2f}B parameters "
@@ -291,9 +319,22 @@ def format_plan(cfg: Config, hw: Hardware, rows: list[dict]) -> str:
         "tokens are ceilings (examples x epochs x train.max_length; responses at the full cap); "
         "hours = FLOPs (6N/token train, 2N generate) / (GPUs used x peak x MFU)"
     )
+    if mfu_from:
+        lines.append(f"training MFU {hw.mfu:g} measured: {mfu_from}")
     return "\n".join(lines)
 
 
-def run_plan(cfg: Config, hw: Hardware) -> str:
-    """The CLI verb: the formatted plan of `cfg` on `hw`."""
-    return format_plan(cfg, hw, plan(cfg, hw))
+def run_plan(cfg: Config, hw: Hardware, perf: str | None = None) -> str:
+    """The CLI verb: the formatted plan of `cfg` on `hw` (its training MFU from `perf`, a perf.jsonl, when given),
+    and the judge stage's requests, tokens and dollars when the profile runs it."""
+    mfu_from = None
+    if perf:
+        mfu, mfu_from = read_perf(perf, shapes(model_config(cfg.model.name)).params)
+        hw = replace(hw, mfu=mfu)
+    rows = plan(cfg, hw)
+    text = format_plan(cfg, hw, rows, mfu_from)
+    if "04_judge" not in cfg.notebooks:
+        return text
+    count = rows[0]["test_prompts"] if rows else PAPER_TEST_PROMPTS
+    prompts = judged_prompts(cfg, prompts_spec(cfg), count)[: cfg.generate.max_prompts]
+    return "\n".join([text, *format_judge_plan(cfg.judge, judge_plan(cfg, prompts))])

@@ -18,6 +18,10 @@ What differs:
   to a temporary folder beside the output.
 - Several GPUs: one model is split across `generate.tensor_parallel_size` GPUs by vLLM's tensor parallelism
   (default: the largest power of two of the visible GPUs that divides the attention heads: 8 for LLaMa 65B).
+- One engine per checkpoint, each in a spawned process of its own that exits when it has sampled: the only way to get
+  all of vLLM's GPU memory back before the next checkpoint's engine starts. The engine is sized to the work:
+  `max_model_len` = the longest prompt + its new-token cap, `gpu_memory_utilization` from the config (vLLM's 0.9),
+  bf16 weights where `generate.precision` resolves to bf16.
 - The model's generation_config.json is not read (`generation_config="vllm"`): vLLM would otherwise take its
   `max_new_tokens` (512, a default saved for `pipeline` users) as a hard cap on every request.
 """
@@ -26,7 +30,9 @@ from __future__ import annotations
 
 import gc
 import logging
+import multiprocessing
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -54,10 +60,10 @@ def request_seed(seed: int, prompt_index: int, num_samples: int) -> int:
     return seed * 2**32 + prompt_index * num_samples
 
 
-def sampling_params(SamplingParams, g: GenerateConfig, stops: list[int], seed: int, max_tokens: int):
-    """vLLM SamplingParams for LIMA sec. 3's recipe (see the module docstring for the penalty's scope);
+def sampling_params(g: GenerateConfig, stops: list[int], seed: int, max_tokens: int) -> dict:
+    """vLLM SamplingParams' arguments for LIMA sec. 3's recipe (see the module docstring for the penalty's scope);
     `max_tokens` is the prompt's cap (`sampling.new_token_caps`)."""
-    return SamplingParams(
+    return dict(
         n=g.num_samples,
         top_p=g.top_p,
         temperature=g.temperature,
@@ -101,22 +107,40 @@ def _save_base(cfg: Config, folder: Path):
     return tokenizer
 
 
-def _free_gpu() -> None:
-    """After the LLM is dropped: vLLM's own cleanup (its maintainers' advice, vllm-project/vllm#23793)."""
-    from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
+def run_engine(llm_args: dict, prompts: list[list[int]], params: list[dict]) -> list[list[tuple]]:
+    """In the engine's own process: build vLLM's LLM, sample, and return per prompt, per sample (token ids,
+    finish_reason, stop_reason) as plain values. The process then exits, which frees all of its GPU memory."""
+    from vllm import LLM, SamplingParams
 
-    gc.collect()
-    cleanup_dist_env_and_memory()
+    llm = LLM(**llm_args)
+    outputs = llm.generate(
+        [{"prompt_token_ids": p} for p in prompts],  # a vllm.inputs.TokensPrompt
+        [SamplingParams(**sp) for sp in params],
+    )
+    # LLM.generate returns outputs in the order of the prompts
+    return [[(list(c.token_ids), c.finish_reason, c.stop_reason) for c in out.outputs] for out in outputs]
+
+
+def in_own_process(fn, *args):
+    """`fn(*args)` in a fresh (spawned) process: vLLM leaves CUDA state and memory behind that only the end of
+    its process releases, and a forked child cannot use CUDA once the parent has touched it."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def max_model_len(prompts: list[list[int]], caps: list[int]) -> int:
+    """vLLM's `max_model_len`: the longest prompt + its new-token cap. Never past the model's context, since each
+    cap is at most the context left after its prompt (`sampling.new_token_caps`), and no KV cache reserved for
+    lengths no request reaches."""
+    return max(len(p) + c for p, c in zip(prompts, caps))
 
 
 def sample_with_vllm(
     cfg: Config, examples: list[dict], path: str | None, prompts_path: Path, scratch: Path
 ) -> tuple[object, list[list[int]], list[dict]]:
-    """Sample responses to `examples` with one checkpoint (None = the base model). Returns (tokenizer, prompt ids,
-    results), the results in `sampling.sample`'s shape and order: per (prompt, sample) {"prompt_index", "sample",
-    "ids", "stopped_at_eot"}."""
-    from vllm import LLM, SamplingParams
-
+    """Sample responses to `examples` with one checkpoint (None = the base model), its vLLM engine in a process of
+    its own (`run_engine`). Returns (tokenizer, prompt ids, results), the results in `sampling.sample`'s shape and
+    order: per (prompt, sample) {"prompt_index", "sample", "ids", "stopped_at_eot", "stop", "max_new_tokens"}."""
     g, eot = cfg.generate, cfg.model.eot_token
     scratch.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=scratch, prefix=".vllm-base-") as tmp:  # used for the base model only
@@ -131,32 +155,24 @@ def sample_with_vllm(
         ids = prompt_ids(examples, tokenizer, eot, model_config, g, prompts_path)
         caps = new_token_caps(ids, model_config, g)
         stops = models.stop_ids(tokenizer, eot_id)
-        dtype = "bfloat16" if models.resolve_precision(g.precision) == "bf16" else "float32"  # as the torch backend
-        llm = LLM(
-            model=str(folder),
-            tokenizer=str(folder),
-            dtype=dtype,
-            seed=g.seed,
-            generation_config="vllm",
-            trust_remote_code=cfg.model.trust_remote_code,
-            tensor_parallel_size=tensor_parallel_size(g, model_config, torch.cuda.device_count()),
-        )
-        try:
-            outputs = llm.generate(
-                [{"prompt_token_ids": p} for p in ids],  # a vllm.inputs.TokensPrompt
-                [
-                    sampling_params(SamplingParams, g, stops, request_seed(g.seed, i, g.num_samples), caps[i])
-                    for i in range(len(ids))
-                ],
-            )
-        finally:
-            del llm
-            _free_gpu()
+        llm_args = {
+            "model": str(folder),
+            "tokenizer": str(folder),
+            "dtype": "bfloat16" if models.resolve_precision(g.precision) == "bf16" else "float32",  # as torch's
+            "seed": g.seed,
+            "generation_config": "vllm",
+            "trust_remote_code": cfg.model.trust_remote_code,
+            "tensor_parallel_size": tensor_parallel_size(g, model_config, torch.cuda.device_count()),
+            "max_model_len": max_model_len(ids, caps),
+            "gpu_memory_utilization": g.gpu_memory_utilization,
+        }
+        params = [sampling_params(g, stops, request_seed(g.seed, i, g.num_samples), caps[i]) for i in range(len(ids))]
+        outputs = in_own_process(run_engine, llm_args, ids, params)
     results = []
-    for i, out in enumerate(outputs):  # LLM.generate returns outputs in the order of the prompts
-        for s, c in enumerate(out.outputs):
-            new, at_eot = split_stop(c.token_ids, c.finish_reason, c.stop_reason, stops, eot_id)
-            stop = "eot" if at_eot else "eos" if c.finish_reason == "stop" else "max_new_tokens"
+    for i, out in enumerate(outputs):
+        for s, (token_ids, finish_reason, stop_reason) in enumerate(out):
+            new, at_eot = split_stop(token_ids, finish_reason, stop_reason, stops, eot_id)
+            stop = "eot" if at_eot else "eos" if finish_reason == "stop" else "max_new_tokens"
             results.append(
                 {
                     "prompt_index": i,

@@ -49,6 +49,8 @@ class GenerateConfig:
     """vLLM backend: GPUs one model is split across (tensor parallelism); None = the largest power of two of the visible
     GPUs that divides the model's attention heads. The torch backend spreads a model over several GPUs by layers instead
     (transformers `device_map="auto"`)."""
+    gpu_memory_utilization: float = 0.9  # vLLM's own default
+    """vLLM backend: share of each GPU's memory vLLM may take for the weights and its KV cache, in (0, 1]."""
 
     def check(self) -> None:
         check_ranges(
@@ -64,6 +66,7 @@ class GenerateConfig:
                 "batch_size": ">=1",
                 "seed": "seed",
                 "tensor_parallel_size": ">=1?",
+                "gpu_memory_utilization": "(0,1]",
             },
             self.LIMITS,
         )
