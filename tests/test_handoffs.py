@@ -4,17 +4,22 @@ default, notebook parameters as papermill passes them, and lm-evaluation-harness
 lm_eval is not installed)."""
 
 import json
+import sys
+import types
 
+import pandas as pd
 import pytest
-from helpers import generation_rows, tiny_overrides
+from helpers import PROMPTS, generation_rows, tiny_overrides
 
 from lima_repro import models
 from lima_repro.cli import main
 from lima_repro.config import ConfigError, ModelConfig, load_config, to_dict
 from lima_repro.data import DataError, read_examples
-from lima_repro.export import ALPACA_EVAL_FIELDS, alpaca_eval_records, check_alpaca_eval
-from lima_repro.files import write_json
+from lima_repro.export import ALPACA_EVAL_FIELDS, check_alpaca_eval, choose_checkpoint
+from lima_repro.files import read_jsonl_plain, write_json, write_jsonl
 from lima_repro.generate import run_generate
+from lima_repro.judging.items import alpaca_eval_records, check_generator, generator_name
+from lima_repro.judging.items import export_alpaca_eval as export_judge_alpaca_eval
 from lima_repro.notebook import parse_overrides, refuse_secret_parameters
 from lima_repro.runs import RunDir
 
@@ -98,30 +103,103 @@ def test_alpaca_eval_round_trip_through_generate_and_the_cli(tmp_path, tiny_llam
 
 def test_alpaca_eval_export_picks_one_system_and_refuses_what_alpaca_eval_cannot_read(tmp_path):
     rows = generation_rows("epoch-2")
-    records = alpaca_eval_records(rows, "lima")  # the one system besides base, first sample of each prompt
+    assert choose_checkpoint(rows, None, "g") == "epoch-2"  # the one system besides base
+    records, left_out = alpaca_eval_records(rows, "epoch-2", "lima")  # first sample of each prompt
     assert [r["output"] for r in records] == [r["response"] for r in rows if r["checkpoint"] == "epoch-2"]
-    assert len(alpaca_eval_records(rows, "base-model", checkpoint="base")) == 4
+    assert left_out == [] and len(alpaca_eval_records(rows, "base", "base-model")[0]) == 4
     with pytest.raises(DataError, match="no rows of checkpoint 'epoch-9'.*one of base, epoch-2"):
-        alpaca_eval_records(rows, "x", checkpoint="epoch-9")
+        choose_checkpoint(rows, "epoch-9", "g")
     two = rows + [dict(r, checkpoint="epoch-3") for r in rows if r["checkpoint"] == "epoch-2"]
     with pytest.raises(DataError, match="holds 2 systems besides base.*--checkpoint"):
-        alpaca_eval_records(two, "x")
-    dialogue = [
-        dict(
-            rows[4],
-            messages=[
-                {"role": "user", "content": "a"},
-                {"role": "assistant", "content": "b"},
-                {"role": "user", "content": "c"},
-            ],
-        )
-    ]
-    with pytest.raises(DataError, match="prompt p1: is a multi-turn conversation"):
-        alpaca_eval_records(dialogue, "x")
+        choose_checkpoint(two, None, "g")
     with pytest.raises(DataError, match="record 1: fields"):
         check_alpaca_eval([dict(records[0]), {"instruction": "x", "output": "y"}])
     with pytest.raises(DataError, match="record 1: empty or repeated instruction"):
         check_alpaca_eval([records[0], dict(records[0], output="other")])
+    with pytest.raises(DataError, match="model name 'a/b' is empty or not a plain file name"):
+        check_generator("a/b", "--generator")
+    assert generator_name("google/gemma-3-270m", "epoch-2") == "lima-gemma-3-270m-epoch-2"
+
+
+def _run_with_a_dialogue(tmp_path, tiny_llama) -> RunDir:
+    """A run whose generations hold one multi-turn prompt (p1) among four, as the demo's test set does."""
+    cfg = load_config("paper", overrides=tiny_overrides(tiny_llama, tmp_path / "run"))
+    run = RunDir(cfg.run_dir)
+    write_json(run.config, to_dict(cfg))
+    rows = generation_rows("epoch-2")
+    turns = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]
+    rows = [dict(r, messages=turns) if r["prompt_id"] == "p1" else r for r in rows]
+    write_jsonl(run.generations, rows)
+    return run
+
+
+def test_alpaca_eval_leaves_multi_turn_prompts_out_and_counts_them_in_both_exports(tmp_path, tiny_llama, capsys):
+    run = _run_with_a_dialogue(tmp_path, tiny_llama)
+    assert main(["alpaca-eval", str(run.root)]) == 0
+    out = capsys.readouterr().out
+    assert "left out 1 multi-turn prompts (AlpacaEval judges single instructions): ['p1']" in out
+    name = f"lima-{tiny_llama.name}-epoch-2"  # the one generator name rule: lima-<base model>-<checkpoint>
+    files = run.alpaca_eval_export(name)
+    records = json.loads(files["outputs"].read_text())
+    assert [r["instruction"] for r in records] == [PROMPTS[p] for p in ("p2", "p3", "p4")]
+    assert {r["generator"] for r in records} == {name}
+    assert json.loads(files["export"].read_text())["left_out_multi_turn"] == ["p1"]
+    # the judge stage's export follows the same rule, under the same name
+    rows = read_jsonl_plain(run.generations)
+    done = export_judge_alpaca_eval(
+        rows, "epoch-2", tmp_path / "judge.json", generator_name(str(tiny_llama), "epoch-2")
+    )
+    assert json.loads((tmp_path / "judge.json").read_text()) == records and done["left_out_multi_turn"] == ["p1"]
+    # AlpacaEval's own loader reads it back, where installed
+    loader = pytest.importorskip("alpaca_eval.utils", reason="alpaca_eval not installed (the alpaca-eval extra)")
+    read_back = loader.load_or_convert_to_dataframe(str(files["outputs"]))
+    assert list(read_back["instruction"]) == [r["instruction"] for r in records]
+
+
+def test_alpaca_eval_evaluate_stores_the_leaderboard_row_or_says_what_to_install(
+    tmp_path, tiny_llama, capsys, monkeypatch
+):
+    run = _run_with_a_dialogue(tmp_path, tiny_llama)
+    monkeypatch.setitem(sys.modules, "alpaca_eval", None)  # not installed
+    assert main(["alpaca-eval", str(run.root), "--generator", "lima-x", "--evaluate"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ['error: alpaca_eval is not installed: pip install -e ".[alpaca-eval]", then rerun with --evaluate']
+
+    calls = []
+
+    def evaluate(**kwargs):  # alpaca_eval.evaluate's return with is_return_instead_of_print
+        calls.append(kwargs)
+        row = {"win_rate": 12.5, "standard_error": 1.5, "n_total": 3, "avg_length": 40, "mode": "community"}
+        board = pd.DataFrame.from_dict({"lima-x": {**row, "length_controlled_winrate": 10.25}}, orient="index")
+        return board, None
+
+    fake = types.ModuleType("alpaca_eval")
+    fake.evaluate, fake.__version__ = evaluate, "0.6.6"
+    fake.constants = types.SimpleNamespace(DEFAULT_ANNOTATOR_CONFIG="weighted_alpaca_eval_gpt4_turbo")
+    monkeypatch.setitem(sys.modules, "alpaca_eval", fake)
+    assert main(["alpaca-eval", str(run.root), "--generator", "lima-x", "--evaluate"]) == 0
+    files = run.alpaca_eval_export("lima-x")
+    assert calls == [
+        {
+            "model_outputs": str(files["outputs"]),
+            "name": "lima-x",
+            "output_path": str(files["outputs"].parent),
+            "is_return_instead_of_print": True,
+            "is_cache_leaderboard": False,
+        }
+    ]
+    assert run.read_alpaca_eval_leaderboards() == {
+        "lima-x": {
+            "generator": "lima-x",
+            "length_controlled_winrate": 10.25,
+            "win_rate": 12.5,
+            "standard_error": 1.5,
+            "avg_length": 40,
+            "n_total": 3,
+            "annotator": "weighted_alpaca_eval_gpt4_turbo",
+            "alpaca_eval_version": "0.6.6",
+        }
+    }
 
 
 def test_run_dir_config_is_the_cli_default(tmp_path, tiny_llama, capsys):

@@ -1,4 +1,4 @@
-"""Command line: `python -m lima_repro {run,config,curate,train,select,generate,judge,ablations,figures} ...`.
+"""Command line: `python -m lima_repro {run,config,plan,curate,...,figures,alpaca-eval,mt-bench} ...`.
 
     python -m lima_repro run --profile demo                  # the whole pipeline (papermill notebooks)
     python -m lima_repro config --profile paper              # the fully resolved configuration as JSON
@@ -36,6 +36,8 @@ STAGES = {
 PIPELINE = "lima_repro.pipeline:run_pipeline"
 DRAW_ALL = "lima_repro.figures:draw_all"
 EXPORT_ALPACA_EVAL = "lima_repro.export:export_alpaca_eval"
+EVALUATE_ALPACA_EVAL = "lima_repro.export:evaluate_alpaca_eval"
+MT_BENCH = "lima_repro.mt_bench:run_mt_bench"
 
 DEBUG_ENV = "LIMA_REPRO_DEBUG"
 # The one place that says what counts as the user's error rather than the package's: UserError (ConfigError,
@@ -175,15 +177,46 @@ def _main(argv: list[str]) -> int:
         "run_dirs", nargs="+", metavar="RUN_DIR", help="finished runs; the first holding a figure's inputs is used"
     )
     p.add_argument("--out", default=None, help="output folder (default: <first RUN_DIR>/figures)")
-    p = sub.add_parser("alpaca-eval", help="a generations file (or a run's) as AlpacaEval model_outputs.json")
-    p.add_argument("generations", metavar="GENERATIONS", help="a generations.jsonl, or a run directory")
-    p.add_argument("--generator", required=True, help="the model's name in AlpacaEval's leaderboard")
+    p = sub.add_parser("alpaca-eval", help="a run's answers as AlpacaEval model_outputs.json; --evaluate: AlpacaEval 2")
+    p.add_argument("generations", metavar="GENERATIONS", help="a run directory, or a generations.jsonl")
+    p.add_argument(
+        "--generator", default=None, help="the model's leaderboard name (default: lima-<model>-<checkpoint>)"
+    )
     p.add_argument("--checkpoint", default=None, help="the file's system to export (default: the one besides base)")
-    p.add_argument("--out", default=None, help="output file (default: alpaca_eval/<generator>/model_outputs.json)")
+    p.add_argument(
+        "--out", default=None, help="output file (default: <run>/alpaca_eval/<generator>/model_outputs.json)"
+    )
+    p.add_argument("--evaluate", action="store_true", help="run alpaca_eval's evaluation (the alpaca-eval extra)")
+    p = sub.add_parser("mt-bench", help="MT-Bench as FastChat scores it: two turns, graded 1-10 by the run's judge")
+    p.add_argument("run_dir", metavar="RUN", help="a run directory with checkpoints")
+    p.add_argument("--questions", required=True, help="FastChat's data/mt_bench/question.jsonl")
+    p.add_argument("--judge-prompts", required=True, help="FastChat's data/judge_prompts.jsonl")
+    p.add_argument("--reference", required=True, help="FastChat's data/mt_bench/reference_answer/gpt-4.jsonl")
+    p.add_argument("--checkpoint", default=None, help="`base` or a checkpoint's name (default: the last)")
+    p.add_argument("--model-id", default=None, help="FastChat's model id (default: lima-<model>-<checkpoint>)")
+    p.add_argument("--no-judge", action="store_true", help="answer only (for FastChat's own gen_judgment.py)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. judge.model=gpt-4")
     args = parser.parse_args(argv)
     if args.command == "alpaca-eval":
-        out = _entry(EXPORT_ALPACA_EVAL)(args.generations, args.generator, args.out, args.checkpoint)
-        print(f"AlpacaEval model_outputs: {out}  (next: alpaca_eval --model_outputs {out})")
+        done = _entry(EXPORT_ALPACA_EVAL)(args.generations, args.generator, args.out, args.checkpoint)
+        out, left_out = done["files"]["outputs"], done["left_out_multi_turn"]
+        print(f"AlpacaEval model_outputs: {out} ({done['records']} prompts of {done['checkpoint']})")
+        if left_out:
+            print(f"left out {len(left_out)} multi-turn prompts (AlpacaEval judges single instructions): {left_out}")
+        if not args.evaluate:
+            print(f"next: alpaca_eval --model_outputs {out}  (or rerun with --evaluate)")
+            return 0
+        row = _entry(EVALUATE_ALPACA_EVAL)(done["files"], done["generator"])
+        print(f"AlpacaEval 2: LC win rate {row.get('length_controlled_winrate')}, win rate {row.get('win_rate')} ")
+        print(f"leaderboard row: {done['files']['leaderboard']}")
+        return 0
+    if args.command == "mt-bench":
+        cfg = load_resolved(RunDir(args.run_dir).config, parse_set(args.set))
+        cfg.run_dir = args.run_dir
+        out = _entry(MT_BENCH)(
+            cfg, args.questions, args.judge_prompts, args.reference, args.checkpoint, args.model_id, not args.no_judge
+        )
+        print(f"mt-bench output: {out}")
         return 0
     if args.command == "figures":
         out = args.out or f"{args.run_dirs[0]}/figures"

@@ -1,14 +1,20 @@
-"""Hand-offs to other evaluation tools: any generations file as AlpacaEval's `model_outputs.json`.
+"""Hand-offs to AlpacaEval: a run's (or any generations file's) answers as AlpacaEval's `model_outputs.json`, and
+AlpacaEval 2's own evaluation of them.
 
-    python -m lima_repro alpaca-eval runs/X --generator lima-270m-epoch2     # or a generations.jsonl file
-    alpaca_eval --model_outputs alpaca_eval/lima-270m-epoch2/model_outputs.json
+    python -m lima_repro alpaca-eval runs/X                 # -> runs/X/alpaca_eval/<generator>/model_outputs.json
+    python -m lima_repro alpaca-eval runs/X --evaluate      # + alpaca_eval's annotator and length-controlled model
 
 AlpacaEval reads a JSON list of records with `instruction` and `output` (its README), names the model after the
-records' one `generator` value when no `--name` is given (`alpaca_eval.main.evaluate`), and its evaluation set
-carries a `dataset` column beside `instruction`. Every prompt of the file is exported (the first sample of each),
-for one checkpoint. To answer AlpacaEval's own 805 instructions, give its evaluation set (`alpaca_eval.json`:
-`instruction`, `dataset`, and a reference model's `output` with its `generator`) as `generate.prompts_file`:
-`data.read_examples` reads such rows as prompts and keeps their `dataset` as the source, so it comes back here.
+records' one `generator` value, and its evaluation set carries a `dataset` column beside `instruction`. The records
+come from `judging.items.alpaca_eval_records`, the rule the judge stage's export follows too: the first sample of
+each prompt of one checkpoint, multi-turn prompts left out and counted (`export.json` beside the outputs), the
+generator named `lima-<base model>-<checkpoint>` unless `--generator` names it. To answer AlpacaEval's own 805
+instructions, give its evaluation set (`alpaca_eval.json`) as `generate.prompts_file`: `data.read_examples` keeps
+each row's `dataset` as the source, so it comes back here.
+
+`--evaluate` calls `alpaca_eval.evaluate` (the `alpaca-eval` extra) with its defaults: AlpacaEval 2's annotator
+(`weighted_alpaca_eval_gpt4_turbo`, which needs OPENAI_API_KEY), its reference outputs (today GPT-4 Turbo's,
+`gpt4_1106_preview`) and its length-controlled win rate, and stores our leaderboard row as `leaderboard.json`.
 """
 
 from __future__ import annotations
@@ -16,19 +22,35 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .config.base import UserError
 from .data import DataError
-from .files import read_jsonl_plain, write_json
-from .judging.items import prompt_text
-from .runs import RunDir
+from .files import read_json, read_jsonl_plain, write_json
+from .judging.items import alpaca_eval_records, check_generator, generator_name
+from .runs import RunDir, alpaca_eval_files
 
 ALPACA_EVAL_FIELDS = ("dataset", "instruction", "output", "generator")  # what each exported record holds
+# alpaca_eval's leaderboard columns kept in leaderboard.json (main.evaluate; metrics.get_length_controlled_winrate)
+LEADERBOARD_COLUMNS = (
+    "length_controlled_winrate",
+    "lc_standard_error",
+    "win_rate",
+    "standard_error",
+    "avg_length",
+    "n_total",
+    "n_wins",
+    "n_wins_base",
+    "n_draws",
+    "discrete_win_rate",
+)
+INSTALL = 'pip install -e ".[alpaca-eval]"'
 
 
-def alpaca_eval_records(
-    rows: list[dict], generator: str, checkpoint: str | None = None, source: str | Path = "generations"
-) -> list[dict]:
-    """One AlpacaEval record per prompt answered by `checkpoint` (default: the one system that is not `base`),
-    its first sample, in file order. A multi-turn prompt is an error: AlpacaEval judges single instructions."""
+class MissingExtraError(UserError):
+    """An optional tool is not installed; the message names the extra to install."""
+
+
+def choose_checkpoint(rows: list[dict], checkpoint: str | None, source: str | Path) -> str:
+    """`checkpoint` when the rows hold it; None = the one system that is not `base`."""
     labels = list(dict.fromkeys(r["checkpoint"] for r in rows))
     if checkpoint is None:
         tuned = [label for label in labels if label != "base"]
@@ -39,39 +61,19 @@ def alpaca_eval_records(
                 f"holds {len(tuned)} systems besides base ({', '.join(tuned) or 'none'})",
                 f"choose one with --checkpoint NAME (one of {', '.join(labels)})",
             )
-        checkpoint = tuned[0]
-    elif checkpoint not in labels:
+        return tuned[0]
+    if checkpoint not in labels:
         raise DataError(
             source, None, f"has no rows of checkpoint {checkpoint!r}", f"give --checkpoint one of {', '.join(labels)}"
         )
-    out = []
-    for r in rows:
-        if r["checkpoint"] != checkpoint or r.get("sample", 0) != 0:
-            continue
-        if sum(m["role"] == "user" for m in r["messages"]) != 1:
-            raise DataError(
-                source,
-                f"prompt {r['prompt_id']}",
-                "is a multi-turn conversation; AlpacaEval judges single instructions",
-                "export a generations file of single-turn prompts",
-            )
-        out.append(
-            {
-                "dataset": r.get("source") or "lima_repro",
-                "instruction": prompt_text(r["messages"]),
-                "output": r["response"],
-                "generator": generator,
-            }
-        )
-    check_alpaca_eval(out, source)
-    return out
+    return checkpoint
 
 
 def check_alpaca_eval(records: list[dict], source: str | Path = "model_outputs") -> None:
     """AlpacaEval's fields, all text, one generator name, each instruction once (AlpacaEval pairs the model's
     outputs with the reference outputs by instruction)."""
     if not records:
-        raise DataError(source, None, "no records to export", "generate responses first")
+        raise DataError(source, None, "no single-turn answers to export", "generate responses to single instructions")
     seen: set[str] = set()
     for i, rec in enumerate(records):
         if tuple(rec) != ALPACA_EVAL_FIELDS or not all(isinstance(v, str) for v in rec.values()):
@@ -91,12 +93,13 @@ def check_alpaca_eval(records: list[dict], source: str | Path = "model_outputs")
 
 
 def export_alpaca_eval(
-    generations: str | Path, generator: str, out: str | Path | None = None, checkpoint: str | None = None
-) -> Path:
+    generations: str | Path, generator: str | None = None, out: str | Path | None = None, checkpoint: str | None = None
+) -> dict:
     """Write `checkpoint`'s answers in `generations` (a generations JSONL file, or a run directory whose generate
-    stage finished) as AlpacaEval `model_outputs.json`; `out` defaults to `alpaca_eval/<generator>/` here, where
-    AlpacaEval then writes its leaderboard and annotations. Returns the file written."""
-    path = Path(generations)
+    stage finished) as AlpacaEval `model_outputs.json`: by default `<run>/alpaca_eval/<generator>/` for a run,
+    `alpaca_eval/<generator>/` here for a file; `out` names the file. `generator` None: the run's default name.
+    Returns what `export.json` records beside it (generator, checkpoint, records, left_out_multi_turn, files)."""
+    path, run = Path(generations), None
     if path.is_dir():
         run = RunDir(path)
         run.require_finished("generate")
@@ -105,15 +108,13 @@ def export_alpaca_eval(
         raise FileNotFoundError(
             f"{path} not found: give a generations JSONL file or a run directory with a finished generate stage"
         )
-    if not generator.strip() or "/" in generator:
-        raise DataError(
-            path,
-            None,
-            f"generator name {generator!r} is empty or has a '/'",
-            "give --generator a plain name, e.g. lima-270m-epoch2",
-        )
     try:
-        records = alpaca_eval_records(read_jsonl_plain(path), generator, checkpoint, path)
+        rows = read_jsonl_plain(path)
+        system = choose_checkpoint(rows, checkpoint, path)
+        if generator is None and (run is None or not run.config.is_file()):
+            raise DataError(path, None, "has no run config.json to name the model after", "give --generator NAME")
+        generator = check_generator(generator or generator_name(read_json(run.config)["model"]["name"], system), path)
+        records, left_out = alpaca_eval_records(rows, system, generator)
     except (json.JSONDecodeError, KeyError, TypeError) as e:  # not rows as the generate stage writes them
         raise DataError(
             path,
@@ -121,5 +122,44 @@ def export_alpaca_eval(
             f"not a generations file ({type(e).__name__}: {e})",
             "give the generations.jsonl a generate stage wrote",
         ) from e
-    target = Path(out) if out else Path("alpaca_eval") / generator / "model_outputs.json"
-    return write_json(target, records)
+    check_alpaca_eval(records, path)
+    if out:
+        files = {**alpaca_eval_files(Path(out).parent), "outputs": Path(out)}
+    else:
+        files = run.alpaca_eval_export(generator) if run else alpaca_eval_files(Path("alpaca_eval") / generator)
+    write_json(files["outputs"], records)
+    summary = {
+        "generator": generator,
+        "checkpoint": system,
+        "source": str(path),
+        "records": len(records),
+        "left_out_multi_turn": left_out,
+    }
+    write_json(files["export"], summary)
+    return {**summary, "files": files}
+
+
+def evaluate_alpaca_eval(files: dict[str, Path], generator: str) -> dict:
+    """Run AlpacaEval 2 on `files["outputs"]` with alpaca_eval's own defaults (annotator, reference outputs,
+    length-controlled win rate); its annotations and leaderboard.csv land beside the outputs, and our row is
+    written to `files["leaderboard"]`. Returns that row."""
+    try:
+        import alpaca_eval
+    except ImportError as e:
+        raise MissingExtraError(f"alpaca_eval is not installed: {INSTALL}, then rerun with --evaluate") from e
+    board, _ = alpaca_eval.evaluate(
+        model_outputs=str(files["outputs"]),
+        name=generator,
+        output_path=str(files["outputs"].parent),
+        is_return_instead_of_print=True,
+        is_cache_leaderboard=False,  # never rewrite the leaderboard shipped inside the installed package
+    )
+    row = board.loc[generator]
+    result = {
+        "generator": generator,
+        **{k: row[k].item() if hasattr(row[k], "item") else row[k] for k in LEADERBOARD_COLUMNS if k in row},
+        "annotator": str(alpaca_eval.constants.DEFAULT_ANNOTATOR_CONFIG),
+        "alpaca_eval_version": getattr(alpaca_eval, "__version__", None),
+    }
+    write_json(files["leaderboard"], result)
+    return result

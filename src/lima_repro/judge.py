@@ -22,7 +22,7 @@ from .config import Config, ConfigError
 from .files import read_jsonl_plain, write_json, write_jsonl
 from .judging import make_judge
 from .judging.dialogue import read_transcripts
-from .judging.items import export_alpaca_eval, import_baseline, resolve_system
+from .judging.items import export_alpaca_eval, generator_name, import_baseline, resolve_system
 from .judging.labels import pairwise_labels
 from .judging.results import build_results, write_tables
 from .judging.runner import judge_rows, sample_prompts
@@ -61,7 +61,8 @@ def run_judge(cfg: Config, judge=None) -> Path:
         judge = judge or make_judge(jc)
         judged, stats = judge_rows(judge, jc, rows, system, baselines, jc.protocols, run.judge_cache(cfg), transcripts)
         write_jsonl(run.judgments, judged)
-        export_alpaca_eval(rows, system, run.alpaca_eval(system))
+        generator = generator_name(cfg.model.name, system)
+        st.extra["alpaca_eval"] = export_alpaca_eval(rows, system, run.alpaca_eval(system), generator)
         ann_dir = run.annotations_dir(cfg)
         human = pairwise_labels(ann_dir) if ann_dir.is_dir() else {}
         res = build_results(cfg, judged, rows, system, baselines, judge=judge, requests=stats, human=human)

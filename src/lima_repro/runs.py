@@ -11,6 +11,8 @@
     <run>/annotations/<annotator>.jsonl                   human labels (annotate.ipynb)
     <run>/ablations/summary.{json,csv}, <condition>/      each condition is a run directory of its own
     <run>/figures/
+    <run>/mt_bench/model_answer/<model_id>.jsonl, judgments.jsonl, results.json, cache/   (FastChat's MT-Bench)
+    <run>/alpaca_eval/<generator>/model_outputs.json, export.json, leaderboard.json     (the alpaca-eval command)
 
 Every stage folder also holds the `config.json` it ran with and a `manifest.json` (`Stage`): its status is
 "running" from the moment the stage starts, then "ok" or "failed: ...". A stage reading an earlier stage's folder
@@ -29,7 +31,7 @@ from .data import DataError
 from .files import read_json, read_jsonl_plain
 
 PROGRESS = "progress.json"  # inside train/state/: the optimizer step that state was saved at
-STAGES = ("curate", "train", "select", "generate", "judge", "ablations", "figures")
+STAGES = ("curate", "train", "select", "generate", "judge", "ablations", "figures", "mt_bench")
 
 
 def checkpoint_name(step: int, epoch: int, at_epoch_end: bool) -> str:
@@ -41,6 +43,14 @@ def checkpoint_epoch(label: str) -> int | None:
     """The epoch of an `epoch-N` checkpoint label; None for `step-N`, `base` or imported systems."""
     m = re.fullmatch(r"epoch-(\d+)", label)
     return int(m.group(1)) if m else None
+
+
+def alpaca_eval_files(folder: str | Path) -> dict[str, Path]:
+    """The files of one AlpacaEval export folder (inside a run or not): AlpacaEval's `model_outputs.json`, what
+    the export left out (`export.json`) and the leaderboard row `alpaca_eval` computed (`leaderboard.json`)."""
+    folder = Path(folder)
+    names = {"outputs": "model_outputs.json", "export": "export.json", "leaderboard": "leaderboard.json"}
+    return {k: folder / name for k, name in names.items()}
 
 
 class RunDir:
@@ -261,6 +271,38 @@ class RunDir:
     @property
     def figures(self) -> Path:
         return self.stage("figures")
+
+    # ---- MT-Bench (mt_bench.py) and AlpacaEval (export.py), as FastChat and alpaca_eval read them --------------
+    @property
+    def mt_bench_answer_dir(self) -> Path:
+        """FastChat's `model_answer/` folder: one `<model_id>.jsonl` per model, as gen_judgment.py reads it."""
+        return self.stage("mt_bench") / "model_answer"
+
+    def mt_bench_answers(self, model_id: str) -> Path:
+        return self.mt_bench_answer_dir / f"{model_id}.jsonl"
+
+    @property
+    def mt_bench_judgments(self) -> Path:
+        return self.stage("mt_bench") / "judgments.jsonl"
+
+    @property
+    def mt_bench_results(self) -> Path:
+        return self.stage("mt_bench") / "results.json"
+
+    def read_mt_bench_results(self) -> dict | None:
+        """mt_bench/results.json, or None when MT-Bench was not graded in this run."""
+        ok = self.mt_bench_results.is_file() and self.finished("mt_bench")
+        return read_json(self.mt_bench_results) if ok else None
+
+    def alpaca_eval_export(self, generator: str) -> dict[str, Path]:
+        """`alpaca_eval_files` of `<run>/alpaca_eval/<generator>/`."""
+        return alpaca_eval_files(self.root / "alpaca_eval" / generator)
+
+    def read_alpaca_eval_leaderboards(self) -> dict[str, dict]:
+        """generator -> the leaderboard row `alpaca-eval --evaluate` stored in this run."""
+        name = alpaca_eval_files(".")["leaderboard"].name
+        found = sorted((self.root / "alpaca_eval").glob(f"*/{name}"))
+        return {p.parent.name: read_json(p) for p in found}
 
     # ---- inputs: a config value when set, else the file the earlier stage wrote (which must have finished) ----
     def _upstream(self, stage: str, path: Path) -> Path:

@@ -12,10 +12,12 @@ text of the last user turn) or JSONL rows {prompt_id, output}. Either becomes ge
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from ..config import ConfigError
 from ..data import DataError
+from ..files import write_json
 from ..runs import checkpoint_epoch
 from . import protocols
 from .base import Request, cache_key
@@ -154,22 +156,53 @@ def import_baseline(path: str | Path, name: str, prompts: dict[str, dict]) -> li
     return rows
 
 
-def export_alpaca_eval(rows: list[dict], system: str, path: str | Path) -> Path:
-    """Our responses as AlpacaEval `model_outputs.json` (first sample per prompt)."""
-    out = [
-        {
-            "dataset": r["source"] or "lima_repro",
-            "instruction": prompt_text(r["messages"]),
-            "output": r["response"],
-            "generator": system,
-        }
-        for r in rows
-        if r["checkpoint"] == system and r.get("sample", 0) == 0
-    ]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return path
+def generator_name(model: str, system: str) -> str:
+    """The one default name of our answers in other tools' files (AlpacaEval's `generator`, MT-Bench's
+    `model_id`): `lima-<base model's last path part>-<system>`, e.g. lima-gemma-3-270m-epoch-2."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", f"lima-{Path(model).name}-{system}")
+
+
+def check_generator(name: str, where: str | Path) -> str:
+    """`name` when it can name a model in AlpacaEval's leaderboard and a FastChat answer file (it becomes a folder
+    or file name), else DataError."""
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", name) or name in (".", ".."):
+        raise DataError(
+            where,
+            None,
+            f"model name {name!r} is empty or not a plain file name",
+            "give letters, digits, '.', '_' or '-', e.g. lima-gemma-3-270m-epoch-2",
+        )
+    return name
+
+
+def alpaca_eval_records(rows: list[dict], system: str, generator: str) -> tuple[list[dict], list[str]]:
+    """AlpacaEval `model_outputs.json` records of `system`'s answers (first sample per prompt, in file order) and the
+    ids of the multi-turn prompts left out: AlpacaEval judges single instructions, and a conversation flattened
+    into one would be judged as something it is not. The one rule of the judge stage's export and the CLI's."""
+    records, left_out = [], []
+    for r in rows:
+        if r["checkpoint"] != system or r.get("sample", 0) != 0:
+            continue
+        if sum(m["role"] == "user" for m in r["messages"]) != 1:
+            left_out.append(r["prompt_id"])
+            continue
+        records.append(
+            {
+                "dataset": r.get("source") or "lima_repro",
+                "instruction": prompt_text(r["messages"]),
+                "output": r["response"],
+                "generator": generator,
+            }
+        )
+    return records, left_out
+
+
+def export_alpaca_eval(rows: list[dict], system: str, path: str | Path, generator: str) -> dict:
+    """Write `system`'s answers as AlpacaEval `model_outputs.json` at `path` (`alpaca_eval_records`); returns what
+    was written: {path, generator, records, left_out_multi_turn}."""
+    records, left_out = alpaca_eval_records(rows, system, generator)
+    write_json(path, records)
+    return {"path": str(path), "generator": generator, "records": len(records), "left_out_multi_turn": left_out}
 
 
 def build_requests(
