@@ -145,3 +145,8 @@ def test_lima_1k_plan_counts_the_alpaca_eval_prompts(tmp_path):
     assert rows["generate"]["gpus_used"] == 8 and rows["generate"]["memory"]["weights_bf16"] == pytest.approx(
         2 * shapes(KNOWN_MODELS["Qwen/Qwen2.5-7B"]()).params / 4
     )  # 28 heads: split over 4 GPUs
+
+
+def test_demo_judges_safety_on_its_sensitive_prompts():
+    sensitive = [r for r in data.read_examples("demo:test.jsonl", ends_with=None) if "sensitive" in r.get("tags", [])]
+    assert len(sensitive) == 3 and "safety" in load_config("demo").judge.protocols
