@@ -1,4 +1,4 @@
-from lima_repro.chat_format import IGNORE, chat_template, encode, encode_prompt, render
+from lima_repro.chat_format import IGNORE, VICUNA_SYSTEM, chat_template, encode, encode_prompt, render, render_vicuna
 
 EOT = "<|eot|>"
 CONV = [
@@ -53,3 +53,12 @@ def test_trimming_keeps_the_first_max_length_tokens(tokenizer):
     full = encode(tok, CONV, EOT)
     cut = encode(tok, CONV, EOT, max_length=18)
     assert cut["input_ids"] == full["input_ids"][:18] and cut["labels"] == full["labels"][:18]
+
+
+def test_vicuna_two_turns_exact_text_and_spans():
+    """FastChat's vicuna_v1.1 (ADD_COLON_TWO, sep " ", sep2 "</s>"), its own system line when none is given."""
+    text, spans = render_vicuna(CONV[1:], "<s>", "</s>")
+    assert text == f"<s>{VICUNA_SYSTEM} USER: Hi? ASSISTANT: Yes.</s>USER: Ok ASSISTANT: Bye</s>"
+    assert [text[a:b] for a, b in spans] == ["Yes.</s>", "Bye</s>"]
+    prompt, _ = render_vicuna(CONV[:4], None, "</s>", generation_prompt=True)
+    assert prompt == "Be brief. USER: Hi? ASSISTANT: Yes.</s>USER: Ok ASSISTANT:"

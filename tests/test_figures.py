@@ -293,7 +293,8 @@ def caption_of(drawn) -> str:
 def test_figures_say_in_words_when_the_judge_cannot_tell_systems_apart(run, tmp_path):
     """A judge whose numbers cannot move is stated under the figure, not left for the reader to guess."""
     res = json.loads((run / "judge" / "results.json").read_text())
-    assert figures.absolute([run], tmp_path).fig._supxlabel is None  # grades that differ: no caption
+    # grades that differ: no caption, the footer alone
+    assert figures.absolute([run], tmp_path).fig._supxlabel.get_text().startswith("run: run | base model: ")
     res["absolute"] = {"epoch-2": grades(0, 0, 100), "base": grades(0, 0, 100)}
     res["pairwise_calibration"] = {"base": {"verdict": "The judge cannot tell epoch-2 from base: a coin flip."}}
     write_json(run / "judge" / "results.json", res)

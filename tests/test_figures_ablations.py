@@ -131,8 +131,12 @@ def test_fig7_per_turn_shares_beside_the_paper(run, tmp_path):
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert labels[0] == "paper: zero-shot, 1,000 ex.\nn = 42 turns, 10 conversations"
     assert labels[1] == "paper: +30 dialogue chains, 1,030 ex.\nn = 46 turns, 10 conversations"
-    assert labels[2] == "this run: dialogue_without (1,000 ex.)\nn = 4 turns, 2 conversations; 44 ex., 0 multi-turn"
-    assert labels[3].startswith("this run: dialogue_with (1,030 ex.)\nfailed (dialogue)")
+    # the run's own size first; the paper's condition names only the model a row stands in for
+    assert labels[2] == (
+        "this run: dialogue_without, 44 ex. (0 multi-turn)\nin place of the paper's 1,000 ex. model"
+        "\nn = 4 turns, 2 conversations"
+    )
+    assert labels[3].endswith("in place of the paper's 1,030 ex. model\nfailed (dialogue)")
     csv = pd.read_csv(tmp_path / "fig7_dialogue.csv")
     assert list(csv[csv.model == "dialogue_without"].pct) == [25.0, 25.0, 50.0]
     assert csv[csv.model == "dialogue_with"].pct.isna().all() and list(csv.n[:6]) == [42] * 3 + [46] * 3

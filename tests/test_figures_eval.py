@@ -211,7 +211,8 @@ def test_fig3_reads_past_a_torn_last_line_and_one_system_all_fail_is_no_same_gra
         d = figures.absolute([run], tmp_path)
     assert widths(d.fig.axes[0])[6:9] == [0, 66.67, 33.33]  # epoch-2 as without the torn line
     # base got 100% Fail, epoch-2 a mix: the grader did tell them apart, so no "every system" note
-    assert d.fig._supxlabel is None  # no caption at all
+    # no caption: only the footer naming the run, its base model and its judge
+    assert d.fig._supxlabel.get_text() == "run: run | base model: unknown | judge: script"
 
 
 def test_fig3_from_the_judge_without_human_grades_says_when_no_prompt_is_ood(run, tmp_path):
@@ -264,3 +265,15 @@ def test_paper_values_hold_agreement_and_safety_per_value():
     assert t.confirmed.all() and len(t) == 7
     fig2 = pv.table("Fig. 2").set_index("key").confirmed
     assert fig2["GPT-4/win"] and not fig2["GPT-4/tie"] and not fig2["GPT-4/loss"]
+
+
+def test_every_png_names_run_base_model_and_judge_and_a_zero_is_visible(run, tmp_path):
+    write_json(run / "config.json", {"model": {"name": "org/base-7b"}, "judge": {"model": "gpt-4"}})
+    res = RunDir(run).read_results()
+    res["safety"]["epoch-2"]["safe_pct"] = 0.0
+    write_json(run / "judge" / "results.json", res)
+    d = figures.safety([run], tmp_path)
+    assert d.fig._supxlabel.get_text() == "run: run | base model: org/base-7b | judge: script"
+    floor = [ln for ln in d.fig.axes[0].lines if ln.get_marker() == "|"]
+    # rows: paper x2, then epoch-2 sensitive / malicious, base sensitive / malicious ("not run": no mark)
+    assert [list(ln.get_ydata()) for ln in floor] == [[2], [3], [4]]

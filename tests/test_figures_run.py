@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from helpers import tiny_tokenizer
 
-from lima_repro import curate, figures
+from lima_repro import curate, figures, figures_published
 from lima_repro.config import ConfigError, load_config
 from lima_repro.config.figures import FiguresConfig
 from lima_repro.files import write_json, write_jsonl
@@ -165,3 +165,46 @@ def test_figures_config_is_range_checked(kw, msg):
     FiguresConfig().check()
     with pytest.raises(ConfigError, match=msg):
         FiguresConfig(**kw).check()
+
+
+def published_run(tmp_path, model, template):
+    r = tmp_path / "run"
+    train = {"epochs": 15, "lr": 1e-5, "batch_size": 128, "residual_dropout": 0.0}
+    gen = {"checkpoints": "last", "temperature": 0.7, "top_p": 0.9}
+    write_json(
+        r / "config.json", {"model": {"name": model, "chat_template": template}, "train": train, "generate": gen}
+    )
+    write_json(r / "mt_bench" / "results.json", {"score": 4.1})
+    write_json(
+        r / "alpaca_eval" / "mine" / "leaderboard.json", {"mine": {"win_rate": 3.5, "length_controlled_winrate": 5.0}}
+    )
+    return r
+
+
+def test_published_comparison_shows_the_run_only_where_the_setup_matches(tmp_path, monkeypatch):
+    monkeypatch.setattr(figures_published, "APPLIED_TEMPLATES", ("lima", "vicuna"))  # as when train applies vicuna
+    d = figures.published_comparison([published_run(tmp_path, "meta-llama/Llama-2-7b-hf", "vicuna")], tmp_path / "f")
+    rows = {(r.benchmark, r.published_value): r for r in d.data.itertuples()}
+    assert rows[("mt_bench", 3.95)].this_run == "4.1" and rows[("mt_bench", 3.95)].differs == ""
+    alpaca = rows[("alpaca_eval_2", 2.74)]
+    assert alpaca.this_run == "not comparable"
+    assert alpaca.differs == (
+        "metric: run lc_win, published unresolved; decoding: run sampling (temperature 0.7, top_p 0.9), published greedy"
+    )
+    assert rows[("alpaca_eval_2", 6.76)].published.endswith("(unconfirmed)")
+    assert "published number has no source (unconfirmed)" in rows[("alpaca_eval_2", 6.76)].differs
+    assert "benchmark: run alpaca_eval_2, published alpaca_eval_1" in rows[("alpaca_eval_1", 41.98)].differs
+    assert (tmp_path / "f" / "published_comparison.md").is_file()
+
+
+def test_published_comparison_says_not_run_and_a_template_train_does_not_apply(tmp_path):
+    r = published_run(tmp_path, "Qwen/Qwen2.5-7B", "vicuna")
+    for f in (r / "mt_bench" / "results.json", r / "alpaca_eval" / "mine" / "leaderboard.json"):
+        f.unlink()
+    d = figures.published_comparison([r], tmp_path / "f")
+    mt = d.data[d.data.published_value == 3.95].iloc[0]
+    assert mt.this_run == "not run"
+    assert mt.differs == (
+        "base model: run Qwen/Qwen2.5-7B, published Llama-2-7B; "
+        "chat_template: run lima (vicuna configured, not applied), published vicuna"
+    )

@@ -131,6 +131,7 @@ RESULT_KEYS = [
     "requests",
     "protocols",
     "prompt_ids",
+    "missing_inputs",
     "reference",
     "token_shift",
 ]

@@ -42,14 +42,42 @@ def test_lima_1k_profile():
     assert cfg.judge.baseline_files == {"gpt4_turbo": "data/alpaca_eval/gpt4_turbo_outputs.json"}
     assert cfg.judge.protocols == ["pairwise"] and cfg.judge.length_control
     assert "05_ablations" not in cfg.notebooks
-    published = {(v.key, v.value) for v in paper_values.VALUES if v.figure == "LIMA-1k"}
+    published = {(v.key, v.value, v.confirmed) for v in paper_values.VALUES if v.figure == "LIMA-1k"}
     assert published == {
-        ("Llama-2-7B/alpaca_eval_2_win", 2.74),
-        ("Llama-2-7B/mt_bench", 3.95),
-        ("Mistral-7B/alpaca_eval_2_win", 6.76),
-        ("LLaMA-1-13B/alpaca_eval_win", 41.98),
-        ("LLaMA-1-13B/mt_bench", 4.29),
+        ("Llama-2-7B/alpaca_eval_2/unresolved", 2.74, True),
+        ("Llama-2-7B/mt_bench/score", 3.95, True),
+        ("Mistral-7B/alpaca_eval_2/unresolved", 6.76, False),
+        ("LLaMA-1-13B/alpaca_eval_1/win", 41.98, True),
+        ("LLaMA-1-13B/mt_bench/score", 4.29, True),
     }
+    llama2 = paper_values.LIMA_1K_PUBLISHED[1]
+    setup = {"model": cfg.model.name, "benchmark": "mt_bench", "metric": "score", "chat_template": "lima"}
+    assert "base model: run Qwen/Qwen2.5-7B, published Llama-2-7B" in paper_values.setup_differences(llama2, setup)
+
+
+def test_lima_1k_llama2_profile_is_the_published_recipe():
+    cfg = load_config("lima-1k-llama2")
+    assert cfg.model.name == "meta-llama/Llama-2-7b-hf" and cfg.model.chat_template == "vicuna"
+    t = cfg.train
+    run = {
+        "model": cfg.model.name,
+        "chat_template": cfg.model.chat_template,
+        "epochs": t.epochs,
+        "lr": t.lr,
+        "batch_size": t.batch_size,
+        "residual_dropout": t.residual_dropout,
+        "checkpoints": cfg.generate.checkpoints,
+        "benchmark": "mt_bench",
+        "metric": "score",
+    }
+    mt_bench = paper_values.LIMA_1K_PUBLISHED[1]
+    assert paper_values.setup_differences(mt_bench, run) == []
+    alpaca = paper_values.LIMA_1K_PUBLISHED[0]  # LC or raw unknown, decoded greedily
+    assert paper_values.setup_differences(alpaca, {**run, "benchmark": "alpaca_eval_2", "metric": "lc_win"}) == [
+        "metric: run lc_win, published unresolved",
+        "decoding: run None, published greedy",
+    ]
+    assert load_config("lima-1k").model.chat_template == load_config("paper").model.chat_template == "lima"
 
 
 def test_gair_rows_by_source():
@@ -117,3 +145,8 @@ def test_lima_1k_plan_counts_the_alpaca_eval_prompts(tmp_path):
     assert rows["generate"]["gpus_used"] == 8 and rows["generate"]["memory"]["weights_bf16"] == pytest.approx(
         2 * shapes(KNOWN_MODELS["Qwen/Qwen2.5-7B"]()).params / 4
     )  # 28 heads: split over 4 GPUs
+
+
+def test_demo_judges_safety_on_its_sensitive_prompts():
+    sensitive = [r for r in data.read_examples("demo:test.jsonl", ends_with=None) if "sensitive" in r.get("tags", [])]
+    assert len(sensitive) == 3 and "safety" in load_config("demo").judge.protocols

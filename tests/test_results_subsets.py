@@ -8,7 +8,7 @@ import pandas as pd
 from helpers import ScriptJudge
 
 from lima_repro.config import Config, JudgeConfig
-from lima_repro.judging.results import build_results, write_tables
+from lima_repro.judging.results import build_results, missing_inputs, write_tables
 from lima_repro.runs import RunDir
 
 E, B = "epoch-2", "base"
@@ -79,3 +79,17 @@ def test_ood_and_malicious_subsets_and_per_item_winners(tmp_path):
     write_tables(res, run)
     csv = pd.read_csv(run.judge_table("absolute_ood"))
     assert list(csv.system) == [E, B] and list(csv.n) == [2, 1] and list(csv.Fail_pct) == [50.0, 100.0]
+
+
+def test_missing_inputs_name_what_the_paper_never_released():
+    jc = JudgeConfig(protocols=["pairwise", "absolute", "safety"], baselines=["base", "alpaca", "bard"])
+    cfg = Config(judge=jc)
+    cfg.curate.dev_files = []
+    tagged = [{"prompt_id": "p1", "tags": ["ood"]}, {"prompt_id": "p2", "tags": []}]
+    assert missing_inputs(cfg, tagged, ["base"]) == [
+        "baseline outputs: alpaca, bard (judge.baseline_files)",
+        "sensitive test prompts: no prompt tagged sensitive, so no safety verdicts",
+        "dev set: curate.dev_files is empty",
+    ]
+    cfg.curate.dev_files = ["dev.jsonl"]
+    assert missing_inputs(cfg, [{"prompt_id": "p", "tags": ["sensitive", "ood"]}], ["base", "alpaca", "bard"]) == []

@@ -38,3 +38,12 @@ def test_user_folder_replaces_by_name_and_unknown_names_are_refused(tmp_path):
     assert protocols.template_text("absolute", tmp_path) == protocols.template_text("absolute")
     with pytest.raises(ConfigError, match=r"judge.templates_dir='strictest' is neither a folder nor a shipped"):
         protocols.template_text("pairwise", "strictest")
+
+
+def test_absolute_grades_are_the_papers():
+    """LIMA sec. 4 (docs/paper.md sec. 4): Fail = does not meet the prompt's requirements, Pass = meets them,
+    Excellent = an excellent response; no "though it has flaws" or other criteria of our own."""
+    text = protocols.template_text("absolute")
+    assert "Fail - the answer does not meet the requirements of the request." in text
+    assert "Pass - the answer meets the requirements of the request.\n" in text
+    assert "Excellent - the answer meets the requirements of the request and is an excellent answer to it." in text

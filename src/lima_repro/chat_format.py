@@ -7,6 +7,9 @@ template (so plain transformers formats conversations like training does) and as
 checks they agree.
 
 Only assistant utterances and the EOT after each carry loss; prompts (user and system text) do not.
+
+`render_vicuna` is the other named format (`model.chat_template: vicuna`): FastChat's vicuna_v1.1, which the
+published LIMA-1k runs on Llama-2-7B used (docs/paper.md sec. 6), so a calibration run can match them.
 """
 
 from __future__ import annotations
@@ -36,6 +39,31 @@ def render(messages: list[dict], bos: str | None, eot: str) -> tuple[str, list[t
         parts.append(text)
         pos += len(text)
     return "".join(parts), spans
+
+
+# FastChat's conversation.py, template vicuna_v1.1 (SeparatorStyle.ADD_COLON_TWO, sep " ", sep2 "</s>")
+VICUNA_SYSTEM = (
+    "A chat between a curious user and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the user's questions."
+)
+
+
+def render_vicuna(
+    messages: list[dict], bos: str | None, eos: str, generation_prompt: bool = False
+) -> tuple[str, list[tuple[int, int]]]:
+    """FastChat's vicuna_v1.1 text: the system line (its own when the conversation has none), then `USER: ...`
+    and `ASSISTANT: ...` joined by a space, each assistant utterance ended by `eos` (Llama's `</s>`); with
+    `generation_prompt` a trailing `ASSISTANT:` for the model to continue. Loss spans: each utterance and its `eos`."""
+    system = next((m["content"] for m in messages if m["role"] == "system"), VICUNA_SYSTEM)
+    text, spans = (bos or "") + system + " ", []
+    for m in messages:
+        if m["role"] == "user":
+            text += f"USER: {m['content']} "
+        elif m["role"] == "assistant":
+            text += "ASSISTANT: "
+            spans.append((len(text), len(text) + len(m["content"] + eos)))
+            text += m["content"] + eos
+    return text + ("ASSISTANT:" if generation_prompt else ""), spans
 
 
 def encode(tokenizer, messages: list[dict], eot: str, max_length: int | None = None) -> dict:

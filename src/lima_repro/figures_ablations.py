@@ -119,7 +119,7 @@ def _mean_bars(ax, labels: list[str], df: pd.DataFrame) -> None:
             )
     ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right")
     ax.set_xlim(-0.6, len(labels) - 0.4)
-    ax.set_ylim(1, 6.4)
+    ax.set_ylim(0.8, 6.4)  # a mean at the scale's floor (1) keeps a visible bar
     ax.set_ylabel(LIKERT_AXIS)
     ax.legend(fontsize=7, loc="upper right")
 
@@ -279,8 +279,9 @@ def dialogue(runs, out, formats=("png", "pdf"), dpi: int = 200) -> Drawn:
             if drawn
             else missing_text(c) or "no valid turn labels"
         )
-        data_note = f"; {c['n_examples']} ex., {c.get('n_multi_turn', '?')} multi-turn" if c.get("n_examples") else ""
-        row = f"this run: {c['condition']}" + (f" ({c['paper']})" if c.get("paper") else "") + f"\n{why}{data_note}"
+        size = f", {c['n_examples']} ex. ({c.get('n_multi_turn', '?')} multi-turn)" if c.get("n_examples") else ""
+        stands = f"\nin place of the paper's {c['paper']} model" if c.get("paper") else ""
+        row = f"this run: {c['condition']}{size}{stands}\n{why}"
         recs += [
             {
                 "row": row,

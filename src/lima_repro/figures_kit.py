@@ -16,6 +16,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .analysis import GRADES as WORST_FIRST
+from .files import read_json
+from .runs import RunDir
 
 OUTCOMES = ("win", "tie", "loss")
 GRADES = tuple(reversed(WORST_FIRST))  # drawn best first: Excellent, Pass, Fail
@@ -47,6 +49,14 @@ def new_fig(w: float, h: float, ncols: int = 1, **kw):
     return fig, list(axes)
 
 
+def footer(source) -> str:
+    """Who made the figure's numbers: the run, its base model and its judge (config.json, judge/results.json)."""
+    run = RunDir(source)
+    cfg = read_json(run.config) if run.config.is_file() else {}
+    judge = (run.read_results() or {}).get("judge") or cfg.get("judge", {}).get("model") or "unknown"
+    return f"run: {run.root.name} | base model: {cfg.get('model', {}).get('name', 'unknown')} | judge: {judge}"
+
+
 def save(d: Drawn, out: Path, formats: tuple[str, ...], dpi: int) -> Drawn:
     out.mkdir(parents=True, exist_ok=True)
     d.data.to_csv(out / f"{d.name}.csv", index=False)
@@ -54,6 +64,9 @@ def save(d: Drawn, out: Path, formats: tuple[str, ...], dpi: int) -> Drawn:
     if d.fig is not None:
         for ax in d.fig.axes:
             ax.title.set_fontsize(9)
+        if d.source:  # every PNG says which run, base model and judge it shows, under any caption
+            above = d.fig.get_supxlabel()
+            d.fig.supxlabel((above + "\n" if above else "") + footer(d.source), x=0.01, ha="left", fontsize=6.5)
         for fmt in formats:
             d.fig.savefig(out / f"{d.name}.{fmt}", dpi=dpi)
             d.files.append(str(out / f"{d.name}.{fmt}"))
@@ -113,8 +126,10 @@ def hbars(ax, rows: list[tuple[str, float | None, str, bool]], xlabel: str, xmax
     """One horizontal bar per (label, value, note, is_paper); the note ("n = 30", "not run: ...") is written after
     the bar, so a zero or missing value still reads as what it is."""
     for i, (_label, v, note, paper) in enumerate(rows):
-        v = 0.0 if v is None or pd.isna(v) else v
+        missing, v = v is None or pd.isna(v), 0.0 if v is None or pd.isna(v) else v
         ax.barh(i, v, color=PAPER_C if paper else RUN_C)
+        if v == 0 and not missing:  # a measured zero: a mark at the floor, so it is not read as "not run"
+            ax.plot([0], [i], "|", color=PAPER_C if paper else RUN_C, markersize=10, markeredgewidth=3)
         ax.text(v + xmax * 0.01, i, note, va="center", fontsize=6.5)
     ax.set_yticks(range(len(rows)), [r[0] for r in rows])
     ax.invert_yaxis()

@@ -86,18 +86,89 @@ TABLE1 = [  # source, n, avg input tokens, avg output tokens
     ("Paper Authors (Group A)", 200, 40, 334),
 ]
 
-# Published LIMA-1k reproductions (docs/paper.md sec. 6): the 1,000 GAIR/lima examples on other base models, for the
-# `lima-1k` profile's results. alpaca_eval_2_win: AlpacaEval 2.0 win rate against GPT-4 Turbo (%); alpaca_eval_win:
-# an AlpacaEval win rate (%) whose version docs/paper.md does not name; mt_bench: MT-Bench 1-10 score.
-LIMA_1K_REPRODUCTIONS = {
-    "Llama-2-7B": {
-        "alpaca_eval_2_win": 2.74,
-        "mt_bench": 3.95,
-    },  # Zhao et al. 2024 "Long Is More" (docs/paper.md sec. 6)
-    "LLaMA-1-13B": {"alpaca_eval_win": 41.98, "mt_bench": 4.29},  # Deita (docs/paper.md sec. 6)
-    "Mistral-7B": {"alpaca_eval_2_win": 6.76},  # as given in issue 12; not in docs/paper.md (unconfirmed here)
+# The recipe of the published LIMA-1k runs on Llama-2-7B (Zhao et al. 2024, "Long Is More for Alignment", docs/paper.md
+# sec. 6): FastChat's Vicuna template, 15 epochs, lr 1e-5, 128 examples per step, no residual dropout, the last epoch;
+# the `lima-1k-llama2` profile sets exactly these, so its run compares with their numbers.
+LONG_IS_MORE_RECIPE = {
+    "chat_template": "vicuna",
+    "epochs": 15,
+    "lr": 1e-5,
+    "batch_size": 128,
+    "residual_dropout": 0.0,
+    "checkpoints": "last",
 }
-LIMA_1K_IN_PAPER_MD = {"Llama-2-7B", "LLaMA-1-13B"}  # the others are unconfirmed
+
+
+@dataclass(frozen=True)
+class Published:
+    """A published follow-up number (docs/paper.md sec. 6) with the setup it was measured under."""
+
+    base: str
+    """Base model as the source names it, e.g. "Llama-2-7B"."""
+    family: str
+    """Lower-case substring a run's `model.name` must contain to be the same base model, e.g. "llama-2-7b"."""
+    benchmark: str
+    """`alpaca_eval_2` (805 prompts vs GPT-4 Turbo), `alpaca_eval_1` (vs DaVinci003) or `mt_bench` (1-10)."""
+    metric: str
+    """`lc_win` (length-controlled win rate), `win` (raw win rate), `score`, or `unresolved` (LC or raw: unknown)."""
+    value: float
+    judge: str
+    decoding: str
+    recipe: dict | None
+    """The training settings (`LONG_IS_MORE_RECIPE` keys) of the published run; None = not published."""
+    source: str
+    confirmed: bool
+    """False: no source found for the number (docs/paper.md sec. 6 marks it unconfirmed)."""
+
+
+LIMA_1K_PUBLISHED = [
+    Published(
+        "Llama-2-7B", "llama-2-7b", "alpaca_eval_2", "unresolved", 2.74, "GPT-4 Turbo (AlpacaEval 2 annotator)",
+        "greedy", LONG_IS_MORE_RECIPE, "Zhao et al. 2024, Long Is More for Alignment", True,
+    ),
+    Published(
+        "Llama-2-7B", "llama-2-7b", "mt_bench", "score", 3.95, "GPT-4 (MT-Bench)", "MT-Bench defaults",
+        LONG_IS_MORE_RECIPE, "Zhao et al. 2024, Long Is More for Alignment", True,
+    ),
+    Published(
+        "LLaMA-1-13B", "llama-13b", "alpaca_eval_1", "win", 41.98, "GPT-4 (AlpacaEval 1 annotator), most likely",
+        "not stated", None, "Deita (Liu et al. 2024)", True,
+    ),
+    Published(
+        "LLaMA-1-13B", "llama-13b", "mt_bench", "score", 4.29, "GPT-4 (MT-Bench)", "MT-Bench defaults", None,
+        "Deita (Liu et al. 2024)", True,
+    ),
+    Published(
+        "Mistral-7B", "mistral-7b", "alpaca_eval_2", "unresolved", 6.76, "unknown", "unknown", None,
+        "none found (quoted in an earlier version of this project)", False,
+    ),
+]  # fmt: skip
+
+
+def published_label(p: Published) -> str:
+    """How a published number is quoted: base, benchmark, metric, value, and "(unconfirmed)" when it has no source."""
+    return f"{p.base} {p.benchmark} {p.metric} {p.value:g}" + ("" if p.confirmed else " (unconfirmed)")
+
+
+def setup_differences(p: Published, run: dict) -> list[str]:
+    """What keeps a run's number from comparing with `p` (empty: they match). `run` holds `model` (the base model's
+    name), `benchmark`, `metric`, `decoding` and the `LONG_IS_MORE_RECIPE` keys of its config; an unknown setting
+    differs."""
+    diffs = [] if p.confirmed else ["published number has no source (unconfirmed)"]
+    if p.family not in str(run.get("model", "")).lower():
+        diffs.append(f"base model: run {run.get('model')}, published {p.base}")
+    if run.get("benchmark") != p.benchmark:
+        diffs.append(f"benchmark: run {run.get('benchmark')}, published {p.benchmark}")
+    if run.get("metric") != p.metric or p.metric == "unresolved":
+        diffs.append(f"metric: run {run.get('metric')}, published {p.metric}")
+    if p.recipe is None:
+        diffs.append("recipe: the published run's recipe is not known")
+    else:
+        diffs += [f"{k}: run {run.get(k)}, published {v}" for k, v in p.recipe.items() if run.get(k) != v]
+    if p.decoding == "greedy" and run.get("decoding") != "greedy":
+        diffs.append(f"decoding: run {run.get('decoding')}, published greedy")
+    return diffs
+
 
 VALUES: list[PaperValue] = [
     *_wtl("Fig. 1", FIG1_HUMAN, {f"{b}/{c}" for b in FIG1_HUMAN for c in ("win", "tie", "loss")}),
@@ -143,14 +214,13 @@ VALUES: list[PaperValue] = [
     *[
         PaperValue(
             "LIMA-1k",
-            f"{model}/{k}",
-            v,
-            "pct" if k.startswith("alpaca") else "mt_bench_1_10",
-            model in LIMA_1K_IN_PAPER_MD,
-            "published reproduction, not the LIMA paper",
+            f"{p.base}/{p.benchmark}/{p.metric}",
+            p.value,
+            "mt_bench_1_10" if p.benchmark == "mt_bench" else "pct",
+            p.confirmed,
+            f"published reproduction, not the LIMA paper: {p.source}; judge {p.judge}; decoding {p.decoding}",
         )
-        for model, d in LIMA_1K_REPRODUCTIONS.items()
-        for k, v in d.items()
+        for p in LIMA_1K_PUBLISHED
     ],
     *[
         PaperValue("Table 1", f"{src}/{col}", v, unit, True)

@@ -6,6 +6,11 @@ from dataclasses import dataclass
 
 from .base import raise_first
 
+CHAT_TEMPLATES = ("lima", "vicuna")  # chat_format: `render` (LIMA's EOT format) and `render_vicuna`
+# The formats train and generate apply today: `vicuna` is a named template that they do not read yet, so a run
+# configured with it still trains on LIMA's format (figures.run_setup says so rather than claim a match).
+APPLIED_TEMPLATES = ("lima",)
+
 
 @dataclass
 class ModelConfig:
@@ -21,6 +26,9 @@ class ModelConfig:
     already means "stop" to the base model: on the packaged Gemma 3 270M the log-probability of EOT after a dev
     answer is about -3 with `eos` against about -24 with `mean`, and after the demo's training the tuned model
     stopped at EOT on 18 of 19 test prompts with `eos` and on none with `mean` (benchmarks/RESULTS.md)."""
+    chat_template: str = "lima"
+    """Conversation format: `lima` (LIMA sec. 3: a new EOT token after every utterance) or `vicuna` (FastChat's
+    vicuna_v1.1, the published LIMA-1k runs' format: docs/paper.md sec. 6; `chat_format.render_vicuna`)."""
     trust_remote_code: bool = False
     """Passed to transformers when loading models from the hub."""
     attn_implementation: str = "auto"
@@ -33,6 +41,10 @@ class ModelConfig:
                 # an empty token would be added to the vocabulary as "" and every turn would end in nothing
                 (not self.name, "model.name must not be empty (a Hugging Face id, a local folder or gemma-3-270m)"),
                 (not self.eot_token, "model.eot_token must not be empty (LIMA sec. 3: a special end-of-turn token)"),
+                (
+                    self.chat_template not in CHAT_TEMPLATES,
+                    f"model.chat_template must be one of {', '.join(CHAT_TEMPLATES)}, got {self.chat_template!r}",
+                ),
                 (not self.eot_init, "model.eot_init must be eos, mean or a token of the base model's vocabulary"),
                 (
                     not self.attn_implementation,

@@ -135,11 +135,27 @@ def build_results(
             "requests": requests,
             "protocols": jc.protocols,
             "prompt_ids": list(dict.fromkeys(r["prompt_id"] for r in rows)),  # the prompts judged (judge.max_prompts)
+            "missing_inputs": missing_inputs(cfg, rows, baselines),
         }
     )
     if jc.reference_check:
         res["reference"] = reference_check(RunDir.of(cfg), [system, *baselines], jc.n_bootstrap, cfg.seed)
     return res
+
+
+def missing_inputs(cfg: Config, rows: list[dict], baselines: list[str]) -> list[str]:
+    """What the paper used but never released that this run lacks (docs/evaluation.md lists the formats): the
+    configured baselines' outputs, the test prompts tagged `sensitive` (safety) and `ood` (Fig. 3), the dev set."""
+    jc, tags = cfg.judge, {t for r in rows for t in r.get("tags") or ()}
+    lost = [b for b in dict.fromkeys(jc.baselines + list(jc.baseline_files)) if b not in baselines]
+    out = [f"baseline outputs: {', '.join(lost)} (judge.baseline_files)"] if lost else []
+    if "safety" in jc.protocols and "sensitive" not in tags:
+        out.append("sensitive test prompts: no prompt tagged sensitive, so no safety verdicts")
+    if "absolute" in jc.protocols and "ood" not in tags:
+        out.append("out-of-distribution test prompts: no prompt tagged ood, so no OOD grades")
+    if not cfg.curate.dev_files:
+        out.append("dev set: curate.dev_files is empty")
+    return out
 
 
 def pairwise_tables(
