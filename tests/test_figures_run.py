@@ -174,9 +174,12 @@ def published_run(tmp_path, model, template):
     write_json(
         r / "config.json", {"model": {"name": model, "chat_template": template}, "train": train, "generate": gen}
     )
-    write_json(r / "mt_bench" / "results.json", {"score": 4.1})
+    # the files as mt_bench.run_mt_bench and `alpaca-eval --evaluate` write them (finished stage manifests included)
+    write_json(r / "mt_bench" / "results.json", {"score": {"n": 160, "mean": 4.1, "lo": 3.8, "hi": 4.4}})
+    write_json(r / "mt_bench" / "manifest.json", {"stage": "mt_bench", "status": "ok"})
     write_json(
-        r / "alpaca_eval" / "mine" / "leaderboard.json", {"mine": {"win_rate": 3.5, "length_controlled_winrate": 5.0}}
+        r / "alpaca_eval" / "mine" / "leaderboard.json",
+        {"generator": "mine", "win_rate": 3.5, "length_controlled_winrate": 5.0},
     )
     return r
 

@@ -17,21 +17,16 @@ ALPACA_METRICS = {"lc_win": "length_controlled_winrate", "win": "win_rate"}  # a
 
 
 def run_benchmarks(run_dir) -> dict[tuple[str, str], float]:
-    """{(benchmark, metric): value} of a run: MT-Bench's score from `<run>/mt_bench/` and AlpacaEval 2's win
-    rates from `<run>/alpaca_eval/*/leaderboard.json` (first row; its `length_controlled_winrate`, `win_rate`)."""
+    """{(benchmark, metric): value} of a run: MT-Bench's score (the mean of its turn scores) from
+    `<run>/mt_bench/results.json` and AlpacaEval 2's win rates from the leaderboard row `alpaca-eval --evaluate`
+    stored (`length_controlled_winrate`, `win_rate`; the first generator that has them)."""
     run, out = RunDir(run_dir), {}
-    mt = run.root / "mt_bench" / run.results.name
-    if mt.is_file():
-        res = read_json(mt)
-        score = next((res[k] for k in ("score", "mt_bench", "average") if isinstance(res.get(k), (int, float))), None)
-        if score is not None:
-            out[("mt_bench", "score")] = float(score)
-    for board in sorted((run.root / "alpaca_eval").glob("*/leaderboard.json")):
-        rows = read_json(board)
-        row = next(iter(rows.values()), {}) if isinstance(rows, dict) and "win_rate" not in rows else rows
-        row = row[0] if isinstance(row, list) and row else row
+    mt = run.read_mt_bench_results() if run.root.is_dir() else None
+    if mt and (mt.get("score") or {}).get("mean") is not None:
+        out[("mt_bench", "score")] = float(mt["score"]["mean"])
+    for row in (run.read_alpaca_eval_leaderboards() if run.root.is_dir() else {}).values():
         for metric, col in ALPACA_METRICS.items():
-            if isinstance(row, dict) and row.get(col) is not None:
+            if row.get(col) is not None:
                 out.setdefault(("alpaca_eval_2", metric), float(row[col]))
     return out
 
