@@ -153,7 +153,7 @@ def test_table1_of_a_run_with_split_stack_exchange_keeps_the_paper_rows(tmp_path
     "kw, msg",
     [
         ({"dpi": 0}, "figures.dpi"),
-        ({"dpi": 5000}, "at most 1200"),
+        ({"dpi": 5000}, "at most 1,200"),
         ({"formats": ["png", "gif"]}, r"unknown image format\(s\) \['gif'\]"),
         ({"formats": []}, "at least one"),
         ({"runs": [""]}, "figures.runs"),
