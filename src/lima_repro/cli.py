@@ -7,8 +7,8 @@
 
 A user error (a bad config value, a malformed input file, a wrong argument: `USER_ERRORS`) prints one line to
 stderr saying what, where and the fix, and exits with status 2; `--debug` anywhere on the command line (or
-LIMA_REPRO_DEBUG=1) shows its traceback instead. Nothing on the command line that looks like an API key is echoed
-in that line. Any other exception is a bug and keeps its traceback.
+LIMA_REPRO_DEBUG=1) shows its traceback instead. Nothing that looks like an API key is echoed in that line or in
+what a command prints (`redaction.redact`). Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import sys
 
 from .config import list_profiles, load_config, load_resolved, parse_set, to_dict
 from .config.base import UserError, hide_keys, looks_like_key
+from .redaction import redact, redact_value
 from .runs import RunDir, new_run_dir
 
 # stage name -> "module:function"; each takes a Config and returns its output directory. Imported by name when
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         line = error_line(e)
         # a key pasted as an argument (a path, a profile, a --set item) is not echoed back: argparse's messages and
         # the checks quote what was typed, and stderr ends up in logs and CI output
-        print(hide_keys(line) if any(looks_like_key(a) for a in argv) else line, file=sys.stderr)
+        print(hide_keys(line) if any(looks_like_key(a) for a in argv) else redact(line), file=sys.stderr)
         return 2
 
 
@@ -187,7 +188,7 @@ def _main(argv: list[str]) -> int:
         return 0
     cfg = _resolve(args)
     if args.command == "config":
-        print(json.dumps(to_dict(cfg), indent=2))
+        print(json.dumps(redact_value(to_dict(cfg)), indent=2))
         return 0
     if args.command == "plan":
         hw = _entry("lima_repro.plan:Hardware")(

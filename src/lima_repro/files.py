@@ -2,6 +2,7 @@
 
 Files are written atomically (temporary name, fsync, rename) so an interrupted run never leaves a file that
 looks complete but is not; appended log rows are flushed and fsynced one by one so a killed process loses none.
+Every writer passes what it writes through `redaction.redact_value`, so a key pasted anywhere never reaches a file.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .config.base import UserError
+from .redaction import redact, redact_value
 
 
 @contextlib.contextmanager
@@ -35,7 +37,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 def write_json(path: str | Path, obj: Any) -> Path:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+        text = json.dumps(redact_value(obj), indent=2, ensure_ascii=False, default=lambda o: redact(str(o)))
+        tmp.write_text(text + "\n", encoding="utf-8")
     return Path(path)
 
 
@@ -46,14 +49,14 @@ def read_json(path: str | Path) -> Any:
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            fh.write(json.dumps(redact_value(row), ensure_ascii=False) + "\n")
     return Path(path)
 
 
 def append_jsonl(path: str | Path, row: dict) -> None:
     """Append one row and flush it to disk (logs that must survive a killed process)."""
     with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        fh.write(json.dumps(redact_value(row), ensure_ascii=False) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
 
