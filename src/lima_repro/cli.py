@@ -7,8 +7,10 @@
 
 A user error (a bad config value, a malformed input file, a wrong argument: `USER_ERRORS`) prints one line to
 stderr saying what, where and the fix, and exits with status 2; `--debug` anywhere on the command line (or
-LIMA_REPRO_DEBUG=1) shows its traceback instead. Nothing that looks like an API key is echoed in that line or in
-what a command prints (`redaction.redact`). Any other exception is a bug and keeps its traceback.
+LIMA_REPRO_DEBUG=1) shows its traceback instead. A fault of the file system the user gave (a symlink loop, a
+dangling symlink, a read-only folder, a full disk: `files.path_fault`) is a user error too. Nothing that looks like
+an API key is echoed in that line or in what a command prints (`redaction.redact`). Any other exception is a bug
+and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import sys
 
 from .config import list_profiles, load_config, load_resolved, parse_set, to_dict
 from .config.base import UserError, hide_keys, looks_like_key
+from .files import path_fault
 from .redaction import redact, redact_value
 from .runs import RunDir, new_run_dir
 
@@ -72,10 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv or os.environ.get(DEBUG_ENV, "").strip() not in ("", "0")
     try:
         return _main([a for a in argv if a != "--debug"])
-    except USER_ERRORS as e:
-        if debug:
+    except (*USER_ERRORS, OSError) as e:
+        # a missing path under a dangling symlink is named by the link; an OSError outside USER_ERRORS is a bug
+        # unless it is a fault of the file system the user gave
+        fault = e if not isinstance(e, OSError) else path_fault(e) or (e if isinstance(e, USER_ERRORS) else None)
+        if debug or fault is None:
             raise
-        line = error_line(e)
+        line = error_line(fault)
         # a key pasted as an argument (a path, a profile, a --set item) is not echoed back: argparse's messages and
         # the checks quote what was typed, and stderr ends up in logs and CI output
         print(hide_keys(line) if any(looks_like_key(a) for a in argv) else redact(line), file=sys.stderr)
