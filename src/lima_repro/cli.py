@@ -38,7 +38,7 @@ STAGES = {
     "ablations": "lima_repro.ablations:run_ablations",
 }
 PIPELINE = "lima_repro.pipeline:run_pipeline"
-DRAW_ALL = "lima_repro.figures:draw_all"
+FIGURES, FIGURES_SUMMARY = "lima_repro.figures:run_figures", "lima_repro.figures:SUMMARY"
 EXPORT_ALPACA_EVAL = "lima_repro.export:export_alpaca_eval"
 
 DEBUG_ENV = "LIMA_REPRO_DEBUG"
@@ -128,6 +128,30 @@ def _resolve(args):
     return cfg
 
 
+def _figures(args) -> int:
+    """`figures [--run-dir RUN] [RUN ...]`: the first run's own figure settings (its config.json, as every stage
+    reads it), the other runs after it; never copies to figures.copy_to unless --set names it."""
+    runs = [*([args.run_dir] if args.run_dir else []), *args.run_dirs]
+    if not runs:
+        raise UsageError("figures needs a finished run: give RUN_DIR or --run-dir (e.g. runs/<run>)")
+    missing = [r for r in runs if not os.path.isdir(r)]
+    if missing:
+        raise UsageError(f"figures: {missing[0]} is not a run directory (no such folder); give a finished run's folder")
+    args.run_dir = runs[0]
+    cfg = _resolve(args)
+    sets = parse_set(args.set)
+    if len(runs) > 1 or "figures.runs" not in sets:
+        cfg.figures.runs = runs[1:]
+    if "figures.copy_to" not in sets:  # a run's own copy_to (the demo's: the repository's figures/) is for its pipeline
+        cfg.figures.copy_to = None
+    out = _entry(FIGURES)(cfg, out=args.out)
+    summary = json.loads((out / _entry(FIGURES_SUMMARY)).read_text())
+    for name, rec in summary["figures"].items():
+        print(f"{name}: {rec['status']}{' (' + rec['reason'] + ')' if rec['reason'] else ''}")
+    print(f"figures output: {out}")
+    return 0
+
+
 def _main(argv: list[str]) -> int:
     parser = _Parser(prog="python -m lima_repro", description="LIMA reproduction pipeline")
     parser.add_argument(
@@ -171,8 +195,13 @@ def _main(argv: list[str]) -> int:
                 help="run only this condition (repeatable): one job per condition, the summary merges them",
             )
     p = sub.add_parser("figures", help="redraw every figure beside the paper's values from finished run directories")
+    _config_args(p)
     p.add_argument(
-        "run_dirs", nargs="+", metavar="RUN_DIR", help="finished runs; the first holding a figure's inputs is used"
+        "run_dirs",
+        nargs="*",
+        metavar="RUN_DIR",
+        help="finished runs (after --run-dir, if given); the first holding a figure's inputs is used; the first's "
+        "config.json gives the figure settings (formats, dpi, baseline names) unless --profile or --set says otherwise",
     )
     p.add_argument("--out", default=None, help="output folder (default: <first RUN_DIR>/figures)")
     p = sub.add_parser("alpaca-eval", help="a generations file (or a run's) as AlpacaEval model_outputs.json")
@@ -186,12 +215,7 @@ def _main(argv: list[str]) -> int:
         print(f"AlpacaEval model_outputs: {out}  (next: alpaca_eval --model_outputs {out})")
         return 0
     if args.command == "figures":
-        out = args.out or f"{args.run_dirs[0]}/figures"
-        summary = _entry(DRAW_ALL)(args.run_dirs, out)
-        for name, rec in summary["figures"].items():
-            print(f"{name}: {rec['status']}{' (' + rec['reason'] + ')' if rec['reason'] else ''}")
-        print(f"figures output: {out}")
-        return 0
+        return _figures(args)
     cfg = _resolve(args)
     if args.command == "config":
         print(json.dumps(redact_value(to_dict(cfg)), indent=2))
