@@ -3,14 +3,15 @@ paper's rows; the data card of a GAIR/lima-format file without a run), with hand
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from helpers import tiny_tokenizer
 
-from lima_repro import curate, figures, figures_published
-from lima_repro.config import ConfigError, load_config
+from lima_repro import cli, curate, figures, figures_published
+from lima_repro.config import ConfigError, load_config, to_dict
 from lima_repro.config.figures import FiguresConfig
 from lima_repro.files import write_json, write_jsonl
 from lima_repro.runs import RunDir
@@ -211,3 +212,48 @@ def test_published_comparison_says_not_run_and_a_template_train_does_not_apply(t
         "base model: run Qwen/Qwen2.5-7B, published Llama-2-7B; "
         "chat_template: run lima (vicuna configured, not applied), published vicuna"
     )
+
+
+def _run_with_figure_settings(tmp_path, **figure_settings) -> Path:
+    """A run whose config.json is complete (the demo profile's, copy_to included) with these figure settings."""
+    run = make_run(tmp_path)
+    cfg = load_config("demo")
+    for k, v in figure_settings.items():
+        setattr(cfg.figures, k, v)
+    write_json(RunDir(run).config, to_dict(cfg))
+    return run
+
+
+def test_cli_figures_uses_the_run_s_own_figure_settings_unless_overridden(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(figures, "repo_path", lambda p: tmp_path / "repo" / p)  # the demo's copy_to must not be used
+    run = _run_with_figure_settings(tmp_path, formats=["svg"], dpi=50)
+    assert cli.main(["figures", str(run)]) == 0
+    assert "fig9_perplexity_vs_score: drawn" in capsys.readouterr().out
+    assert sorted(p.name for p in (run / "figures").glob("fig9_perplexity_vs_score.*")) == [
+        "fig9_perplexity_vs_score.csv",
+        "fig9_perplexity_vs_score.svg",
+    ]
+    assert not (tmp_path / "repo").exists()
+    assert (
+        cli.main(["figures", "--run-dir", str(run), "--set", "figures.formats=[png]", "--out", str(tmp_path / "o")])
+        == 0
+    )
+    assert sorted(p.suffix for p in (tmp_path / "o").glob("fig9_perplexity_vs_score.*")) == [".csv", ".png"]
+
+
+def test_cli_figures_takes_run_dir_like_every_stage_and_more_runs_after_it(tmp_path, capsys):
+    run = make_run(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    assert cli.main(["figures", "--run-dir", str(other), str(run), "--out", str(tmp_path / "o")]) == 0
+    summary = json.loads((tmp_path / "o" / figures.SUMMARY).read_text())
+    assert summary["runs"] == [str(other), str(run)]
+    assert summary["figures"]["fig9_perplexity_vs_score"]["source"] == str(run)
+
+
+@pytest.mark.parametrize("argv", [["/nonexistent"], ["--run-dir", "/nonexistent"], []])
+def test_cli_figures_of_no_run_or_a_missing_one_is_a_usage_error(argv, tmp_path, capsys):
+    assert cli.main(["figures", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ("/nonexistent is not a run directory" in err or "give RUN_DIR or --run-dir" in err)
+    assert not Path("/nonexistent").exists()

@@ -1,6 +1,7 @@
 """No path writes the judge's API key to disk: a key pasted into `judge.api_key_env` is refused without being
-repeated, and a server whose errors echo the request's headers is redacted before anything is stored. The key is
-planted in the environment and every file the judge stage writes is searched for it."""
+repeated, a server whose errors echo the request's headers is redacted before anything is stored, and a key pasted
+as `judge.model`, inside `judge.base_url`, as a notebook parameter or on the command line reaches no file, file name
+or printed line (`redaction`). The key is planted and every file written is searched for it."""
 
 from __future__ import annotations
 
@@ -12,13 +13,17 @@ from pathlib import Path
 import pytest
 from helpers import ChatServer, ScriptJudge, chat_completion, generation_rows
 
-from lima_repro.config import Config, ConfigError, JudgeConfig, load_config
+from lima_repro import cli, redaction
+from lima_repro.config import Config, ConfigError, JudgeConfig, load_config, to_dict
+from lima_repro.config.base import looks_like_key
 from lima_repro.config.judge import key_name_problem
 from lima_repro.config.overrides import apply_overrides
-from lima_repro.files import read_jsonl_plain, write_jsonl
+from lima_repro.files import read_jsonl_plain, write_json, write_jsonl
 from lima_repro.judge import run_judge
 from lima_repro.judging import JudgeError, make_judge
 from lima_repro.judging.remote import redact
+from lima_repro.notebook import refuse_secret_parameters
+from lima_repro.pipeline import scrub_notebook
 
 KEY = "sk-proj-7f3a9c1e5b2d8f4a6c0e9b7d5f3a1c8e"
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,3 +156,126 @@ def test_a_type_error_in_a_key_field_never_shows_the_value(pasted):
         apply_overrides(cfg, {"judge": {"api_key_env": pasted}})
     assert "judge.api_key_env" in str(err.value)
     assert str(pasted)[:12] not in str(err.value) and "sk-" not in str(err.value)
+
+
+# a second and third key, so each place a key was pasted is searched for separately
+URL_KEY = "hf_Zq8RtY3uVw5xNm2KpL7sDf4GhJ9aBc"
+QUERY_KEY = "Xa93kLmQ27vBn48TrWz61PsEe05YuCiO"
+
+
+def _key_server() -> ChatServer:
+    return ChatServer(lambda body, headers: (200, chat_completion(body["model"], "Verdict: A", 5, 2), None))
+
+
+@pytest.mark.parametrize("url_form", ["user", "query"])
+def test_keys_pasted_on_the_command_line_reach_no_file_name_file_or_output(url_form, tmp_path, capfd):
+    """A key as judge.model and one inside judge.base_url (`user:KEY@` or `?api_key=KEY`), given with --set: the
+    judge runs with them (the server sees the model), but no file, file name, progress bar or printed line holds
+    either."""
+    server = _key_server()
+    secret = URL_KEY if url_form == "user" else QUERY_KEY
+    host = server.url.split("://")[1]
+    url = f"http://user:{secret}@{host}" if url_form == "user" else f"{server.url}?api_key={secret}"
+    base = _cfg(tmp_path, server.url)
+    base.judge.api_key_env = ""
+    (tmp_path / "in").mkdir()
+    write_json(tmp_path / "in" / "base.json", to_dict(base))
+    argv = ["judge", "--config-json", str(tmp_path / "in" / "base.json"), "--run-dir", str(tmp_path / "run")]
+    try:
+        status = cli.main([*argv, "--set", f"judge.model={KEY}", "--set", f"judge.base_url={url}"])
+    finally:
+        server.close()
+    out = capfd.readouterr()
+    assert status == 0 and "judge openai:[redacted]: 100%" in out.err  # the progress bar names the judge, not the key
+    assert (tmp_path / "run" / "judge" / "config.json").is_file()
+    written = [p for p in tmp_path.rglob("*") if "in" not in p.relative_to(tmp_path).parts[:1]]
+    for key in (KEY, secret):
+        assert [str(p) for p in written if key in str(p)] == []
+        assert _files_holding(tmp_path / "run", key) == []
+        assert key not in out.out + out.err
+    assert "[redacted]" in (tmp_path / "run" / "judge" / "config.json").read_text()
+
+
+def test_a_key_as_judge_model_is_sent_but_never_written(tmp_path, capfd):
+    server = _key_server()
+    cfg = _cfg(tmp_path, server.url)
+    cfg.judge.api_key_env, cfg.judge.model = "", KEY
+    try:
+        out = run_judge(cfg)
+    finally:
+        server.close()
+    judged = read_jsonl_plain(out / "judgments.jsonl")
+    assert len(judged) == 8 and not any(j.get("error") for j in judged)  # the server was asked with the real name
+    assert [p.name for p in (out / "cache").iterdir()] == ["openai_[redacted].jsonl"]
+    assert _files_holding(tmp_path, KEY) == []
+    assert json.loads((out / "config.json").read_text())["judge"]["model"] == "[redacted]"
+    captured = capfd.readouterr()
+    assert KEY not in captured.out + captured.err
+
+
+@pytest.mark.parametrize("name", ["openai_key", "key", "judge_key", "bearer", "notes"])
+def test_a_notebook_parameter_holding_a_key_is_refused_whatever_its_name(name):
+    with pytest.raises(ConfigError, match=f"notebook parameter {name} looks like a secret") as err:
+        refuse_secret_parameters({"config_path": "", "run_dir": "", name: KEY, "In": [f"{name} = {KEY!r}"]})
+    assert KEY not in str(err.value)
+    with pytest.raises(ConfigError, match="notebook parameter overrides looks like a secret"):
+        refuse_secret_parameters({"overrides": {"judge.model": URL_KEY}})
+    refuse_secret_parameters({"config_path": "/runs/20250101-120000-demo/config.json", "overrides": {"a": 1}})
+
+
+def test_the_pipeline_scrubs_an_executed_notebook_of_keys(tmp_path):
+    nb = {
+        "metadata": {"papermill": {"parameters": {"config_path": "/c.json", "judge_key": KEY}}},
+        "cells": [
+            {
+                "cell_type": "code",
+                "source": f"judge_key = {KEY!r}\n",
+                "outputs": [{"text": [f"url http://u:{URL_KEY}@h"]}],
+            }
+        ],
+    }
+    plain = {"metadata": {}, "cells": [{"cell_type": "code", "source": "x = 1\n", "outputs": []}]}
+    write_json_unredacted = (tmp_path / "a.ipynb", tmp_path / "b.ipynb")
+    write_json_unredacted[0].write_text(json.dumps(nb))
+    write_json_unredacted[1].write_text(json.dumps(plain, indent=1))
+    for path in write_json_unredacted:
+        scrub_notebook(path)
+    text = write_json_unredacted[0].read_text()
+    assert KEY not in text and URL_KEY not in text and text.count("[redacted]") == 3
+    assert write_json_unredacted[1].read_text() == json.dumps(plain, indent=1)  # nothing to scrub: left as it was
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (f"model {KEY}", "model [redacted]"),
+        (f"https://user:{URL_KEY}@host/v1", "https://[redacted]@host/v1"),
+        (f"https://host/v1?api_key={QUERY_KEY}&x=1", "https://host/v1?api_key=[redacted]&x=1"),
+        ("https://host/v1?token=abc&key=k", "https://host/v1?token=[redacted]&key=[redacted]"),
+        ("Authorization: Bearer eyJhbGciOi.J9xY1z2Q3", "Authorization: Bearer [redacted]"),
+        ("the bearer of bad news; a bearer instrument", "the bearer of bad news; a bearer instrument"),
+        ("ssh://git@host/repo and a1B2c3D4e5F60718293a4b5c6d7e8f9a", "ssh://git@host/repo and [redacted]"),
+        ("event a1b2c3d4e5f60718293a4b5c6d7e8f9a", "event a1b2c3d4e5f60718293a4b5c6d7e8f9a"),  # uuid4().hex
+        ("commit " + "ab" * 20 + " sha " + "0f" * 32, "commit " + "ab" * 20 + " sha " + "0f" * 32),
+        ("runs/20250101-120000-demo/train/checkpoints/epoch-2", "runs/20250101-120000-demo/train/checkpoints/epoch-2"),
+    ],
+)
+def test_redaction_finds_keys_and_keeps_digests_and_prose(text, expected):
+    assert redaction.redact(text) == expected
+
+
+def test_redact_value_reaches_every_string_of_a_nested_value_and_keeps_the_rest():
+    value = {"judge": {"model": KEY, "n": 3, "ok": True, "none": None}, KEY: [f"x {URL_KEY}", 1.5], "t": ("a",)}
+    assert redaction.redact_value(value) == {
+        "judge": {"model": "[redacted]", "n": 3, "ok": True, "none": None},
+        "[redacted]": ["x [redacted]", 1.5],
+        "t": ["a"],
+    }
+    assert looks_like_key("a1b2c3d4e5f60718293a4b5c6d7e8f90") and not looks_like_key("OPENAI_API_KEY")
+
+
+def test_config_prints_no_key_pasted_on_the_command_line(capsys):
+    assert cli.main(["config", "--set", f"judge.model={KEY}", "--set", f"judge.base_url=https://u:{URL_KEY}@h/v1"]) == 0
+    out = capsys.readouterr().out
+    assert KEY not in out and URL_KEY not in out
+    assert json.loads(out)["judge"]["base_url"] == "https://[redacted]@h/v1"

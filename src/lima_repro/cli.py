@@ -7,8 +7,10 @@
 
 A user error (a bad config value, a malformed input file, a wrong argument: `USER_ERRORS`) prints one line to
 stderr saying what, where and the fix, and exits with status 2; `--debug` anywhere on the command line (or
-LIMA_REPRO_DEBUG=1) shows its traceback instead. Nothing on the command line that looks like an API key is echoed
-in that line. Any other exception is a bug and keeps its traceback.
+LIMA_REPRO_DEBUG=1) shows its traceback instead. A fault of the file system the user gave (a symlink loop, a
+dangling symlink, a read-only folder, a full disk: `files.path_fault`) is a user error too. Nothing that looks like
+an API key is echoed in that line or in what a command prints (`redaction.redact`). Any other exception is a bug
+and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import sys
 
 from .config import list_profiles, load_config, load_resolved, parse_set, to_dict
 from .config.base import UserError, hide_keys, looks_like_key
+from .files import path_fault
+from .redaction import redact, redact_value
 from .runs import RunDir, new_run_dir
 
 # stage name -> "module:function"; each takes a Config and returns its output directory. Imported by name when
@@ -34,7 +38,7 @@ STAGES = {
     "ablations": "lima_repro.ablations:run_ablations",
 }
 PIPELINE = "lima_repro.pipeline:run_pipeline"
-DRAW_ALL = "lima_repro.figures:draw_all"
+FIGURES, FIGURES_SUMMARY = "lima_repro.figures:run_figures", "lima_repro.figures:SUMMARY"
 EXPORT_ALPACA_EVAL = "lima_repro.export:export_alpaca_eval"
 EVALUATE_ALPACA_EVAL = "lima_repro.export:evaluate_alpaca_eval"
 MT_BENCH = "lima_repro.mt_bench:run_mt_bench"
@@ -73,13 +77,16 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv or os.environ.get(DEBUG_ENV, "").strip() not in ("", "0")
     try:
         return _main([a for a in argv if a != "--debug"])
-    except USER_ERRORS as e:
-        if debug:
+    except (*USER_ERRORS, OSError) as e:
+        # a missing path under a dangling symlink is named by the link; an OSError outside USER_ERRORS is a bug
+        # unless it is a fault of the file system the user gave
+        fault = e if not isinstance(e, OSError) else path_fault(e) or (e if isinstance(e, USER_ERRORS) else None)
+        if debug or fault is None:
             raise
-        line = error_line(e)
+        line = error_line(fault)
         # a key pasted as an argument (a path, a profile, a --set item) is not echoed back: argparse's messages and
         # the checks quote what was typed, and stderr ends up in logs and CI output
-        print(hide_keys(line) if any(looks_like_key(a) for a in argv) else line, file=sys.stderr)
+        print(hide_keys(line) if any(looks_like_key(a) for a in argv) else redact(line), file=sys.stderr)
         return 2
 
 
@@ -121,6 +128,30 @@ def _resolve(args):
         cfg.ablations.only = args.condition
         cfg.ablations.check()  # an unknown name is a config error before anything runs
     return cfg
+
+
+def _figures(args) -> int:
+    """`figures [--run-dir RUN] [RUN ...]`: the first run's own figure settings (its config.json, as every stage
+    reads it), the other runs after it; never copies to figures.copy_to unless --set names it."""
+    runs = [*([args.run_dir] if args.run_dir else []), *args.run_dirs]
+    if not runs:
+        raise UsageError("figures needs a finished run: give RUN_DIR or --run-dir (e.g. runs/<run>)")
+    missing = [r for r in runs if not os.path.isdir(r)]
+    if missing:
+        raise UsageError(f"figures: {missing[0]} is not a run directory (no such folder); give a finished run's folder")
+    args.run_dir = runs[0]
+    cfg = _resolve(args)
+    sets = parse_set(args.set)
+    if len(runs) > 1 or "figures.runs" not in sets:
+        cfg.figures.runs = runs[1:]
+    if "figures.copy_to" not in sets:  # a run's own copy_to (the demo's: the repository's figures/) is for its pipeline
+        cfg.figures.copy_to = None
+    out = _entry(FIGURES)(cfg, out=args.out)
+    summary = json.loads((out / _entry(FIGURES_SUMMARY)).read_text())
+    for name, rec in summary["figures"].items():
+        print(f"{name}: {rec['status']}{' (' + rec['reason'] + ')' if rec['reason'] else ''}")
+    print(f"figures output: {out}")
+    return 0
 
 
 def _main(argv: list[str]) -> int:
@@ -173,8 +204,13 @@ def _main(argv: list[str]) -> int:
                 help="run only this condition (repeatable): one job per condition, the summary merges them",
             )
     p = sub.add_parser("figures", help="redraw every figure beside the paper's values from finished run directories")
+    _config_args(p)
     p.add_argument(
-        "run_dirs", nargs="+", metavar="RUN_DIR", help="finished runs; the first holding a figure's inputs is used"
+        "run_dirs",
+        nargs="*",
+        metavar="RUN_DIR",
+        help="finished runs (after --run-dir, if given); the first holding a figure's inputs is used; the first's "
+        "config.json gives the figure settings (formats, dpi, baseline names) unless --profile or --set says otherwise",
     )
     p.add_argument("--out", default=None, help="output folder (default: <first RUN_DIR>/figures)")
     p = sub.add_parser("alpaca-eval", help="a run's answers as AlpacaEval model_outputs.json; --evaluate: AlpacaEval 2")
@@ -219,15 +255,10 @@ def _main(argv: list[str]) -> int:
         print(f"mt-bench output: {out}")
         return 0
     if args.command == "figures":
-        out = args.out or f"{args.run_dirs[0]}/figures"
-        summary = _entry(DRAW_ALL)(args.run_dirs, out)
-        for name, rec in summary["figures"].items():
-            print(f"{name}: {rec['status']}{' (' + rec['reason'] + ')' if rec['reason'] else ''}")
-        print(f"figures output: {out}")
-        return 0
+        return _figures(args)
     cfg = _resolve(args)
     if args.command == "config":
-        print(json.dumps(to_dict(cfg), indent=2))
+        print(json.dumps(redact_value(to_dict(cfg)), indent=2))
         return 0
     if args.command == "plan":
         hw = _entry("lima_repro.plan:Hardware")(

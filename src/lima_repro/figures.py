@@ -238,11 +238,12 @@ def repo_path(p: str) -> Path:
     return Path(p) if os.path.isabs(p) else (root if (root / "pyproject.toml").is_file() else Path.cwd()) / p
 
 
-def run_figures(cfg) -> Path:
-    """Draw every figure from `cfg.run_dir` (+ `cfg.figures.runs`) into `<run_dir>/figures`; copy when configured."""
+def run_figures(cfg, out: str | Path | None = None) -> Path:
+    """Draw every figure from `cfg.run_dir` (+ `cfg.figures.runs`) into `out` (default `<run_dir>/figures`) with
+    the config's formats, dpi and baseline names; copy when configured."""
     fc = cfg.figures
     runs = [Path(cfg.run_dir), *map(Path, fc.runs)]
-    out = Path(cfg.run_dir) / "figures"
+    out = Path(out) if out else Path(cfg.run_dir) / "figures"
     summary = draw_all(runs, out, fc.baseline_names, fc.formats, fc.dpi)
     if fc.copy_to:
         dest = repo_path(fc.copy_to)

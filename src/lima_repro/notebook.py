@@ -22,9 +22,11 @@ from .config import Config, ConfigError, load_config, load_resolved
 from .figures import SUMMARY
 from .files import read_json, read_jsonl_plain
 from .generate import stop_shares
+from .redaction import looks_like_key
 from .runs import RunDir, new_run_dir
 
 PARAMETERS = ("config_path", "profile", "overrides", "run_dir")  # every stage notebook's parameters cell
+IPYTHON_HISTORY = ("In", "Out")  # a kernel's own globals: the cells' sources and results, not parameters
 # a name with a part like these (`api_key`, `hf_token`, `OPENAI_API_KEY`; not `tokenizer` or `max_tokens`)
 SECRET_NAME = re.compile(
     r"(^|_)(api_?key|access_?key|secret(_?key)?|token|password|passwd|credentials?|auth)(_|$)", re.IGNORECASE
@@ -72,17 +74,28 @@ def parse_overrides(overrides: dict | str | None) -> dict:
 
 
 def refuse_secret_parameters(namespace: dict) -> None:
-    """A notebook parameter named like a key (`papermill -p api_key ...`) is an error saying where keys go: papermill
-    writes every parameter into the executed notebook, and no stage reads a key from a parameter."""
+    """A notebook parameter named like a key (`papermill -p api_key ...`) or whose value looks like one, whatever
+    its name (`-p openai_key sk-...`, a key inside `overrides`), is an error saying where keys go: papermill writes
+    every parameter into the executed notebook, and no stage reads a key from a parameter. The pipeline passes only
+    `config_path` and scrubs what it executed (`pipeline.scrub_notebook`); a notebook run by hand must be deleted."""
     leaked = sorted(
         k
         for k, v in namespace.items()
-        if isinstance(v, str) and v and not k.startswith("_") and k not in PARAMETERS and SECRET_NAME.search(k)
+        if not k.startswith("_")
+        and k not in IPYTHON_HISTORY
+        and (
+            isinstance(v, str)
+            and v
+            and k not in PARAMETERS
+            and SECRET_NAME.search(k)
+            or isinstance(v, (str, dict))
+            and looks_like_key(v if isinstance(v, str) else repr(v))
+        )
     )
     if leaked:
         raise ConfigError(
-            f"notebook parameter {', '.join(leaked)} looks like a secret; keys are never notebook "
-            "parameters. Fix: export the key in the environment variable that judge.api_key_env names "
+            f"notebook parameter {', '.join(leaked)} looks like a secret (the value is not shown); keys are never "
+            "notebook parameters. Fix: export the key in the environment variable that judge.api_key_env names "
             "(default OPENAI_API_KEY) before starting papermill or JupyterLab, and delete the executed "
             "notebook papermill wrote: it holds the value"
         )

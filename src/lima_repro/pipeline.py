@@ -29,8 +29,9 @@ import yaml
 from . import data
 from .config import Config, to_dict
 from .config.base import UserError
-from .files import write_json
+from .files import read_json, write_json
 from .provenance import provenance
+from .redaction import redact_value
 from .runs import RunDir, new_run_dir
 from .stage import WORLD_SIZE_ENV
 
@@ -166,17 +167,21 @@ def run_pipeline(cfg: Config, kernel_name: str = "python3", launcher: str | None
                 say(f"[{i}/{len(names)}] {name} done in {time.time() - t0:.0f} s")
                 continue
             # the notebooks' output (progress bars included) streams to this terminal as it comes
-            pm.execute_notebook(
-                str(src / f"{name}.ipynb"),
-                str(run.notebooks / f"{name}.ipynb"),
-                parameters={"config_path": str(config_path)},
-                kernel_name=kernel_name,
-                cwd=os.getcwd(),
-                progress_bar=False,
-                stdout_file=sys.stdout,
-                stderr_file=sys.stderr,
-                extra_arguments=KERNEL_ARGUMENTS,
-            )
+            # config_path is the one parameter: papermill writes every parameter's value into the executed notebook
+            try:
+                pm.execute_notebook(
+                    str(src / f"{name}.ipynb"),
+                    str(run.notebooks / f"{name}.ipynb"),
+                    parameters={"config_path": str(config_path)},
+                    kernel_name=kernel_name,
+                    cwd=os.getcwd(),
+                    progress_bar=False,
+                    stdout_file=sys.stdout,
+                    stderr_file=sys.stderr,
+                    extra_arguments=KERNEL_ARGUMENTS,
+                )
+            finally:
+                scrub_notebook(run.notebooks / f"{name}.ipynb")
         except Exception as e:
             manifest["stages"][name] = {
                 "wall_time_s": round(time.time() - t0, 2),
@@ -194,6 +199,15 @@ def run_pipeline(cfg: Config, kernel_name: str = "python3", launcher: str | None
     write_json(run.manifest, manifest)
     say(f"pipeline done in {manifest['wall_time_s']:.0f} s: {run.root}")
     return run.root
+
+
+def scrub_notebook(path: Path) -> None:
+    """Rewrite an executed notebook without anything that looks like a key (`redaction`): papermill saved its
+    parameters (cell and metadata) and every output as they came, a key printed by a cell included."""
+    if path.is_file():
+        nb = read_json(path)
+        if redact_value(nb) != nb:
+            write_json(path, nb)  # the writer redacts
 
 
 def say(line: str) -> None:

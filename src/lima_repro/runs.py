@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .config import Config, ConfigError
 from .data import DataError
-from .files import read_json, read_jsonl_plain
+from .files import path_faults, read_json, read_jsonl_plain
 
 PROGRESS = "progress.json"  # inside train/state/: the optimizer step that state was saved at
 STAGES = ("curate", "train", "select", "generate", "judge", "ablations", "figures", "mt_bench")
@@ -341,8 +341,9 @@ def new_run_dir(cfg: Config) -> RunDir:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     base = Path(cfg.output_root) / f"{stamp}-{cfg.profile}"
     path, i = base, 1
-    while path.exists():
+    while path.exists() or path.is_symlink():  # a dangling link is taken too: mkdir would fail on it
         path, i = Path(f"{base}-{i}"), i + 1
-    path.mkdir(parents=True)
+    with path_faults():  # output_root a symlink loop, a dangling link or read-only: one line, not a traceback
+        path.mkdir(parents=True)
     cfg.run_dir = str(path.resolve())
     return RunDir(path)

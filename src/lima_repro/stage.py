@@ -25,7 +25,7 @@ import torch.distributed as dist
 from .config import Config, ConfigError, to_dict
 from .config.base import UserError
 from .config.judge import key_name_problem
-from .files import write_json
+from .files import path_faults, write_json
 from .provenance import provenance, seed_everything
 from .runs import RunDir
 
@@ -104,7 +104,8 @@ class Stage:
         self.cfg, self.name, self.inputs = cfg, name, [Path(p) for p in inputs]
         self.run = RunDir.of(cfg)
         self.out = self.run.stage(name)
-        self.out.mkdir(parents=True, exist_ok=True)
+        with path_faults():  # a symlink loop, a dangling link, a read-only run directory: one line, not a traceback
+            self.out.mkdir(parents=True, exist_ok=True)
         self.extra: dict[str, Any] = {}
         self.lock = StageLock(self.run.stage_lock(name), name)
 

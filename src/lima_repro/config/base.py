@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
+
+from ..redaction import looks_like_key, redact
 
 
 class UserError(Exception):
@@ -31,27 +32,13 @@ def raise_first(problems: list[tuple[bool, str]]) -> None:
             raise ConfigError(msg)
 
 
-# A pasted credential: an OpenAI-style `sk-...` key, or a run of 20+ letters and digits mixing both (hex and base62
-# tokens: Hugging Face, GitHub, most providers). No config key, profile or path a user types has one.
-_SK_KEY = re.compile(r"\bsk-[A-Za-z0-9_-]{10,}")
-_MIXED_RUN = re.compile(r"[A-Za-z0-9]{20,}")
 NOT_SHOWN = "[not shown: it looks like a key]"
 
 
-def _is_key_run(run: str) -> bool:
-    return bool(re.search(r"\d", run) and re.search(r"[A-Za-z]", run))
-
-
-def looks_like_key(text: str) -> bool:
-    """Whether `text` holds something that looks like an API key (an error must then not repeat it)."""
-    return bool(_SK_KEY.search(text)) or any(_is_key_run(m.group()) for m in _MIXED_RUN.finditer(text))
-
-
 def hide_keys(text: str) -> str:
-    """`text` with every key-looking part replaced by NOT_SHOWN: for a message built from what the user typed
-    (argparse's, a path) where one of the words may be a key pasted in the wrong place."""
-    text = _SK_KEY.sub(NOT_SHOWN, text)
-    return _MIXED_RUN.sub(lambda m: NOT_SHOWN if _is_key_run(m.group()) else m.group(), text)
+    """`text` with every key-looking part (`redaction.redact`) replaced by NOT_SHOWN: for a message built from what
+    the user typed (argparse's, a path) where one of the words may be a key pasted in the wrong place."""
+    return redact(text, marker=NOT_SHOWN, digests_allowed=False)
 
 
 def shown(key: str, value: Any) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -19,23 +18,15 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 import openai
 from openai import OpenAI
 
+from .. import redaction
 from ..config.judge import key_name_problem
 from .base import Completion, Judge, JudgeError, Request
 
-# what a server error may echo of the request's headers: "Authorization: Bearer xyz", "'authorization': 'xyz'",
-# "api-key=xyz", a bare "Bearer xyz"
-CREDENTIAL = re.compile(
-    r"(?i)((?:authorization|api[-_]?key|x-api-key)[\"']?\s*[:=]\s*[\"']?(?:bearer\s+)?|bearer\s+)"
-    r"[^\s\"',;}]+"
-)
-
 
 def redact(text: str, secrets: tuple[str, ...] = (), headers: bool = True) -> str:
-    """`text` with each secret, and with `headers` every credential-looking header value, replaced by [redacted]."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    return CREDENTIAL.sub(lambda m: m.group(1) + "[redacted]", text) if headers else text
+    """`text` with each secret, anything that looks like a key and, with `headers`, every credential-looking header
+    value (a server's error may echo the request's headers) replaced by [redacted] (`redaction.redact`)."""
+    return redaction.redact(text, secrets, headers=headers)
 
 
 def chat_text(resp) -> tuple[str, dict[str, int]]:

@@ -17,6 +17,7 @@ from tqdm import tqdm  # text bars: they stream to the terminal and stay in save
 
 from .. import analysis
 from ..files import CorruptFileError, append_jsonl
+from ..redaction import redact
 from . import dialogue, items, protocols
 from .base import Completion, CostCapError, Judge, JudgeError, Request
 
@@ -48,8 +49,9 @@ class JudgmentCache:
 
     @classmethod
     def for_judge(cls, folder: str | Path, judge: Judge) -> JudgmentCache:
-        """The cache file of `judge` in `folder` (one file per judge, so caches can be shared across runs)."""
-        return cls(Path(folder) / f"{judge.name.replace(':', '_').replace('/', '_')}.jsonl")
+        """The cache file of `judge` in `folder` (one file per judge, so caches can be shared across runs); a key
+        pasted as the judge's model is not spelled in the name (the rows' cache keys still tell judges apart)."""
+        return cls(Path(folder) / f"{redact(judge.name).replace(':', '_').replace('/', '_')}.jsonl")
 
     def __contains__(self, key: str) -> bool:
         return key in self.rows
@@ -136,7 +138,11 @@ def judge_requests(
         r.key: {"raw": [], "usage": {"prompt_tokens": 0, "completion_tokens": 0}, "cost": 0.0} for r in pending
     }
     bar = tqdm(
-        total=len(pending), desc=f"judge {judge.name}", unit="req", disable=not progress or not pending, mininterval=2.0
+        total=len(pending),
+        desc=redact(f"judge {judge.name}"),
+        unit="req",
+        disable=not progress or not pending,
+        mininterval=2.0,
     )
     for attempt in range(parse_retries + 1):
         retry = []
