@@ -8,7 +8,7 @@
 A user error (a bad config value, a malformed input file, a wrong argument: `USER_ERRORS`) prints one line to
 stderr saying what, where and the fix, and exits with status 2; `--debug` anywhere on the command line (or
 LIMA_REPRO_DEBUG=1) shows its traceback instead. Nothing on the command line that looks like an API key is echoed
-in that line. Any other exception is a bug and keeps its traceback.
+in that line. Ctrl-C prints one line and exits with status 130. Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -79,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         # the checks quote what was typed, and stderr ends up in logs and CI output
         print(hide_keys(line) if any(looks_like_key(a) for a in argv) else line, file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        # 128 + SIGINT, as a shell reports it; what finished is on disk (the judge caches every answer it received)
+        print("interrupted (Ctrl-C): what finished is kept; rerun the same command to resume", file=sys.stderr)
+        return 130
 
 
 def _entry(spec: str):
