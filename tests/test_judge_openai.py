@@ -25,19 +25,23 @@ RAW_200 = {
 
 
 class FakeServer(ChatServer):
-    """The judge server: the last word of a prompt is a marker saying how to answer (RATE: 429 once, FLAKY: 503
-    once, SLOW: slower than the client's timeout once, RAW_200 markers: a 200 that is no chat completion, BAD/EMPTY:
-    an unparsable verdict, FIXED: unparsable the first time); `calls` counts requests per marker."""
+    """The judge server: the last word of a prompt's first line is a marker saying how to answer (RATE: 429 once,
+    FLAKY: 503 once, SLOW: slower than the client's deadline once, RAW_200 markers: a 200 that is no chat
+    completion, BAD/EMPTY: an unparsable verdict, FIXED: unparsable the first time); `calls` counts requests per
+    marker, `prompts` keeps each one's prompts."""
 
     def __init__(self):
         self.calls: Counter = Counter()
+        self.prompts: dict[str, list[str]] = {}
         self.auth: set[str] = set()
         lock = threading.Lock()
 
         def respond(body, headers):
-            marker = body["messages"][-1]["content"].split()[-1]
+            prompt = body["messages"][-1]["content"]
+            marker = prompt.split("\n")[0].split()[-1]
             with lock:
                 self.calls[marker] += 1
+                self.prompts.setdefault(marker, []).append(prompt)
                 n = self.calls[marker]
                 self.auth.add(headers.get("Authorization", ""))
             if marker == "RATE" and n == 1:
@@ -45,7 +49,7 @@ class FakeServer(ChatServer):
             if marker == "FLAKY" and n == 1:
                 return 503, {"error": {"message": "overloaded"}}, None
             if marker == "SLOW" and n == 1:
-                time.sleep(1.5)  # longer than the client's timeout
+                time.sleep(2.5)  # longer than the client's deadline: 0.5 s + 0.5 s per request ahead (3 in flight)
             if marker in RAW_200:  # a 200 whose body is no chat completion
                 data, ctype = RAW_200[marker]
                 return 200, data, {"Content-Type": ctype}
@@ -114,6 +118,15 @@ def test_openai_judge_retries_timeouts_invalid_and_cache(server, tmp_path, monke
     assert server.calls["BAD"] == 2
     assert by["BAD"]["valid"] is False and by["BAD"]["label"] is None
     assert by["BAD"]["raw_attempts"] == ["I cannot decide."] * 2 and by["BAD"]["attempts"] == 2
+    # a parse retry never re-sends the same request (at temperature 0 it would get the same answer): it appends a
+    # reminder of the answer format, and the cached row records it
+    first, again = server.prompts["BAD"]
+    assert (
+        again
+        == first
+        + "\n\nReminder: end your answer with one line `Verdict: <label>`, where <label> is one of A, B, neither."
+    )
+    assert by["BAD"]["retry_suffix"] == again[len(first) :] and "retry_suffix" not in by["OK1"]
     assert stats["invalid"] == 1 and stats["errors"] == 0 and stats["cached"] == 0
     # usage and cost: 7 successful completions of 100 + 10 tokens at $2 / $10 per million
     assert stats["prompt_tokens"] == 700 and stats["completion_tokens"] == 70

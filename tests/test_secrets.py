@@ -279,3 +279,12 @@ def test_config_prints_no_key_pasted_on_the_command_line(capsys):
     out = capsys.readouterr().out
     assert KEY not in out and URL_KEY not in out
     assert json.loads(out)["judge"]["base_url"] == "https://[redacted]@h/v1"
+
+
+def test_a_key_written_into_the_base_url_is_no_part_of_the_identity_and_is_redacted(tmp_path):
+    """`judge.base_url` with `user:KEY@` or `?api_key=KEY`: the server's identity (cache keys, results) drops it,
+    and every error text the judge returns has it redacted."""
+    for url in (f"http://u:{KEY}@localhost:9/v1", f"http://127.0.0.1:9/v1?api_key={KEY}"):
+        judge = make_judge(JudgeConfig(base_url=url, api_key_env="", max_retries=0, max_retry_s=0))
+        assert judge.identity()["base_url"] == "http://127.0.0.1:9/v1" and KEY not in judge.name
+        assert redact(f"cannot reach {url}", judge.secrets) == f"cannot reach {url.replace(KEY, '[redacted]')}"

@@ -9,8 +9,8 @@ A user error (a bad config value, a malformed input file, a wrong argument: `USE
 stderr saying what, where and the fix, and exits with status 2; `--debug` anywhere on the command line (or
 LIMA_REPRO_DEBUG=1) shows its traceback instead. A fault of the file system the user gave (a symlink loop, a
 dangling symlink, a read-only folder, a full disk: `files.path_fault`) is a user error too. Nothing that looks like
-an API key is echoed in that line or in what a command prints (`redaction.redact`). Any other exception is a bug
-and keeps its traceback.
+an API key is echoed in that line or in what a command prints (`redaction.redact`). Ctrl-C prints one line and
+exits with status 130. Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -88,6 +88,12 @@ def main(argv: list[str] | None = None) -> int:
         # the checks quote what was typed, and stderr ends up in logs and CI output
         print(hide_keys(line) if any(looks_like_key(a) for a in argv) else redact(line), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        # 128 + SIGINT, as a shell reports it; what finished is on disk (the judge caches every answer it received)
+        print("interrupted (Ctrl-C): what finished is kept; rerun the same command to resume", file=sys.stderr)
+        return 130
 
 
 def _entry(spec: str):

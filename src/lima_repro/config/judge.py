@@ -43,6 +43,7 @@ class JudgeConfig:
         "parse_retries": 100,
         "backoff_s": 3_600.0,  # the first wait, in seconds
         "timeout_s": 86_400.0,  # a day for one request
+        "max_retry_s": 604_800.0,  # a week of a failing server
         "max_tokens": 1_048_576,  # the longest context windows of today's models
         "batch_size": 100_000,
         "n_bootstrap": 100_000,  # 10,000 resamples already fix a 95% interval to a tenth of a point
@@ -75,15 +76,24 @@ class JudgeConfig:
     cache_dir: str | None = None
     """Judgment cache (share it across runs to pay once); None = `<run_dir>/judge/cache`."""
     concurrency: int = 8
-    """Requests in flight at once (openai backend)."""
+    """Most requests in flight at once (openai backend). The judge starts there and adapts to what the server
+    sustains (AIMD): a client timeout, 429, 5xx or connection error halves it (once per wave of failures), a run of
+    as many successes as requests in flight adds one back, never above this."""
     max_retries: int = 6
     """Retries on 429, 5xx, timeouts and connection errors, with exponential backoff."""
     backoff_s: float = 1.0
     """First backoff wait; doubles per retry (a server's Retry-After wins when longer)."""
     timeout_s: float = 120.0
-    """Per-request timeout."""
+    """Seconds one request may take for its own answer. Its total deadline (connect and every read, however slowly
+    the server trickles bytes) counts from when it is sent and is queue-aware: `timeout_s` plus, for each request
+    already in flight, the server's observed time per answer (`timeout_s` until one is seen), so a server answering
+    one request at a time does not time out queued requests it will still compute (they cannot be cancelled)."""
+    max_retry_s: float = 600.0
+    """Wall-clock seconds a judging run may spend with requests failing and waiting for retries (429 for ever, a
+    trickling or dead server); then the stage fails in one line, with every answer received cached for a rerun."""
     parse_retries: int = 2
-    """Re-requests when an output has no parsable verdict; then it is stored as invalid and counted."""
+    """Re-requests when an output has no parsable verdict, each with a reminder of the answer format appended (a
+    judge at temperature 0 would answer the same request the same way); then it is stored as invalid and counted."""
     retry_invalid: bool = False
     """Ask again for verdicts cached as invalid (no parsable verdict, e.g. an empty answer); False = keep them."""
     temperature: float = 0.0
@@ -137,6 +147,7 @@ class JudgeConfig:
                 "max_retries": ">=0",
                 "backoff_s": ">=0",
                 "timeout_s": ">0",
+                "max_retry_s": ">=0",
                 "parse_retries": ">=0",
                 "temperature": ">=0",
                 "max_tokens": ">=0",

@@ -4,7 +4,7 @@ base.py      Judge, Request, Completion, errors        remote.py   OpenAI-compat
 local.py     a Hugging Face model as judge             protocols.py templates, labels, verdict parsing
 items.py     generation rows -> requests, pairing      runner.py   cached, resumable judging
 results.py   judgments -> result tables                labels.py   human labels from the annotator
-dialogue.py  per-turn grading of live conversations
+dialogue.py  per-turn grading of live conversations   transport.py deadlines, adaptive concurrency, server identity
 """
 
 from .base import Completion, CostCapError, Judge, JudgeError, Request, cache_key

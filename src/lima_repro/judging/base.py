@@ -32,6 +32,10 @@ class CostCapError(JudgeError):
     """The estimated cost of the uncached requests exceeds `judge.max_cost_usd`; nothing was sent."""
 
 
+class RetryBudgetError(JudgeError):
+    """Requests kept failing for longer than `judge.max_retry_s`: the stage stops (what was answered is cached)."""
+
+
 @dataclass
 class Request:
     key: str
@@ -68,6 +72,9 @@ class Judge:
 
     def complete_many(self, requests: list[Request]) -> Iterator[tuple[int, Completion]]:
         raise NotImplementedError
+
+    def begin(self) -> None:
+        """A judging run starts (`runner.judge_requests`): a backend with a per-run retry budget renews it here."""
 
     @property
     def name(self) -> str:

@@ -1,10 +1,13 @@
 """Judging with any OpenAI-compatible chat-completions server (OpenAI, vLLM, TGI, Ollama).
 
-`OpenAIJudge` uses the `openai` client with bounded concurrency, its own retries with exponential backoff on 429,
-5xx, timeouts and connection errors, and token usage and cost per request. A 200 whose body is not a chat
-completion (plain text, a JSON list) is a failed request with the reason, not a crash. The key is read from the
-environment variable NAMED in the config (`judge.api_key_env`); it is never stored anywhere: every error text and
-answer is redacted (the key, and whatever follows `Authorization:` or `Bearer`) before it leaves this module.
+`OpenAIJudge` uses the `openai` client with concurrency that adapts to the server (`transport.Throttle`), its own
+retries with exponential backoff on 429, 5xx, timeouts and connection errors, a total deadline per request and a
+retry budget per run (`judge.max_retry_s`: past it `RetryBudgetError`), and token usage and cost per request. A 200
+whose body is not a chat completion (plain text, a JSON list) is a failed request with the reason, not a crash.
+Stopping the consumer (Ctrl-C, an error) ends every request in flight within a fraction of a second. The key is read
+from the environment variable NAMED in the config (`judge.api_key_env`); it is never stored anywhere: every error
+text and answer is redacted (the key, a key written into `judge.base_url`, and whatever follows `Authorization:` or
+`Bearer`) before it leaves this module.
 """
 
 from __future__ import annotations
@@ -20,7 +23,11 @@ from openai import OpenAI
 
 from .. import redaction
 from ..config.judge import key_name_problem
-from .base import Completion, Judge, JudgeError, Request
+from .base import Completion, Judge, JudgeError, Request, RetryBudgetError
+from .transport import DeadlineBackend, RetryBudget, Throttle, deadline_http_client, server_identity
+
+# what says the server is overloaded or unreachable: retried, and the throttle halves the requests in flight
+OVERLOAD = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError, openai.APIConnectionError)
 
 
 def redact(text: str, secrets: tuple[str, ...] = (), headers: bool = True) -> str:
@@ -54,21 +61,32 @@ class OpenAIJudge(Judge):
         if problem:
             raise JudgeError(problem)
         key = os.environ.get(jc.api_key_env) if jc.api_key_env else None
-        self.secrets = (key,) if key else ()
+        self.server, url_secrets = server_identity(jc.base_url)
+        self.secrets = ((key,) if key else ()) + url_secrets
         if jc.api_key_env and not key:
             raise JudgeError(
                 f"judge.backend=openai needs an API key in the environment variable {jc.api_key_env!r} "
                 f"(export {jc.api_key_env}=...); for a local server without keys set judge.api_key_env to ''"
             )
         # retries are ours (backoff, Retry-After, counted); the client's own are off so they are not doubled
-        self.client = OpenAI(api_key=key or "not-needed", base_url=jc.base_url, timeout=jc.timeout_s, max_retries=0)
+        self.backend = DeadlineBackend()
+        self.budget = RetryBudget(jc.max_retry_s)
+        self.client = OpenAI(
+            api_key=key or "not-needed",
+            base_url=jc.base_url,
+            max_retries=0,
+            http_client=deadline_http_client(self.backend, jc.timeout_s),
+        )
+
+    def begin(self) -> None:
+        self.budget = RetryBudget(self.jc.max_retry_s)
 
     def identity(self) -> dict:
         # the server is part of the identity: another server may serve another model under the same name
         return {
             "kind": self.kind,
             "model": self.jc.model,
-            "base_url": (self.jc.base_url or "").rstrip("/") or None,
+            "base_url": self.server,
             "temperature": self.jc.temperature,
             "max_tokens": self.jc.max_tokens,
         }
@@ -104,51 +122,85 @@ class OpenAIJudge(Judge):
         return c
 
     def _ask(self, req: Request) -> Completion:
-        retryable = (
-            openai.RateLimitError,
-            openai.InternalServerError,
-            openai.APITimeoutError,
-            openai.APIConnectionError,
-        )
-        t0 = time.time()
-        for attempt in range(self.jc.max_retries + 1):
-            try:
-                resp = self.client.chat.completions.create(
-                    model=self.jc.model,
-                    messages=[{"role": "user", "content": req.prompt}],
-                    temperature=self.jc.temperature,
-                    max_tokens=self.jc.max_tokens,
-                )
-            except retryable as e:
-                err = e
-            except openai.APIStatusError as e:  # other 5xx codes (e.g. 502 from a proxy) are worth a retry too
-                if e.status_code < 500:
-                    return Completion(error=f"{type(e).__name__}: {e}", latency_s=time.time() - t0)
-                err = e
-            except (openai.APIError, ValueError) as e:  # a 200 whose body is not JSON (JSONDecodeError), ...
-                return Completion(error=f"malformed response: {type(e).__name__}: {e}", latency_s=time.time() - t0)
-            else:
-                try:
-                    text, usage = chat_text(resp)
-                except ValueError as e:
-                    return Completion(error=f"malformed response: {e}", latency_s=time.time() - t0)
-                cost = (
-                    usage["prompt_tokens"] * self.jc.price_input_per_mtok
-                    + usage["completion_tokens"] * self.jc.price_output_per_mtok
-                ) / 1e6
-                return Completion(text=text, usage=usage, cost=cost, latency_s=time.time() - t0)
-            if attempt < self.jc.max_retries:
-                time.sleep(self._wait(attempt, err))
+        t0, failing = time.time(), False
+        try:
+            for attempt in range(self.jc.max_retries + 1):
+                c, err = self._attempt(req, t0)
+                if c is not None:
+                    return c
+                if attempt == self.jc.max_retries:
+                    break
+                if not failing:
+                    failing = True
+                    if not self.budget.fail():
+                        raise self._budget_spent(err)
+                elif self.budget.spent() > self.jc.max_retry_s:
+                    raise self._budget_spent(err)
+                if self.backend.abort.wait(self._wait(attempt, err)):
+                    return Completion(error="interrupted", latency_s=time.time() - t0)
+        finally:
+            if failing:
+                self.budget.done()
         return Completion(
             error=f"{type(err).__name__} after {self.jc.max_retries + 1} attempts: {err}", latency_s=time.time() - t0
         )
 
+    def _budget_spent(self, err) -> RetryBudgetError:
+        last = " ".join(redact(f"{type(err).__name__}: {err}", self.secrets).split())[:200]
+        return RetryBudgetError(
+            f"judge {self.name}: requests kept failing for over judge.max_retry_s={self.jc.max_retry_s:g} s "
+            f"(last: {last}); the stage stopped"
+        )
+
+    def _attempt(self, req: Request, t0: float) -> tuple[Completion | None, Exception | None]:
+        """One request within its deadline: (the completion, None), or (None, the error worth a retry)."""
+        sent_at, deadline, ahead = self.throttle.acquire()
+        if ahead < 0:
+            return Completion(error="interrupted", latency_s=time.time() - t0), None
+        outcome = "other"
+        self.backend.local.deadline = deadline
+        try:
+            resp = self.client.chat.completions.create(
+                model=self.jc.model,
+                messages=[{"role": "user", "content": req.prompt}],
+                temperature=self.jc.temperature,
+                max_tokens=self.jc.max_tokens,
+                timeout=deadline - sent_at,  # httpx's is per read: a queued request may wait silently that long
+            )
+            outcome = "ok"
+        except OVERLOAD as e:
+            outcome = "overload"
+            return None, e
+        except openai.APIStatusError as e:  # other 5xx codes (e.g. 502 from a proxy) are worth a retry too
+            if e.status_code < 500:
+                return Completion(error=f"{type(e).__name__}: {e}", latency_s=time.time() - t0), None
+            outcome = "overload"
+            return None, e
+        except (openai.APIError, ValueError) as e:  # a 200 whose body is not JSON (JSONDecodeError), ...
+            return Completion(error=f"malformed response: {type(e).__name__}: {e}", latency_s=time.time() - t0), None
+        finally:
+            self.backend.local.deadline = float("inf")
+            self.throttle.release(sent_at, ahead, outcome)
+        try:
+            text, usage = chat_text(resp)
+        except ValueError as e:
+            return Completion(error=f"malformed response: {e}", latency_s=time.time() - t0), None
+        cost = (
+            usage["prompt_tokens"] * self.jc.price_input_per_mtok
+            + usage["completion_tokens"] * self.jc.price_output_per_mtok
+        ) / 1e6
+        return Completion(text=text, usage=usage, cost=cost, latency_s=time.time() - t0), None
+
     def complete_many(self, requests: list[Request]) -> Iterator[tuple[int, Completion]]:
-        with ThreadPoolExecutor(max_workers=max(1, self.jc.concurrency)) as pool:
-            futures = {pool.submit(self._one, r): i for i, r in enumerate(requests)}
-            try:
-                for fut in as_completed(futures):
-                    yield futures[fut], fut.result()
-            finally:  # an interrupted consumer must not leave queued requests running (and billed)
-                for fut in futures:
-                    fut.cancel()
+        self.backend.abort.clear()
+        self.throttle = Throttle(max(1, self.jc.concurrency), self.jc.timeout_s, self.backend.abort)
+        pool = ThreadPoolExecutor(max_workers=max(1, self.jc.concurrency))
+        futures = {pool.submit(self._one, r): i for i, r in enumerate(requests)}
+        try:
+            for fut in as_completed(futures):
+                yield futures[fut], fut.result()
+        finally:
+            # an interrupted consumer (Ctrl-C, a spent retry budget) must not leave queued requests running (and
+            # billed), nor wait for those in flight: they end within transport.SLICE_S of the abort
+            self.backend.abort.set()
+            pool.shutdown(wait=False, cancel_futures=True)

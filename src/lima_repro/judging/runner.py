@@ -2,13 +2,17 @@
 
 Cache key = `base.cache_key` (judge identity, protocol, template hash, rendered prompt). A rerun sends zero requests for
 what is cached; a run killed halfway resumes with what is missing, never duplicating a row. An output that does
-not parse is re-requested `parse_retries` times, then stored as invalid with every raw text, and counted; a rerun
-with `judge.retry_invalid` asks for those again. Requests that fail (transport errors after all retries, malformed
-responses) are reported as errors and not cached; a stage where every request failed stops (`judge_rows`).
+not parse is re-requested `parse_retries` times with a reminder of the answer format appended (never the same
+request again: a judge at temperature 0 would repeat itself), then stored as invalid with every raw text, and
+counted; a rerun with `judge.retry_invalid` asks for those again. Requests that fail (transport errors after all
+retries, malformed responses) are reported as errors and not cached; a stage where every request failed stops
+(`judge_rows`), and so does one whose retry budget is spent (`RetryBudgetError`, saying how much is cached).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import random
 from pathlib import Path
@@ -19,7 +23,7 @@ from .. import analysis
 from ..files import CorruptFileError, append_jsonl
 from ..redaction import redact
 from . import dialogue, items, protocols
-from .base import Completion, CostCapError, Judge, JudgeError, Request
+from .base import Completion, CostCapError, Judge, JudgeError, Request, RetryBudgetError
 
 
 class JudgmentCache:
@@ -99,6 +103,15 @@ def sample_prompts(ids: list[str], n: int | None, seed: int) -> list[str]:
     return [i for i in ids if i in chosen]
 
 
+def format_reminder(protocol: protocols.Protocol) -> str:
+    """What a parse retry appends to the prompt: a deterministic judge (temperature 0, greedy) answers an unchanged
+    request the same way, so the retry must differ; the cached row records it (`retry_suffix`)."""
+    return (
+        f"\n\nReminder: end your answer with one line `{protocol.keyword}: <label>`, where <label> is one of "
+        f"{', '.join(protocol.labels)}."
+    )
+
+
 def judge_requests(
     judge: Judge,
     requests: list[Request],
@@ -144,46 +157,61 @@ def judge_requests(
         disable=not progress or not pending,
         mininterval=2.0,
     )
+    judge.begin()
+    sent = pending
     for attempt in range(parse_retries + 1):
         retry = []
-        for i, c in judge.complete_many(pending):
-            req, h = pending[i], history[pending[i].key]
-            stats["sent"] += 1
-            for k in ("prompt_tokens", "completion_tokens"):
-                h["usage"][k] += c.usage.get(k, 0)
-                stats[k] += c.usage.get(k, 0)
-            h["cost"] += c.cost
-            stats["cost"] += c.cost
-            if c.error:
-                errors[req.key] = c.error
-                bar.update(1)
-                continue
-            h["raw"].append(c.text)
-            proto = protocols.get(req.protocol)
-            label, from_text, from_probs = _verdict(judge, proto, c)
-            if label is None and attempt < parse_retries:
-                retry.append(req)
-                continue
-            cache.put(
-                {
-                    "key": req.key,
-                    "judge": judge.name,
-                    "protocol": req.protocol,
-                    "label": label,
-                    "valid": label is not None,
-                    "raw": c.text,
-                    "raw_attempts": h["raw"],
-                    "label_text": from_text,
-                    "label_probs": c.label_probs,
-                    "label_probs_argmax": from_probs,
-                    "verdict_source": judge.verdict_source,
-                    "attempts": len(h["raw"]),
-                    "usage": h["usage"],
-                    "cost": h["cost"],
-                }
-            )
-            bar.update(1)
+        try:
+            # closed at once when the loop stops (Ctrl-C, an error): the judge stops its requests in flight
+            with contextlib.closing(judge.complete_many(sent)) as answers:
+                for i, c in answers:
+                    req, h = pending[i], history[pending[i].key]
+                    stats["sent"] += 1
+                    for k in ("prompt_tokens", "completion_tokens"):
+                        h["usage"][k] += c.usage.get(k, 0)
+                        stats[k] += c.usage.get(k, 0)
+                    h["cost"] += c.cost
+                    stats["cost"] += c.cost
+                    if c.error:
+                        errors[req.key] = c.error
+                        bar.update(1)
+                        continue
+                    h["raw"].append(c.text)
+                    proto = protocols.get(req.protocol)
+                    label, from_text, from_probs = _verdict(judge, proto, c)
+                    if label is None and attempt < parse_retries:
+                        retry.append(req)
+                        continue
+                    cache.put(
+                        {
+                            "key": req.key,
+                            "judge": judge.name,
+                            "protocol": req.protocol,
+                            "label": label,
+                            "valid": label is not None,
+                            "raw": c.text,
+                            "raw_attempts": h["raw"],
+                            "label_text": from_text,
+                            "label_probs": c.label_probs,
+                            "label_probs_argmax": from_probs,
+                            "verdict_source": judge.verdict_source,
+                            "attempts": len(h["raw"]),
+                            "usage": h["usage"],
+                            "cost": h["cost"],
+                            # what a parse retry changed in the request (the key stays the first prompt's)
+                            **({"retry_suffix": format_reminder(proto)} if attempt else {}),
+                        }
+                    )
+                    bar.update(1)
+        except RetryBudgetError as e:
+            bar.close()
+            done = len({r.key for r in requests if r.key in cache})
+            raise RetryBudgetError(
+                f"{e}: {done} of {len(by_key)} judgments are cached and a rerun resumes from them. Fix: check the "
+                "server at judge.base_url, or raise judge.max_retry_s"
+            ) from None
         pending = retry
+        sent = [dataclasses.replace(r, prompt=r.prompt + format_reminder(protocols.get(r.protocol))) for r in retry]
         if not pending:
             break
     bar.close()
