@@ -182,3 +182,59 @@ def test_frozen_embeddings_train_only_the_new_rows_with_exact_gradients(tiny_mod
     part.merge_rows()
     torch.testing.assert_close(part.lm.get_input_embeddings().weight[rows], part.rows_in.detach())
     torch.testing.assert_close(part.lm.get_output_embeddings().weight[rows], part.rows_out.detach())
+
+
+def test_loss_index_gathers_the_loss_positions_in_mask_order():
+    from lima_repro.loss import loss_index, loss_positions
+
+    labels = torch.tensor([[IGNORE, 5, IGNORE, 7], [IGNORE, IGNORE, 9, 4]])
+    index, targets = loss_index(labels)
+    assert index.tolist() == [0, 2, 5, 6]  # (row, t) -> row * 4 + t, where labels[row, t + 1] is a label
+    assert targets.tolist() == [5, 7, 9, 4]
+    hidden = torch.arange(8.0)[None].view(2, 4, 1)
+    mask, want = loss_positions(labels)
+    assert torch.equal(hidden.flatten(0, 1)[index], hidden[:, :-1][mask]) and torch.equal(targets, want)
+
+
+def test_low_precision_head_gradient_runs_its_gemm_under_autocast_only():
+    """On CUDA the trainer asks for the head's weight-gradient GEMM in autocast's dtype (bf16): on CPU under bf16
+    autocast it is within bf16 rounding of the fp32 gradient and differs from it; without autocast it is identical."""
+    torch.manual_seed(0)
+    h, y = torch.randn(40, 16), torch.randint(0, 50, (40,))
+    grads = {}
+    for low, autocast in ((False, False), (True, False), (False, True), (True, True)):
+        w = torch.randn(50, 16, generator=torch.Generator().manual_seed(1), requires_grad=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            loss = fused_linear_cross_entropy(h, w, y, chunk_size=16, low_precision_grad=low)
+        loss.backward()
+        grads[low, autocast] = w.grad
+    assert torch.equal(grads[True, False], grads[False, False])
+    torch.testing.assert_close(grads[True, True], grads[False, True], rtol=5e-2, atol=5e-3)
+    assert not torch.equal(grads[True, True], grads[False, True])
+
+
+def test_merge_rows_writes_into_a_sharded_dtensor_embedding():
+    """FSDP2 shards the embedding (a DTensor, Shard(0)); indexing it would reshape the sharded dimension. Each
+    process writes the trained rows in its own shard (here one gloo process holding every row)."""
+    import torch.distributed as dist
+    from torch.distributed.tensor import Shard, distribute_tensor, init_device_mesh
+
+    from lima_repro.loss import set_rows, shard_offset
+
+    assert [shard_offset(10, 4, r) for r in range(4)] == [0, 3, 6, 9]  # torch.chunk: 3, 3, 3, 1 rows
+    assert [shard_offset(2, 4, r) for r in range(4)] == [0, 1, 2, 2]  # the last shards empty
+    started = not dist.is_initialized()
+    if started:
+        dist.init_process_group("gloo", init_method="tcp://127.0.0.1:0", rank=0, world_size=1)
+    try:
+        mesh = init_device_mesh("cpu", (1,))
+        weight = distribute_tensor(torch.zeros(6, 3), mesh, [Shard(0)])
+        rows = distribute_tensor(torch.arange(6.0).view(2, 3), mesh, [Shard(0)])
+        with torch.no_grad():
+            set_rows(weight, torch.tensor([4, 1]), rows.full_tensor())
+        want = torch.zeros(6, 3)
+        want[4], want[1] = torch.tensor([0.0, 1.0, 2.0]), torch.tensor([3.0, 4.0, 5.0])
+        assert torch.equal(weight.full_tensor(), want)
+    finally:
+        if started:
+            dist.destroy_process_group()

@@ -298,3 +298,42 @@ def test_gpu_flex_compiles_once_for_fixed_shapes():
         kwargs = pa.forward_kwargs(pa.FLEX, b["position_ids"], model.config)
         model(input_ids=b["input_ids"], position_ids=b["position_ids"], **kwargs).logits.sum().backward()
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] <= 2  # flex forward (+ its backward graph)
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
+def test_trainer_batches_through_flex_give_the_sdpa_loss_also_under_bf16_autocast(family):
+    """What `train.train_step` does with `train.attention: flex` (`batch_kwargs`, host-built loss indices),
+    forward only (FlexAttention has no CPU backward): the loss of the dense-mask SDPA path, in fp32 and under
+    bf16 autocast over fp32 weights (the trainer's GPU setting, where RoPE hands flex fp32 queries and bf16 values)."""
+    ex = examples(seed=2)
+    flex, ref = tiny_model(family, pa.FLEX), tiny_model(family, "sdpa")
+    [b] = fixed_micro_batches(ex, ROWS, LENGTH, pad_id=0)
+    for autocast in (False, True):
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            batch = dict(b)
+            kwargs = pa.batch_kwargs(batch, flex.config)
+            assert "cu_seq_lens" not in batch and set(kwargs) == {pa.MASKS_KWARG}
+            got, n = CausalLMLoss(flex)(**batch, **kwargs)
+            want, n_ref = CausalLMLoss(ref)(b["input_ids"], b["labels"], position_ids=b["position_ids"])
+        assert n == n_ref == count_loss_tokens(ex)
+        torch.testing.assert_close(got, want, rtol=1e-2 if autocast else 1e-5, atol=1e-5)
+
+
+def test_training_path_resolves_train_attention():
+    cfg = tiny_config("gemma3", VOCAB)
+    cfg._attn_implementation = "sdpa"
+    assert pa.training_path("auto", False, "cuda", torch.bfloat16, cfg) == "sdpa"  # no fixed shapes: the model's own
+    assert pa.training_path("auto", True, "cpu", torch.float32, cfg) == "sdpa"  # choose_path on CPU
+    assert pa.training_path("flex", False, "cpu", torch.float32, cfg) == pa.FLEX
+    assert pa.training_path("varlen", True, "cpu", torch.float32, cfg) == pa.VARLEN
+    cfg.attention_chunk_size = 8
+    with pytest.raises(ConfigError, match="chunked attention"):
+        pa.training_path("flex", True, "cpu", torch.float32, cfg)
+
+
+def test_attention_switches_for_a_block_and_back():
+    model = tiny_model("llama", pa.FLEX)
+    with pa.attention(model, "sdpa"):
+        assert model.config._attn_implementation == "sdpa"
+        model(input_ids=torch.tensor([[3, 4, 5]]))  # a plain forward, no packed-attention arguments
+    assert model.config._attn_implementation == pa.FLEX

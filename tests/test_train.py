@@ -6,6 +6,7 @@ import torch
 from helpers import tiny_overrides
 from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 
+from lima_repro.chat_format import IGNORE
 from lima_repro.config import load_config
 from lima_repro.curate import run_curate
 from lima_repro.files import read_jsonl_plain
@@ -327,3 +328,60 @@ def test_saving_the_state_of_a_tied_model_says_nothing_about_shared_tensors(tmp_
     assert "Removed shared tensor" not in caplog.text
     out = run_train(cfg)
     assert json.loads((out / "manifest.json").read_text())["resumed_from_step"] == 2
+
+
+def test_fixed_shapes_train_like_todays_packed_rows_and_record_their_choices(tmp_path, tiny_llama, monkeypatch):
+    """train.fixed_shapes pads the packed rows to max_length, micro_batch_size of them per forward (issue 22): the
+    same per-step losses as one variable-length row per forward. With no max_grad_norm no clip pass runs."""
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *a, **k: pytest.fail("clipped without a limit"))
+    losses = {}
+    for fixed in (False, True):
+        extra = {"train.packing": True, "train.fixed_shapes": fixed, "train.max_steps": 3, "train.save_state": False}
+        cfg = curated(tmp_path / str(fixed), tiny_llama, **extra, **{"train.residual_dropout": 0.0})
+        out = run_train(cfg)
+        rows = [r for r in read_jsonl_plain(out / "metrics.jsonl") if r["type"] == "train"]
+        losses[fixed] = [r["loss"] for r in rows]
+        assert all(r["grad_norm"] > 0 for r in rows)  # logged without clipping
+        info = json.loads((out / "train_info.json").read_text())
+        assert {k: info[k] for k in ("fixed_shapes", "attn_implementation", "micro_batch_size", "loss_chunk_size")} == {
+            "fixed_shapes": fixed,
+            "attn_implementation": "sdpa",
+            "micro_batch_size": 4,
+            "loss_chunk_size": 256,
+        }
+        assert len(info["first_steps_s"]) == 2 and "compile_s" not in info
+        assert json.loads((out / "manifest.json").read_text())["fixed_shapes"] == fixed
+    assert losses[True] == pytest.approx(losses[False], rel=1e-6)
+
+
+def test_step_micro_batches_have_one_shape_with_fixed_shapes(tiny_llama, tmp_path):
+    from lima_repro.fixed_shapes import step_micro_batches
+
+    cfg = load_config("paper", overrides=tiny_overrides(tiny_llama, tmp_path, **{"train.packing": True}))
+    t = cfg.train
+    examples = [{"input_ids": [5] * n, "labels": [IGNORE] + [5] * (n - 1)} for n in (150, 120, 90, 60, 30, 20)]
+    today = step_micro_batches(t, "cpu", examples, 0)  # auto: off on CPU, one row of its own length per forward
+    assert [tuple(mb["input_ids"].shape) for mb in today] == [(1, 180), (1, 180), (1, 110)]
+    fixed = step_micro_batches(t, "cuda", examples, 0)  # auto: on for CUDA, 4 rows of max_length per forward
+    assert [tuple(mb["input_ids"].shape) for mb in fixed] == [(4, 192)]
+    assert fixed[0]["loss_targets"].numel() == sum(n - 1 for n in (150, 120, 90, 60, 30, 20))
+    [idle] = step_micro_batches(t, "cuda", examples[:1], 0, no_loss=True)
+    assert idle["loss_index"].numel() == 0 and (idle["labels"] == IGNORE).all()
+
+
+def test_per_device_settings_resolve_and_bad_ones_name_the_fix(tiny_llama, tmp_path):
+    from lima_repro.config import ConfigError
+
+    def train(**extra):
+        return load_config("paper", overrides=tiny_overrides(tiny_llama, tmp_path, **extra)).train
+
+    t = train(**{"train.micro_batch_size": "auto", "train.loss_chunk_size": "auto", "train.packing": True})
+    assert (t.micro_batch_for("cpu"), t.head_chunk_for("cpu"), t.fixed_shapes_for("cpu")) == (1, 256, False)
+    assert (t.micro_batch_for("cuda"), t.head_chunk_for("cuda"), t.fixed_shapes_for("cuda")) == (42, 2048, True)
+    assert train(**{"train.micro_batch_size": None}).micro_batch_for("cuda") == 8192 // 192
+    with pytest.raises(ConfigError, match="set train.packing: true"):
+        train(**{"train.fixed_shapes": True})
+    with pytest.raises(ConfigError, match="train.attention: flex attends within packed examples"):
+        train(**{"train.attention": "flex"})
+    with pytest.raises(ConfigError, match="train.attention must be one of auto, sdpa, flex"):
+        train(**{"train.attention": "paged"})

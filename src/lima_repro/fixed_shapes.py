@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import torch
 
-from .batching import pack_rows, packed_batch
+from .batching import micro_batches, pack_rows, packed_batch
 from .chat_format import IGNORE
+from .config import TrainConfig
+from .loss import loss_index
 from .packed_attention import cu_seq_lens
 
 
@@ -39,10 +41,12 @@ def padding_row(length: int, pad_id: int) -> dict:
 
 def stack_rows(rows: list[dict]) -> dict:
     """Padded rows as one forward's batch: input_ids, labels, position_ids (rows x length) and `cu_seq_lens`, the
-    int32 offsets of every segment in the flattened rows (what the varlen attention path takes), built here on
-    the host so that no step waits for the GPU to find them."""
+    int32 offsets of every segment in the flattened rows (what the varlen attention path takes) and the loss
+    positions as indices (`loss.loss_index`), built here on the host so that no step waits for the GPU to find
+    them."""
     batch = {k: torch.cat([r[k] for r in rows]) for k in ("input_ids", "labels", "position_ids")}
     batch["cu_seq_lens"] = cu_seq_lens(batch["position_ids"])
+    batch["loss_index"], batch["loss_targets"] = loss_index(batch["labels"])
     return batch
 
 
@@ -54,3 +58,24 @@ def fixed_micro_batches(examples: list[dict], micro_batch_size: int, length: int
     rows = [pad_row(packed_batch(r), length, pad_id) for r in pack_rows(examples, length)]
     rows += [padding_row(length, pad_id)] * (-len(rows) % micro_batch_size)
     return [stack_rows(rows[i : i + micro_batch_size]) for i in range(0, len(rows), micro_batch_size)]
+
+
+def step_micro_batches(
+    t: TrainConfig, device_type: str, examples: list[dict], pad_id: int, no_loss: bool = False
+) -> list[dict]:
+    """One process's forwards of a training step (`train.train_step`), as `t` asks on this device: fixed-shape packed rows (`fixed_shapes`), packed rows of at most
+    max_length tokens (a forward's activations, and its masked attention, quadratic in the row, stay those of one
+    longest example) or length-grouped padded batches. `no_loss`: the forwards of a process that has no example
+    left in a last partial step and joins in with zero loss."""
+    size = t.micro_batch_for(device_type)
+    if t.fixed_shapes_for(device_type):
+        mbs = fixed_micro_batches(examples, size, t.max_length, pad_id)
+    else:
+        mbs = micro_batches(examples, size, pad_id, t.packing, t.max_length)
+    if no_loss:
+        mbs = mbs[:1]
+        mbs[0]["labels"].fill_(IGNORE)
+        for key in ("loss_index", "loss_targets"):
+            if key in mbs[0]:
+                mbs[0][key] = mbs[0][key][:0]
+    return mbs

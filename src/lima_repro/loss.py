@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.distributed.tensor import DTensor
 
 from .chat_format import IGNORE
 
@@ -43,7 +44,7 @@ def _nll_(logits, yi):
 
 class _FusedLinearCE(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h, weight, bias, targets, chunk_size, softcap, grad_scale, need_w, row_ids, rows):
+    def forward(ctx, h, weight, bias, targets, chunk_size, softcap, grad_scale, need_w, row_ids, rows, low_w):
         n = h.shape[0]
         acc = torch.promote_types(weight.dtype, torch.float32)  # softmax and accumulators: at least fp32
         loss = torch.zeros((), dtype=acc, device=h.device)
@@ -79,7 +80,9 @@ class _FusedLinearCE(torch.autograd.Function):
                 gh += d_rows @ delta.to(d_rows.dtype)
                 grad_rows += (d_rows.t() @ hi.to(d_rows.dtype)).to(acc)
             grad_h[i : i + chunk_size] = gh.to(h.dtype)
-            if grad_w is not None and dl.dtype == grad_w.dtype and hi.dtype == grad_w.dtype:
+            if grad_w is not None and low_w and torch.is_autocast_enabled(h.device.type):
+                grad_w.add_(dl.t() @ hi, alpha=w_scale)  # an autocast GEMM (bf16 on a GPU), accumulated in fp32
+            elif grad_w is not None and dl.dtype == grad_w.dtype and hi.dtype == grad_w.dtype:
                 grad_w.addmm_(dl.t(), hi, alpha=w_scale)  # accumulate in place: no V x d temporary per chunk
             elif grad_w is not None:
                 grad_w.add_((dl.t() @ hi).to(grad_w.dtype), alpha=w_scale)
@@ -97,7 +100,8 @@ class _FusedLinearCE(torch.autograd.Function):
         gb = (grad_b * grad_out).to(b_dtype) if grad_b is not None else None
         if ctx.grad_scale is not None:
             # checked without a host sync (on a GPU it fails at the next synchronisation)
-            expected = torch.tensor(ctx.grad_scale, dtype=torch.float64, device=grad_out.device)
+            # a fill, not a copy of a Python number to the device (that copy would wait for the GPU)
+            expected = torch.full((), ctx.grad_scale, dtype=torch.float64, device=grad_out.device)
             torch._assert_async(
                 torch.isclose(grad_out.double(), expected),
                 f"the output head's weight gradient was accumulated for backward(loss * "
@@ -112,7 +116,7 @@ class _FusedLinearCE(torch.autograd.Function):
         else:
             gw = None  # a frozen head
         gr = (grad_rows * grad_out).to(r_dtype) if grad_rows is not None else None
-        return grad_h.mul_(grad_out.to(grad_h.dtype)), gw, gb, None, None, None, None, None, None, gr
+        return grad_h.mul_(grad_out.to(grad_h.dtype)), gw, gb, None, None, None, None, None, None, gr, None
 
 
 def _loss_only(h, weight, bias, targets, chunk_size, softcap, row_ids=None, rows=None):
@@ -135,6 +139,7 @@ def fused_linear_cross_entropy(
     grad_scale: float | None = None,
     row_ids: torch.Tensor | None = None,
     rows: torch.Tensor | None = None,
+    low_precision_grad: bool = False,
 ):
     """Sum over rows of cross_entropy(softcap(h @ weight.T + bias), targets); logits exist one chunk at a time.
     With `rows` (k x d) the head's rows `row_ids` are `rows` (trainable) instead of `weight[row_ids]`.
@@ -142,7 +147,9 @@ def fused_linear_cross_entropy(
     Gradients are computed only where autograd will ask for them: none under `torch.no_grad` (evaluation), no
     weight gradient for a frozen head. `grad_scale`: the caller will call `backward` on `loss * grad_scale`; the
     weight's gradient is then added to `weight.grad` during this call (a leaf weight of the accumulator dtype and
-    grad mode on; else ignored), and `backward` with any other multiplier is an error."""
+    grad mode on; else ignored), and `backward` with any other multiplier is an error. `low_precision_grad`: under
+    autocast the weight gradient's GEMM runs in autocast's dtype too (bf16 on a GPU; else it is an in-place fp32
+    `addmm_`, which autocast does not touch), at the cost of a vocab x d temporary per chunk."""
     if h.shape[0] == 0:
         zero = h.sum() + weight.sum() + (rows.sum() if rows is not None else 0.0)
         return zero * 0.0  # keeps the graph (and DDP's gradient hooks) intact
@@ -157,7 +164,17 @@ def fused_linear_cross_entropy(
         and weight.dtype == torch.promote_types(weight.dtype, torch.float32)
     )
     return _FusedLinearCE.apply(
-        h, weight, bias, targets, chunk_size, softcap, grad_scale if into_grad else None, need_w, row_ids, rows
+        h,
+        weight,
+        bias,
+        targets,
+        chunk_size,
+        softcap,
+        grad_scale if into_grad else None,
+        need_w,
+        row_ids,
+        rows,
+        low_precision_grad,
     )
 
 
@@ -168,6 +185,39 @@ def loss_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mask, targets[mask]
 
 
+def loss_index(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The positions of `loss_positions` as indices into the flattened (rows x width) hidden states, and their
+    targets. Built on the host with the batch: gathering by a boolean mask on a GPU waits for it to count the
+    positions."""
+    rows, at = torch.nonzero(labels[:, 1:] != IGNORE, as_tuple=True)
+    return rows * labels.shape[1] + at, labels[rows, at + 1]
+
+
+def full(t: torch.Tensor) -> torch.Tensor:
+    """A (small) tensor whole on every process: a DTensor's shards gathered (a collective), others as they are."""
+    return t.full_tensor() if isinstance(t, DTensor) else t
+
+
+def shard_offset(n: int, world: int, rank: int) -> int:
+    """The first row that process `rank` holds of `n` rows sharded on dim 0 over `world` processes (DTensor's
+    Shard(0), as FSDP2 shards: `torch.chunk` pieces, ceil(n / world) rows each, the last ones shorter or empty)."""
+    return min(rank * -(-n // world), n)
+
+
+def set_rows(weight: torch.Tensor, row_ids: torch.Tensor, rows: torch.Tensor) -> None:
+    """weight[row_ids] = rows. For an FSDP2-sharded weight (a DTensor sharded on dim 0, which indexing would
+    have to reshape) each process writes the rows that fall in its own shard."""
+    if not isinstance(weight, DTensor):
+        weight[row_ids] = rows.to(weight.dtype)
+        return
+    if weight.device_mesh.ndim != 1 or not weight.placements[0].is_shard(0):
+        raise NotImplementedError(f"trained rows into a weight placed as {weight.placements}: only Shard(0) (FSDP2)")
+    local = weight.to_local()
+    start = shard_offset(weight.shape[0], weight.device_mesh.size(), weight.device_mesh.get_local_rank())
+    mine = (row_ids >= start) & (row_ids < start + local.shape[0])
+    local[row_ids[mine] - start] = rows[mine].to(local.dtype)
+
+
 class CausalLMLoss(nn.Module):
     """forward(input_ids, labels, attention_mask=None, position_ids=None) -> (summed loss, number of loss tokens).
 
@@ -175,7 +225,8 @@ class CausalLMLoss(nn.Module):
     freeze the rest of both matrices (`train.freeze_embeddings`). The rows live here as their own parameters
     (one shared by a tied head, as Gemma's), used by the embedding through a forward hook and by the fused head
     directly; no vocabulary-sized gradient or optimizer state exists. `merge_rows()` writes them back into the
-    model before it is saved, so checkpoints stay plain transformers models."""
+    model before it is saved, so checkpoints stay plain transformers models. `low_precision_grad`: see
+    `fused_linear_cross_entropy` (the trainer sets it on CUDA)."""
 
     def __init__(
         self,
@@ -183,9 +234,10 @@ class CausalLMLoss(nn.Module):
         chunk_size: int = 256,
         head_grad_in_forward: bool = False,
         train_rows: list[int] | None = None,
+        low_precision_grad: bool = False,
     ):
         super().__init__()
-        self.lm, self.chunk_size = lm, chunk_size
+        self.lm, self.chunk_size, self.low_precision_grad = lm, chunk_size, low_precision_grad
         # only without DDP/FSDP: their gradient hooks must see every parameter's gradient arrive through autograd
         self.head_grad_in_forward = head_grad_in_forward
         self._no_split_modules = getattr(lm, "_no_split_modules", None)  # FSDP auto-wrap reads it off the root
@@ -216,17 +268,29 @@ class CausalLMLoss(nn.Module):
 
     @torch.no_grad()
     def merge_rows(self) -> None:
-        """Copy the trained rows into the model's embedding and head (before saving a checkpoint)."""
+        """Copy the trained rows into the model's embedding and head (before saving a checkpoint). Every process
+        calls it: under FSDP2 the rows are gathered from their shards."""
         if self.rows_in is None:
             return
-        self.lm.get_input_embeddings().weight[self.row_ids] = self.rows_in.to(
-            self.lm.get_input_embeddings().weight.dtype
-        )
-        head = self.lm.get_output_embeddings()
-        head.weight[self.row_ids] = self.rows_out.to(head.weight.dtype)
+        rows_in, rows_out = (full(r) for r in (self.rows_in, self.rows_out))
+        set_rows(self.lm.get_input_embeddings().weight, self.row_ids, rows_in)
+        set_rows(self.lm.get_output_embeddings().weight, self.row_ids, rows_out)
 
-    def forward(self, input_ids, labels, attention_mask=None, position_ids=None, grad_scale: float | None = None):
-        """`grad_scale`: the multiplier `backward` will be called with (see `fused_linear_cross_entropy`)."""
+    def forward(
+        self,
+        input_ids,
+        labels,
+        attention_mask=None,
+        position_ids=None,
+        grad_scale: float | None = None,
+        loss_index=None,
+        loss_targets=None,
+        **attention_kwargs,
+    ):
+        """`grad_scale`: the multiplier `backward` will be called with (see `fused_linear_cross_entropy`).
+        `loss_index`, `loss_targets`: the loss positions as `loss_index` builds them (on the host, no sync); without
+        them they are found from `labels` on the device. `attention_kwargs` go to the model's forward
+        (`packed_attention.forward_kwargs`)."""
         emb = self.lm.get_input_embeddings()
         # with the head's gradient in forward (one process), the lookup's gradient goes in sparse: its rows are added
         # in place into weight.grad. torch's dense embedding backward zero-fills a vocab x d tensor per forward and
@@ -246,12 +310,19 @@ class CausalLMLoss(nn.Module):
         was, emb.sparse = emb.sparse, emb.sparse or sparse
         try:
             hidden = self.lm.base_model(
-                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                use_cache=False,
+                **attention_kwargs,
             ).last_hidden_state
         finally:
             emb.sparse = was  # the model as it was
-        mask, targets = loss_positions(labels)
-        h = hidden[:, :-1][mask]
+        if loss_index is None:
+            mask, targets = loss_positions(labels)
+            h = hidden[:, :-1][mask]
+        else:
+            h, targets = hidden.flatten(0, 1).index_select(0, loss_index), loss_targets
         head = self.lm.get_output_embeddings()
         softcap = getattr(self.lm.config, "final_logit_softcapping", None)
         trained = {} if self.rows_out is None else {"row_ids": self.row_ids, "rows": self.rows_out}
@@ -263,6 +334,7 @@ class CausalLMLoss(nn.Module):
             self.chunk_size,
             softcap,
             grad_scale if self.head_grad_in_forward else None,
+            low_precision_grad=self.low_precision_grad,
             **trained,
         )
         return loss, targets.numel()

@@ -21,6 +21,7 @@ attend across examples.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from collections.abc import Callable
@@ -152,6 +153,32 @@ def _layer(module, path: str, kwargs: dict, dropout_ok: bool = False) -> tuple:
     return kwargs.get("scaling"), kwargs.get("sliding_window"), kwargs.get("softcap")
 
 
+def _autocast(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The tensors in autocast's dtype when it is on (FlexAttention and the varlen kernels are not autocast ops,
+    and under autocast over fp32 weights the rotary embedding hands them fp32 queries and keys beside bf16
+    values), as they are otherwise."""
+    device = tensors[0].device.type
+    if not torch.is_autocast_enabled(device):
+        return tensors
+    dtype = torch.get_autocast_dtype(device)
+    return tuple(t.to(dtype) for t in tensors)
+
+
+@contextlib.contextmanager
+def attention(model, name: str):
+    """`model` with attention implementation `name` inside the block (the trainer's held-out evaluation and its
+    checkpoints use sdpa, whatever the training forwards use), as it was after."""
+    was = model.config._attn_implementation
+    if was == name:
+        yield model
+        return
+    model.set_attn_implementation(name)
+    try:
+        yield model
+    finally:
+        model.set_attn_implementation(was)
+
+
 def _missing(path: str, what: str) -> RuntimeError:
     return RuntimeError(
         f"attention {path} got no {what}: pass packed_attention.forward_kwargs({path!r}, ...) to the model's forward "
@@ -180,6 +207,7 @@ def flex_packed_attention(module, query, key, value, attention_mask, **kwargs):
     # on CPU flex runs unfused (the tests); torch.compile inside a compiled model would nest
     on_cpu = query.device.type == "cpu"
     run = flex_attention if on_cpu or torch.compiler.is_compiling() else _compiled_flex()
+    query, key, value = _autocast(query, key, value)
     out = run(
         query,
         key,
@@ -252,7 +280,7 @@ def varlen_packed_attention(module, query, key, value, attention_mask, **kwargs)
     if cu is None or width is None:
         raise _missing(VARLEN, "cu_seq_lens_q/max_length_q")
     rows, heads, n, _ = query.shape
-    q, k, v = (t.transpose(1, 2).reshape(rows * n, t.shape[1], t.shape[3]) for t in (query, key, value))
+    q, k, v = (t.transpose(1, 2).reshape(rows * n, t.shape[1], t.shape[3]) for t in _autocast(query, key, value))
     if name == "torch":
         out = _call_torch_varlen(kern, q, k, v, cu, width, scaling, sliding_window, softcap)
     else:
@@ -288,6 +316,30 @@ def choose_path(device, dtype: torch.dtype = torch.bfloat16, config=None) -> str
     if available_paths(device, dtype)[VARLEN] is None and varlen_kernel(softcap) is not None:
         return VARLEN
     return FLEX
+
+
+def training_path(option: str, fixed_shapes: bool, device, dtype: torch.dtype, config) -> str:
+    """The attention implementation training forwards use, from `train.attention` (`option`): `auto` = with fixed
+    shapes `choose_path` for this device and dtype, else the model's own (`model.attn_implementation`); `flex`
+    and `varlen` name this module's paths."""
+    if option == "auto":
+        if not fixed_shapes:
+            return config._attn_implementation
+        path = choose_path(device, dtype, config)
+    else:
+        path = {"flex": FLEX, "varlen": VARLEN}.get(option, option)
+    check_model(config, path)
+    return path
+
+
+def batch_kwargs(batch: dict, config) -> dict:
+    """`forward_kwargs` for a training micro-batch already on its device, for the model's current attention
+    implementation; takes the batch's `cu_seq_lens` out of it (the model's forward has no such argument). A batch
+    without position ids (padded, not packed) needs none."""
+    cu = batch.pop("cu_seq_lens", None)
+    if "position_ids" not in batch:
+        return {}
+    return forward_kwargs(config._attn_implementation, batch["position_ids"], config, cu)
 
 
 AttentionInterface.register(FLEX, flex_packed_attention)

@@ -25,15 +25,16 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedType
 from tqdm import tqdm  # text bars: they stream to the terminal and stay in saved notebooks
 
-from . import batching, data, lora, models, tracking
-from .chat_format import IGNORE, encode
+from . import batching, data, lora, models, packed_attention, tracking
+from .chat_format import encode
 from .config import Config
 from .dropout import add_residual_dropout, dropout_seed
 from .files import sha256_file, write_json
+from .fixed_shapes import step_micro_batches
 from .loss import CausalLMLoss
 from .runs import RunDir, checkpoint_name
 from .stage import Stage
-from .train_state import TrainState, resume, save_state
+from .train_state import TrainState, resume, save_state, write_checkpoint_index
 
 
 def resolve_compile(option: bool | str, device: torch.device) -> str | None:
@@ -46,11 +47,17 @@ def resolve_compile(option: bool | str, device: torch.device) -> str | None:
     return "inductor" if option else None
 
 
-def compile_decoder(model, option: bool | str, device: torch.device) -> str | None:
+def compile_decoder(model, option: bool | str, device: torch.device, per_layer: bool = False) -> str | None:
     """torch.compile the decoder body as one graph (dropout hooks included; the fused loss head stays eager), after
-    residual dropout is added and before `prepare_training`. Returns the backend used, or None."""
+    residual dropout is added and before `prepare_training`. Returns the backend used, or None. `per_layer` (fixed
+    shapes): each decoder layer compiled on its own static shapes instead, so one layer's graph serves them all
+    (compile time of one layer, not of the whole decoder)."""
     backend = resolve_compile(option, device)
-    if backend:
+    layers = getattr(model.base_model, "layers", None)
+    if backend and per_layer and isinstance(layers, torch.nn.ModuleList):
+        for layer in layers:
+            layer.compile(backend=backend, dynamic=False)
+    elif backend:
         model.base_model.compile(backend=backend)
     return backend
 
@@ -130,12 +137,17 @@ def run_train(cfg: Config, on_step: Callable[[dict], None] | None = None) -> Pat
             )
         torch.manual_seed(dropout_seed(t.seed, acc.process_index))  # each DDP process its own dropout masks
         model, tokenizer, _ = models.load_base(cfg.model)
+        eval_attention, fixed = model.config._attn_implementation, t.fixed_shapes_for(acc.device.type)
+        dtype = models.torch_dtype(precision)  # held-out evaluation keeps the loaded attention, training may not
+        model.set_attn_implementation(
+            packed_attention.training_path(t.attention, fixed, acc.device, dtype, model.config)
+        )
         if t.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         probs = add_residual_dropout(model, t.residual_dropout)
         # a deviation (lora.py); after residual dropout, which zeroes the model's own nn.Dropout modules, not LoRA's
         adapted = lora.add_lora(model, t, acc.distributed_type) if t.lora_r else None
-        compiled = compile_decoder(model, t.compile, acc.device)
+        compiled = compile_decoder(model, t.compile, acc.device, per_layer=fixed)
         train_set, stats = encode_examples(data.read_examples(train_file), tokenizer, cfg.model.eot_token, t.max_length)
         eval_set = []
         if eval_file:
@@ -154,8 +166,9 @@ def run_train(cfg: Config, on_step: Callable[[dict], None] | None = None) -> Pat
         train_rows = [eot_id] if t.freeze_embeddings or t.lora_r else None  # LoRA: the EOT rows train as well
         loss_model, optimizer, scheduler = prepare_training(acc, model, t, total, train_rows)
         acc.register_for_checkpointing(scheduler)
+        pad_id = tokenizer.pad_token_id
         state = TrainState(
-            acc, loss_model, optimizer, scheduler, t, train_set, tokenizer.pad_token_id, per_epoch, total
+            acc, loss_model, optimizer, scheduler, t, train_set, pad_id, per_epoch, total, 0, eval_attention
         )
         resume(state, run)
         st.extra.update(
@@ -164,6 +177,10 @@ def run_train(cfg: Config, on_step: Callable[[dict], None] | None = None) -> Pat
             precision=precision,
             compiled=compiled,
             attn_implementation=model.config._attn_implementation,
+            eval_attn_implementation=eval_attention,
+            fixed_shapes=fixed,
+            micro_batch_size=t.micro_batch_for(acc.device.type),
+            loss_chunk_size=t.head_chunk_for(acc.device.type),
             dropout_per_layer=probs,
             own_dropout_disabled=getattr(model.config, "lima_disabled_dropout", {}),
             processes=acc.num_processes,
@@ -179,8 +196,11 @@ def run_train(cfg: Config, on_step: Callable[[dict], None] | None = None) -> Pat
         bar = tqdm(
             total=total, initial=state.step, desc="train", disable=not acc.is_main_process, unit="step", mininterval=2.0
         )
+        timed = []  # the first steps' wall times: the first includes compiling the decoder, the second does not
         while not state.done:
-            row = train_step(state)
+            t0, row = time.time(), train_step(state)
+            if len(timed) < 2:
+                _record_step_times(st.extra, timed := [*timed, time.time() - t0], run, acc.is_main_process)
             if acc.is_main_process and (state.step % t.log_every_steps == 0 or state.done):
                 tracking.record(acc, run.metrics, row)
             bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_s']:.0f}", refresh=False)
@@ -195,17 +215,29 @@ def run_train(cfg: Config, on_step: Callable[[dict], None] | None = None) -> Pat
         acc.wait_for_everyone()
         acc.end_training()
         if acc.is_main_process:
-            _write_checkpoint_index(run)
+            write_checkpoint_index(run)
             for folder in (run.state, run.state_partial):  # a finished run has nothing to resume
                 shutil.rmtree(folder, ignore_errors=True)
     return st.out
+
+
+def _record_step_times(extra: dict, timed: list[float], run: RunDir, main: bool) -> None:
+    """The first steps' wall times into train_info.json and the manifest; their difference is about what compiling
+    took (torch.compile compiles lazily, in the first forward and backward)."""
+    extra["first_steps_s"] = [round(x, 3) for x in timed]
+    if extra.get("compiled") and len(timed) == 2:
+        extra["compile_s"] = round(max(timed[0] - timed[1], 0.0), 3)
+    if main:
+        write_json(run.train_info, extra)
 
 
 def prepare_training(acc, model, t, total: int, train_rows: list[int] | None = None):
     """CausalLMLoss around `model`, AdamW with LIMA's decay groups and the linear schedule, all `acc.prepare`d.
     `train_rows`: with `train.freeze_embeddings`, the embedding rows that still train (the new EOT token's)."""
     single = acc.distributed_type == DistributedType.NO  # DDP/FSDP hooks need the head's gradient via autograd
-    loss_model = CausalLMLoss(model, t.loss_chunk_size, head_grad_in_forward=single, train_rows=train_rows)
+    # on CUDA the head's weight-gradient GEMM runs in bf16 under autocast; the CPU keeps its fp32 addmm_
+    cuda, chunk = acc.device.type == "cuda", t.head_chunk_for(acc.device.type)
+    loss_model = CausalLMLoss(model, chunk, single, train_rows, low_precision_grad=cuda)
     rows = {id(p) for p in (loss_model.rows_in, loss_model.rows_out) if p is not None}
     decay, no_decay, new_rows = [], [], []
     for name, p in loss_model.named_parameters():
@@ -239,39 +271,44 @@ def train_step(state: TrainState) -> dict:
     batch = [train_set[i] for i in batching.step_examples(order, in_epoch, t.batch_size)]
     n_loss = batching.count_loss_tokens(batch)
     mine = batch[acc.process_index :: acc.num_processes]
-    # packed rows hold at most max_length tokens: a forward's activations (and its masked attention, quadratic in
-    # the row) stay those of one longest example, and the step simply takes a few more forwards
-    mbs = batching.micro_batches(mine, t.micro_batch_size, state.pad_id, t.packing, t.max_length)
     t0, loss_sum = time.time(), torch.zeros((), dtype=torch.float64, device=acc.device)
-    if not mbs:  # fewer examples than processes in a last partial step: join in with zero loss
-        mbs = [batching.pad_batch(batch[:1], state.pad_id)]
-        mbs[0]["labels"].fill_(IGNORE)
+    mbs = step_micro_batches(t, acc.device.type, mine, state.pad_id)
+    mbs = mbs or step_micro_batches(t, acc.device.type, batch[:1], state.pad_id, no_loss=True)
     # token-mean over the WHOLE step (all processes); DDP averages gradients, so scale by world
     scale = acc.num_processes / n_loss
+    config = acc.unwrap_model(loss_model).lm.config
     # one autocast region per step, so bf16 copies of the fp32 weights are made once per step, not per micro-batch
     with acc.autocast():
         for i, mb in enumerate(mbs):
             last = i == len(mbs) - 1  # gradients are all-reduced only after the last micro-batch
             with nullcontext() if last else acc.no_sync(loss_model):
-                loss, _ = loss_model(**batching.to_device(mb, acc.device), grad_scale=scale)
+                mb = batching.to_device(mb, acc.device)
+                attend = packed_attention.batch_kwargs(mb, config)
+                loss, _ = loss_model(**mb, **attend, grad_scale=scale)
                 with torch.autocast(acc.device.type, enabled=False):  # backward outside autocast (PyTorch's advice)
                     acc.backward(loss * scale)
             loss_sum += loss.detach()  # summed on the device: no host sync per micro-batch
-    grad_norm = torch.nn.utils.clip_grad_norm_(loss_model.parameters(), t.max_grad_norm or float("inf"))
+    logged = (state.step + 1) % t.log_every_steps == 0 or state.step + 1 >= state.total
+    if t.max_grad_norm:
+        grad_norm = torch.nn.utils.clip_grad_norm_(loss_model.parameters(), t.max_grad_norm)
+    elif logged:  # no clip asked for: the norm alone, and only for a row that is logged (one pass over gradients)
+        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in loss_model.parameters() if p.grad is not None])
+    else:
+        grad_norm = None
     lr = optimizer.param_groups[0]["lr"]
     optimizer.step()
     state.scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     state.step += 1
-    n_tokens = torch.tensor(float(sum(len(e["input_ids"]) for e in mine)), dtype=torch.float64, device=acc.device)
-    totals = acc.reduce(torch.stack([loss_sum, n_tokens]), reduction="sum").cpu()
+    n_tokens = loss_sum.new_full((), float(sum(len(e["input_ids"]) for e in mine)))  # a fill: no copy to the device
+    totals = acc.reduce(torch.stack([loss_sum, n_tokens]), reduction="sum").cpu()  # the step's one host sync
     return {
         "type": "train",
         "step": state.step,
         "epoch": round(state.step / state.per_epoch, 4),
         "loss": float(totals[0]) / n_loss,
         "lr": lr,
-        "grad_norm": float(grad_norm),
+        "grad_norm": None if grad_norm is None else float(grad_norm),
         "tokens": int(totals[1]),
         "tokens_per_s": float(totals[1]) / max(time.time() - t0, 1e-9),
         "loss_tokens": n_loss,
@@ -305,17 +342,9 @@ def _end_of_epoch(state: TrainState, run: RunDir, *, tokenizer, eval_set: list[d
 
 def _evaluate(state: TrainState, run: RunDir, eval_set: list[dict]) -> None:
     acc = state.acc
-    ev = evaluate_perplexity(state.loss_model, eval_set, state.pad_id, state.t.micro_batch_size, acc.autocast)
+    lm = acc.unwrap_model(state.loss_model).lm
+    with packed_attention.attention(lm, state.eval_attention or lm.config._attn_implementation):
+        size = state.t.micro_batch_for(acc.device.type)
+        ev = evaluate_perplexity(state.loss_model, eval_set, state.pad_id, size, acc.autocast)
     if acc.is_main_process:
         tracking.record(acc, run.metrics, {"type": "eval", "step": state.step, "epoch": state.epoch, **ev})
-
-
-def _write_checkpoint_index(run: RunDir) -> None:
-    """checkpoints.json: every finished checkpoint, oldest first, with its held-out perplexity."""
-    evals = {r["step"]: r for r in run.read_metrics() if r["type"] == "eval"}
-    found = [(d, info) for d in run.checkpoints.iterdir() if (info := models.read_checkpoint_info(d))]
-    index = [
-        {"name": d.name, "path": str(d), **info, "perplexity": evals.get(info["step"], {}).get("perplexity")}
-        for d, info in sorted(found, key=lambda x: x[1]["step"])
-    ]
-    write_json(run.checkpoint_index, index)

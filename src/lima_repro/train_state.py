@@ -14,6 +14,7 @@ from accelerate import Accelerator
 
 from .config import TrainConfig
 from .files import read_json, read_jsonl_plain, write_json, write_jsonl
+from .models import read_checkpoint_info
 from .runs import PROGRESS, RunDir
 
 
@@ -32,6 +33,9 @@ class TrainState:
     per_epoch: int
     total: int
     step: int = 0
+    eval_attention: str | None = None
+    """The attention implementation held-out evaluation uses (the model's own, when training uses a packed one);
+    None = whatever the model has."""
 
     @property
     def epoch(self) -> int:
@@ -96,3 +100,14 @@ def resume(state: TrainState, run: RunDir) -> None:
     if acc.is_main_process and metrics.exists():
         write_jsonl(metrics, [r for r in read_jsonl_plain(metrics) if r["step"] <= state.step])
     acc.wait_for_everyone()
+
+
+def write_checkpoint_index(run: RunDir) -> None:
+    """checkpoints.json: every finished checkpoint, oldest first, with its held-out perplexity."""
+    evals = {r["step"]: r for r in run.read_metrics() if r["type"] == "eval"}
+    found = [(d, info) for d in run.checkpoints.iterdir() if (info := read_checkpoint_info(d))]
+    index = [
+        {"name": d.name, "path": str(d), **info, "perplexity": evals.get(info["step"], {}).get("perplexity")}
+        for d, info in sorted(found, key=lambda x: x[1]["step"])
+    ]
+    write_json(run.checkpoint_index, index)

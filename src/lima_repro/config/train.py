@@ -8,6 +8,10 @@ from typing import ClassVar
 
 from .base import PRECISIONS, ConfigError, check_ranges, raise_first
 
+ATTENTIONS = ("auto", "sdpa", "flex", "varlen", "flash_attention_2")
+AUTO_FORWARD_TOKENS = 8192  # tokens per forward that `micro_batch_size: auto` aims at on CUDA
+AUTO_HEAD_CHUNK = {"cpu": 256, "cuda": 2048}  # `loss_chunk_size: auto`, tokens per output-head chunk
+
 
 @dataclass
 class TrainConfig:
@@ -41,8 +45,10 @@ class TrainConfig:
     beta2: float = 0.95  # LIMA sec. 3: AdamW beta2
     weight_decay: float = 0.1  # LIMA sec. 3: weight decay 0.1
     batch_size: int = 32  # LIMA sec. 3: 32 examples per step (64 for smaller models)
-    micro_batch_size: int = 1
-    """Examples per forward pass; batch_size / (micro_batch_size * processes) steps of gradient accumulation."""
+    micro_batch_size: int | str | None = 1
+    """Examples per forward pass (packed rows per forward with `packing`); batch_size / (micro_batch_size *
+    processes) steps of gradient accumulation. `auto` or null: 1 on CPU (what it always was there); on CUDA
+    enough to fill ~8,192 tokens per forward, max(1, 8192 // max_length) (4 rows at LIMA's 2,048)."""
     max_length: int = 2048  # LIMA sec. 3: texts longer than 2,048 tokens are trimmed
     residual_dropout: float = (
         0.3  # LIMA sec. 3: 0.0 at the bottom layer rising linearly to 0.3 (0.2 for smaller models)
@@ -54,6 +60,17 @@ class TrainConfig:
     AVX512-BF16), fp32 elsewhere (`models.resolve_precision`)."""
     packing: bool = False
     """Pack several examples per row (no attention across them); False = length-grouped padded batches."""
+    fixed_shapes: bool | str = "auto"
+    """With `packing`: every packed row padded to `max_length` (the padding a segment of its own) and
+    `micro_batch_size` rows per forward, so a run sees one shape and a compiled model compiles once
+    (`lima_repro.fixed_shapes`). `auto`: on with packing on CUDA; off on CPU, where padding is compute that
+    nothing earns back. true needs `packing`."""
+    attention: str = "auto"
+    """Attention while training: `auto` (with fixed shapes, `packed_attention.choose_path`: varlen FlashAttention on
+    a CUDA GPU when a kernel supports the model, else FlexAttention with a document mask; otherwise
+    `model.attn_implementation`, SDPA with a dense mask on CPU), `sdpa`, `flex`, `varlen` (these two need
+    `packing`: they attend within each packed example without building a dense mask) or `flash_attention_2`.
+    Held-out evaluation and checkpoints use sdpa."""
     freeze_embeddings: bool = False  # off in the paper's recipe (LIMA sec. 3 trains every weight)
     """Train only the new EOT token's rows of the input embedding and output head; freeze the rest of both. For the
     packaged Gemma 3 270M the 262,144 x 640 embedding (tied head) is ~60% of the parameters: freezing it removes its
@@ -62,8 +79,10 @@ class TrainConfig:
     """With `freeze_embeddings`: the EOT rows train at `lr` times this. They start as a copy of EOS's row and must
     move away from it for the model to prefer EOT over EOS within a short run; AdamW moves each coordinate by about
     the learning rate per step, so a few dozen steps at 1e-4 barely separate them (measured: benchmarks/RESULTS.md)."""
-    loss_chunk_size: int = 256
-    """Loss-carrying tokens per chunk of the output head, so a batch's full logits never exist at once."""
+    loss_chunk_size: int | str = 256
+    """Loss-carrying tokens per chunk of the output head, so a batch's full logits never exist at once. `auto`:
+    256 on CPU (tuned on a 2-core CPU, benchmarks/RESULTS.md), 2,048 on CUDA (bigger GEMMs; a chunk of a
+    262K vocabulary's fp32 logits is then 2 GiB)."""
     gradient_checkpointing: bool = False
     """Recompute activations in backward to fit long sequences or big models."""
     compile: bool | str = "auto"
@@ -104,36 +123,57 @@ class TrainConfig:
     """Layers that get adapters: `all-linear` (every linear layer of the decoder, never the output head), a list
     of module names such as [q_proj, v_proj], or another string, read by peft as a regular expression."""
 
+    def micro_batch_for(self, device_type: str) -> int:
+        """`micro_batch_size` on a device of this type (`auto`/null resolved as its docstring says)."""
+        if self.micro_batch_size not in (None, "auto"):
+            return self.micro_batch_size
+        return max(1, AUTO_FORWARD_TOKENS // self.max_length) if device_type == "cuda" else 1
+
+    def head_chunk_for(self, device_type: str) -> int:
+        """`loss_chunk_size` on a device of this type."""
+        if self.loss_chunk_size != "auto":
+            return self.loss_chunk_size
+        return AUTO_HEAD_CHUNK.get(device_type, AUTO_HEAD_CHUNK["cpu"])
+
+    def fixed_shapes_for(self, device_type: str) -> bool:
+        """Whether forwards have fixed shapes on a device of this type."""
+        return self.packing and device_type == "cuda" if self.fixed_shapes == "auto" else bool(self.fixed_shapes)
+
     def check(self) -> None:
         # every numeric field: a 0 here divides by zero or saves nothing only after an epoch of training
+        auto = {k for k in ("micro_batch_size", "loss_chunk_size") if getattr(self, k) == "auto"}
         check_ranges(
             self,
             "train",
             {
-                "epochs": ">=1",
-                "lr": ">0",
-                "lr_end": ">=0",
-                "warmup_steps": ">=0",
-                "beta1": "[0,1)",
-                "beta2": "[0,1)",
-                "weight_decay": ">=0",
-                "batch_size": ">=1",
-                "micro_batch_size": ">=1",
-                "max_length": ">=1",
-                "residual_dropout": "[0,1)",
-                "max_grad_norm": ">0?",
-                "new_rows_lr_multiplier": ">0",
-                "loss_chunk_size": ">=1",
-                "save_every_epochs": ">=1",
-                "eval_every_epochs": ">=1",
-                "max_eval_examples": ">=1?",
-                "max_steps": ">=1?",
-                "save_state_every_steps": ">=1?",
-                "log_every_steps": ">=1",
-                "seed": "seed",
-                "lora_r": ">=1?",
-                "lora_alpha": ">0",
-                "lora_dropout": "[0,1)",
+                k: rule
+                for k, rule in {
+                    "epochs": ">=1",
+                    "lr": ">0",
+                    "lr_end": ">=0",
+                    "warmup_steps": ">=0",
+                    "beta1": "[0,1)",
+                    "beta2": "[0,1)",
+                    "weight_decay": ">=0",
+                    "batch_size": ">=1",
+                    "micro_batch_size": ">=1?",
+                    "max_length": ">=1",
+                    "residual_dropout": "[0,1)",
+                    "max_grad_norm": ">0?",
+                    "new_rows_lr_multiplier": ">0",
+                    "loss_chunk_size": ">=1",
+                    "save_every_epochs": ">=1",
+                    "eval_every_epochs": ">=1",
+                    "max_eval_examples": ">=1?",
+                    "max_steps": ">=1?",
+                    "save_state_every_steps": ">=1?",
+                    "log_every_steps": ">=1",
+                    "seed": "seed",
+                    "lora_r": ">=1?",
+                    "lora_alpha": ">0",
+                    "lora_dropout": "[0,1)",
+                }.items()
+                if k not in auto
             },
             self.LIMITS,
         )
@@ -144,9 +184,26 @@ class TrainConfig:
                     f"train.lr_end ({self.lr_end}) must not exceed train.lr ({self.lr}): the rate decays linearly to it",
                 ),
                 (
-                    self.batch_size % self.micro_batch_size,
+                    isinstance(self.micro_batch_size, int) and self.batch_size % self.micro_batch_size,
                     f"train.batch_size ({self.batch_size}) must be a multiple of train.micro_batch_size "
                     f"({self.micro_batch_size})",
+                ),
+                (
+                    self.fixed_shapes not in (True, False, "auto"),
+                    f"train.fixed_shapes must be auto, true or false; got {self.fixed_shapes!r}",
+                ),
+                (
+                    self.fixed_shapes is True and not self.packing,
+                    "train.fixed_shapes: true pads packed rows: set train.packing: true as well (or fixed_shapes: auto)",
+                ),
+                (
+                    self.attention not in ATTENTIONS,
+                    f"train.attention must be one of {', '.join(ATTENTIONS)}; got {self.attention!r}",
+                ),
+                (
+                    self.attention in ("flex", "varlen") and not self.packing,
+                    f"train.attention: {self.attention} attends within packed examples: set train.packing: true (or "
+                    "train.attention: auto)",
                 ),
                 (
                     self.precision not in PRECISIONS,
