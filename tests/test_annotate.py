@@ -91,7 +91,7 @@ def test_a_torn_last_line_is_skipped_with_a_warning_and_repaired_before_appendin
     with pytest.warns(UserWarning, match=r"alice.jsonl:3: skipped a label event cut short"):
         labels = pairwise_labels(tmp_path)["alice"]  # the judge stage's reader
     assert len(labels) == 2
-    with pytest.warns(UserWarning, match="removed a label event cut short"):
+    with pytest.warns(UserWarning, match="moved a label event cut short"):
         again = Annotator(items, tmp_path, "alice")
     assert again.progress == (2, 4)
     again.choose("neither")
@@ -131,3 +131,16 @@ def test_an_event_without_the_fields_its_type_needs_is_an_error(tmp_path, event,
     (tmp_path / "bob.jsonl").write_text(event + "\n", encoding="utf-8")
     with pytest.raises(DataError, match=rf"bob.jsonl:line 1: a `\w+` event without {missing}\. Fix: repair"):
         pairwise_labels(tmp_path)
+
+
+def test_a_write_torn_in_this_session_is_moved_aside_before_the_next(tmp_path):
+    items = _items()
+    ann = Annotator(items, tmp_path, "alice")
+    ann.choose("1")
+    log = tmp_path / "alice.jsonl"
+    with open(log, "ab") as fh:  # the disk filled up in the middle of a label of this same session
+        fh.write(b'{"id": "x", "event": "lab')
+    with pytest.warns(UserWarning, match="moved a label event cut short"):
+        ann.choose("2")
+    assert [e["item_id"] for e in read_jsonl_plain(log)] == [it["item_id"] for it in items[:2]]
+    assert (tmp_path / "alice.jsonl.torn").read_bytes() == b'{"id": "x", "event": "lab\n'

@@ -9,8 +9,9 @@ neither (the paper's three options), and Fail / Pass / Excellent for each respon
 shortcut box and type 1, 2 or 0 (neither); q/w/e grade response 1 Fail/Pass/Excellent, a/s/d response 2; u undoes.
 Every label is one line appended to `<annotations_dir>/<annotator>.jsonl`, flushed and fsynced at once; undo is
 an appended event too, so the file is a complete log. Each event has a random id, so two windows open under the
-same name both keep their labels. Reopening replays the log (a last line cut short, e.g. by a full disk, is dropped
-with a warning) and resumes at the first unlabelled item. Several annotators each get their own file.
+same name both keep their labels. Before each write a last line cut short (e.g. by a full disk) is moved to
+`<annotator>.jsonl.torn` with a warning; a write that fails half-way is rolled back. Reopening replays the log and
+resumes at the first unlabelled item. Several annotators each get their own file.
 """
 
 from __future__ import annotations
@@ -24,16 +25,17 @@ from pathlib import Path
 import ipywidgets as w
 
 from .analysis import GRADES
-from .files import append_jsonl, read_jsonl_plain
+from .files import append_jsonl, repair_tail
 from .judging.items import pairs, resolve_system
-from .judging.labels import active_labels, event_id, new_event_id, read_log, repair_tail
-from .runs import RunDir
+from .judging.labels import active_labels, event_id, new_event_id, read_log
+from .runs import RunDir, read_generations
 
 PAIRWISE = {
     "1": "Response 1 is significantly better",
     "2": "Response 2 is significantly better",
     "neither": "Neither is significantly better",
 }
+LABEL = "a label event"
 KEYS = {
     "1": ("choose", "1"),
     "2": ("choose", "2"),
@@ -68,7 +70,7 @@ class Annotator:
         self.items, self.name = items, annotator.strip()
         self.path = Path(annotations_dir) / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', self.name)}.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        repair_tail(self.path)
+        repair_tail(self.path, LABEL)
         self.events = read_log(self.path) if self.path.exists() else []
         self.pos = self._first_unlabelled()
         self._widget = None
@@ -76,7 +78,7 @@ class Annotator:
     @classmethod
     def from_run(cls, run_dir: str | Path, annotator: str, system: str | None = None, baseline: str = "base"):
         run = RunDir(run_dir)
-        rows = read_jsonl_plain(run.generations)
+        rows = read_generations(run.generations)
         system = resolve_system(rows, system or "last")
         return cls(pairwise_items(rows, system, baseline), run.annotations, annotator)
 
@@ -108,7 +110,8 @@ class Annotator:
 
     def _write(self, event: dict) -> dict:
         event = {"id": new_event_id(), "annotator": self.name, "time": time.time(), **event}
-        append_jsonl(self.path, event)  # flushed and fsynced before anything else happens
+        repair_tail(self.path, LABEL)  # a write of this session that failed half-way is never appended onto
+        append_jsonl(self.path, event)  # flushed and fsynced (rolled back if it fails) before anything else happens
         self.events.append(event)
         return event
 

@@ -17,7 +17,6 @@ tokenizer sees it (tokenizing with offsets takes ~300 bytes per character: 3 GB 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any
 
 from huggingface_hub import hf_hub_download
 
-from .config.base import UserError
+from .files import MAX_JSON_BYTES, DataError, iter_jsonl, loads_checked  # DataError: every reader imports it from here
 
 PACKAGED = {"demo:": "lima_repro.demo_data", "demo_raw:": "lima_repro.demo_raw"}  # prefixes of shipped inputs
 HUB_PREFIX = "hf:"
@@ -42,15 +41,6 @@ SHAREGPT_ROLES = {
     "bard": "assistant",
     "system": "system",
 }
-
-
-class DataError(UserError, ValueError):
-    """Bad input data; str() names the file, the line (or item) and how to fix it."""
-
-    def __init__(self, path: str | Path, where: str | int | None, reason: str, fix: str):
-        loc = f"{path}:{where}" if where is not None else str(path)
-        super().__init__(f"{loc}: {reason}. Fix: {fix}")
-        self.path, self.where, self.reason, self.fix = str(path), where, reason, fix
 
 
 def is_hub(spec: str | Path) -> bool:
@@ -114,8 +104,12 @@ def _download(spec: str) -> Path:
         ) from e
 
 
+_FIX_ROWS = "write one object per line"
+
+
 def _raw_rows(path: Path) -> Iterable[tuple[int | str, Any]]:
-    """Yield (line number or 'item N', parsed object) from a JSONL file or a JSON array file."""
+    """Yield (line number or 'item N', parsed object) from a JSONL file (streamed, `files.iter_jsonl`) or a JSON
+    array file (read whole, up to files.MAX_JSON_BYTES)."""
     if not path.is_file():
         raise DataError(
             path,
@@ -123,41 +117,31 @@ def _raw_rows(path: Path) -> Iterable[tuple[int | str, Any]]:
             "is a folder, not a file" if path.is_dir() else "file not found",
             "check the path in the config (curate.*_files)",
         )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        line = path.read_bytes()[: e.start].count(b"\n") + 1
-        raise DataError(
-            path, line, f"not valid UTF-8 ({e.reason} at byte {e.start})", "re-save the file as UTF-8"
-        ) from e
-    if not text.strip():
-        raise DataError(path, None, "file is empty", "point the config at a file with at least one example")
-    if text.lstrip().startswith("["):
+    with open(path, "rb") as fh:
+        head = fh.read(4096).lstrip()
+    if head.startswith(b"["):
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise DataError(
+                path, None, f"a JSON array larger than {MAX_JSON_BYTES >> 20} MiB", "write it as JSONL, one row a line"
+            )
+        data = path.read_bytes()
         try:
-            items = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise DataError(path, e.lineno, f"invalid JSON array ({e.msg})", "fix the JSON syntax") from e
-        except RecursionError as e:
-            raise DataError(path, None, "JSON nested too deeply to read", "write flat rows of conversations") from e
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = data[: e.start].count(b"\n") + 1
+            raise DataError(
+                path, line, f"not valid UTF-8 ({e.reason} at byte {e.start})", "re-save the file as UTF-8"
+            ) from None
+        items = loads_checked(text, path, None, "fix the JSON array")
         for i, obj in enumerate(items):
             yield f"item {i}", obj
         return
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield lineno, json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(
-                path,
-                lineno,
-                f"malformed JSON ({e.msg}, column {e.colno})",
-                "each line must be one complete JSON object",
-            ) from e
-        except RecursionError as e:
-            raise DataError(
-                path, lineno, "JSON nested too deeply to read", "write one flat conversation per line"
-            ) from e
+    empty = True
+    for lineno, obj in iter_jsonl(path, _FIX_ROWS):
+        empty = False
+        yield lineno, obj
+    if empty:
+        raise DataError(path, None, "file is empty", "point the config at a file with at least one example")
 
 
 def _messages_of(obj: dict, path: Path, where: Any) -> tuple[list[dict], str]:

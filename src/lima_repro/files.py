@@ -14,6 +14,8 @@ import errno
 import hashlib
 import json
 import os
+import re
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -99,8 +101,20 @@ def write_json(path: str | Path, obj: Any) -> Path:
     return Path(path)
 
 
-def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+def read_json(path: str | Path, fix: str | None = None, keys: dict[str, type | tuple] | None = None) -> Any:
+    """A whole-file JSON this package wrote (or `fix` names who did), checked as `loads_checked`; with `keys`, an
+    object holding each key with its type. A bad file is a CorruptFileError naming the file and the fix."""
+    fix = fix or FIX_OURS
+    if Path(path).stat().st_size > MAX_JSON_BYTES:
+        raise CorruptFileError(path, None, f"larger than {MAX_JSON_BYTES >> 20} MiB, not a file a stage writes", fix)
+    obj = loads_checked(
+        _decode(Path(path).read_bytes(), path, None, fix, CorruptFileError), path, None, fix, CorruptFileError
+    )
+    if keys is not None:
+        if not isinstance(obj, dict):
+            raise CorruptFileError(path, None, f"expected a JSON object, got {type(obj).__name__}", fix)
+        require_fields(obj, keys, path, None, fix, CorruptFileError)
+    return obj
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:
@@ -111,33 +125,188 @@ def write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:
 
 
 def append_jsonl(path: str | Path, row: dict) -> None:
-    """Append one row and flush it to disk (logs that must survive a killed process)."""
-    with path_faults(), open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(redact_value(row, content=True), ensure_ascii=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    """Append one row and flush it to disk (logs that must survive a killed process). A write that fails half-way
+    (a full disk) is rolled back before the error propagates, so the next append never lands on a torn line."""
+    data = (json.dumps(redact_value(row, content=True), ensure_ascii=False) + "\n").encode("utf-8")
+    with path_faults(), open(path, "ab") as fh:
+        size = fh.seek(0, 2)
+        try:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        except BaseException:
+            with contextlib.suppress(OSError):  # best effort; repair_tail moves whatever is left aside
+                fh.truncate(size)
+            raise
 
 
-class CorruptFileError(UserError, ValueError):
+class DataError(UserError, ValueError):
+    """Bad input data; str() names the file, the line (or item) and how to fix it."""
+
+    def __init__(self, path: str | Path, where: str | int | None, reason: str, fix: str):
+        loc = f"{path}:{where}" if where is not None else str(path)
+        super().__init__(f"{loc}: {reason}. Fix: {fix}")
+        self.path, self.where, self.reason, self.fix = str(path), where, reason, fix
+
+
+class CorruptFileError(DataError):
     """A file this package wrote was changed or cut short (e.g. a torn line after a full disk)."""
 
 
-def read_jsonl_plain(path: str | Path) -> list[dict]:
-    """Read a JSONL file this package wrote (metrics, generations); blank lines are ignored. A line that is not
-    JSON is a CorruptFileError naming the file and line."""
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
+# ours: the largest line a stage writes is one generation row (a few KB) or one conversation (MAX_EXAMPLE_CHARS,
+# 500,000 characters, ~2 MB as escaped JSON); a longer line is not a row, and reading it whole would cost its size
+MAX_LINE_BYTES = 16 << 20
+MAX_INT_DIGITS = 30  # ours: no count, id or seed has more; Python refuses int() of 4,300+ digits (a ValueError)
+MAX_JSON_BYTES = 256 << 20  # ours: a whole-file JSON (an array of rows, results.json) read at once
+FIX_OURS = "rerun the stage that writes this file (lima_repro wrote it; it was cut short or edited by hand)"
+_SURROGATE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _short_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise _LongInt(len(text.lstrip("-")))
+    return int(text)
+
+
+class _LongInt(Exception):
+    def __init__(self, digits: int):
+        self.digits = digits
+
+
+def _lone_surrogate(obj: Any) -> bool:
+    """True when a string (or key) in `obj` holds half of a UTF-16 surrogate pair, which no UTF-8 can encode."""
+    stack = [obj]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, str):
             try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise CorruptFileError(
-                    f"{path}:{n}: not a JSON line ({e.msg}); this file is written by lima_repro: rerun the stage "
-                    f"that writes it, or delete that line if the rest is wanted"
-                ) from None
-    return rows
+                x.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(x, dict):
+            stack.extend(x.keys())
+            stack.extend(x.values())
+        elif isinstance(x, list):
+            stack.extend(x)
+    return False
+
+
+def loads_checked(text: str, path: str | Path, where: str | int | None, fix: str, error: type = DataError) -> Any:
+    """`json.loads` that raises `error` (file, position, what, fix) instead of a JSONDecodeError, RecursionError or
+    int() ValueError, and refuses integers over MAX_INT_DIGITS digits and lone surrogates (`"\\ud800"`)."""
+    try:
+        obj = json.loads(text, parse_int=_short_int)
+    except json.JSONDecodeError as e:
+        at = where if where is not None else f"line {e.lineno}"
+        raise error(path, at, f"malformed JSON ({e.msg}, column {e.colno})", fix) from None
+    except RecursionError:
+        raise error(path, where, "JSON nested too deeply to read", fix) from None
+    except _LongInt as e:
+        raise error(path, where, f"an integer of {e.digits:,} digits (more than {MAX_INT_DIGITS})", fix) from None
+    if _SURROGATE.search(text) and _lone_surrogate(obj):
+        raise error(path, where, "a lone UTF-16 surrogate escape (e.g. \\ud800), which is not text", fix)
+    return obj
+
+
+def _decode(raw: bytes, path: str | Path, where: str | int | None, fix: str, error: type) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise error(
+            path, where, f"not valid UTF-8 ({e.reason} at byte {e.start})", f"re-save the file as UTF-8; {fix}"
+        ) from None
+
+
+def iter_jsonl(path: str | Path, fix: str, *, error: type = DataError) -> Iterator[tuple[int, dict]]:
+    """Stream (line number, object) of a JSONL file, checked line by line: a line over MAX_LINE_BYTES, bytes that
+    are not UTF-8, bad JSON (`loads_checked`) or a value that is not an object raises `error` naming the file, the
+    line and `fix`. Blank lines are skipped. Memory: one line at a time."""
+    with open(path, "rb") as fh:
+        for n, raw in enumerate(iter(lambda: fh.readline(MAX_LINE_BYTES + 1), b""), 1):
+            if len(raw) > MAX_LINE_BYTES:  # a line of exactly the cap ends in its newline
+                raise error(path, n, f"a line longer than {MAX_LINE_BYTES >> 20} MiB", f"split or shorten it; {fix}")
+            if not raw.strip():
+                continue
+            obj = loads_checked(_decode(raw, path, n, fix, error), path, n, fix, error)
+            if not isinstance(obj, dict):
+                raise error(path, n, f"expected a JSON object, got {type(obj).__name__}", fix)
+            yield n, obj
+
+
+def read_jsonl_plain(path: str | Path) -> list[dict]:
+    """Read a JSONL file this package wrote (metrics, generations); blank lines are ignored. A bad line
+    (`iter_jsonl`) is a CorruptFileError naming the file and line."""
+    return [obj for _, obj in iter_jsonl(path, FIX_OURS, error=CorruptFileError)]
+
+
+def require_fields(obj: dict, fields: dict[str, type | tuple], path, where, fix: str, error: type = DataError) -> None:
+    """Each of `fields` is in `obj` with its type (`MESSAGES`: a list of {role, content} strings)."""
+    for key, kind in fields.items():
+        value = obj.get(key)
+        ok = _is_messages(value) if kind is MESSAGES else isinstance(value, kind) and not isinstance(value, bool)
+        if not ok:
+            what = "missing" if key not in obj else f"a {type(value).__name__}"
+            want = "a list of {role, content} strings" if kind is MESSAGES else _type_name(kind)
+            raise error(path, where, f"`{key}` is {what}, expected {want}", fix)
+
+
+MESSAGES = object()  # a `require_fields` type: a list of {"role": str, "content": str}
+
+
+def _is_messages(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value
+    )
+
+
+def _type_name(kind: type | tuple) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(
+        {"str": "a string", "dict": "an object", "list": "a list"}.get(k.__name__, k.__name__) for k in kinds
+    )
+
+
+def repair_tail(path: str | Path, what: str) -> None:
+    """Before appending to a log: a complete last line without its newline gets one; a last line cut short (a full
+    disk, a kill mid-write) is moved to `<file>.torn` (kept, never lost) with a warning, so the next row starts on a
+    line of its own. Reads only the tail."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    with open(path, "r+b") as fh:
+        size = fh.seek(0, 2)
+        fh.seek(max(0, size - 1))
+        if size == 0 or fh.read(1) == b"\n":
+            return
+        cut = size
+        while cut > 0:  # back to the last newline, a block at a time
+            start = max(0, cut - (1 << 16))
+            fh.seek(start)
+            i = fh.read(cut - start).rfind(b"\n")
+            cut = start + i + 1 if i >= 0 else start
+            if i >= 0:
+                break
+        fh.seek(cut)
+        tail = fh.read()
+        try:
+            complete = isinstance(json.loads(tail.decode("utf-8")), dict)
+        except (ValueError, RecursionError):
+            complete = False
+        if complete:
+            fh.seek(0, 2)
+            fh.write(b"\n")
+            return
+        torn = path.with_name(path.name + ".torn")
+        with open(torn, "ab") as out:
+            out.write(tail + b"\n")
+            out.flush()
+            os.fsync(out.fileno())
+        fh.truncate(cut)
+        os.fsync(fh.fileno())
+    warnings.warn(
+        f"{path}: moved {what} cut short ({len(tail)} bytes, e.g. disk full) to {torn.name}; the rest is read",
+        stacklevel=2,
+    )
 
 
 def sha256_file(path: str | Path) -> str:

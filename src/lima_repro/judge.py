@@ -19,14 +19,14 @@ import pandas as pd
 import torch
 
 from .config import Config, ConfigError
-from .files import read_jsonl_plain, write_json, write_jsonl
+from .files import write_json, write_jsonl
 from .judging import make_judge
 from .judging.dialogue import read_transcripts
 from .judging.items import export_alpaca_eval, generator_name, import_baseline, resolve_system
 from .judging.labels import pairwise_labels
 from .judging.results import build_results, write_tables
 from .judging.runner import judge_rows, sample_prompts
-from .runs import RunDir
+from .runs import RunDir, read_generations
 from .stage import Stage
 from .token_shift import run_token_shift
 
@@ -35,7 +35,7 @@ def _generation_rows(cfg: Config, gen_path: Path) -> tuple[list[dict], str, list
     """The rows to judge (`judge.max_prompts` prompts drawn with the run's seed, imported baselines added), ours,
     and the baselines."""
     jc = cfg.judge
-    rows = read_jsonl_plain(gen_path)
+    rows = read_generations(gen_path)
     keep = set(sample_prompts([r["prompt_id"] for r in rows], jc.max_prompts, cfg.seed))
     rows = [r for r in rows if r["prompt_id"] in keep]
     system = resolve_system(rows, jc.system)

@@ -28,10 +28,38 @@ from pathlib import Path
 
 from .config import Config, ConfigError
 from .data import DataError
-from .files import path_faults, read_json, read_jsonl_plain
+from .files import MESSAGES, CorruptFileError, iter_jsonl, path_faults, read_json, read_jsonl_plain, require_fields
 
 PROGRESS = "progress.json"  # inside train/state/: the optimizer step that state was saved at
 STAGES = ("curate", "train", "select", "generate", "judge", "ablations", "figures", "mt_bench")
+# what every reader of a generations row indexes (judge, the annotator, the AlpacaEval export)
+GENERATION_FIELDS = {"prompt_id": str, "checkpoint": str, "response": str, "messages": MESSAGES}
+FIX_GENERATIONS = (
+    "give a generations.jsonl as the generate stage writes it: one object a line with prompt_id, checkpoint and "
+    "response strings and messages as a list of {role, content}"
+)
+# the tables of results.json and summary.json that readers index: objects (lists) when present
+RESULT_TABLES = ("pairwise", "absolute", "likert", "safety", "order_consistency", "pairwise_calibration", "requests")
+SUMMARY_LISTS = ("conditions", "not_run")
+_FIX_RESULTS = "rerun the judge stage (python -m lima_repro judge --run-dir RUN); results.json is cut short or edited"
+_FIX_SUMMARY = "rerun the ablations stage; ablations/summary.json is cut short or edited"
+
+
+def read_generations(path: str | Path) -> list[dict]:
+    """The rows of a generations file (ours or a user's `judge.generations_file`), each checked for the fields
+    readers index (`GENERATION_FIELDS`); a bad row is a DataError naming the file, the line and the fix."""
+    rows = []
+    for n, row in iter_jsonl(path, FIX_GENERATIONS):
+        require_fields(row, GENERATION_FIELDS, path, n, FIX_GENERATIONS)
+        rows.append(row)
+    return rows
+
+
+def read_checked_object(path: Path, fix: str, typed: dict[str, type]) -> dict:
+    """A JSON object whose keys in `typed`, when present, have those types (else CorruptFileError with `fix`)."""
+    obj = read_json(path, fix, keys={})
+    require_fields(obj, {k: t for k, t in typed.items() if k in obj}, path, None, fix, CorruptFileError)
+    return obj
 
 
 def checkpoint_name(step: int, epoch: int, at_epoch_end: bool) -> str:
@@ -234,7 +262,9 @@ class RunDir:
 
     def read_results(self) -> dict | None:
         """judge/results.json, or None when the judge stage has not finished."""
-        return read_json(self.results) if self.results.is_file() and self.finished("judge") else None
+        if not (self.results.is_file() and self.finished("judge")):
+            return None
+        return read_checked_object(self.results, _FIX_RESULTS, dict.fromkeys(RESULT_TABLES, dict))
 
     @property
     def annotations(self) -> Path:
@@ -265,8 +295,9 @@ class RunDir:
 
     def read_ablation_summary(self) -> dict | None:
         """ablations/summary.json, or None when the ablations stage has not finished."""
-        ok = self.ablation_summary.is_file() and self.finished("ablations")
-        return read_json(self.ablation_summary) if ok else None
+        if not (self.ablation_summary.is_file() and self.finished("ablations")):
+            return None
+        return read_checked_object(self.ablation_summary, _FIX_SUMMARY, dict.fromkeys(SUMMARY_LISTS, list))
 
     @property
     def figures(self) -> Path:

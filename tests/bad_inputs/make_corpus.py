@@ -101,6 +101,8 @@ def main() -> None:
     write(f"{se}/7z_symlink_member/{SITE}.7z", symlink_archive())
     huge = POSTS.replace(b'Body="&lt;p&gt;Because.&lt;/p&gt;"', b'Body="' + b"a" * 50_000_000 + b'"')
     write(f"{se}/7z_huge_attribute/{SITE}.7z", seven_zip({"Posts.xml": huge}))
+    # a "7z bomb": 300 MiB of blanks in ~46 KB, over the 256 MiB floor of se_archive's cap (stops while written)
+    write(f"{se}/7z_bomb/{SITE}.7z", seven_zip({"Posts.xml": b"<posts>\n" + b" " * (300 << 20)}))
     write(f"{se}/xml_not_utf8/{SITE}/Posts.xml", POSTS.replace(b"harmonic", b"harm\xf6nic"))
 
     rd = "reddit"

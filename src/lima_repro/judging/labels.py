@@ -4,7 +4,7 @@ Each annotator's labels are an append-only event log `<annotations>/<annotator>.
 `undo` events that withdraw an earlier label by its id. Replaying the log gives the active labels. Ids are random
 (`new_event_id`), so two windows open under the same name never reuse one; logs from before ids name events by
 their `seq` number, and replay the same way. A last line cut short (disk full, a kill mid-write) is skipped with a
-warning; the annotator drops it from the file before appending (`repair_tail`).
+warning; the annotator moves it aside before each append (`files.repair_tail`).
 """
 
 from __future__ import annotations
@@ -85,27 +85,6 @@ def read_log(path: str | Path) -> list[dict]:
                 "delete or repair that line; each line of an annotator's log is one event",
             )
     return events
-
-
-def repair_tail(path: str | Path) -> None:
-    """Before appending to a log: a last line cut short is removed (with a warning), a complete last line without
-    its newline gets one, so the next event starts on a line of its own."""
-    path = Path(path)
-    data = path.read_bytes() if path.is_file() else b""
-    if not data or data.endswith(b"\n"):
-        return
-    cut = data.rfind(b"\n") + 1
-    with open(path, "r+b") as fh:
-        if _parse(data[cut:]) is not None:
-            fh.seek(0, 2)
-            fh.write(b"\n")
-        else:
-            warnings.warn(
-                f"{path}: removed a label event cut short ({len(data) - cut} bytes, e.g. disk full); give "
-                "that label again",
-                stacklevel=2,
-            )
-            fh.truncate(cut)
 
 
 def active_labels(events: list[dict]) -> list[dict]:

@@ -15,12 +15,14 @@ import contextlib
 import dataclasses
 import json
 import random
+import re
+import warnings
 from pathlib import Path
 
 from tqdm import tqdm  # text bars: they stream to the terminal and stay in saved notebooks
 
 from .. import analysis
-from ..files import CorruptFileError, append_jsonl
+from ..files import CorruptFileError, append_jsonl, repair_tail
 from ..redaction import redact
 from . import dialogue, items, protocols
 from .base import Completion, CostCapError, Judge, JudgeError, Request, RetryBudgetError
@@ -33,23 +35,19 @@ class JudgmentCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.rows: dict[str, dict] = {}
+        repair_tail(self.path, "a judgment")  # before any append: a torn last line goes to <file>.torn, kept
         if self.path.exists():
-            lines = self.path.read_text(encoding="utf-8").splitlines()
-            for i, line in enumerate(lines):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    if i == len(lines) - 1:  # a write cut short by a kill: that judgment is simply redone
-                        continue
-                    row = None
-                if not isinstance(row, dict) or not isinstance(row.get("key"), str):
-                    raise CorruptFileError(
-                        f"{self.path}:{i + 1}: corrupt judgment cache line (not a JSON object "
-                        f'with a "key"); delete the line to re-judge it'
-                    )
-                self.rows[row["key"]] = row
+            for i, line in enumerate(self.path.read_bytes().split(b"\n")):
+                if line.strip():
+                    row = _cached_row(line, f"{self.path}:{i + 1}")
+                    if row is None:
+                        raise CorruptFileError(
+                            self.path,
+                            i + 1,
+                            'corrupt judgment cache line (not a JSON object with a "key")',
+                            "delete the line to re-judge it (it holds no complete judgment)",
+                        )
+                    self.rows[row["key"]] = row
 
     @classmethod
     def for_judge(cls, folder: str | Path, judge: Judge) -> JudgmentCache:
@@ -66,6 +64,21 @@ class JudgmentCache:
     def put(self, row: dict) -> None:
         append_jsonl(self.path, row)
         self.rows[row["key"]] = row
+
+
+def _cached_row(line: bytes, where: str) -> dict | None:
+    """A cache line's row; a line where a torn write was appended onto (old versions) keeps the complete row that
+    follows the torn bytes, with a warning, so a paid judgment is never thrown away."""
+    for start in [0] + [m.start() for m in re.finditer(rb'\{"', line) if m.start()]:
+        try:
+            row = json.loads(line[start:].decode("utf-8"))
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(row, dict) and isinstance(row.get("key"), str):
+            if start:
+                warnings.warn(f"{where}: kept the judgment after {start} torn bytes on this line", stacklevel=3)
+            return row
+    return None
 
 
 def _verdict(judge: Judge, protocol: protocols.Protocol, c: Completion) -> tuple[str | None, str | None, str | None]:

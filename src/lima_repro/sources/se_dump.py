@@ -2,41 +2,34 @@
 
 A site's tables (`Posts.xml`, `Comments.xml`; docs/formats.md sec. 1) are opened from the site's folder, the file
 itself, or the site's .7z archive (`open_table`). `iter_rows` streams a table with
-`xml.etree.ElementTree.iterparse`, clearing the root after every row, so memory stays flat whatever the file size
+`xml.etree.ElementTree.iterparse`, dropping every element once it is closed, so memory stays flat whatever the file size
 (benchmarks/curate_stream.py measures it). `question_pool` keeps only a bounded pool of a site's highest-scoring
 questions (a min-heap of `cap`) with each one's current top answer; `site_name` names the site from its path.
 
-Hostile or damaged dumps fail with a DataError, never by reading elsewhere or hanging: an archive member is
-found inside the archive's own scratch folder (never by joining its name onto a path, never through a link),
-and a row longer than MAX_ROW_BYTES stops the parse (expat re-scans an unfinished tag whenever more bytes
-arrive, so one 50 MB attribute would take hours).
+Hostile or damaged dumps fail with a DataError, never by reading elsewhere or hanging (archives: `se_archive.py`):
+a row longer than MAX_ROW_BYTES, or a tag or text as long, stops the parse (expat re-scans an unfinished tag
+whenever more bytes arrive, so one 50 MB attribute would take hours).
 """
 
 from __future__ import annotations
 
 import contextlib
 import heapq
-import os
 import re
-import shutil
-import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
 from . import DataError, StepLog, require_file
+from .se_archive import archive_table
 from .se_sites import ALIASES
 
 FABRICATED_IDS = {"1000000001", "1000000010"}  # docs/formats.md sec. 1: planted fake posts in recent dumps
 _FIX_XML = "re-download or re-extract the dump (`7z t <site>.7z` checks an archive); a cut-off copy cannot be read"
-_FIX_7Z = (
-    "re-download the site's archive (`7z t <site>.7z` checks it), or extract it and point the config at the folder"
-)
 # ours: a dump puts one <row> per line and a post is at most 30,000 characters of Markdown (a few hundred KB as
 # escaped HTML), so a longer line is not a real row; parsing up to 4 MiB of one tag takes ~0.25 s
 MAX_ROW_BYTES = 4 << 20
-SCRATCH_PREFIX = "lima-7z-"  # + "<pid>-": a folder whose process is gone is removed by the next archive read
 
 
 def site_name(path: str | Path) -> str:
@@ -81,70 +74,6 @@ def open_table(path: Path, table: str, config_key: str) -> Iterator[tuple[IO[byt
             yield fh, path
 
 
-def _remove_stale_scratch() -> None:
-    """Remove scratch folders of archive reads whose process is gone (killed before it could clean up)."""
-    for d in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*"):
-        pid = d.name[len(SCRATCH_PREFIX) :].split("-", 1)[0]
-        if not (pid.isascii() and pid.isdigit()) or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            shutil.rmtree(d, ignore_errors=True)
-        except OSError:  # alive under another user, or cannot tell: leave it
-            pass
-
-
-def _unsafe_member(name: str) -> bool:
-    parts = name.replace("\\", "/").split("/")
-    return name.startswith(("/", "\\")) or ".." in parts or bool(re.match(r"^[A-Za-z]:", name))
-
-
-@contextlib.contextmanager
-def archive_table(path: Path, table: str, config_key: str) -> Iterator[IO[bytes]]:
-    """One table of a site's .7z, extracted alone into a scratch folder removed on exit. The extracted copy is
-    unlinked as soon as it is open (the handle keeps it readable), so a killed process leaves nothing behind
-    from then on; a kill during extraction leaves a folder the next read removes (`_remove_stale_scratch`)."""
-    try:
-        import py7zr
-    except ImportError as e:
-        raise DataError(
-            path,
-            None,
-            "reading .7z archives needs py7zr",
-            f"`pip install py7zr`, or extract the archive and point {config_key} at the folder",
-        ) from e
-    _remove_stale_scratch()
-    with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as tmp:
-        try:
-            with py7zr.SevenZipFile(path) as z:
-                names = [n for n in z.getnames() if n.replace("\\", "/").rsplit("/", 1)[-1].lower() == table.lower()]
-                if not names:
-                    raise DataError(path, None, f"archive holds no {table}", "use the site's full dump archive")
-                if _unsafe_member(names[0]):
-                    raise DataError(
-                        path,
-                        f"member {names[0]!r}",
-                        "the member's path is absolute or climbs out with '..' (a hostile or broken archive)",
-                        _FIX_7Z,
-                    )
-                z.extract(path=tmp, targets=names[:1])
-        except DataError:
-            raise
-        except Exception as e:  # py7zr and its codecs raise many types (Bad7zFile, LZMAError, EOFError, ...)
-            raise DataError(path, None, f"cannot read the .7z archive ({type(e).__name__}: {e})", _FIX_7Z) from e
-        # found by walking our own folder, never by joining the member's name onto a path
-        found = [p for p in Path(tmp).rglob("*") if p.name.lower() == table.lower()]
-        if len(found) != 1 or found[0].is_symlink() or not found[0].is_file():
-            raise DataError(
-                path, f"member {names[0]!r}", f"{table} in the archive is not one plain file (a link?)", _FIX_7Z
-            )
-        with open(found[0], "rb") as fh:
-            with contextlib.suppress(OSError):  # POSIX: the open handle keeps the data; elsewhere cleanup at exit
-                found[0].unlink()
-            yield fh
-
-
 def keep_top(heap: list, cands: dict, key: tuple, cap: int) -> bool:
     """Keep the `cap` best questions in a min-heap of (score, -id, id) keys (ties: the older question); a
     question pushed out also leaves `cands`. False = `key` is not among the best so far."""
@@ -163,7 +92,7 @@ class _RowBound:
 
     def __init__(self, fh: IO[bytes], path: Path, limit: int = MAX_ROW_BYTES):
         self.fh, self.path, self.limit = fh, path, limit
-        self.line, self.run = 1, 0  # the current line's number and its bytes so far
+        self.line, self.run, self.open = 1, 0, 0  # the current line's number, its bytes so far, bytes since a '>'
         self.tail = b""  # the end of the previous chunk, so a declaration split between two chunks is seen
 
     def read(self, n: int = -1) -> bytes:
@@ -191,6 +120,15 @@ class _RowBound:
                 )
         self.line += len(parts) - 1
         self.run = lengths[-1]
+        close = chunk.rfind(b">")  # a tag's newlines escape the line bound (expat re-scans an open tag): bound tags too
+        self.open = len(chunk) - close - 1 if close >= 0 else self.open + len(chunk)
+        if self.open > self.limit:
+            raise DataError(
+                self.path,
+                f"line {self.line}",
+                f"an XML tag or text longer than {self.limit >> 20} MiB (a row keeps its newlines as &#xA;)",
+                "remove that row, or re-download the dump",
+            )
         return chunk
 
 
@@ -198,14 +136,17 @@ def iter_rows(fh: IO[bytes], path: Path) -> Iterator[dict[str, str]]:
     """Yield each `<row>`'s attributes; a malformed or truncated file raises DataError with line and column,
     a row longer than MAX_ROW_BYTES one with its line, a DOCTYPE one too."""
     it = ET.iterparse(_RowBound(fh, path), events=("start", "end"))
-    root = None
+    open_: list[ET.Element] = []  # the elements not yet closed, outermost first
     try:
         for event, el in it:
-            if root is None:
-                root = el
-            if event == "end" and el.tag == "row":
+            if event == "start":
+                open_.append(el)
+                continue
+            open_.pop()
+            if el.tag == "row":
                 yield el.attrib
-                root.clear()  # drop the finished rows: memory stays flat
+            if open_:  # drop every finished element, row or not: memory stays flat whatever the file holds
+                open_[-1].remove(el)
     except ET.ParseError as e:
         line, col = e.position
         what = (
@@ -217,8 +158,9 @@ def iter_rows(fh: IO[bytes], path: Path) -> Iterator[dict[str, str]]:
 
 
 def is_id(value: str | None) -> bool:
-    """A post or comment id: ASCII digits only (`"²".isdigit()` is true, but int() rejects it)."""
-    return value is not None and value.isascii() and value.isdigit()
+    """A post or comment id: 1-18 ASCII digits (`"²".isdigit()` is true, but int() rejects it; so does int() of
+    5,000 digits)."""
+    return value is not None and len(value) <= 18 and value.isascii() and value.isdigit()
 
 
 def int_field(row: dict, key: str) -> int | None:
