@@ -140,17 +140,17 @@ def env_info(device: torch.device) -> dict:
     return info
 
 
-ATTENTION = ("flex_attention", "lima_flex", "lima_varlen", "flash_attention_2")
+ATTENTION = ("flex_attention", "bench_flex", "bench_varlen", "flash_attention_2")
 
 
 def unavailable_attention(device: torch.device) -> dict[str, str]:
     """The attention variants that cannot run here, and why."""
     out = {}
     if device.type != "cuda":
-        out["lima_varlen"] = out["flash_attention_2"] = "CUDA only"
-        out["flex_attention"] = out["lima_flex"] = "FlexAttention has no backward on CPU (tests check its forward)"
+        out["bench_varlen"] = out["flash_attention_2"] = "CUDA only"
+        out["flex_attention"] = out["bench_flex"] = "FlexAttention has no backward on CPU (tests check its forward)"
     elif pv.varlen_params() is None:
-        out["lima_varlen"] = f"torch {torch.__version__} has no torch.nn.attention.varlen"
+        out["bench_varlen"] = f"torch {torch.__version__} has no torch.nn.attention.varlen"
     if importlib.util.find_spec("flash_attn") is None:
         out.setdefault("flash_attention_2", "flash_attn is not installed")
     return out
@@ -297,7 +297,7 @@ def run_variants(log: Log, bench: Bench, opts) -> list[dict]:
         lambda b: [b.but("+own_forward", own_forward=True)],
         # own_forward carries the masks' inputs; padded rows give the compiled FlexAttention one shape
         lambda b: [
-            b.but(f"+attn={a}", attn=a, own_forward=True, padded=b.padded or a == "lima_flex") for a in ATTENTION
+            b.but(f"+attn={a}", attn=a, own_forward=True, padded=b.padded or a == "bench_flex") for a in ATTENTION
         ],
         lambda b: [
             b.but("+head=tf32", head="tf32"),

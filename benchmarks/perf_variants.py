@@ -34,7 +34,7 @@ class Variant:
     # with an infinite limit, the head's weight gradient through autograd (no device tensor from a Python scalar),
     # and a dense embedding gradient (the library's sparse one is a CPU tuning)
     own_forward: bool = False
-    attn: str = "sdpa"  # sdpa | flex_attention | lima_flex | lima_varlen | flash_attention_2
+    attn: str = "sdpa"  # sdpa | flex_attention | bench_flex | bench_varlen | flash_attention_2
     head: str = "fp32"  # fp32 (today: in-place addmm_ is not autocast) | tf32 | bf16 (hidden states cast first)
     head_chunk: int = 256
 
@@ -104,6 +104,8 @@ def copy_forwards(forwards: list[dict], device: torch.device, one_copy: bool) ->
 
 
 # ---- attention functions registered with transformers' AttentionInterface ------------------------------------
+# Registered as bench_flex / bench_varlen: the library's own lima_flex / lima_varlen (packed_attention.py, what the
+# trainer now uses) are global names in the same registry, and a benchmark must never replace them.
 
 
 def _run_dtype(q: torch.Tensor) -> torch.dtype:
@@ -173,15 +175,15 @@ def register_attention(device: torch.device) -> None:
     from transformers import AttentionInterface
 
     FLEX["fn"] = torch.compile(flex_attention, dynamic=False) if device.type == "cuda" else flex_attention
-    AttentionInterface.register("lima_flex", lima_flex)
-    AttentionInterface.register("lima_varlen", lima_varlen)
+    AttentionInterface.register("bench_flex", lima_flex)
+    AttentionInterface.register("bench_varlen", lima_varlen)
 
 
 def attention_kwargs(v: Variant, mb: dict, windows: set[int], device: torch.device) -> dict:
-    """What `lima_flex` / `lima_varlen` read from the model's forward kwargs (transformers passes them down)."""
-    if v.attn == "lima_varlen":
+    """What `bench_flex` / `bench_varlen` read from the model's forward kwargs (transformers passes them down)."""
+    if v.attn == "bench_varlen":
         return {"lima_cu_seqlens": mb["cu_seqlens"], "lima_max_len": mb["doc"].shape[1]}
-    if v.attn != "lima_flex":
+    if v.attn != "bench_flex":
         return {}
     from torch.nn.attention.flex_attention import create_block_mask
 

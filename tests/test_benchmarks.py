@@ -78,7 +78,7 @@ def test_lima_flex_document_mask_matches_sdpa(family):
     torch.manual_seed(0)
     lm = AutoModelForCausalLM.from_config(cfg, attn_implementation="sdpa").eval()
     pv.register_attention(torch.device("cpu"))
-    v = pv.Variant("test", padded=True, rows_per_forward=2, own_forward=True, attn="lima_flex")
+    v = pv.Variant("test", padded=True, rows_per_forward=2, own_forward=True, attn="bench_flex")
     examples = mfu.synthetic_examples(6, 128, cfg.vocab_size, seed=3)
     windows = {16} if family == "gemma-270m" else set()
     with torch.no_grad():
@@ -86,7 +86,7 @@ def test_lima_flex_document_mask_matches_sdpa(family):
             args = {"input_ids": mb["input_ids"], "position_ids": mb["position_ids"], "use_cache": False}
             pv.set_attention(lm, "sdpa")
             want = lm.base_model(**args).last_hidden_state
-            pv.set_attention(lm, "lima_flex")
+            pv.set_attention(lm, "bench_flex")
             got = lm.base_model(**args, **pv.attention_kwargs(v, mb, windows, torch.device("cpu"))).last_hidden_state
             wrong = pv.attention_kwargs(v, {**mb, "doc": torch.zeros_like(mb["doc"])}, windows, torch.device("cpu"))
             across = lm.base_model(**args, **wrong).last_hidden_state  # one document: attends across examples

@@ -121,8 +121,11 @@ def test_demo_pipeline_end_to_end(tmp_path):
     } <= drawn
     assert {"fig6_quantity", "fig7_dialogue", "safety"} <= set(figures)  # drawn or skipped, never silently missing
     assert figures["fig1_human_preference"].startswith("skipped: no pairwise human labels")  # nobody annotated
-    for name in drawn - {"table1_datacard"}:  # the image and the CSV of exactly what it draws
+    tables = {"table1_datacard", "published_comparison"}  # Markdown + CSV, no image
+    for name in drawn - tables:  # the image and the CSV of exactly what it draws
         assert (run_dir / "figures" / f"{name}.png").is_file() and (run_dir / "figures" / f"{name}.csv").is_file()
+    for name in drawn & tables:
+        assert (run_dir / "figures" / f"{name}.md").is_file() and (run_dir / "figures" / f"{name}.csv").is_file()
     assert (run_dir / "figures" / "table1_datacard.md").exists()
 
 

@@ -287,4 +287,5 @@ def test_a_key_written_into_the_base_url_is_no_part_of_the_identity_and_is_redac
     for url in (f"http://u:{KEY}@localhost:9/v1", f"http://127.0.0.1:9/v1?api_key={KEY}"):
         judge = make_judge(JudgeConfig(base_url=url, api_key_env="", max_retries=0, max_retry_s=0))
         assert judge.identity()["base_url"] == "http://127.0.0.1:9/v1" and KEY not in judge.name
-        assert redact(f"cannot reach {url}", judge.secrets) == f"cannot reach {url.replace(KEY, '[redacted]')}"
+        shown = redact(f"cannot reach {url}", judge.secrets)
+        assert KEY not in shown and "[redacted]" in shown and shown.endswith(":9/v1")

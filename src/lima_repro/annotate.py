@@ -28,7 +28,8 @@ from .analysis import GRADES
 from .files import append_jsonl, repair_tail
 from .judging.items import pairs, resolve_system
 from .judging.labels import active_labels, event_id, new_event_id, read_log
-from .runs import RunDir, read_generations
+from .readers import read_generations
+from .runs import RunDir
 
 PAIRWISE = {
     "1": "Response 1 is significantly better",

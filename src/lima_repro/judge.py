@@ -26,7 +26,8 @@ from .judging.items import export_alpaca_eval, generator_name, import_baseline, 
 from .judging.labels import pairwise_labels
 from .judging.results import build_results, write_tables
 from .judging.runner import judge_rows, sample_prompts
-from .runs import RunDir, read_generations
+from .readers import read_generations
+from .runs import RunDir
 from .stage import Stage
 from .token_shift import run_token_shift
 

@@ -1,6 +1,5 @@
-"""The run directory: the one contract between stages ("stages talk only through run directories").
-
-`RunDir` owns every path of a run and every read of one; no other module spells a run file's name.
+"""The run directory, the one contract between stages: `RunDir` owns every path of a run and every read of one; no
+other module spells a run file's name.
 
     <run>/config.json, manifest.json, notebooks/      the resolved config, provenance, executed notebooks
     <run>/curate/{train,dev,test}.jsonl, datacard.json
@@ -9,15 +8,13 @@
     <run>/generate/generations.jsonl, dev_generations.jsonl      (the latter: answers to the dev prompts)
     <run>/judge/judgments.jsonl, results.json, <table>.csv, token_shift.{json,csv}, alpaca_eval/, cache/
     <run>/annotations/<annotator>.jsonl                   human labels (annotate.ipynb)
-    <run>/ablations/summary.{json,csv}, <condition>/      each condition is a run directory of its own
-    <run>/figures/
+    <run>/ablations/summary.{json,csv}, <condition>/      each condition is a run directory of its own; <run>/figures/
     <run>/mt_bench/model_answer/<model_id>.jsonl, judgments.jsonl, results.json, cache/   (FastChat's MT-Bench)
     <run>/alpaca_eval/<generator>/model_outputs.json, export.json, leaderboard.json     (the alpaca-eval command)
 
-Every stage folder also holds the `config.json` it ran with and a `manifest.json` (`Stage`): its status is
-"running" from the moment the stage starts, then "ok" or "failed: ...". A stage reading an earlier stage's folder
-refuses one whose manifest says it did not finish (`RunDir.require_finished`); a folder with no manifest was made
-by hand (or imported) and is taken as it is.
+Every stage folder also holds its `config.json` and a `manifest.json` (`stage.Stage`: "running", then "ok" or
+"failed: ..."); `RunDir.require_finished` refuses an earlier stage's folder that did not finish, while a folder with no
+manifest (made by hand or imported) is taken as it is.
 """
 
 from __future__ import annotations
@@ -28,38 +25,11 @@ from pathlib import Path
 
 from .config import Config, ConfigError
 from .data import DataError
-from .files import MESSAGES, CorruptFileError, iter_jsonl, path_faults, read_json, read_jsonl_plain, require_fields
+from .files import path_faults, read_json, read_jsonl_plain
+from .readers import read_results_object, read_summary_object
 
 PROGRESS = "progress.json"  # inside train/state/: the optimizer step that state was saved at
 STAGES = ("curate", "train", "select", "generate", "judge", "ablations", "figures", "mt_bench")
-# what every reader of a generations row indexes (judge, the annotator, the AlpacaEval export)
-GENERATION_FIELDS = {"prompt_id": str, "checkpoint": str, "response": str, "messages": MESSAGES}
-FIX_GENERATIONS = (
-    "give a generations.jsonl as the generate stage writes it: one object a line with prompt_id, checkpoint and "
-    "response strings and messages as a list of {role, content}"
-)
-# the tables of results.json and summary.json that readers index: objects (lists) when present
-RESULT_TABLES = ("pairwise", "absolute", "likert", "safety", "order_consistency", "pairwise_calibration", "requests")
-SUMMARY_LISTS = ("conditions", "not_run")
-_FIX_RESULTS = "rerun the judge stage (python -m lima_repro judge --run-dir RUN); results.json is cut short or edited"
-_FIX_SUMMARY = "rerun the ablations stage; ablations/summary.json is cut short or edited"
-
-
-def read_generations(path: str | Path) -> list[dict]:
-    """The rows of a generations file (ours or a user's `judge.generations_file`), each checked for the fields
-    readers index (`GENERATION_FIELDS`); a bad row is a DataError naming the file, the line and the fix."""
-    rows = []
-    for n, row in iter_jsonl(path, FIX_GENERATIONS):
-        require_fields(row, GENERATION_FIELDS, path, n, FIX_GENERATIONS)
-        rows.append(row)
-    return rows
-
-
-def read_checked_object(path: Path, fix: str, typed: dict[str, type]) -> dict:
-    """A JSON object whose keys in `typed`, when present, have those types (else CorruptFileError with `fix`)."""
-    obj = read_json(path, fix, keys={})
-    require_fields(obj, {k: t for k, t in typed.items() if k in obj}, path, None, fix, CorruptFileError)
-    return obj
 
 
 def checkpoint_name(step: int, epoch: int, at_epoch_end: bool) -> str:
@@ -264,7 +234,7 @@ class RunDir:
         """judge/results.json, or None when the judge stage has not finished."""
         if not (self.results.is_file() and self.finished("judge")):
             return None
-        return read_checked_object(self.results, _FIX_RESULTS, dict.fromkeys(RESULT_TABLES, dict))
+        return read_results_object(self.results)
 
     @property
     def annotations(self) -> Path:
@@ -297,7 +267,7 @@ class RunDir:
         """ablations/summary.json, or None when the ablations stage has not finished."""
         if not (self.ablation_summary.is_file() and self.finished("ablations")):
             return None
-        return read_checked_object(self.ablation_summary, _FIX_SUMMARY, dict.fromkeys(SUMMARY_LISTS, list))
+        return read_summary_object(self.ablation_summary)
 
     @property
     def figures(self) -> Path:
