@@ -288,4 +288,6 @@ def test_a_key_written_into_the_base_url_is_no_part_of_the_identity_and_is_redac
         judge = make_judge(JudgeConfig(base_url=url, api_key_env="", max_retries=0, max_retry_s=0))
         assert judge.identity()["base_url"] == "http://127.0.0.1:9/v1" and KEY not in judge.name
         shown = redact(f"cannot reach {url}", judge.secrets)
-        assert KEY not in shown and "[redacted]" in shown and "127.0.0.1:9/v1" in shown.replace("localhost", "127.0.0.1")
+        assert (
+            KEY not in shown and "[redacted]" in shown and "127.0.0.1:9/v1" in shown.replace("localhost", "127.0.0.1")
+        )

@@ -34,7 +34,7 @@ from . import analysis, models
 from .chat_format import encode_prompt
 from .config import Config, GenerateConfig
 from .data import DataError
-from .files import read_jsonl_plain, write_json, write_jsonl
+from .files import iter_jsonl, read_jsonl_plain, write_json, write_jsonl
 from .judging.base import JudgeError, Request, cache_key
 from .judging.items import check_generator, generator_name
 from .judging.protocols import template_hash
@@ -80,16 +80,11 @@ def parse_rating(text: str) -> float:
 
 
 def _rows(path: Path, need: dict[str, type]) -> list[tuple[int, dict]]:
-    """(line, object) of a FastChat JSONL file whose rows hold the fields `need` with their types."""
+    """(line, object) of a FastChat JSONL file whose rows hold the fields `need` with their types (the line checks:
+    `files.iter_jsonl`)."""
     out = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(path, f"line {n}", f"invalid JSON ({e.msg})", FIX) from e
-        bad = [k for k, t in need.items() if not isinstance(row, dict) or not isinstance(row.get(k), t)]
+    for n, row in iter_jsonl(path, FIX):
+        bad = [k for k, t in need.items() if not isinstance(row.get(k), t)]
         if bad:
             raise DataError(path, f"line {n}", f"needs {', '.join(bad)} ({', '.join(need)} as FastChat writes)", FIX)
         out.append((n, row))

@@ -11,11 +11,10 @@ Assistant turn k is judged in its context: the conversation before it (`{{conver
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..data import DataError, resolve_path
-from ..files import append_jsonl, read_jsonl_plain
+from ..files import append_jsonl, iter_jsonl, read_jsonl_plain
 from ..provenance import seed_everything
 from . import protocols
 from .base import Request, cache_key
@@ -76,15 +75,9 @@ def read_script(spec: str | Path, n: int | None = None) -> list[dict]:
     path = resolve_path(spec)
     fix = 'write rows like {"id": "conv-01", "prompt": "...", "follow_ups": ["...", ...]} (follow_ups optional)'
     out: list[dict] = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            r = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(path, f"line {lineno}", f"malformed JSON ({e.msg})", fix) from e
-        ups = r.get("follow_ups", []) if isinstance(r, dict) else None
-        if not isinstance(r, dict) or not isinstance(r.get("prompt"), str) or not r["prompt"].strip():
+    for lineno, r in iter_jsonl(path, fix):
+        ups = r.get("follow_ups", [])
+        if not isinstance(r.get("prompt"), str) or not r["prompt"].strip():
             raise DataError(path, f"line {lineno}", "no non-empty `prompt` string", fix)
         if not isinstance(ups, list) or not all(isinstance(u, str) and u.strip() for u in ups):
             raise DataError(path, f"line {lineno}", "`follow_ups` must be a list of non-empty strings", fix)
