@@ -67,7 +67,7 @@ def test_fig9_dev_and_test_scores_are_separate_series(tmp_path):
     assert (list(test.get_xdata()), list(test.get_ydata())) == ([4], [3.5])
     assert dev.get_label() == "1-6 score, dev set (checkpoint selection), n = 5 prompts"
     assert test.get_label() == "1-6 score, test set (judge), n = 7 prompts"
-    legend = [t.get_text() for t in d.fig.legends[0].get_texts()]
+    legend = [t.get_text() for t in d.fig.axes[-1].get_legend().get_texts()]
     assert legend == [ax.lines[0].get_label(), dev.get_label(), test.get_label()]
     csv = pd.read_csv(tmp_path / "fig9_perplexity_vs_score.csv")
     assert list(csv.series) == ["dev_score", "dev_score", "perplexity", "perplexity", "perplexity", "test_score"]
@@ -78,7 +78,7 @@ def test_fig9_draws_only_the_series_it_has_and_no_empty_legend_entry(tmp_path):
     d = figures.perplexity_score([make_run(tmp_path, dev=False, test=False)], tmp_path)
     (ax,) = d.fig.axes  # no score axis without scores
     assert ax.lines[0].get_label() == "held-out perplexity (dev set)"
-    assert [t.get_text() for t in d.fig.legends[0].get_texts()] == ["held-out perplexity (dev set)"]
+    assert [t.get_text() for t in d.fig.axes[-1].get_legend().get_texts()] == ["held-out perplexity (dev set)"]
     assert ax.get_title().endswith("(no per-checkpoint scores)")
     d = figures.perplexity_score([make_run(tmp_path, dev=True, test=False)], tmp_path)
     assert [ln.get_label() for ln in d.fig.axes[1].lines] == [

@@ -97,7 +97,9 @@ def perplexity_score(runs: list[Path], out: Path, formats=("png", "pdf"), dpi: i
         va="bottom",
     )
     ax.set_title("Fig. 9: perplexity vs generation quality" + ("" if scored else " (no per-checkpoint scores)"), pad=24)
-    fig.legend(loc="outside lower center", ncols=1, fontsize=7)
+    # one legend for both y axes, inside the plot (below it sit the caption and the footer); on the top axes
+    pairs = [hl for a in fig.axes for hl in zip(*a.get_legend_handles_labels())]
+    fig.axes[-1].legend(*zip(*pairs), loc="best", fontsize=7)
     return save(Drawn(name, "drawn", source=str(src), data=df, fig=fig), out, formats, dpi)
 
 

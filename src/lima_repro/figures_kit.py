@@ -104,7 +104,8 @@ def grades_figure(
     name: str, src, df: pd.DataFrame, xlabel: str, title: str, out: Path, formats, dpi, note: str = ""
 ) -> Drawn:
     """Fail / Pass / Excellent stacked bars, one row per `df.row` (figures 3 and 7); `note` is written under it."""
-    fig, (ax,) = new_fig(6.5, 1.2 + 0.42 * df.row.nunique())
+    lines = max(str(r).count("\n") + 1 for r in df.row.unique())  # a row label of 3 lines needs more than one bar
+    fig, (ax,) = new_fig(6.5, 1.2 + max(0.42, 0.1 + 0.17 * lines) * df.row.nunique())
     stacked(ax, [(r, dict(zip(g.label, g.pct))) for r, g in df.groupby("row", sort=False)], GRADES)
     ax.set_xlabel(xlabel)
     ax.set_title(title)
