@@ -118,6 +118,20 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, tiny_llama):
     assert json.loads((out / "manifest.json").read_text())["resumed_from_step"] == 6
 
 
+def test_training_again_with_fewer_epochs_leaves_no_checkpoint_of_the_earlier_run(tmp_path, tiny_llama):
+    """A finished 2-epoch run trained again in its folder with 1 epoch starts over: its checkpoints.json and
+    checkpoints/ hold epoch-1 only, so `generate` with `last` can never sample the earlier run's epoch-2."""
+    cfg = curated(tmp_path, tiny_llama, **{"train.save_state": False})
+    run_train(cfg)
+    run = RunDir(cfg.run_dir)
+    assert [c["name"] for c in run.list_checkpoints()] == ["epoch-1", "epoch-2"]
+    cfg.train.epochs = 1
+    run_train(cfg)
+    assert [c["name"] for c in run.list_checkpoints()] == ["epoch-1"]
+    assert sorted(d.name for d in run.checkpoints.iterdir()) == ["epoch-1"]
+    assert max(r["step"] for r in run.read_metrics()) == 6
+
+
 def test_packing_trains_on_the_same_tokens(tmp_path, tiny_llama):
     cfg = curated(tmp_path, tiny_llama, **{"train.packing": True, "train.epochs": 1, "train.residual_dropout": 0.0})
     packed = read_jsonl_plain(run_train(cfg) / "metrics.jsonl")

@@ -82,7 +82,9 @@ def save_state(state: TrainState, run: RunDir) -> None:
 def resume(state: TrainState, run: RunDir) -> None:
     """Continue from the newest complete saved state (model, optimizer, registered scheduler, RNG; `state.step`):
     state/, or state.partial/ when a kill came between removing the old state and renaming the new one. Drop metric
-    rows logged after that state; with no saved state, start over (and drop the old metrics)."""
+    rows logged after that state; with no saved state, start over (and drop the old metrics). Checkpoints the earlier
+    run left past the step training continues from go too, so a run with fewer epochs never lists (nor `generate`
+    samples) an old run's `epoch-3` beside its own."""
     acc, metrics = state.acc, run.metrics
     marked = [d for d in (run.state, run.state_partial) if (d / PROGRESS).is_file()]
     newest = max(marked, key=lambda d: read_json(d / PROGRESS)["step"], default=None)
@@ -94,12 +96,24 @@ def resume(state: TrainState, run: RunDir) -> None:
         if acc.is_main_process and metrics.exists():
             metrics.unlink()
         state.step = 0
-        return
-    acc.load_state(str(run.state))
-    state.step = read_json(run.state / PROGRESS)["step"]
-    if acc.is_main_process and metrics.exists():
-        write_jsonl(metrics, [r for r in read_jsonl_plain(metrics) if r["step"] <= state.step])
+    else:
+        acc.load_state(str(run.state))
+        state.step = read_json(run.state / PROGRESS)["step"]
+        if acc.is_main_process and metrics.exists():
+            write_jsonl(metrics, [r for r in read_jsonl_plain(metrics) if r["step"] <= state.step])
+    if acc.is_main_process:
+        _drop_checkpoints_after(run, state.step)
     acc.wait_for_everyone()
+
+
+def _drop_checkpoints_after(run: RunDir, step: int) -> None:
+    """Remove the checkpoints (and the index) an earlier run of this folder left past `step`."""
+    stale = [d for d in run.checkpoints.iterdir() if d.is_dir()] if run.checkpoints.is_dir() else []
+    stale = [d for d in stale if (read_checkpoint_info(d) or {"step": step + 1})["step"] > step]
+    for d in stale:
+        shutil.rmtree(d)
+    if stale or step == 0:
+        run.checkpoint_index.unlink(missing_ok=True)
 
 
 def write_checkpoint_index(run: RunDir) -> None:
