@@ -132,6 +132,40 @@ def test_training_again_with_fewer_epochs_leaves_no_checkpoint_of_the_earlier_ru
     assert max(r["step"] for r in run.read_metrics()) == 6
 
 
+def test_a_full_disk_while_saving_keeps_the_last_good_checkpoint_and_state(tmp_path, tiny_llama, monkeypatch):
+    """safetensors meets a full disk writing epoch-2 (its own error type, not an OSError): one PathFaultError naming
+    the folder, no half-written folder left, epoch-1 and the epoch-1 state intact, and the rerun continues from them."""
+    from safetensors import SafetensorError
+    from transformers import PreTrainedModel
+
+    from lima_repro.files import PathFaultError
+
+    cfg = curated(tmp_path, tiny_llama)
+    real_save = PreTrainedModel.save_pretrained
+
+    def save(self, folder, *a, **kw):
+        if str(folder).endswith("epoch-2.partial"):
+            (Path(folder) / "model.safetensors").parent.mkdir(parents=True, exist_ok=True)
+            (Path(folder) / "model.safetensors").write_bytes(b"torn")
+            raise SafetensorError(
+                'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })'
+            )
+        return real_save(self, folder, *a, **kw)
+
+    monkeypatch.setattr(PreTrainedModel, "save_pretrained", save)
+    with pytest.raises(
+        PathFaultError, match=r"epoch-2\.partial: no space left on the device .* rerun the same command"
+    ):
+        run_train(cfg)
+    run = RunDir(cfg.run_dir)
+    assert sorted(d.name for d in run.checkpoints.iterdir()) == ["epoch-1"]
+    assert json.loads((run.state / "progress.json").read_text())["step"] == 6
+    monkeypatch.setattr(PreTrainedModel, "save_pretrained", real_save)  # space freed
+    out = run_train(cfg)
+    assert json.loads((out / "manifest.json").read_text())["resumed_from_step"] == 6
+    assert [c["name"] for c in run.list_checkpoints()] == ["epoch-1", "epoch-2"]
+
+
 def test_packing_trains_on_the_same_tokens(tmp_path, tiny_llama):
     cfg = curated(tmp_path, tiny_llama, **{"train.packing": True, "train.epochs": 1, "train.residual_dropout": 0.0})
     packed = read_jsonl_plain(run_train(cfg) / "metrics.jsonl")

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -63,6 +64,29 @@ def path_fault(e: OSError) -> PathFaultError | None:
     if e.errno in (errno.ENOTDIR, errno.EEXIST) and not path.is_dir():
         return PathFaultError(f"{path}: a file where a folder is needed; move it away or give another run directory")
     return None
+
+
+# how a full disk reads when a library that does not raise OSError hits it (safetensors' Rust writer: "IoError(Os {
+# code: 28, kind: StorageFull, message: \"No space left on device\" })")
+_FULL_TEXT = ("No space left on device", "Disk quota exceeded", "StorageFull")
+
+
+@contextlib.contextmanager
+def folder_written_whole(tmp: Path, kept: str) -> Iterator[None]:
+    """Write a folder (a checkpoint, a resumable state) under its temporary name `tmp`: if the block fails, `tmp`
+    is removed so no half-written folder is left; a full disk, whatever library met it, is a PathFaultError naming
+    the folder, what is `kept` and the fix; any other error is raised as it is."""
+    try:
+        with path_faults():
+            yield
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not isinstance(e, PathFaultError) and any(t in str(e) for t in _FULL_TEXT):
+            raise PathFaultError(
+                f"{tmp}: no space left on the device while writing it; {kept} kept; free space (or give a run "
+                "directory on another disk) and rerun the same command to continue"
+            ) from e
+        raise
 
 
 @contextlib.contextmanager

@@ -29,7 +29,7 @@ from . import batching, data, lora, models, packed_attention, tracking
 from .chat_format import encode
 from .config import Config
 from .dropout import add_residual_dropout, dropout_seed
-from .files import sha256_file, write_json
+from .files import folder_written_whole, sha256_file, write_json
 from .fixed_shapes import step_micro_batches
 from .loss import CausalLMLoss
 from .runs import RunDir, checkpoint_name
@@ -323,16 +323,16 @@ def _end_of_epoch(state: TrainState, run: RunDir, *, tokenizer, eval_set: list[d
         _evaluate(state, run, eval_set)
     if epoch % t.save_every_epochs == 0 or state.done:
         name = checkpoint_name(step, epoch, at_epoch_end=step % state.per_epoch == 0)
-        path = run.checkpoints / name
+        path, tmp = run.checkpoints / name, run.checkpoints / f"{name}.partial"
         acc.unwrap_model(state.loss_model).merge_rows()  # trained new-token rows into the model (freeze_embeddings)
         lm = acc.unwrap_model(state.loss_model).lm
         weights = acc.get_state_dict(state.loss_model)
         weights = lora.merged_state_dict(lm, {k[len("lm.") :]: v for k, v in weights.items() if k.startswith("lm.")})
-        tmp = path.with_name(name + ".partial")
         if acc.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
-            lm.save_pretrained(tmp, state_dict=weights)
-            tokenizer.save_pretrained(tmp)
+            with folder_written_whole(tmp, "the earlier checkpoints and the last resumable state are"):
+                lm.save_pretrained(tmp, state_dict=weights)
+                tokenizer.save_pretrained(tmp)
             shutil.rmtree(path, ignore_errors=True)
             tmp.rename(path)
             models.write_checkpoint_info(path, step, epoch, eot)

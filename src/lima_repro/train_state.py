@@ -13,7 +13,7 @@ import torch
 from accelerate import Accelerator
 
 from .config import TrainConfig
-from .files import read_json, read_jsonl_plain, write_json, write_jsonl
+from .files import folder_written_whole, read_json, read_jsonl_plain, write_json, write_jsonl
 from .models import read_checkpoint_info
 from .runs import PROGRESS, RunDir
 
@@ -69,7 +69,7 @@ def save_state(state: TrainState, run: RunDir) -> None:
     if acc.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
     acc.wait_for_everyone()
-    with _quiet_tied_weights():
+    with _quiet_tied_weights(), folder_written_whole(tmp, "the last complete state and every checkpoint are"):
         acc.save_state(str(tmp))
     if acc.is_main_process:
         write_json(tmp / PROGRESS, {"step": state.step})
