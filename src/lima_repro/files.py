@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .config.base import UserError
-from .redaction import redact, redact_value
+from .redaction import environment_secrets, redact, redact_value
 
 
 class PathFaultError(UserError, OSError):
@@ -142,9 +142,10 @@ def read_json(path: str | Path, fix: str | None = None, keys: dict[str, type | t
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:
+    secrets = environment_secrets()  # once per file, not once per row (curate writes thousands)
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         for row in rows:
-            fh.write(json.dumps(redact_value(row, content=True), ensure_ascii=False) + "\n")
+            fh.write(json.dumps(redact_value(row, content=True, secrets=secrets), ensure_ascii=False) + "\n")
     return Path(path)
 
 

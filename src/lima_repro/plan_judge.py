@@ -6,18 +6,16 @@ in both orders per baseline, absolute and Likert for every system, safety on pro
 multi-turn prompts. The prompts are the test prompts when their file is here; otherwise the paper's 300 (30 of them
 sensitive, docs/paper.md sec. 4) at `train.max_length` tokens each, a ceiling. Every response is counted at the full
 `generate.max_new_tokens` (a ceiling, as `plan`'s generation rows). Tokens and dollars come from the judge's own
-estimate (`OpenAIJudge.estimate_cost`: prompt characters / 4, `judge.max_tokens` completion tokens per request).
+estimate (`judging.remote.estimate_cost`: prompt characters / 4, `judge.max_tokens` completion tokens per request).
 Transcripts in `judge.dialogue_files` are not counted.
 """
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 from . import data
 from .config import Config
 from .judging.items import build_requests
-from .judging.remote import OpenAIJudge
+from .judging.remote import estimate_cost
 from .judging.runner import sample_prompts
 
 PAPER_SENSITIVE_PROMPTS = 30  # docs/paper.md sec. 4: 30 test prompts on sensitive topics
@@ -64,9 +62,8 @@ def judge_plan(cfg: Config, prompts: list[dict]) -> dict[str, dict]:
         for s in range(1 if system in jc.baseline_files else g.num_samples)
     ]
     requests = build_requests(rows, OURS, baselines, jc.protocols, {}, jc.templates_dir)
-    cost = lambda reqs: OpenAIJudge.estimate_cost(SimpleNamespace(jc=jc), reqs)  # noqa: E731  (self.jc only)
-    out = {name: cost([r for r in requests if r.protocol == name]) for name in jc.protocols}
-    out["total"] = cost(requests)
+    out = {name: estimate_cost(jc, [r for r in requests if r.protocol == name]) for name in jc.protocols}
+    out["total"] = estimate_cost(jc, requests)
     return out
 
 

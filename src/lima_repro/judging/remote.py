@@ -22,7 +22,7 @@ import openai
 from openai import OpenAI
 
 from .. import redaction
-from ..config.judge import key_name_problem
+from ..config.judge import JudgeConfig, key_name_problem
 from .base import Completion, Judge, JudgeError, Request, RetryBudgetError
 from .transport import DeadlineBackend, RetryBudget, Throttle, deadline_http_client, server_identity
 
@@ -50,6 +50,21 @@ def chat_text(resp) -> tuple[str, dict[str, int]]:
     if not all(isinstance(v, int) or v is None for v in usage.values()):
         raise ValueError(f"the 200 response's token usage is not a count: {usage}")
     return content or "", {k: v or 0 for k, v in usage.items()}
+
+
+def estimate_cost(jc: JudgeConfig, requests: list[Request]) -> dict:
+    """Cost estimate before sending (the cost cap, `plan`): prompt tokens ~ characters / 4 at `price_input_per_mtok`,
+    plus an upper bound of `max_tokens` completion tokens per request at `price_output_per_mtok` (parse retries not
+    counted)."""
+    prompt_tokens = sum(len(r.prompt) for r in requests) / 4
+    completion_tokens = len(requests) * jc.max_tokens
+    usd = (prompt_tokens * jc.price_input_per_mtok + completion_tokens * jc.price_output_per_mtok) / 1e6
+    return {
+        "requests": len(requests),
+        "prompt_tokens": round(prompt_tokens),
+        "completion_tokens": completion_tokens,
+        "usd": usd,
+    }
 
 
 class OpenAIJudge(Judge):
@@ -92,17 +107,8 @@ class OpenAIJudge(Judge):
         }
 
     def estimate_cost(self, requests: list[Request]) -> dict:
-        """Cost estimate before sending: prompt tokens ~ characters / 4 at `price_input_per_mtok`, plus an upper
-        bound of `max_tokens` completion tokens per request at `price_output_per_mtok` (parse retries not counted)."""
-        prompt_tokens = sum(len(r.prompt) for r in requests) / 4
-        completion_tokens = len(requests) * self.jc.max_tokens
-        usd = (prompt_tokens * self.jc.price_input_per_mtok + completion_tokens * self.jc.price_output_per_mtok) / 1e6
-        return {
-            "requests": len(requests),
-            "prompt_tokens": round(prompt_tokens),
-            "completion_tokens": completion_tokens,
-            "usd": usd,
-        }
+        """`estimate_cost` at this judge's settings (the cost cap asks the judge)."""
+        return estimate_cost(self.jc, requests)
 
     def _wait(self, attempt: int, err) -> float:
         retry_after = None
