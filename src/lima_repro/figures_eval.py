@@ -9,12 +9,13 @@ their agreement with each other and with the judge is drawn beside Fig. 1 (tie-d
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import pandas as pd
 
 from . import paper_values as pv
-from .figures_human import human_grades, human_pairwise
+from .figures_human import how_to_label, human_grades, human_pairwise
 from .figures_kit import GRADES, OUTCOMES, Drawn, caption, grades_figure, hbars, new_fig, same_grade_note, save, stacked
 from .runs import RunDir
 
@@ -38,14 +39,15 @@ def preference(
     formats=("png", "pdf"),
     dpi: int = 200,
 ) -> Drawn:
-    """Fig. 1 (annotator='human': labels in <run>/annotations, one outcome per item, agreement beside it) or
-    Fig. 2 ('llm': judge/results.json pairwise; a baseline judged with order consistency < 0.5 is marked)."""
+    """Fig. 1 (annotator='human': labels in <run>/annotations, one outcome per item, agreement beside it; before
+    anyone annotated, the paper's panel beside how to add labels) or Fig. 2 ('llm': judge/results.json pairwise; a
+    baseline judged with order consistency < 0.5 is marked)."""
     human = annotator == "human"
     name, paper, fig_id = (
         ("fig1_human_preference", pv.FIG1_HUMAN, "Fig. 1") if human else ("fig2_llm_preference", pv.FIG2_GPT4, "Fig. 2")
     )
     run_rows, source, agree = human_pairwise(runs) if human else (*_llm_pairwise(runs), None)
-    if not run_rows:
+    if not run_rows and not (human and runs):
         return Drawn(
             name,
             "skipped",
@@ -53,6 +55,8 @@ def preference(
             if human
             else "no judge/results.json with pairwise results in the given runs",
         )
+    unlabelled = not run_rows  # Fig. 1 before anyone annotated: the paper's values still say what to expect
+    source = runs[0] if unlabelled else source
     recs = [
         {
             "panel": "paper",
@@ -83,14 +87,18 @@ def preference(
             for c in OUTCOMES
         ]
     df = pd.DataFrame(recs)
+    ncols = 3 if human and not unlabelled else 2  # no agreement panel without labels
     fig, axes = new_fig(
-        12.5 if human else 8.5,
+        {3: 12.5, 2: 8.5}[ncols],
         1.2 + 0.45 * max(5, len(run_rows)),
-        3 if human else 2,
-        gridspec_kw={"width_ratios": [1, 1, 1.1] if human else [1, 1]},
+        ncols,
+        gridspec_kw={"width_ratios": [1, 1, 1.1][:ncols]},
     )
     for ax, panel in zip(axes, ("paper", "this run")):
         sub = df[df.panel == panel]
+        if sub.empty:
+            _no_labels(ax, source)
+            continue
         n_of = (lambda g: "") if panel == "paper" else (lambda g: f"\n(n = {int(g.n.max() or 0)})")
         stacked(
             ax,
@@ -101,8 +109,10 @@ def preference(
         ax.set_xlabel("LIMA win / tie / loss (%)")
     hatched = "\nhatched = unconfirmed value (secondary sources)" if not df[df.panel == "paper"].confirmed.all() else ""
     axes[0].set_title(f"paper ({fig_id}, LIMA 65B vs baseline){hatched}")
-    n = int(df[df.panel == "this run"].n.max() or 0)
-    if human:
+    n = 0 if unlabelled else int(df[df.panel == "this run"].n.max() or 0)
+    if unlabelled:
+        who = "human annotators: no labels yet"
+    elif human:
         k = agree.attrs["annotators"]
         who = f"human annotators, n = {n} items, {k} annotator" + (
             "s;\nseveral on one item: their majority" if k > 1 else ""
@@ -110,8 +120,9 @@ def preference(
     else:
         who = f"LLM judge, n = {n} prompts"
     axes[1].set_title(f"this run\n({who})")
-    axes[1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
-    if human:
+    handles = (axes[0] if unlabelled else axes[1]).get_legend_handles_labels()
+    axes[1].legend(*handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
+    if human and not unlabelled:
         hbars(axes[2], list(agree.itertuples(index=False, name=None)), "tie-discounted agreement (%)")
         axes[2].set_title("agreement (sec. 4; 1 = same label,\n0.5 = one said neither)")
         df = pd.concat(
@@ -130,7 +141,26 @@ def preference(
             for b, c in biased.items()
         ]
         caption(fig, " ".join(_verdicts(source) + bias), width=160)
-    return save(Drawn(name, "drawn", source=str(source), data=df, fig=fig), out, formats, dpi)
+    reason = f"paper only: no pairwise human labels yet; to add them, {how_to_label(source)}" if unlabelled else ""
+    return save(Drawn(name, "drawn", reason, source=str(source), data=df, fig=fig), out, formats, dpi)
+
+
+def _no_labels(ax, run) -> None:
+    """Fig. 1's run panel before anyone annotated: an empty frame saying so and how to add labels, wrapped to stay
+    inside the panel (the paper's panel sits to its left)."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    hint = f"To add them, {how_to_label(run)}. Then draw the figures again (python -m lima_repro figures {run})."
+    ax.text(
+        0.5,
+        0.5,
+        "No human labels yet.\n\n" + textwrap.fill(hint, 44, break_on_hyphens=False),
+        transform=ax.transAxes,
+        ha="center",
+        va="center",
+        fontsize=7.5,
+        color="0.3",
+    )
 
 
 def position_biased(run_dir) -> dict[str, float]:

@@ -88,3 +88,11 @@ def human_grades(runs):
             graded[subset] = {s: analysis.label_distribution(g, analysis.GRADES) for s, g in by_system.items()}
         return graded, r, "human"
     return {}, None, None
+
+
+def how_to_label(run) -> str:
+    """How people add the pairwise labels Fig. 1 draws (annotate.ipynb, docs/evaluation.md), for a run without any."""
+    return (
+        f'open notebooks/annotate.ipynb in JupyterLab with run_dir = "{run}" and annotator = your name; '
+        f"each label is saved to {RunDir(run).annotations}/<name>.jsonl as it is given"
+    )
