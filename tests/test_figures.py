@@ -121,7 +121,8 @@ def test_llm_preference_draws_run_and_paper(run, tmp_path):
 
 
 def test_human_preference_from_annotations(run, tmp_path):
-    assert figures.preference([run], tmp_path, "human").status == "skipped"
+    before = figures.preference([run], tmp_path, "human")  # nobody annotated yet: the paper's panel only
+    assert before.reason.startswith("paper only: no pairwise human labels yet") and len(before.fig.axes) == 2
     labels = [
         ("p1#0|epoch-2|base", "epoch-2"),
         ("p2#0|epoch-2|base", "neither"),
@@ -209,8 +210,10 @@ def test_missing_inputs_are_skipped_with_reasons(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     summary = figures.draw_all([empty], tmp_path / "out")
+    fig1 = summary["figures"].pop("fig1_human_preference")  # the paper's Fig. 1, drawn before anyone annotates
+    assert fig1["status"] == "drawn" and fig1["reason"].startswith("paper only: no pairwise human labels yet")
     assert all(r["status"] == "skipped" and r["reason"] for r in summary["figures"].values())
-    assert not list((tmp_path / "out").glob("*.png"))
+    assert [p.name for p in (tmp_path / "out").glob("*.png")] == ["fig1_human_preference.png"]
     saved = json.loads((tmp_path / "out" / "figures_summary.json").read_text())
     assert saved["figures"]["fig5_ablations"]["reason"].startswith("no ablations/summary.json")
 
@@ -220,7 +223,10 @@ def test_cli_figures_from_several_runs(run, tmp_path, capsys):
     other.mkdir()
     assert cli.main(["figures", str(other), str(run), "--out", str(tmp_path / "cli")]) == 0
     out = capsys.readouterr().out
-    assert "fig5_ablations: drawn" in out and "fig1_human_preference: skipped" in out
+    assert "fig5_ablations: drawn" in out
+    # nobody annotated either run: the paper's Fig. 1, and the first run named as where labels go
+    assert "fig1_human_preference: drawn (paper only: no pairwise human labels yet; to add them, open " in out
+    assert f'in JupyterLab with run_dir = "{other}" and annotator = your name;' in out
     summary = json.loads((tmp_path / "cli" / "figures_summary.json").read_text())
     assert summary["figures"]["fig3_absolute"]["source"] == str(run)
     assert (tmp_path / "cli" / "paper_values.csv").exists()
@@ -255,7 +261,8 @@ def test_figures_notebook_records_its_summary(run, tmp_path):
     )
     line = next(ln for ln in text.splitlines() if ln.startswith('{"figures_summary"'))
     summary = json.loads(line)["figures_summary"]
-    assert summary["fig5_ablations"] == "drawn" and summary["fig1_human_preference"].startswith("skipped: no pairwise")
+    assert summary["fig5_ablations"] == "drawn"
+    assert summary["fig1_human_preference"].startswith("drawn (paper only: no pairwise human labels yet; to add them")
     assert (run / "figures" / "fig5_ablations.png").exists()
 
 
@@ -268,10 +275,12 @@ def test_copy_to_repository_names_the_copies_with_relative_paths(run, tmp_path, 
     for stale in ("safety.png", "fig1_human_preference.pdf", "notes.txt"):  # from an older run, and the user's file
         (tmp_path / "figs" / stale).write_text("old")
     figures.run_figures(cfg)
-    # this run has no safety results and no human labels: their old copies go, a file no figure writes stays
-    assert sorted(
-        p.name for p in (tmp_path / "figs").iterdir() if "safety" in p.name or "human" in p.name or p.suffix == ".txt"
-    ) == ["notes.txt"]
+    # this run has no safety results: its old copy goes, a file no figure writes stays; no human labels: Fig. 1 is
+    # the paper's panel alone, written over the old copy
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir() if "safety" in p.name or p.suffix == ".txt") == [
+        "notes.txt"
+    ]
+    assert (tmp_path / "figs" / "fig1_human_preference.pdf").read_bytes() != b"old"
     summary = json.loads((tmp_path / "figs" / "figures_summary.json").read_text())
     assert summary["runs"] == ["run"]
     assert summary["figures"]["fig3_absolute"]["source"] == "run"

@@ -248,10 +248,37 @@ def test_safety_beside_the_paper_with_missing_subsets_labelled(run, tmp_path):
     assert list(csv.value.round(2).fillna(-1)) == [80, 60, 66.67, 0, 0, -1]
 
 
+def test_fig1_before_anyone_annotated_draws_the_paper_and_says_how_to_add_labels(run, tmp_path):
+    for f in (run / "annotations").iterdir():
+        f.unlink()
+    out = tmp_path / "out"
+    d = figures.preference([run], out, "human")
+    assert (d.status, d.source) == ("drawn", str(run))
+    assert d.reason == (
+        "paper only: no pairwise human labels yet; to add them, open notebooks/annotate.ipynb in JupyterLab with "
+        f'run_dir = "{run}" and annotator = your name; each label is saved to {run}/annotations/<name>.jsonl as it '
+        "is given"
+    )
+    assert (out / "fig1_human_preference.png").stat().st_size > 1000
+    csv = pd.read_csv(out / "fig1_human_preference.csv")
+    assert set(csv.panel) == {"paper"} and len(csv) == 15  # Fig. 1's five baselines x win / tie / loss
+    assert list(csv.pct[:3]) == [53, 21, 26]  # Alpaca-65B
+    paper, mine = d.fig.axes  # no agreement panel: no labels to agree
+    assert widths(paper)[:3] == [53, 21, 26] and widths(mine) == []
+    assert mine.get_title() == "this run\n(human annotators: no labels yet)"
+    (msg,) = mine.texts
+    assert msg.get_text().startswith("No human labels yet.\n\nTo add them, open notebooks/annotate.ipynb")
+    # the message stays inside its own panel, clear of the paper's bars and tick labels
+    r = d.fig.canvas.get_renderer()
+    box, frame, left = msg.get_window_extent(r), mine.get_window_extent(r), paper.get_tightbbox(r)
+    assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+    assert box.x0 > left.x1
+
+
 def test_evaluation_figures_skip_with_reasons(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert figures.preference([empty], tmp_path, "human").reason.startswith("no pairwise human labels")
+    assert figures.preference([], tmp_path, "human").reason.startswith("no pairwise human labels")
     assert figures.absolute([empty], tmp_path).reason.startswith("no absolute grades")
     assert figures.safety([empty], tmp_path).reason.startswith("no judge/results.json with safety")
 

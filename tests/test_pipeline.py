@@ -120,7 +120,8 @@ def test_demo_pipeline_end_to_end(tmp_path):
         "table1_datacard",
     } <= drawn
     assert {"fig6_quantity", "fig7_dialogue", "safety"} <= set(figures)  # drawn or skipped, never silently missing
-    assert figures["fig1_human_preference"].startswith("skipped: no pairwise human labels")  # nobody annotated
+    # nobody annotated: the paper's Fig. 1 alone
+    assert figures["fig1_human_preference"].startswith("drawn (paper only: no pairwise human labels yet")
     tables = {"table1_datacard", "published_comparison"}  # Markdown + CSV, no image
     for name in drawn - tables:  # the image and the CSV of exactly what it draws
         assert (run_dir / "figures" / f"{name}.png").is_file() and (run_dir / "figures" / f"{name}.csv").is_file()

@@ -41,6 +41,14 @@ def test_parameter_count_is_the_models(tiny_llama):
     assert shapes(KNOWN_MODELS["huggyllama/llama-65b"]()).params == 65_285_660_672 + 2 * 8192
 
 
+def test_plan_of_the_lima_1k_llama2_profile_knows_llama_2_7b_without_the_hub():
+    rows = plan(load_config("lima-1k-llama2"), Hardware())
+    assert rows[0]["params"] == pytest.approx(6.74e9, rel=0.01)  # Llama-2-7B: 6,738,415,616 (+ 2 EOT rows)
+    assert rows[0]["context"] == 4096  # Llama 2's context, twice LLaMa 1's
+    s = shapes(KNOWN_MODELS["meta-llama/Llama-2-7b-hf"]())
+    assert (s.hidden, s.intermediate, s.layers, s.kv_dim, s.vocab) == (4096, 11008, 32, 4096, 32001)
+
+
 def test_memory_by_hand():
     s = shapes(tiny_config("llama", len(make_tokenizer())))
     per_token_layer = 2 * (6 * 32 + 2 * 16 + 4 * 64) + 32  # bf16 tensors kept for backward + dropout masks = 992

@@ -3,22 +3,20 @@ the LLM judge, with agreement beside Fig. 1), Fig. 3 (absolute grades, by hand w
 out-of-distribution row) and the safety numbers. Each function reads run directories only and returns a
 `figures_kit.Drawn`; `figures.draw_all` lists them.
 
-Human labels are the annotators' logs in `<run>/annotations/` (annotate.ipynb). Several annotators on one item are
-aggregated per item (`analysis.majority_winner`, `analysis.majority_grade`), so an item counts once whatever the number
-of annotators; their agreement with each other and with the judge is drawn beside Fig. 1 (tie-discounted, as the paper).
+Human labels (`<run>/annotations/`, one outcome per item however many annotators) are read by `figures_human.py`;
+their agreement with each other and with the judge is drawn beside Fig. 1 (tie-discounted, as the paper).
 """
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import pandas as pd
 
-from . import analysis
 from . import paper_values as pv
+from .figures_human import how_to_label, human_grades, human_pairwise
 from .figures_kit import GRADES, OUTCOMES, Drawn, caption, grades_figure, hbars, new_fig, same_grade_note, save, stacked
-from .files import read_jsonl_plain
-from .judging.labels import absolute_labels, pairwise_labels
 from .runs import RunDir
 
 ALIASES = {"alpaca": "Alpaca-65B", "davinci": "DaVinci003", "bard": "Bard", "claude": "Claude", "gpt4": "GPT-4"}
@@ -41,14 +39,15 @@ def preference(
     formats=("png", "pdf"),
     dpi: int = 200,
 ) -> Drawn:
-    """Fig. 1 (annotator='human': labels in <run>/annotations, one outcome per item, agreement beside it) or
-    Fig. 2 ('llm': judge/results.json pairwise; a baseline judged with order consistency < 0.5 is marked)."""
+    """Fig. 1 (annotator='human': labels in <run>/annotations, one outcome per item, agreement beside it; before
+    anyone annotated, the paper's panel beside how to add labels) or Fig. 2 ('llm': judge/results.json pairwise; a
+    baseline judged with order consistency < 0.5 is marked)."""
     human = annotator == "human"
     name, paper, fig_id = (
         ("fig1_human_preference", pv.FIG1_HUMAN, "Fig. 1") if human else ("fig2_llm_preference", pv.FIG2_GPT4, "Fig. 2")
     )
     run_rows, source, agree = human_pairwise(runs) if human else (*_llm_pairwise(runs), None)
-    if not run_rows:
+    if not run_rows and not (human and runs):
         return Drawn(
             name,
             "skipped",
@@ -56,6 +55,8 @@ def preference(
             if human
             else "no judge/results.json with pairwise results in the given runs",
         )
+    unlabelled = not run_rows  # Fig. 1 before anyone annotated: the paper's values still say what to expect
+    source = runs[0] if unlabelled else source
     recs = [
         {
             "panel": "paper",
@@ -86,14 +87,18 @@ def preference(
             for c in OUTCOMES
         ]
     df = pd.DataFrame(recs)
+    ncols = 3 if human and not unlabelled else 2  # no agreement panel without labels
     fig, axes = new_fig(
-        12.5 if human else 8.5,
+        {3: 12.5, 2: 8.5}[ncols],
         1.2 + 0.45 * max(5, len(run_rows)),
-        3 if human else 2,
-        gridspec_kw={"width_ratios": [1, 1, 1.1] if human else [1, 1]},
+        ncols,
+        gridspec_kw={"width_ratios": [1, 1, 1.1][:ncols]},
     )
     for ax, panel in zip(axes, ("paper", "this run")):
         sub = df[df.panel == panel]
+        if sub.empty:
+            _no_labels(ax, source)
+            continue
         n_of = (lambda g: "") if panel == "paper" else (lambda g: f"\n(n = {int(g.n.max() or 0)})")
         stacked(
             ax,
@@ -104,8 +109,10 @@ def preference(
         ax.set_xlabel("LIMA win / tie / loss (%)")
     hatched = "\nhatched = unconfirmed value (secondary sources)" if not df[df.panel == "paper"].confirmed.all() else ""
     axes[0].set_title(f"paper ({fig_id}, LIMA 65B vs baseline){hatched}")
-    n = int(df[df.panel == "this run"].n.max() or 0)
-    if human:
+    n = 0 if unlabelled else int(df[df.panel == "this run"].n.max() or 0)
+    if unlabelled:
+        who = "human annotators: no labels yet"
+    elif human:
         k = agree.attrs["annotators"]
         who = f"human annotators, n = {n} items, {k} annotator" + (
             "s;\nseveral on one item: their majority" if k > 1 else ""
@@ -113,8 +120,9 @@ def preference(
     else:
         who = f"LLM judge, n = {n} prompts"
     axes[1].set_title(f"this run\n({who})")
-    axes[1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
-    if human:
+    handles = (axes[0] if unlabelled else axes[1]).get_legend_handles_labels()
+    axes[1].legend(*handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
+    if human and not unlabelled:
         hbars(axes[2], list(agree.itertuples(index=False, name=None)), "tie-discounted agreement (%)")
         axes[2].set_title("agreement (sec. 4; 1 = same label,\n0.5 = one said neither)")
         df = pd.concat(
@@ -133,7 +141,26 @@ def preference(
             for b, c in biased.items()
         ]
         caption(fig, " ".join(_verdicts(source) + bias), width=160)
-    return save(Drawn(name, "drawn", source=str(source), data=df, fig=fig), out, formats, dpi)
+    reason = f"paper only: no pairwise human labels yet; to add them, {how_to_label(source)}" if unlabelled else ""
+    return save(Drawn(name, "drawn", reason, source=str(source), data=df, fig=fig), out, formats, dpi)
+
+
+def _no_labels(ax, run) -> None:
+    """Fig. 1's run panel before anyone annotated: an empty frame saying so and how to add labels, wrapped to stay
+    inside the panel (the paper's panel sits to its left)."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    hint = f"To add them, {how_to_label(run)}. Then draw the figures again (python -m lima_repro figures {run})."
+    ax.text(
+        0.5,
+        0.5,
+        "No human labels yet.\n\n" + textwrap.fill(hint, 44, break_on_hyphens=False),
+        transform=ax.transAxes,
+        ha="center",
+        va="center",
+        fontsize=7.5,
+        color="0.3",
+    )
 
 
 def position_biased(run_dir) -> dict[str, float]:
@@ -154,52 +181,6 @@ def _llm_pairwise(runs):
         if any(d.get("n") for d in res.get("pairwise", {}).values()):
             return res["pairwise"], r  # a baseline without valid verdicts stays, drawn as "not run"
     return {}, None
-
-
-def human_pairwise(runs):
-    """(win / tie / loss shares per baseline with one outcome per item, the run, agreement rows) from the first
-    run with pairwise labels. Item ids are `prompt#sample|system|baseline`."""
-    for r in runs:
-        labels = pairwise_labels(RunDir(r).annotations) if RunDir(r).annotations.is_dir() else {}
-        votes: dict[str, list[str]] = {}
-        for per_item in labels.values():
-            for item, winner in per_item.items():
-                votes.setdefault(item, []).append(winner)
-        outcomes: dict[str, list[str]] = {}
-        for item, v in votes.items():
-            _, system, baseline = item.split("|")
-            outcomes.setdefault(baseline, []).append(analysis.pairwise_outcome(analysis.majority_winner(v), system))
-        if outcomes:
-            return (
-                {b: analysis.bootstrap_shares(o, n_boot=1000) for b, o in outcomes.items()},
-                r,
-                agreement_rows(labels, (RunDir(r).read_results() or {}).get("pairwise_winners")),
-            )
-    return {}, None, None
-
-
-def agreement_rows(labels: dict[str, dict[str, str]], judge: dict[str, dict] | None) -> pd.DataFrame:
-    """The paper's agreement numbers beside this run's: annotator-annotator over every pair of annotators, and
-    annotator-judge (each annotator against the judge's per-item verdicts), pooled over shared items."""
-    rows = [(f"paper: {k}", v, f"{v}% (n = 50)", True) for k, v in pv.AGREEMENT.items()]
-    names = sorted(labels)
-    between = [analysis.agreement(labels[a], labels[b]) for i, a in enumerate(names) for b in names[i + 1 :]]
-    winners = {k: w for per_b in (judge or {}).values() for k, w in per_b.items() if w is not None}
-    with_judge = [analysis.agreement(labels[a], winners) for a in names] if winners else []
-    for what, results, missing in (
-        ("annotator-annotator", between, "not run: one annotator" if len(names) < 2 else "not run: no shared items"),
-        (
-            "annotator-judge",
-            with_judge,
-            "not run: no per-item judge verdicts" if not winners else "not run: no items shared with the judge",
-        ),
-    ):
-        p = analysis.pooled_agreement(results)
-        pct = None if p["agreement"] is None else 100 * p["agreement"]
-        rows.append((f"this run: {what}", pct, missing if pct is None else f"{pct:.0f}% (n = {p['n']})", False))
-    df = pd.DataFrame(rows, columns=["label", "value", "note", "paper"])
-    df.attrs["annotators"] = len(names)
-    return df
 
 
 def absolute(runs: list[Path], out: Path, formats=("png", "pdf"), dpi: int = 200) -> Drawn:
@@ -282,34 +263,6 @@ def _judge_grades(runs):
     res = RunDir(src).read_results()
     grader = f"LLM judge {res.get('judge') or ''}".strip()
     return {"all": res["absolute"], "ood": res.get("absolute_ood", {})}, src, grader
-
-
-def human_grades(runs):
-    """({"all": {system: grade shares}, "ood": ...}, run, "human") from the first run whose annotators graded
-    responses; a response graded by several annotators counts once, with their majority grade."""
-    for r in runs:
-        run = RunDir(r)
-        if not run.annotations.is_dir():
-            continue
-        votes: dict[tuple[str, str], list[str]] = {}
-        for mine in absolute_labels(run.annotations).values():  # one annotator: their latest grade of each response
-            for (item_id, system), lab in mine.items():
-                votes.setdefault((item_id.split("|")[0], system), []).append(lab)
-        if not votes:
-            continue
-        tags = {
-            g["prompt_id"]: set(g.get("tags") or ())
-            for g in (read_jsonl_plain(run.generations) if run.generations.is_file() else [])
-        }
-        graded: dict[str, dict] = {"all": {}, "ood": {}}
-        for subset in graded:
-            by_system: dict[str, list[str]] = {}
-            for (prompt, system), v in votes.items():
-                if subset == "all" or "ood" in tags.get(prompt.split("#")[0], ()):
-                    by_system.setdefault(system, []).append(analysis.majority_grade(v))
-            graded[subset] = {s: analysis.label_distribution(g, analysis.GRADES) for s, g in by_system.items()}
-        return graded, r, "human"
-    return {}, None, None
 
 
 def safety(runs: list[Path], out: Path, formats=("png", "pdf"), dpi: int = 200) -> Drawn:

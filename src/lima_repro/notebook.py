@@ -248,9 +248,12 @@ def ablations_summary(cfg: Config) -> dict:
 
 
 def figures_summary(cfg: Config) -> dict:
-    """Per figure: `drawn`, or `skipped: <why>`."""
+    """Per figure: `drawn`, `drawn (<what it lacks>)` (Fig. 1's paper panel before anyone annotated), or
+    `skipped: <why>`."""
     summary = read_json(RunDir.of(cfg).figures / SUMMARY)
     return {
-        name: rec["status"] if rec["status"] == "drawn" else f"skipped: {rec['reason']}"
+        name: f"skipped: {rec['reason']}"
+        if rec["status"] != "drawn"
+        else "drawn" + (f" ({rec['reason']})" if rec["reason"] else "")
         for name, rec in summary["figures"].items()
     }

@@ -5,8 +5,8 @@ FLOPs utilisation (MFU). Every number is arithmetic on the model's shapes and th
 
 - Parameters: the model built on PyTorch's `meta` device from its config (no memory, exact count), plus LIMA's EOT
   row (input embedding, and output head when untied). The config comes from a local folder (`AutoConfig`), or, for
-  hub ids that cannot be reached here, from `KNOWN_MODELS` (the published shapes of the paper's LLaMa 7B/65B and of
-  the `lima-1k` base models).
+  hub ids that cannot be reached here, from `KNOWN_MODELS` (the published shapes of the paper's LLaMa 7B/65B, of
+  the `lima-1k` base models and of `lima-1k-llama2`'s Llama-2-7B).
 - Training state under FSDP full shard over W processes, as `train.py` keeps it: the weights are loaded in fp32
   and are the optimizer's own copy (no separate master weights; bf16 is autocast), fp32 gradients, AdamW's two
   fp32 moments: 4 + 4 + 8 = 16 bytes per parameter, divided by W. Plus the bf16 copies FSDP gathers to compute:
@@ -51,14 +51,14 @@ PERF_MODELS = {"llama-1b": 1_235_814_400, "gemma-270m": 268_098_176}  # Llama-3.
 KNOWN_PROMPT_SETS = {"alpaca_eval.json": 805, "question.jsonl": 80}  # AlpacaEval's prompts; MT-Bench's questions
 
 _LLAMA1 = dict(vocab_size=32000, max_position_embeddings=2048, rms_norm_eps=1e-6, tie_word_embeddings=False)
+_LLAMA_7B = dict(
+    hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32
+)
 KNOWN_MODELS = {  # published config.json shapes of models the hub may not serve here
-    "huggyllama/llama-7b": lambda: LlamaConfig(
-        hidden_size=4096,
-        intermediate_size=11008,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        num_key_value_heads=32,
-        **_LLAMA1,
+    "huggyllama/llama-7b": lambda: LlamaConfig(**_LLAMA_7B, **_LLAMA1),
+    # the lima-1k-llama2 profile's base (docs/paper.md sec. 6): LLaMa 7B's shape, twice the context
+    "meta-llama/Llama-2-7b-hf": lambda: LlamaConfig(
+        **_LLAMA_7B, **{**_LLAMA1, "max_position_embeddings": 4096, "rms_norm_eps": 1e-5}
     ),
     "huggyllama/llama-65b": lambda: LlamaConfig(
         hidden_size=8192,
