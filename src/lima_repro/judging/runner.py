@@ -12,7 +12,6 @@ retries, malformed responses) are reported as errors and not cached; a stage whe
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import random
 import re
@@ -224,7 +223,7 @@ def judge_requests(
                 "server at judge.base_url, or raise judge.max_retry_s"
             ) from None
         pending = retry
-        sent = [dataclasses.replace(r, prompt=r.prompt + format_reminder(protocols.get(r.protocol))) for r in retry]
+        sent = [r.appended(format_reminder(protocols.get(r.protocol))) for r in retry]
         if not pending:
             break
     bar.close()
