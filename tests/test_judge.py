@@ -14,7 +14,7 @@ from lima_repro.config import Config, JudgeConfig
 from lima_repro.data import DataError
 from lima_repro.files import CorruptFileError, read_jsonl_plain, write_json, write_jsonl
 from lima_repro.judge import run_judge
-from lima_repro.judging import Completion, Judge, protocols
+from lima_repro.judging import Completion, Judge, Request, protocols
 from lima_repro.judging.items import build_requests, import_baseline
 from lima_repro.judging.local import HFJudge, label_tokens
 from lima_repro.judging.runner import JudgmentCache
@@ -205,6 +205,17 @@ def test_local_judge_probs_batched_equals_unbatched():
         assert res[1][i].usage["completion_tokens"] <= 3
     with pytest.raises(Exception, match="differ"):
         label_tokens(tok, "Verdict:", ("A", "A"))
+
+
+def test_local_judge_renders_a_requests_messages_with_its_chat_template():
+    tok = tiny_tokenizer()
+    judge = HFJudge(JudgeConfig(backend="local", model="tiny"), tiny_model(len(tok)), tok)
+    messages = ({"role": "system", "content": "Be strict."}, {"role": "user", "content": "Grade it."})
+    plain, asked = Request("k", "absolute", "Grade it."), Request("k", "absolute", "Grade it.", messages=messages)
+    assert judge.chat_text(plain) == "Grade it.\n\n" and judge.chat_text(asked) == "Be strict.\n\nGrade it.\n\n"
+    tok.chat_template = "{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}<assistant>"
+    assert judge.chat_text(plain) == "<user>Grade it.\n<assistant>"
+    assert judge.chat_text(asked) == "<system>Be strict.\n<user>Grade it.\n<assistant>"
 
 
 def test_local_judge_in_run_judge_records_both_verdicts(tmp_path):

@@ -1,9 +1,11 @@
 """The OpenAI-compatible judge against a real HTTP server on 127.0.0.1: 429 then success, a timeout, malformed
 output, 200 responses that are no chat completion, usage and cost, the key read from the env var the config names,
-zero requests on a cached rerun, the server in the cache key, and asking again for invalid verdicts."""
+zero requests on a cached rerun, the server in the cache key, asking again for invalid verdicts, and requests that
+carry their own messages (a system prompt) sent as they are."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -28,11 +30,12 @@ class FakeServer(ChatServer):
     """The judge server: the last word of a prompt's first line is a marker saying how to answer (RATE: 429 once,
     FLAKY: 503 once, SLOW: slower than the client's deadline once, RAW_200 markers: a 200 that is no chat
     completion, BAD/EMPTY: an unparsable verdict, FIXED: unparsable the first time); `calls` counts requests per
-    marker, `prompts` keeps each one's prompts."""
+    marker, `prompts` keeps each one's prompts and `messages` each one's messages."""
 
     def __init__(self):
         self.calls: Counter = Counter()
         self.prompts: dict[str, list[str]] = {}
+        self.messages: dict[str, list[list[dict]]] = {}
         self.auth: set[str] = set()
         lock = threading.Lock()
 
@@ -42,6 +45,7 @@ class FakeServer(ChatServer):
             with lock:
                 self.calls[marker] += 1
                 self.prompts.setdefault(marker, []).append(prompt)
+                self.messages.setdefault(marker, []).append(body["messages"])
                 n = self.calls[marker]
                 self.auth.add(headers.get("Authorization", ""))
             if marker == "RATE" and n == 1:
@@ -242,3 +246,36 @@ def test_invalid_verdicts_are_asked_again_with_retry_invalid(server, tmp_path, m
     assert [r["label"] for r in rows] == [None, "B", "A"] and stats["invalid"] == 1
     again = judge_requests(judge, reqs, JudgmentCache(tmp_path / "c.jsonl"), progress=False)[0]
     assert [r["label"] for r in again] == [None, "B", "A"]  # the last row for a key wins
+
+
+def test_a_request_with_messages_is_sent_as_they_are_and_a_parse_retry_keeps_the_system_message(
+    server, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("LIMA_TEST_JUDGE_KEY", "k")
+    judge = make_judge(_jc(server.url))
+    system, user = {"role": "system", "content": "You are a strict grader."}, "Which is better? FIXED"
+    messages = (system, {"role": "user", "content": user})
+    key = cache_key(judge.identity(), "pairwise", "t", user, messages)
+    req = Request(key, "pairwise", user, PROTOCOLS["pairwise"].labels, "Verdict:", {"marker": "FIXED"}, messages)
+    rows, stats = judge_requests(judge, [req], JudgmentCache(tmp_path / "c.jsonl"), parse_retries=1, progress=False)
+    reminder = rows[0]["retry_suffix"]
+    assert server.messages["FIXED"] == [
+        [system, {"role": "user", "content": user}],
+        [system, {"role": "user", "content": user + reminder}],  # the reminder goes to the last message only
+    ]
+    assert rows[0]["label"] == "B" and stats["sent"] == 2 and req.messages[-1]["content"] == user
+
+
+def test_cache_keys_of_plain_prompts_are_unchanged_and_messages_are_in_the_key():
+    judge = {"kind": "openai", "model": "gpt-4"}
+    # pinned before requests carried messages: every judgment cached for a plain prompt stays found
+    assert cache_key(judge, "pairwise", "abc", "Which is better?") == (
+        "acc4b24c367366509838e289e1c962dceef07fe2300dbdd3e5a476cd379d9f07"
+    )
+    messages = ({"role": "system", "content": "Be fair é."}, {"role": "user", "content": "Which is better?"})
+    key = cache_key(judge, "mt_bench", "abc", "Which is better?", messages)
+    # MT-Bench packed its messages' JSON into the prompt before: those cached judgments stay found too
+    assert key == cache_key(judge, "mt_bench", "abc", json.dumps(list(messages), ensure_ascii=False))
+    assert key != cache_key(judge, "mt_bench", "abc", "Which is better?")
+    other = ({"role": "system", "content": "Be kind."}, messages[1])
+    assert key != cache_key(judge, "mt_bench", "abc", "Which is better?", other)

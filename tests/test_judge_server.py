@@ -26,6 +26,7 @@ from lima_repro.judging import JudgmentCache, Request, cache_key, judge_requests
 from lima_repro.judging.base import RetryBudgetError
 from lima_repro.judging.protocols import PROTOCOLS
 from lima_repro.judging.transport import Throttle, server_identity
+from lima_repro.mt_bench import FastChatJudge
 
 ROOT = Path(__file__).resolve().parents[1]
 VERDICT = json.dumps(chat_completion("m", "A is clearer.\nVerdict: A")).encode()
@@ -33,10 +34,12 @@ VERDICT = json.dumps(chat_completion("m", "A is clearer.\nVerdict: A")).encode()
 
 class Server:
     """An HTTP server on 127.0.0.1; `answer(handler, prompt)` writes each POST's response. `prompts` counts the
-    requests per prompt; with `serial`, one request is answered at a time (a server without batching)."""
+    requests per prompt (the last message), `messages` keeps each request's messages; with `serial`, one request is
+    answered at a time (a server without batching)."""
 
     def __init__(self, answer, serial: bool = False):
         self.prompts: Counter = Counter()
+        self.messages: list[list[dict]] = []
         self.stop = threading.Event()
         lock, one_at_a_time = threading.Lock(), threading.Lock()
         server = self
@@ -46,9 +49,11 @@ class Server:
                 pass
 
             def do_POST(self):
-                prompt = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["messages"][-1]["content"]
+                messages = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["messages"]
+                prompt = messages[-1]["content"]
                 with lock:
                     server.prompts[prompt] += 1
+                    server.messages.append(messages)
                 try:
                     if serial:
                         with one_at_a_time:
@@ -225,6 +230,19 @@ def test_spellings_of_one_server_share_one_cache(serve, tmp_path):
         assert stats["sent"] == (url == variants[0]), url
     assert sum(server.prompts.values()) == 1
     assert "sk-pasted" not in "".join(p.read_text() for p in cache.iterdir())
+
+
+def test_the_server_sees_a_requests_system_message(serve, tmp_path):
+    # MT-Bench's judge sends FastChat's system prompt as a system message, not packed into the user's text
+    server = serve(lambda handler, prompt: send(handler, 200, VERDICT))
+    judge = FastChatJudge(_jc(server.url))
+    messages = ({"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "Grade."})
+    key = cache_key(judge.identity(), "pairwise", "t", "Grade.", messages)
+    asked = Request(key, "pairwise", "Grade.", PROTOCOLS["pairwise"].labels, messages=messages)
+    plain = _requests(judge, ["Which?"])[0]
+    rows, _ = judge_requests(judge, [asked, plain], JudgmentCache(tmp_path / "c.jsonl"), parse_retries=0)
+    assert sorted(server.messages, key=len) == [[{"role": "user", "content": "Which?"}], list(messages)]
+    assert [r["raw"] for r in rows] == ["A is clearer.\nVerdict: A"] * 2
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,16 @@ from lima_repro.cli import main
 from lima_repro.config import ModelConfig, load_config, to_dict
 from lima_repro.data import DataError
 from lima_repro.files import read_json, read_jsonl_plain, write_json
-from lima_repro.mt_bench import TEMPERATURE, parse_rating, read_judge_prompts, read_questions, run_mt_bench, summarize
+from lima_repro.mt_bench import (
+    TEMPERATURE,
+    grading_requests,
+    parse_rating,
+    read_judge_prompts,
+    read_questions,
+    read_reference,
+    run_mt_bench,
+    summarize,
+)
 from lima_repro.runs import RunDir
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mt_bench"
@@ -156,3 +165,20 @@ def test_fastchat_files_are_checked(tmp_path):
     )
     with pytest.raises(DataError, match="single-math-v1: missing"):
         read_judge_prompts(prompts)
+
+
+def test_grading_requests_carry_fastchats_messages_under_the_keys_cached_before():
+    questions, prompts = (
+        read_questions(FIXTURES / "question.jsonl"),
+        read_judge_prompts(FIXTURES / "judge_prompts.jsonl"),
+    )
+    reference = read_reference(FIXTURES / "reference_answer" / "gpt-4.jsonl")
+    reqs = grading_requests(
+        questions, [["one", "two"]] * 3, reference, prompts, {"kind": "openai", "model": "gpt-4"}, "m"
+    )
+    assert len(reqs) == 6
+    for r in reqs:
+        system = prompts[r.meta["name"]]["system_prompt"]
+        assert r.messages == ({"role": "system", "content": system}, {"role": "user", "content": r.prompt})
+    # the keys of the JSON-in-the-prompt requests of before (pinned then): a rerun finds what was paid for
+    assert reqs[0].key == "59f172232baa9e5eb5e978681bfec8198af635cb2fa24cbbdaa8a9e709a917b1"

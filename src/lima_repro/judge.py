@@ -60,7 +60,9 @@ def run_judge(cfg: Config, judge=None) -> Path:
     transcripts = [t for name, path in jc.dialogue_files.items() for t in read_transcripts(path, name)]
     with Stage(cfg, "judge", inputs=[gen_path, *jc.baseline_files.values(), *jc.dialogue_files.values()]) as st:
         judge = judge or make_judge(jc)
-        judged, stats = judge_rows(judge, jc, rows, system, baselines, jc.protocols, run.judge_cache(cfg), transcripts)
+        judged, stats = judge_rows(
+            judge, jc, rows, system, baselines, jc.protocols, run.judge_cache(cfg), transcripts, cfg.seed
+        )
         write_jsonl(run.judgments, judged)
         generator = generator_name(cfg.model.name, system)
         st.extra["alpaca_eval"] = export_alpaca_eval(rows, system, run.alpaca_eval(system), generator)

@@ -23,7 +23,6 @@ a rerun pays for nothing twice; answers already in the run for the same model id
 from __future__ import annotations
 
 import ast
-import json
 import re
 import time
 import uuid
@@ -207,21 +206,11 @@ def answer_rows(questions: list[dict], answers: list[list[str]], model_id: str) 
 
 
 class FastChatJudge(OpenAIJudge):
-    """remote.OpenAIJudge (retries, key redaction, cost) at FastChat's temperature 0 and 2,048 tokens, sending
-    FastChat's two messages: it sends a request's prompt as one user message, so an MT-Bench request's prompt is
-    the JSON of [system, user] messages and the client below unpacks it."""
+    """remote.OpenAIJudge (retries, key redaction, cost) at FastChat's temperature 0 and 2,048 tokens; a request's
+    messages (FastChat's system prompt, then the user's) are sent as they are."""
 
     def __init__(self, jc):
         super().__init__(replace(jc, temperature=JUDGE_TEMPERATURE, max_tokens=JUDGE_MAX_TOKENS))
-        self.client = _MessagesClient(self.client)
-
-
-class _MessagesClient:
-    def __init__(self, client):
-        self.inner, self.chat, self.completions = client, self, self
-
-    def create(self, messages: list[dict], **kwargs):
-        return self.inner.chat.completions.create(messages=json.loads(messages[0]["content"]), **kwargs)
 
 
 def grading_requests(questions, answers, reference, prompts, identity: dict, model_id: str) -> list[Request]:
@@ -241,11 +230,14 @@ def grading_requests(questions, answers, reference, prompts, identity: dict, mod
                 user = p["prompt_template"].format(**values)
             except (KeyError, IndexError) as e:
                 raise DataError(p["name"], None, f"its prompt_template needs {e} ({q['question_id']})", FIX) from e
-            messages = [{"role": "system", "content": p["system_prompt"]}] if p["system_prompt"] else []
-            prompt = json.dumps([*messages, {"role": "user", "content": user}], ensure_ascii=False)
-            key = cache_key(identity, "mt_bench", template_hash(p["system_prompt"] + p["prompt_template"]), prompt)
+            system = [{"role": "system", "content": p["system_prompt"]}] if p["system_prompt"] else []
+            messages = (*system, {"role": "user", "content": user})
+            thash = template_hash(p["system_prompt"] + p["prompt_template"])
+            key = cache_key(identity, "mt_bench", thash, user, messages)
             meta = {"question_id": q["question_id"], "category": q["category"], "turn": turn, "name": p["name"]}
-            reqs.append(Request(key=key, protocol="mt_bench", prompt=prompt, meta={**meta, "model": model_id}))
+            reqs.append(
+                Request(key=key, protocol="mt_bench", prompt=user, meta={**meta, "model": model_id}, messages=messages)
+            )
     return reqs
 
 
@@ -263,10 +255,9 @@ def grade(judge, requests: list[Request], cache: JudgmentCache, max_cost_usd: fl
     rows = []
     for r in requests:
         hit = cache.get(r.key) or {"raw": "", "error": errors.get(r.key, "not judged")}
-        user = json.loads(r.prompt)[-1]["content"]
         judge_pair = [judge.identity()["model"], r.meta["name"]]
         score = parse_rating(hit["raw"]) if "error" not in hit else -1.0
-        rows.append({**r.meta, "judge": judge_pair, "user_prompt": user, "judgment": hit["raw"], "score": score})
+        rows.append({**r.meta, "judge": judge_pair, "user_prompt": r.prompt, "judgment": hit["raw"], "score": score})
         if "error" in hit:
             rows[-1]["error"] = hit["error"]
     failed = sum("error" in r for r in rows)

@@ -3,7 +3,8 @@
 The requests are the ones the judge stage would build (`judging.items.build_requests`, docs/paper.md sec. 4): our
 system and each baseline answering the judged prompts (`judge.max_prompts` drawn as the stage draws them); pairwise
 in both orders per baseline, absolute and Likert for every system, safety on prompts tagged `sensitive`, dialogue on
-multi-turn prompts. The prompts are the test prompts when their file is here; otherwise the paper's 300 (30 of them
+multi-turn prompts; each protocol on its share of the prompts (`judge.sample_sizes`, `judging.items.sample_requests`
+as the stage draws it). The prompts are the test prompts when their file is here; otherwise the paper's 300 (30 of them
 sensitive, docs/paper.md sec. 4) at `train.max_length` tokens each, a ceiling. Every response is counted at the full
 `generate.max_new_tokens` (a ceiling, as `plan`'s generation rows). Tokens and dollars come from the judge's own
 estimate (`judging.remote.estimate_cost`: prompt characters / 4, `judge.max_tokens` completion tokens per request).
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from . import data
 from .config import Config
-from .judging.items import build_requests
+from .judging.items import build_requests, sample_requests
 from .judging.remote import estimate_cost
 from .judging.runner import sample_prompts
 
@@ -62,6 +63,7 @@ def judge_plan(cfg: Config, prompts: list[dict]) -> dict[str, dict]:
         for s in range(1 if system in jc.baseline_files else g.num_samples)
     ]
     requests = build_requests(rows, OURS, baselines, jc.protocols, {}, jc.templates_dir)
+    requests, _ = sample_requests(requests, rows, jc.sample_sizes, cfg.seed)
     out = {name: estimate_cost(jc, [r for r in requests if r.protocol == name]) for name in jc.protocols}
     out["total"] = estimate_cost(jc, requests)
     return out

@@ -11,12 +11,27 @@ from .base import check_ranges, looks_like_key, raise_first
 # The protocols judging.protocols.PROTOCOLS defines (LIMA sec. 4-5), named here so that checking a config does
 # not import the judging package (it pulls torch). A test keeps the two in step.
 PROTOCOL_NAMES = ("pairwise", "absolute", "likert", "safety", "dialogue")
+# What judge.sample_sizes may name: the protocols, and `ood`, the absolute grades of the prompts tagged `ood`
+# (Fig. 3's out-of-distribution row, docs/paper.md sec. 5), which are drawn apart from absolute's random ones.
+SAMPLE_KEYS = (*PROTOCOL_NAMES, "ood")
 
 
-def protocol_problem(names, key: str) -> str | None:
-    """The error for judge protocol names that do not exist (under config key `key`), or None when all do."""
-    unknown = [p for p in names if p not in PROTOCOL_NAMES]
-    return f"{key}: unknown judge protocol(s) {unknown}; available: {', '.join(PROTOCOL_NAMES)}" if unknown else None
+def protocol_problem(names, key: str, known: tuple[str, ...] = PROTOCOL_NAMES) -> str | None:
+    """The error for judge protocol names not in `known` (under config key `key`), or None when all are."""
+    unknown = [p for p in names if p not in known]
+    return f"{key}: unknown judge protocol(s) {unknown}; available: {', '.join(known)}" if unknown else None
+
+
+def sample_size_problem(sizes: dict, bound: int) -> str | None:
+    """The error for `judge.sample_sizes` (a protocol or `ood` -> a count in [1, bound] or null), or None."""
+    unknown = protocol_problem(sizes, "judge.sample_sizes", SAMPLE_KEYS)
+    bad = {k: n for k, n in sizes.items() if n is not None and (type(n) is not int or not 1 <= n <= bound)}
+    if unknown or not bad:
+        return unknown
+    return (
+        f"judge.sample_sizes: {bad} must be prompt counts in [1, {bound:,}] or null (every prompt); "
+        "leave a protocol out of judge.protocols to skip it"
+    )
 
 
 def key_name_problem(name: str) -> str | None:
@@ -38,6 +53,7 @@ class JudgeConfig:
     # of GB before failing. LIMA judges 300 prompts with one request each (50 for the ablations' ChatGPT).
     LIMITS: ClassVar[dict[str, int | float]] = {
         "max_prompts": 10_000_000,
+        "sample_sizes": 10_000_000,  # prompts per protocol, as max_prompts
         "concurrency": 10_000,  # requests in flight; any server's rate limit is far lower
         "max_retries": 100,  # with a backoff of up to 60 s each: over an hour on one request
         "parse_retries": 100,
@@ -70,6 +86,11 @@ class JudgeConfig:
     """Generations to judge; None = `<run_dir>/generate/generations.jsonl`."""
     max_prompts: int | None = None
     """Judge N prompts drawn at random with the run's seed (LIMA sec. 4 judged 50 random test prompts); None = all."""
+    sample_sizes: dict[str, int | None] = field(default_factory=dict)
+    """protocol -> the number of prompts it is asked on, drawn at random with the run's seed (the same prompts for
+    every system, recorded in results.json); absent or null = every prompt. LIMA (docs/paper.md sec. 4): pairwise on
+    every test prompt, absolute grades on 50 random ones, safety on the sensitive ones; `ood` = how many prompts
+    tagged `ood` get absolute grades besides absolute's own draw (Fig. 3's 20, docs/paper.md sec. 5; absent = all)."""
     templates_dir: str | None = None
     """Folder of `<protocol>.txt` templates replacing the shipped ones by name, or the name of a shipped template
     set: `strict` (pairwise adds criteria the paper did not give: position and length alone are no merit)."""
@@ -162,6 +183,7 @@ class JudgeConfig:
             self.LIMITS,
         )
         protocols = protocol_problem(self.protocols, "judge.protocols")
+        sizes = sample_size_problem(self.sample_sizes, self.LIMITS["sample_sizes"])
         w = self.selection_window
         raise_first(
             [
@@ -172,6 +194,7 @@ class JudgeConfig:
                 ),
                 (not self.model, "judge.model must name the judge model (a server's model name, or a HF id for local)"),
                 (bool(protocols), protocols or ""),
+                (bool(sizes), sizes or ""),
                 (
                     self.local_verdict not in ("probs", "text"),
                     f"judge.local_verdict must be 'probs' or 'text', got {self.local_verdict!r}",

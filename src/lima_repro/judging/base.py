@@ -9,12 +9,19 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..config.base import UserError
 
 
-def cache_key(identity: dict, protocol: str, template_hash: str, prompt: str) -> str:
+def cache_key(
+    identity: dict, protocol: str, template_hash: str, prompt: str, messages: tuple[dict, ...] | None = None
+) -> str:
+    """The judgment cache's key of a request: a plain prompt's key is what it always was; a request with `messages`
+    hashes their JSON in the prompt's place, the very text MT-Bench's requests packed their messages into before
+    requests carried messages, so judgments cached then are found again."""
+    if messages is not None:
+        prompt = json.dumps(list(messages), ensure_ascii=False)
     blob = json.dumps(
         {"judge": identity, "protocol": protocol, "template": template_hash, "prompt": prompt},
         sort_keys=True,
@@ -39,13 +46,31 @@ class RetryBudgetError(JudgeError):
 @dataclass
 class Request:
     key: str
-    """Cache key: hash of judge identity, template hash and the rendered prompt."""
+    """Cache key (`cache_key`): hash of judge identity, template hash and the rendered prompt (or the messages)."""
     protocol: str
     prompt: str
-    """The rendered template: the user message the judge sees."""
+    """The rendered template: the user message the judge sees (with `messages`, the last one's text)."""
     labels: tuple[str, ...] = ()
     answer_prefix: str = ""
     meta: dict = field(default_factory=dict)
+    messages: tuple[dict, ...] | None = None
+    """Chat messages ({role, content}: a system message, then the user's) sent as they are, for a judge that needs
+    a system prompt or several turns (MT-Bench); None = `prompt` as the one user message."""
+
+    def chat(self) -> list[dict]:
+        """The messages a judge is sent: `messages`, or `prompt` as the one user message."""
+        return [dict(m) for m in self.messages] if self.messages else [{"role": "user", "content": self.prompt}]
+
+    def chars(self) -> int:
+        """Characters of every message sent (cost estimates, batching by length)."""
+        return sum(len(m["content"]) for m in self.chat())
+
+    def appended(self, text: str) -> Request:
+        """This request with `text` appended to what the judge reads last (a parse retry's reminder); the key stays."""
+        messages = self.messages
+        if messages:
+            messages = (*messages[:-1], {**messages[-1], "content": messages[-1]["content"] + text})
+        return replace(self, prompt=self.prompt + text, messages=messages)
 
 
 @dataclass

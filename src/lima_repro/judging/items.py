@@ -4,6 +4,9 @@ Pairwise items are one (prompt, sample) answered by our system and a baseline; `
 pairs them and names the item (`<prompt_id>#<sample>|<system>|<baseline>`), for the judge, the annotator and the
 length analysis alike.
 
+`sample_requests` keeps each protocol's requests on its share of the prompts (`judge.sample_sizes`), for the judge
+stage and `plan` alike.
+
 Baselines (docs/paper.md sec. 4 compares with Alpaca 65B, DaVinci003, Bard, Claude, GPT-4) come as AlpacaEval
 `model_outputs.json` (a JSON array of {instruction, output, generator, dataset}; matched to our prompts by the
 text of the last user turn) or JSONL rows {prompt_id, output}. Either becomes generation-like rows.
@@ -11,6 +14,7 @@ text of the last user turn) or JSONL rows {prompt_id, output}. Either becomes ge
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -272,3 +276,34 @@ def build_requests(
                     {**pair, "order": "BA"},
                 )
     return reqs
+
+
+def draw_prompts(ids, n: int | None, seed: int) -> list[str]:
+    """`n` of the prompt ids (all when `n` is None or not smaller), sorted: those ranking first by a hash of the seed
+    and the id, so the draw depends on the seed and the ids alone (not their order), and a smaller `n` keeps a
+    subset of a larger one's prompts."""
+    ids = sorted(set(ids))
+    if n is None or n >= len(ids):
+        return ids
+    return sorted(sorted(ids, key=lambda i: hashlib.sha256(f"{seed}:{i}".encode()).hexdigest())[:n])
+
+
+def sample_requests(
+    requests: list[Request], rows: list[dict], sizes: dict[str, int | None], seed: int
+) -> tuple[list[Request], dict]:
+    """`build_requests`' requests of each protocol on at most `sizes[protocol]` of the prompts it has requests for
+    (`draw_prompts`; every system's requests on a drawn prompt stay, so systems are compared on the same prompts).
+    Absolute also keeps the prompts tagged `ood` in `rows` drawn by `sizes["ood"]` (Fig. 3's 20, docs/paper.md
+    sec. 5). Returns (the kept requests, in order; {seed, protocols: name -> {asked, available} prompt counts})."""
+    available: dict[str, list[str]] = {}
+    for r in requests:
+        available.setdefault(r.protocol, []).append(r.meta["prompt_id"])
+    if "absolute" in available:
+        ood = {r["prompt_id"] for r in rows if "ood" in (r.get("tags") or ())}
+        available["ood"] = [p for p in available["absolute"] if p in ood]
+    chosen = {name: set(draw_prompts(ids, sizes.get(name), seed)) for name, ids in available.items()}
+    if "ood" in chosen:
+        chosen["absolute"] |= chosen["ood"]
+    record = {name: {"asked": len(chosen[name]), "available": len(set(ids))} for name, ids in available.items()}
+    kept = [r for r in requests if r.meta["prompt_id"] in chosen[r.protocol]]
+    return kept, {"seed": seed, "protocols": record}

@@ -84,12 +84,11 @@ class HFJudge(Judge):
             "verdict": self.verdict_source,
         }
 
-    def chat_text(self, prompt: str) -> str:
+    def chat_text(self, req: Request) -> str:
+        """The request's messages (a system message too) in the judge's chat template; without one, their texts."""
         if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-            )
-        return prompt + "\n\n"
+            return self.tokenizer.apply_chat_template(req.chat(), tokenize=False, add_generation_prompt=True)
+        return "\n\n".join(m["content"] for m in req.chat()) + "\n\n"
 
     @torch.no_grad()
     def _label_probs(self, batch: list[Request], texts: list[str]) -> list[dict[str, float]]:
@@ -132,11 +131,11 @@ class HFJudge(Judge):
 
     def complete_many(self, requests: list[Request]) -> Iterator[tuple[int, Completion]]:
         bs = max(1, self.jc.batch_size)
-        order = sorted(range(len(requests)), key=lambda i: len(requests[i].prompt))  # similar lengths pad less
+        order = sorted(range(len(requests)), key=lambda i: requests[i].chars())  # similar lengths pad less
         for start in range(0, len(order), bs):
             idx = order[start : start + bs]
             batch = [requests[i] for i in idx]
-            texts = [self.chat_text(r.prompt) for r in batch]
+            texts = [self.chat_text(r) for r in batch]
             probs = self._label_probs(batch, texts)
             gens, counts = self._generate(texts) if self.jc.max_tokens > 0 else ([""] * len(batch), [0] * len(batch))
             for i, text, p, g, n in zip(idx, texts, probs, gens, counts):

@@ -53,10 +53,10 @@ def chat_text(resp) -> tuple[str, dict[str, int]]:
 
 
 def estimate_cost(jc: JudgeConfig, requests: list[Request]) -> dict:
-    """Cost estimate before sending (the cost cap, `plan`): prompt tokens ~ characters / 4 at `price_input_per_mtok`,
-    plus an upper bound of `max_tokens` completion tokens per request at `price_output_per_mtok` (parse retries not
-    counted)."""
-    prompt_tokens = sum(len(r.prompt) for r in requests) / 4
+    """Cost estimate before sending (the cost cap, `plan`): prompt tokens ~ characters / 4 of every message sent at
+    `price_input_per_mtok`, plus an upper bound of `max_tokens` completion tokens per request at
+    `price_output_per_mtok` (parse retries not counted)."""
+    prompt_tokens = sum(r.chars() for r in requests) / 4
     completion_tokens = len(requests) * jc.max_tokens
     usd = (prompt_tokens * jc.price_input_per_mtok + completion_tokens * jc.price_output_per_mtok) / 1e6
     return {
@@ -168,7 +168,7 @@ class OpenAIJudge(Judge):
         try:
             resp = self.client.chat.completions.create(
                 model=self.jc.model,
-                messages=[{"role": "user", "content": req.prompt}],
+                messages=req.chat(),  # as they are: a system message too
                 temperature=self.jc.temperature,
                 max_tokens=self.jc.max_tokens,
                 timeout=deadline - sent_at,  # httpx's is per read: a queued request may wait silently that long

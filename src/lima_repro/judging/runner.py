@@ -12,7 +12,6 @@ after all retries, malformed responses) are reported as errors and not cached; a
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import random
 import re
@@ -226,7 +225,7 @@ def judge_requests(
                 "server at judge.base_url, or raise judge.max_retry_s"
             ) from None
         pending = retry
-        sent = [dataclasses.replace(r, prompt=r.prompt + format_reminder(protocols.get(r.protocol))) for r in retry]
+        sent = [r.appended(format_reminder(protocols.get(r.protocol))) for r in retry]
         if not pending:
             break
     bar.close()
@@ -259,10 +258,16 @@ def judge_rows(
     protocol_names: list[str],
     cache_folder: str | Path,
     transcripts: list[dict] | None = None,
+    seed: int | None = None,
 ) -> tuple[list[dict], dict]:
     """Judge generation rows (ours = `system` against `baselines`, with `protocol_names`) and each assistant turn of
-    `transcripts` in ONE cached run, so the cost cap sees every uncached request before any is sent."""
+    `transcripts` in ONE cached run, so the cost cap sees every uncached request before any is sent. With a `seed`
+    (the judge stage's; checkpoint selection judges every dev prompt) each protocol is asked on its share of the
+    prompts, `judge.sample_sizes`, drawn with it (`items.sample_requests`) and recorded in the stats as `sample`."""
     reqs = items.build_requests(rows, system, baselines, protocol_names, judge.identity(), jc.templates_dir)
+    sample = None
+    if seed is not None:
+        reqs, sample = items.sample_requests(reqs, rows, jc.sample_sizes, seed)
     reqs += dialogue.turn_requests(transcripts or [], judge.identity(), jc.templates_dir)
     judged, stats = judge_requests(
         judge,
@@ -272,6 +277,8 @@ def judge_rows(
         max_cost_usd=jc.max_cost_usd,
         retry_invalid=jc.retry_invalid,
     )
+    if sample is not None:
+        stats["sample"] = sample
     if judged and stats["errors"] == len(judged):
         first = " ".join(judged[0]["error"].split())[:300]  # one line, whatever the server sent
         raise JudgeError(
