@@ -79,7 +79,10 @@ def test_ood_prompts_get_absolute_grades_besides_absolutes_own_draw():
     kept, record = sample_requests(reqs, rows, {"absolute": 3, "ood": 2}, seed=0)
     ood = draw_prompts(["p1", "p3", "p8"], 2, 0)
     assert sorted(_asked(kept, "absolute")) == sorted({"p2", "p4", "p7", *ood})
-    assert record["protocols"] == {"absolute": {"asked": 5, "available": 10}, "ood": {"asked": 2, "available": 3}}
+    # absolute's own draw is counted (and tabled) alone; the OOD prompts outside it are marked for the OOD table
+    assert record["protocols"] == {"absolute": {"asked": 3, "available": 10}, "ood": {"asked": 2, "available": 3}}
+    marked = {r.meta["prompt_id"] for r in kept if r.meta.get("sample") == "ood"}
+    assert marked == set(ood) - {"p2", "p4", "p7"}
     # absent = every prompt tagged ood, besides absolute's own draw
     kept, record = sample_requests(reqs, rows, {"absolute": 3}, seed=0)
     assert sorted(_asked(kept, "absolute")) == ["p1", "p2", "p3", "p4", "p7", "p8"]
@@ -99,12 +102,13 @@ def test_the_stage_records_what_it_asked_and_the_plan_counts_the_same(tmp_path):
         "seed": 3,
         "protocols": {
             "pairwise": {"asked": 3, "available": 4},
-            "absolute": {"asked": 2, "available": 4},  # p3 drawn at random, p1 drawn among the ood ones
+            "absolute": {"asked": 1, "available": 4},  # p3 drawn at random (p1, drawn among the ood ones, is not)
             "ood": {"asked": 1, "available": 2},
             "safety": {"asked": 1, "available": 1},
         },
     }
-    assert res["absolute"]["epoch-2"]["n"] == 2 and res["absolute_ood"]["epoch-2"]["n"] == 1
+    # the absolute table is absolute's own random draw alone (the paper's 50), the OOD table the OOD draw
+    assert res["absolute"]["epoch-2"]["n"] == 1 and res["absolute_ood"]["epoch-2"]["n"] == 1
     assert res["pairwise"]["base"]["n"] == 3
     judged = [json.loads(line) for line in (tmp_path / "run" / "judge" / "judgments.jsonl").read_text().splitlines()]
     prompts = [

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from ..config import ConfigError
@@ -302,8 +303,13 @@ def sample_requests(
         ood = {r["prompt_id"] for r in rows if "ood" in (r.get("tags") or ())}
         available["ood"] = [p for p in available["absolute"] if p in ood]
     chosen = {name: set(draw_prompts(ids, sizes.get(name), seed)) for name, ids in available.items()}
-    if "ood" in chosen:
-        chosen["absolute"] |= chosen["ood"]
     record = {name: {"asked": len(chosen[name]), "available": len(set(ids))} for name, ids in available.items()}
-    kept = [r for r in requests if r.meta["prompt_id"] in chosen[r.protocol]]
+    # OOD prompts outside absolute's own draw are graded for Fig. 3's OOD table only: marked, so the absolute table
+    # stays the random draw alone (the paper's 50, docs/paper.md sec. 5)
+    ood_only = chosen.get("ood", set()) - chosen.get("absolute", set())
+    kept = [
+        replace(r, meta={**r.meta, "sample": "ood"}) if r.protocol == "absolute" and pid in ood_only else r
+        for r in requests
+        if (pid := r.meta["prompt_id"]) in chosen[r.protocol] or (r.protocol == "absolute" and pid in ood_only)
+    ]
     return kept, {"seed": seed, "protocols": record}
