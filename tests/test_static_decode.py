@@ -4,6 +4,8 @@ new tokens here, so transformers' sliding static cache layers wrap)."""
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from helpers import make_tokenizer, tiny_config
@@ -166,3 +168,34 @@ def test_compiled_step_samples_the_same(model):
     want = decode_static(model, PROMPTS, 0, [-1], g, [20, 9, 14])
     torch.manual_seed(3)
     assert decode_static(model, PROMPTS, 0, [-1], g, [20, 9, 14], compile_options={"backend": "eager"}) == want
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_static_sampler_eager_and_cuda_graphs_match_decode(model):
+    """On CUDA, fp32: greedy static decoding (eager, and with the step captured as CUDA graphs) is decode's; the
+    compiled step samples the eager static step's tokens for the same seed; and the eager static sampler waits for
+    the device at its checks (one per SYNC_EVERY steps), around the prompt's forward and for the final copy."""
+    torch._dynamo.reset()
+    lm = model.cuda()
+    try:
+        g = greedy(max_new_tokens=40)
+        want = decode(lm, PROMPTS, 0, [-1], g, CAPS)
+        assert decode_static(lm, PROMPTS, 0, [-1], g, CAPS) == want
+        graphs = {"mode": "reduce-overhead"}
+        assert decode_static(lm, PROMPTS, 0, [-1], g, CAPS, compile_options=graphs) == want
+        g = GenerateConfig(max_new_tokens=40)
+        torch.manual_seed(4)
+        eager = decode_static(lm, PROMPTS, 0, [-1], g, CAPS)
+        torch.manual_seed(4)
+        assert decode_static(lm, PROMPTS, 0, [-1], g, CAPS, compile_options=graphs) == eager
+        torch.cuda.set_sync_debug_mode("warn")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            decode_static(lm, PROMPTS, 0, [-1], g, CAPS)
+        torch.cuda.set_sync_debug_mode(0)
+        syncs = [str(w.message) for w in caught if "synchroniz" in str(w.message).lower()]
+        assert len(syncs) <= 16, syncs[:5]  # one per step would be 39 or more
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+        model.cpu()

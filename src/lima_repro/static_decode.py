@@ -72,12 +72,17 @@ def nucleus_sample(logits: torch.Tensor, top_p: float, temperature: float) -> to
     return idx.gather(1, choice).squeeze(1)
 
 
-def _logits(model, cache: StaticCache, ids, mask, pos) -> torch.Tensor:
-    """The last position's logits after `ids`, written into `cache` at its next positions."""
+def _cache_kwargs(model, cache: StaticCache) -> dict:
+    """The forward's cache argument (`cache` in transformers >= 5.2x, `past_key_values` before) and, where it takes
+    one, `logits_to_keep=1`; looked up once per batch, not per step."""
     params = inspect.signature(model.forward).parameters
     extra = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
-    extra["cache" if "cache" in params else "past_key_values"] = cache  # transformers >= 5.2x: `cache`
-    return model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **extra).logits[:, -1]
+    return {**extra, "cache" if "cache" in params else "past_key_values": cache}
+
+
+def _logits(model, ids, mask, pos, kwargs: dict) -> torch.Tensor:
+    """The last position's logits after `ids`, written into the cache of `kwargs` at its next positions."""
+    return model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **kwargs).logits[:, -1]
 
 
 _compiled: dict[str, object] = {}
@@ -114,7 +119,8 @@ def decode_static(
     cache = StaticCache(config=model.config, max_cache_len=length)
     # one mask for every step: each row's padding, then ones (positions not yet written are hidden by causality)
     mask = torch.cat([prompt_mask, prompt_mask.new_ones((rows, length - width))], 1)
-    logits = _logits(model, cache, ids, mask, pos)
+    kwargs = _cache_kwargs(model, cache)
+    logits = _logits(model, ids, mask, pos, kwargs)
     step = _compiled_logits(compile_options) if compile_options else _logits
     # a finished row's positions go on growing; clamped so a learned position table (GPT-2) is never overrun
     last_pos = (models.context_length(model.config) or length) - 1
@@ -136,7 +142,7 @@ def decode_static(
         pos = (pos + 1).clamp(max=last_pos)
         if compile_options:  # a CUDA graph's replay overwrites its last outputs: they are copied out first
             torch.compiler.cudagraph_mark_step_begin()
-            logits = step(model, cache, token[:, None], mask, pos).clone()
+            logits = step(model, token[:, None], mask, pos, kwargs).clone()
         else:
-            logits = step(model, cache, token[:, None], mask, pos)
+            logits = step(model, token[:, None], mask, pos, kwargs)
     return [row[:n] for row, n in zip(tokens[:, : s + 1].tolist(), kept.tolist())]
