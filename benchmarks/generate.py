@@ -1,4 +1,5 @@
-"""lima_repro's generator (`sampling.sample`) vs `model.generate`: on left-padded batches, and per prompt.
+"""lima_repro's samplers (`sampling.sample`, dynamic and static) vs `model.generate`: on left-padded batches, and per
+prompt.
 
     python benchmarks/generate.py                        # demo settings: every demo test prompt, 300 new tokens
     python benchmarks/generate.py --prompts 16 --max-new-tokens 64 --rounds 3
@@ -17,12 +18,16 @@ The strong baseline, `batched generate`, is what a researcher who knows transfor
 left-padded batches of `--batch-size` prompts, batched in the same length-sorted order lima_repro uses, with the
 same stop tokens, top-p, temperature and the same generated-tokens-only repetition penalty as a logits processor
 (with left padding every prompt ends at the same column, so "generated" starts there for the whole batch). The
-last line is machine-readable: `speedup_vs_batched=<x>` and `speedup=<x>` (lima_repro over the per-prompt loop).
+last line is machine-readable: `speedup_vs_batched=<x>` (the dynamic sampler over batched generate),
+`static_vs_batched=<x>` (the static-cache sampler, `generate.sampler: static`; on `--device cuda` also
+`static_compiled_vs_batched=<x>`: its one-token step under torch.compile(mode="reduce-overhead"), CUDA graphs, the
+compile paid in the warm-up) and `speedup=<x>` (the dynamic sampler over the per-prompt loop).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import time
@@ -37,6 +42,7 @@ from lima_repro import data, models  # noqa: E402
 from lima_repro.chat_format import encode_prompt  # noqa: E402
 from lima_repro.config import load_config  # noqa: E402
 from lima_repro.sampling import GeneratedRepetitionPenalty, sample  # noqa: E402
+from lima_repro.static_decode import decode_static  # noqa: E402
 
 
 def plain_loop(model, tokenizer, eot_id, prompts, g) -> int:
@@ -92,9 +98,30 @@ def batched_generate(model, tokenizer, eot_id, prompts, g) -> int:
     return n
 
 
-def lima(model, tokenizer, eot_id, prompts, g) -> int:
-    rows = sample(model, tokenizer, eot_id, prompts, g, progress=False)
-    return sum(len(r["ids"]) + (len(r["ids"]) < g.max_new_tokens) for r in rows)  # + the stop token
+def with_sampler(sampler: str):
+    """`sampling.sample` with generate.sampler `sampler`. Returns generated tokens, stop tokens included."""
+
+    def side(model, tokenizer, eot_id, prompts, g) -> int:
+        rows = sample(model, tokenizer, eot_id, prompts, dataclasses.replace(g, sampler=sampler), progress=False)
+        return sum(len(r["ids"]) + (r["stop"] != "max_new_tokens") for r in rows)
+
+    return side
+
+
+lima, lima_static = with_sampler("dynamic"), with_sampler("static")
+
+
+def static_compiled(options: dict):
+    """`decode_static` with its one-token step under `torch.compile(**options)`, on length-sorted batches as
+    `sample` makes them (no config field turns compile on yet: the GPU check decides)."""
+
+    def side(model, tokenizer, eot_id, prompts, g) -> int:
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eot_id
+        stops, order = models.stop_ids(tokenizer, eot_id), sorted(prompts, key=len, reverse=True)
+        batches = [order[i : i + g.batch_size] for i in range(0, len(order), g.batch_size)]
+        return sum(len(row) for b in batches for row in decode_static(model, b, pad, stops, g, compile_options=options))
+
+    return side
 
 
 def main() -> None:
@@ -131,7 +158,14 @@ def main() -> None:
     if opts.prompts is not None:  # the demo profile's max_prompts is null: every prompt
         examples = [examples[i % len(examples)] for i in range(opts.prompts)]
     prompts = [encode_prompt(tokenizer, data.prompt_messages(ex), cfg.model.eot_token) for ex in examples]
-    sides = {"plain generate loop": plain_loop, "batched generate": batched_generate, "lima_repro sample": lima}
+    sides = {
+        "plain generate loop": plain_loop,
+        "batched generate": batched_generate,
+        "lima_repro sample": lima,
+        "static sampler": lima_static,
+    }
+    if opts.device == "cuda":  # inductor on a CPU takes minutes
+        sides["static sampler compiled"] = static_compiled({"mode": "reduce-overhead"})
     if opts.no_loop:
         del sides["plain generate loop"]
     totals = {name: [0, 0.0] for name in sides}
@@ -151,7 +185,7 @@ def main() -> None:
                 dt = time.perf_counter() - t0
                 totals[name][0] += n
                 totals[name][1] += dt
-                print(f"round {r + 1} {name:>20}: {n} tokens in {dt:.1f} s = {n / dt:.1f} tok/s", flush=True)
+                print(f"round {r + 1} {name:>23}: {n} tokens in {dt:.1f} s = {n / dt:.1f} tok/s", flush=True)
     cpus = f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}"
     where = torch.cuda.get_device_name() if opts.device == "cuda" else cpus
     print(
@@ -160,12 +194,18 @@ def main() -> None:
         f"{len(prompts)} prompts x {g.max_new_tokens} new tokens, batch {g.batch_size}"
     )
     rate = {name: n / dt for name, (n, dt) in totals.items()}
+    vs = {name: rate[name] / rate["batched generate"] for name in sides}
     for name in sides:
-        print(f"{name:>20}: {rate[name]:.2f} generated tok/s, {totals[name][1]:.1f} s over {opts.rounds} rounds")
+        print(
+            f"{name:>23}: {rate[name]:.2f} generated tok/s, {totals[name][1]:.1f} s over {opts.rounds} rounds, "
+            f"x{vs[name]:.3f} batched generate"
+        )
     loop = "" if opts.no_loop else f" speedup={rate['lima_repro sample'] / rate['plain generate loop']:.3f}"
+    compiled = "static sampler compiled"
+    compiled = f" static_compiled_vs_batched={vs[compiled]:.3f}" if compiled in vs else ""
     print(
-        f"speedup_vs_batched={rate['lima_repro sample'] / rate['batched generate']:.3f}{loop} "
-        f"tokens_per_s={rate['lima_repro sample']:.1f} batched_tokens_per_s={rate['batched generate']:.1f}"
+        f"speedup_vs_batched={vs['lima_repro sample']:.3f} static_vs_batched={vs['static sampler']:.3f}{compiled}"
+        f"{loop} tokens_per_s={rate['lima_repro sample']:.1f} batched_tokens_per_s={rate['batched generate']:.1f}"
     )
 
 

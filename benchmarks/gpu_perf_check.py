@@ -2,6 +2,7 @@
 
     python benchmarks/gpu_perf_check.py --out DIR            # one H100/H200, ~9 minutes at most (--budget-s 540)
     python benchmarks/gpu_perf_check.py --tiny --out DIR     # CPU, 2-layer models, seconds (what the test runs)
+    python benchmarks/gpu_perf_check.py --models --out DIR   # the generation phase alone (~3 minutes on a GPU)
 
 Phases, in order of value; each appends JSON lines to DIR/perf.jsonl as it finishes (so a time-out keeps what was
 measured), and one whose estimated need exceeds what is left of `--budget-s` writes a line saying it was skipped:
@@ -15,7 +16,8 @@ measured), and one whose estimated need exceeds what is left of `--budget-s` wri
              the relative difference of two gradients (layer 0's q_proj: attention-sensitive; the tied embedding)
   profile    torch.profiler's top CUDA and CPU ops and the host syncs (torch.cuda sync debug mode) of one step of
              today's path and of the best variant (the first model)
-  generate   generated tokens/s of lima_repro's sampler vs batched `model.generate` (Gemma 3 270M shape, bf16)
+  generate   generated tokens/s of lima_repro's samplers (dynamic; static-cache eager and compiled) vs batched
+             `model.generate` (Gemma 3 270M shape, bf16), greedy agreement of the two samplers, host syncs per run
   compile    the best variant with each decoder layer compiled (regional): compile seconds, steady ms/row and MFU
 Data as benchmarks/mfu.py: synthetic examples (median 600 tokens, loss on the second half) packed into 2,048-token
 rows; MFU counts model FLOPs of real tokens only (mfu.step_flops), so padding costs MFU. Residual dropout is off
@@ -25,6 +27,7 @@ rows; MFU counts model FLOPs of real tokens only (mfu.step_flops), so padding co
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -67,6 +70,8 @@ from lima_repro import batching  # noqa: E402
 from lima_repro.config import GenerateConfig, TrainConfig  # noqa: E402
 from lima_repro.dropout import decoder_layers  # noqa: E402
 from lima_repro.plan import H100_BF16_TFLOPS  # noqa: E402
+from lima_repro.sampling import decode  # noqa: E402
+from lima_repro.static_decode import decode_static  # noqa: E402
 from lima_repro.train import prepare_training, train_step  # noqa: E402
 from lima_repro.train_state import TrainState  # noqa: E402
 
@@ -367,30 +372,52 @@ def profile_step(bench: Bench, v: pv.Variant) -> dict:
 
 
 def run_generate(log: Log, opts, device: torch.device) -> dict:
-    """lima_repro's sampler vs batched `model.generate` (benchmarks/generate.py's two sides) on random prompts."""
+    """Generated tokens/s of benchmarks/generate.py's sides on random prompts in one batch: lima_repro's dynamic
+    sampler, the static-cache sampler eager and with its one-token step compiled (CUDA: mode="reduce-overhead", CUDA
+    graphs; a CPU: dynamo's eager backend, the capture without inductor's minutes), and batched `model.generate`.
+    Each side's warm-up (compiles included) is timed too. Then greedy decoding by both samplers, row by row (equal
+    in fp32; bf16 sums attention over other lengths), and on CUDA the host syncs of one run of each sampler."""
     cfg = mfu.model_config("gemma-270m", opts.tiny)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     torch.manual_seed(0)
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(cfg, dtype=dtype).eval()
-    tokenizer = types.SimpleNamespace(pad_token_id=0, eos_token_id=1)  # what both sides read of a tokenizer
+    tokenizer = types.SimpleNamespace(pad_token_id=0, eos_token_id=1)  # what the sides read of a tokenizer
     gen = torch.Generator().manual_seed(0)
     lengths = torch.randint(8, 32 if opts.tiny else 400, (opts.gen_prompts,), generator=gen).tolist()
     prompts = [torch.randint(3, cfg.vocab_size, (n,), generator=gen).tolist() for n in lengths]
     g = GenerateConfig(max_new_tokens=opts.gen_tokens, batch_size=opts.gen_prompts, num_samples=1)
-    sides = {"lima_repro sample": gen_bench.lima, "batched generate": gen_bench.batched_generate}
+    compile_options = {"mode": "reduce-overhead"} if device.type == "cuda" else {"backend": "eager"}
+    sides = {
+        "lima_repro sample": gen_bench.lima,
+        "static sampler": gen_bench.lima_static,
+        "static sampler compiled": gen_bench.static_compiled(compile_options),
+        "batched generate": gen_bench.batched_generate,
+    }
     out = {}
+
+    def timed(fn, config) -> tuple[int, float]:
+        torch.manual_seed(1)
+        sync()
+        t0 = time.perf_counter()
+        n = fn(model, tokenizer, 2, prompts, config)
+        sync()
+        return n, time.perf_counter() - t0
+
     with torch.no_grad():
-        for fn in sides.values():  # warm-up over the full length (4 tokens left a GPU's first round 2.7x slower)
-            fn(model, tokenizer, 2, prompts, g)
-        for name, fn in sides.items():
-            torch.manual_seed(1)
-            sync()
-            t0 = time.perf_counter()
-            n = fn(model, tokenizer, 2, prompts, g)
-            sync()
-            dt = time.perf_counter() - t0
+        warmup = {name: timed(fn, g)[1] for name, fn in sides.items()}  # the full length: 4 tokens left a GPU's
+        for name, fn in sides.items():  # first round 2.7x slower
+            n, dt = timed(fn, g)
             out[name] = {"tokens": n, "seconds": round(dt, 3), "tokens_per_s": round(n / dt, 1)}
+            out[name]["warmup_s"] = round(warmup[name], 3)
+        greedy = dataclasses.replace(g, temperature=0.0)  # argmax: no random draws to differ
+        rows = {k: f(model, prompts, 0, [-1], greedy) for k, f in (("dynamic", decode), ("static", decode_static))}
+        agree = [
+            next((i for i, (a, b) in enumerate(zip(*pair)) if a != b), len(pair[0])) for pair in zip(*rows.values())
+        ]
+        syncs = None
+        if device.type == "cuda":
+            syncs = {k: count_syncs(lambda f=sides[k]: f(model, tokenizer, 2, prompts, g)) for k in list(sides)[:2]}
     rate = {k: v["tokens_per_s"] for k, v in out.items()}
     return log.write(
         "generate",
@@ -398,8 +425,13 @@ def run_generate(log: Log, opts, device: torch.device) -> dict:
         dtype=str(dtype),
         prompts=len(prompts),
         max_new_tokens=g.max_new_tokens,
+        compile_options=compile_options,
         sides=out,
+        vs_batched={k: round(r / rate["batched generate"], 3) for k, r in rate.items()},
         speedup_vs_batched=round(rate["lima_repro sample"] / rate["batched generate"], 3),
+        greedy_rows_equal=sum(n == g.max_new_tokens for n in agree),
+        greedy_first_difference=agree,
+        syncs=syncs,
     )
 
 
@@ -469,7 +501,9 @@ def main() -> None:
     ap.add_argument("--out", default=os.environ.get("OUT", "perf_out"), help="folder of perf.jsonl (default $OUT)")
     ap.add_argument("--budget-s", type=float, default=540, help="phases that would not fit are skipped")
     ap.add_argument("--tiny", action="store_true", help="CPU, 2-layer models of hidden 64, 128-token rows")
-    ap.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    ap.add_argument(
+        "--models", nargs="*", choices=MODELS, default=list(MODELS), help="none: no training phases (generation alone)"
+    )
     ap.add_argument("--steps", type=int, help="timed steps per variant (default 3; tiny 1)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed steps first; the first is the loss check")
     ap.add_argument("--batch-size", type=int, help="examples per optimizer step (default 32, LIMA's; tiny 6)")
@@ -540,7 +574,7 @@ def main() -> None:
             best = profile_phase(log, lines, name, bench, tiny)
         state.clear()
         del bench
-    lines.append(log.phase("generate", 2 if tiny else 60, lambda: run_generate(log, opts, device)))
+    lines.append(log.phase("generate", 2 if tiny else 150, lambda: run_generate(log, opts, device)))
     if device.type != "cuda":
         lines.append(
             log.write("compile", skipped="CUDA only: inductor on a CPU takes minutes, and CPU numbers say nothing")

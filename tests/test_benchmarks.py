@@ -49,7 +49,12 @@ def test_gpu_perf_check_tiny_writes_every_phase_and_variants_match_today(tmp_pat
     assert not [x for x in lines if "error" in x], [x.get("error") for x in lines]
     assert phases["compile"]["skipped"].startswith("CUDA only")  # every other phase ran on the CPU
     assert not [p for p in PHASES - {"compile"} if "skipped" in phases[p]]
-    assert phases["peak"]["tflops"] > 0 and phases["generate"]["sides"]["lima_repro sample"]["tokens"] > 0
+    assert phases["peak"]["tflops"] > 0
+    gen = phases["generate"]  # every sampler generated, and in fp32 greedy static decoding is decode's, row for row
+    assert set(gen["sides"]) == {"lima_repro sample", "static sampler", "static sampler compiled", "batched generate"}
+    assert all(x["tokens"] > 0 and x["tokens_per_s"] > 0 for x in gen["sides"].values())
+    assert gen["compile_options"] == {"backend": "eager"} and gen["vs_batched"]["batched generate"] == 1.0
+    assert gen["greedy_rows_equal"] == gen["prompts"] == 4
     assert phases["profile"]["today"]["top_cpu"] and phases["profile"]["best"]["top_cpu"]
     for model in ("llama-1b", "gemma-270m"):
         rows = [x for x in lines if x["phase"] == "variant" and x["model"] == model]
@@ -107,7 +112,8 @@ def test_generate_runs_without_prompts_argument(tmp_path):
     args = ["benchmarks/generate.py", "--random-init", str(tmp_path), "--max-new-tokens", "2", "--rounds", "1"]
     r = _run([*args, "--no-loop"], timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "speedup_vs_batched=" in r.stdout.splitlines()[-1]
+    assert "speedup_vs_batched=" in r.stdout.splitlines()[-1] and "static_vs_batched=" in r.stdout.splitlines()[-1]
+    assert "static sampler: " in r.stdout and "x1.000 batched generate" in r.stdout  # each side's ratio
     every = len(data.read_examples("demo:test.jsonl", ends_with="user"))
     assert f"{every} prompts x 2 new tokens" in r.stdout
 

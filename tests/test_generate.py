@@ -120,7 +120,7 @@ def test_selected_checkpoint_is_chosen_on_dev_and_used(tmp_path, tiny_llama):
     assert run_select(cfg, judge=ScriptJudge()) == tmp_path / "run" / "select"
     sel = RunDir.of(cfg).read_selection()
     assert sel["chosen"] == "epoch-1" and "epochs 1-1" in sel["why"]
-    assert sel["generation"] == {"backend": "torch", "repetition_penalty_scope": "generated"}
+    assert sel["generation"] == {"backend": "torch", "repetition_penalty_scope": "generated", "sampler": "dynamic"}
     dev_rows = read_jsonl_plain(tmp_path / "run" / "select" / "dev_generations.jsonl")
     assert {r["checkpoint"] for r in dev_rows} == {"epoch-1"} and len(dev_rows) == 2
     assert load_config("paper").generate.checkpoints == "selected"  # the paper generates with the chosen one

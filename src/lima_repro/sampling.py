@@ -20,6 +20,7 @@ from . import data, models
 from .batching import left_pad
 from .chat_format import encode_prompt
 from .config import GenerateConfig
+from .static_decode import decode_static, resolve_sampler
 
 REPETITION_PENALTY_SCOPE = {"torch": "generated", "vllm": "prompt+generated"}  # see vllm_backend's docstring
 
@@ -137,10 +138,11 @@ def sample(
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eot_id
     stops = models.stop_ids(tokenizer, eot_id)
     results: dict[tuple[int, int], dict] = {}
+    decode_batch = decode_static if resolve_sampler(g) == "static" else decode
     bar = tqdm(total=len(items), desc=desc, unit="seq", disable=not progress, mininterval=2.0)
     for start in range(0, len(items), g.batch_size):  # sorted by length: each batch holds similar lengths
         chunk = items[start : start + g.batch_size]
-        batch = decode(model, [prompts[i] for _, i, _ in chunk], pad, stops, g, [caps[i] for _, i, _ in chunk])
+        batch = decode_batch(model, [prompts[i] for _, i, _ in chunk], pad, stops, g, [caps[i] for _, i, _ in chunk])
         for (_, i, s), new in zip(chunk, batch):
             stop_at = next((k for k, t in enumerate(new) if t in stops), None)
             stop = "max_new_tokens" if stop_at is None else "eot" if new[stop_at] == eot_id else "eos"
@@ -204,4 +206,5 @@ def resolve_backend(g: GenerateConfig) -> str:
 def sampling_record(g: GenerateConfig) -> dict:
     """How responses are sampled under `g`, for the stage records (generate manifest, selection.json)."""
     backend = resolve_backend(g)
-    return {"backend": backend, "repetition_penalty_scope": REPETITION_PENALTY_SCOPE[backend]}
+    sampler = {"sampler": resolve_sampler(g)} if backend == "torch" else {}
+    return {"backend": backend, "repetition_penalty_scope": REPETITION_PENALTY_SCOPE[backend], **sampler}

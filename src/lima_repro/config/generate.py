@@ -43,6 +43,10 @@ class GenerateConfig:
     backend: str = "auto"
     """`torch` (lima_repro's batched KV-cache sampler), `vllm` (needs vLLM and a GPU), or `auto` (vLLM when it is
     installed and a GPU is present, else torch). Both write the same generations.jsonl."""
+    sampler: str = "auto"
+    """torch backend: `dynamic` (a finished row leaves its batch and the KV cache at once), `static` (one fixed batch
+    and a static KV cache, no host sync per step: the GPU path, `static_decode.py`), or `auto` (static on a CUDA
+    machine, dynamic on a CPU). Both sample as LIMA sec. 3 says; the draws differ once a row of a batch stops."""
     seed: int = 0
     """Sampling seed."""
     tensor_parallel_size: int | None = None
@@ -79,6 +83,10 @@ class GenerateConfig:
                 (
                     self.backend not in ("auto", "torch", "vllm"),
                     f"generate.backend must be one of auto, torch, vllm; got {self.backend!r}",
+                ),
+                (
+                    self.sampler not in ("auto", "dynamic", "static"),
+                    f"generate.sampler must be one of auto, dynamic, static; got {self.sampler!r}",
                 ),
                 # a list names checkpoints or paths, which only the generate stage can resolve
                 (
