@@ -4,22 +4,23 @@ that each one's speed and loss can be measured before the library adopts it.
 A `Variant` is a set of switches on how one optimizer step's examples are batched (one packed row per forward as
 today, or `rows_per_forward` rows), padded (each row to its own length, or all to the row capacity: one shape),
 copied (a pinned copy per tensor per row, or one per step), attended (SDPA with the dense block-diagonal mask that
-transformers derives from restarting `position_ids`; transformers' FlexAttention; a document-mask `BlockMask` built
-once per forward; PyTorch's varlen attention; FlashAttention-2), and how the output head runs (fp32, TF32 or bf16,
-chunk size). `today` is lima_repro's own `train.train_step`, unchanged; every other variant runs `harness_step`,
-which at today's switches does what `train_step` does, so the loss each variant reports at the same weights (lr 0)
-must equal today's.
+transformers derives from restarting `position_ids`; transformers' FlexAttention; the library's own packed paths,
+FlexAttention with a document `BlockMask` and varlen attention (`bench_flex` / `bench_varlen`: what the trainer runs
+as `lima_flex` / `lima_varlen`); FlashAttention-2), and how the output head runs (fp32, TF32 or bf16, chunk size).
+`today` is lima_repro's own `train.train_step`, unchanged; every other variant runs `harness_step`, which at today's
+switches does what `train_step` does, so the loss each variant reports at the same weights (lr 0) must equal
+today's.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import dataclass, replace
 
 import torch
+from transformers import AttentionInterface
 
-from lima_repro import batching
+from lima_repro import batching, packed_attention
 from lima_repro.chat_format import IGNORE
 from lima_repro.loss import fused_linear_cross_entropy
 
@@ -34,7 +35,7 @@ class Variant:
     # with an infinite limit, the head's weight gradient through autograd (no device tensor from a Python scalar),
     # and a dense embedding gradient (the library's sparse one is a CPU tuning)
     own_forward: bool = False
-    attn: str = "sdpa"  # sdpa | flex_attention | bench_flex | bench_varlen | flash_attention_2
+    attn: str = "sdpa"  # sdpa | flex_attention | bench_flex | bench_varlen (the library's) | flash_attention_2
     head: str = "fp32"  # fp32 (today: in-place addmm_ is not autocast) | tf32 | bf16 (hidden states cast first)
     head_chunk: int = 256
 
@@ -49,23 +50,21 @@ def step_batch(examples: list[dict], seed: int) -> list[dict]:
 
 def build_forwards(batch: list[dict], capacity: int, v: Variant) -> list[dict]:
     """Host tensors of each forward: `rows_per_forward` packed rows, padded to the capacity or the longest row
-    (padding is a document of its own: positions from 0, no loss). Also the documents' ids and lengths (attention
-    masks) and, for `own_forward`, the flat indices of loss positions and their targets."""
+    (padding is a document of its own: positions from 0, no loss). For `own_forward` also the flat indices of loss
+    positions and their targets, and the segments' offsets (`cu_seqlens`, for the varlen kernels)."""
     rows = batching.pack_rows(batch, capacity)
     k = v.rows_per_forward
     out = []
     for g in range(0, len(rows), k):
         group = rows[g : g + k]
         width = capacity if v.padded else max(sum(len(e["input_ids"]) for e in r) for r in group)
-        ids, labels, pos, doc, lengths = [], [], [], [], []
+        ids, labels, pos = [], [], []
         for r in group:
             pad = width - sum(len(e["input_ids"]) for e in r)
             docs = [len(e["input_ids"]) for e in r] + ([pad] if pad else [])
             ids += [t for e in r for t in e["input_ids"]] + [0] * pad
             labels += [t for e in r for t in e["labels"]] + [IGNORE] * pad
             pos += [p for n in docs for p in range(n)]
-            doc += [len(lengths) + j for j, n in enumerate(docs) for _ in range(n)]
-            lengths += docs
         shape = (len(group), width)
         mb = {
             "input_ids": torch.tensor(ids).view(shape),
@@ -78,8 +77,7 @@ def build_forwards(batch: list[dict], capacity: int, v: Variant) -> list[dict]:
             mb = {k_: mb[k_] for k_ in ("input_ids", "position_ids")}
             mb["src"] = src[:, 0] * width + src[:, 1]
             mb["targets"] = nxt[src[:, 0], src[:, 1]]
-            mb["doc"] = torch.tensor(doc).view(shape)
-            mb["cu_seqlens"] = torch.tensor([0] + lengths).cumsum(0).to(torch.int32)
+            mb["cu_seqlens"] = packed_attention.cu_seq_lens(mb["position_ids"])  # as fixed_shapes builds it
         out.append(mb)
     return out
 
@@ -103,100 +101,32 @@ def copy_forwards(forwards: list[dict], device: torch.device, one_copy: bool) ->
     return out
 
 
-# ---- attention functions registered with transformers' AttentionInterface ------------------------------------
-# Registered as bench_flex / bench_varlen: the library's own lima_flex / lima_varlen (packed_attention.py, what the
-# trainer now uses) are global names in the same registry, and a benchmark must never replace them.
-
-
-def _run_dtype(q: torch.Tensor) -> torch.dtype:
-    """FlexAttention and varlen are not autocast ops: run them in autocast's dtype, as autocast runs SDPA."""
-    dev = q.device.type
-    return torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else q.dtype
-
-
-FLEX = {}  # "fn": flex_attention, compiled on CUDA (its eager form is a slow reference implementation)
-
-
-def lima_flex(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kw):
-    """FlexAttention with the forward's document-causal `BlockMask` (one per window size, built once per forward)."""
-    dt = _run_dtype(query)
-    mask = kw["lima_block_masks"][kw.get("sliding_window") or 0]
-    out = FLEX["fn"](
-        query.to(dt),
-        key.to(dt),
-        value.to(dt),
-        block_mask=mask,
-        scale=scaling,
-        enable_gqa=key.shape[1] != query.shape[1],
-    )
-    return out.transpose(1, 2).contiguous(), None
+# ---- attention: the library's own (packed_attention.py), what the trainer runs ---------------------------------
+# The variants keep the names gpu_perf_check.py and earlier perf.jsonl files give them: bench_flex and bench_varlen
+# are the library's lima_flex and lima_varlen registered again under those names (the library's names stay as
+# they are), and their forward kwargs are built by the library's forward_kwargs, as train_step builds them.
+LIBRARY_PATH = {"bench_flex": packed_attention.FLEX, "bench_varlen": packed_attention.VARLEN}
 
 
 def varlen_params() -> set[str] | None:
-    """Keyword names of this torch's `torch.nn.attention.varlen.varlen_attn` (its signature changed between
-    releases), or None where it does not exist."""
-    try:
-        from torch.nn.attention.varlen import varlen_attn
-    except ImportError:
-        return None
-    return set(inspect.signature(varlen_attn).parameters)
-
-
-def lima_varlen(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kw):
-    """PyTorch's varlen attention over the forward's documents (cu_seqlens over all its rows, padding included)."""
-    from torch.nn.attention.varlen import varlen_attn
-
-    params, window = varlen_params(), kw.get("sliding_window")
-    b, h, s, d = query.shape
-    dt = _run_dtype(query)
-    q, k_, v_ = (x.transpose(1, 2).reshape(b * s, x.shape[1], d).to(dt) for x in (query, key, value))
-    extra = {"scale": scaling} if "scale" in params else {}
-    if "scale" not in params and scaling is not None and abs(scaling * math.sqrt(d) - 1) > 1e-6:
-        raise NotImplementedError(
-            "this torch's varlen_attn has no scale argument, and this model's scale is not 1/sqrt(d)"
-        )
-    if k_.shape[1] != h:
-        if "enable_gqa" in params:
-            extra["enable_gqa"] = True
-        else:
-            k_, v_ = (x.repeat_interleave(h // x.shape[1], dim=1) for x in (k_, v_))
-    if "window_size" in params:  # (left, right): transformers' window w sees keys q - w < kv <= q
-        extra["window_size"] = (window - 1 if window else -1, 0)
-    elif window:
-        raise NotImplementedError("this torch's varlen_attn has no window_size: sliding-window layers cannot run")
-    else:
-        extra["is_causal"] = True
-    cu, most = kw["lima_cu_seqlens"], kw["lima_max_len"]
-    return varlen_attn(q, k_, v_, cu, cu, most, most, **extra).view(b, s, h, d), None
+    """Keyword names of this torch's `torch.nn.attention.varlen.varlen_attn`, as the library read them, or None
+    where it does not exist."""
+    kern = packed_attention.TORCH_VARLEN
+    return None if kern is None else set(kern.params)
 
 
 def register_attention(device: torch.device) -> None:
-    from torch.nn.attention.flex_attention import flex_attention
-    from transformers import AttentionInterface
-
-    FLEX["fn"] = torch.compile(flex_attention, dynamic=False) if device.type == "cuda" else flex_attention
-    AttentionInterface.register("bench_flex", lima_flex)
-    AttentionInterface.register("bench_varlen", lima_varlen)
+    """bench_flex / bench_varlen as the library's functions. `device` is not needed: the library compiles
+    FlexAttention itself on a GPU."""
+    AttentionInterface.register("bench_flex", packed_attention.flex_packed_attention)
+    AttentionInterface.register("bench_varlen", packed_attention.varlen_packed_attention)
 
 
-def attention_kwargs(v: Variant, mb: dict, windows: set[int], device: torch.device) -> dict:
-    """What `bench_flex` / `bench_varlen` read from the model's forward kwargs (transformers passes them down)."""
-    if v.attn == "bench_varlen":
-        return {"lima_cu_seqlens": mb["cu_seqlens"], "lima_max_len": mb["doc"].shape[1]}
-    if v.attn != "bench_flex":
-        return {}
-    from torch.nn.attention.flex_attention import create_block_mask
-
-    doc = mb["doc"]
-
-    def masks(window: int):
-        def mask_mod(b, h, q, kv):
-            ok = (doc[b, q] == doc[b, kv]) & (q >= kv)
-            return ok & (q - kv < window) if window else ok
-
-        return create_block_mask(mask_mod, doc.shape[0], None, doc.shape[1], doc.shape[1], device=device)
-
-    return {"lima_block_masks": {w: masks(w) for w in windows | {0}}}
+def attention_kwargs(v: Variant, mb: dict, config) -> dict:
+    """What the model's forward needs for `v.attn` besides input_ids and position_ids: the library's
+    `packed_attention.forward_kwargs`, with the forward's host-built `cu_seqlens`."""
+    path = LIBRARY_PATH.get(v.attn, v.attn)
+    return packed_attention.forward_kwargs(path, mb["position_ids"], config, mb.get("cu_seqlens"))
 
 
 def set_attention(lm, name: str) -> None:
@@ -212,7 +142,7 @@ def set_attention(lm, name: str) -> None:
 def own_loss(ctx, v: Variant, mb: dict) -> torch.Tensor:
     """The summed loss of one forward without CausalLMLoss: positions gathered by index, the library's fused head."""
     lm = ctx.lm
-    kwargs = attention_kwargs(v, mb, ctx.windows, ctx.device)
+    kwargs = attention_kwargs(v, mb, lm.config)
     hidden = lm.base_model(
         input_ids=mb["input_ids"], position_ids=mb["position_ids"], use_cache=False, **kwargs
     ).last_hidden_state

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lima_repro import data
+from lima_repro import data, packed_attention
 
 ROOT = Path(__file__).parents[1]
 BENCH = ROOT / "benchmarks"
@@ -69,34 +69,56 @@ def test_gpu_perf_check_tiny_writes_every_phase_and_variants_match_today(tmp_pat
 
 @pytest.mark.parametrize("family", ["llama-1b", "gemma-270m"])
 def test_lima_flex_document_mask_matches_sdpa(family):
-    """FlexAttention has no backward on a CPU, so the phase skips it there: its forward is checked here against
-    SDPA's block-diagonal mask (and Gemma's sliding window) on padded, two-row forwards of packed examples."""
-    from transformers import AutoModelForCausalLM
+    """The benchmark's bench_flex is the library's lima_flex (packed_attention.py, what the trainer runs) with the
+    library's forward kwargs. FlexAttention has no backward on a CPU, so the phase skips it there: its forward is
+    checked here against SDPA's block-diagonal mask (and Gemma's sliding window) on padded, two-row forwards of
+    packed examples."""
+    from transformers import AttentionInterface, AutoModelForCausalLM
 
     sys.path.insert(0, str(BENCH))
     try:
         mfu, pv = _load("mfu"), _load("perf_variants")
     finally:
         sys.path.remove(str(BENCH))
+    pv.register_attention(torch.device("cpu"))
+    mapping = AttentionInterface._global_mapping
+    assert mapping["bench_flex"] is mapping["lima_flex"] is packed_attention.flex_packed_attention
+    assert mapping["bench_varlen"] is mapping["lima_varlen"] is packed_attention.varlen_packed_attention
     cfg = mfu.model_config(family, tiny=True)
     cfg.sliding_window = 16  # shorter than the examples, so the window matters
     torch.manual_seed(0)
     lm = AutoModelForCausalLM.from_config(cfg, attn_implementation="sdpa").eval()
-    pv.register_attention(torch.device("cpu"))
     v = pv.Variant("test", padded=True, rows_per_forward=2, own_forward=True, attn="bench_flex")
     examples = mfu.synthetic_examples(6, 128, cfg.vocab_size, seed=3)
-    windows = {16} if family == "gemma-270m" else set()
     with torch.no_grad():
         for mb in pv.build_forwards(examples, 128, v):
             args = {"input_ids": mb["input_ids"], "position_ids": mb["position_ids"], "use_cache": False}
             pv.set_attention(lm, "sdpa")
             want = lm.base_model(**args).last_hidden_state
             pv.set_attention(lm, "bench_flex")
-            got = lm.base_model(**args, **pv.attention_kwargs(v, mb, windows, torch.device("cpu"))).last_hidden_state
-            wrong = pv.attention_kwargs(v, {**mb, "doc": torch.zeros_like(mb["doc"])}, windows, torch.device("cpu"))
-            across = lm.base_model(**args, **wrong).last_hidden_state  # one document: attends across examples
+            got = lm.base_model(**args, **pv.attention_kwargs(v, mb, cfg)).last_hidden_state
+            one_doc = torch.arange(128).expand_as(mb["position_ids"])  # each row one document: attends across examples
+            across = lm.base_model(**args, **pv.attention_kwargs(v, {**mb, "position_ids": one_doc}, cfg))
             torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
-            assert (across - want).abs().max() > 1e-3  # the comparison can tell a wrong mask
+            assert (across.last_hidden_state - want).abs().max() > 1e-3  # the comparison can tell a wrong mask
+
+
+def test_bench_varlen_gets_the_trainers_segment_offsets():
+    """bench_varlen's forward kwargs are the library's, as train_step passes them: every example and each row's
+    padding a segment of the flattened rows, the row width as the longest."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        pv = _load("perf_variants")
+    finally:
+        sys.path.remove(str(BENCH))
+    examples = [{"input_ids": [5] * n, "labels": [5] * n} for n in (5, 3, 2)]
+    v = pv.Variant("test", padded=True, rows_per_forward=2, own_forward=True, attn="bench_varlen")
+    (mb,) = pv.build_forwards(examples, 8, v)  # rows [5, 3] and [2 + 6 padding]
+    config = type("Config", (), {"model_type": "llama"})()
+    got = pv.attention_kwargs(v, mb, config)
+    assert got["cu_seq_lens_q"].tolist() == got["cu_seq_lens_k"].tolist() == [0, 5, 8, 10, 16]
+    assert got["max_length_q"] == got["max_length_k"] == 8
+    assert pv.attention_kwargs(v.but("sdpa", attn="sdpa"), mb, config) == {}  # transformers builds the dense mask
 
 
 def test_generate_runs_without_prompts_argument(tmp_path):
