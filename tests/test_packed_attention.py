@@ -143,7 +143,17 @@ def cpu_paths() -> list:
     for path in ("eager", "sdpa", pa.FLEX, pa.VARLEN, "flash_attention_2"):
         why = runs_here[path]
         out.append(pytest.param(path, marks=pytest.mark.skip(reason=f"{path}: {why}")) if why else path)
-    return out + [pytest.param("lima_varlen+reference", id="lima_varlen-reference-kernel")]
+    return out + [
+        pytest.param("lima_varlen+reference", id="lima_varlen-reference-kernel"),
+        pytest.param("lima_varlen+noscale", id="lima_varlen-kernel-without-scale"),
+    ]
+
+
+def noscale_varlen(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, window_size=(-1, -1), enable_gqa=False):
+    """A signature without `scale` (it scales by head_dim ** -0.5): the caller must fold another scale into q."""
+    return reference_varlen(
+        query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, window_size=window_size, enable_gqa=enable_gqa
+    )
 
 
 @functools.cache
@@ -161,8 +171,9 @@ def unpacked(family: str, seed: int) -> list[tuple]:
 @pytest.mark.parametrize("family", MODEL_FAMILIES)
 @pytest.mark.parametrize("path", cpu_paths())
 def test_packed_fixed_shape_forward_equals_each_examples_own_forward(family, path, monkeypatch):
-    if path == "lima_varlen+reference":  # the varlen path's plumbing, with a CPU stand-in for the CUDA kernel
-        monkeypatch.setattr(pa, "TORCH_VARLEN", pa.kernel(reference_varlen))
+    if path.startswith("lima_varlen+"):  # the varlen path's plumbing, with a CPU stand-in for the CUDA kernel
+        stand_in = reference_varlen if path.endswith("reference") else noscale_varlen
+        monkeypatch.setattr(pa, "TORCH_VARLEN", pa.kernel(stand_in))
         path = pa.VARLEN
     seed = MODEL_FAMILIES.index(family)
     ex, alone = examples(seed=seed), unpacked(family, seed)

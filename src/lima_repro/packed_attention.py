@@ -233,9 +233,12 @@ def varlen_kernel(softcap: float | None = None, dropout: float = 0.0) -> tuple[s
 
 def _call_torch_varlen(kern: Kernel, q, k, v, cu, width, scale, window, softcap):
     """PyTorch's varlen_attn, whichever signature it has: causal through `window_size` (2.13: (-1, 0); a window
-    W -> (W - 1, 0)) or an older `is_causal`; GQA through `enable_gqa` or by repeating the key/value heads."""
+    W -> (W - 1, 0)) or an older `is_causal`; GQA through `enable_gqa` or by repeating the key/value heads; the
+    model's scale through `scale` or, without it, folded into the queries (exact: softmax sees the same scores)."""
     params = kern.params
     extra = {"scale": scale} if "scale" in params else {}
+    if "scale" not in params and scale is not None:
+        q = q * (scale * q.shape[-1] ** 0.5)  # such a kernel scales by head_dim ** -0.5: fold the model's scale into q
     if softcap:
         extra["softcap"] = softcap
     if "window_size" in params:
