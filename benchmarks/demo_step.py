@@ -29,6 +29,7 @@ def worker(precision: str, freeze: bool, steps: int) -> None:
     from accelerate import Accelerator
 
     from lima_repro import batching, data, models
+    from lima_repro.chat_format import ChatFormat
     from lima_repro.config import load_config
     from lima_repro.dropout import add_residual_dropout
     from lima_repro.train import encode_examples, prepare_training, train_step
@@ -40,7 +41,7 @@ def worker(precision: str, freeze: bool, steps: int) -> None:
     model, tok, eot_id = models.load_base(cfg.model)
     add_residual_dropout(model, t.residual_dropout)
     examples = data.read_many(cfg.curate.train_files)
-    train_set, _ = encode_examples(examples, tok, cfg.model.eot_token, t.max_length)
+    train_set, _ = encode_examples(examples, tok, ChatFormat.of(cfg.model), t.max_length)
     per_epoch = batching.steps_per_epoch(len(train_set), t.batch_size)
     lm, opt, sch = prepare_training(acc, model, t, steps + 1, [eot_id] if freeze else None)
     state = TrainState(acc, lm, opt, sch, t, train_set, tok.pad_token_id, per_epoch, steps + 1)

@@ -29,6 +29,7 @@ def worker(conn, side: str, n_examples: int) -> None:
     from accelerate import Accelerator
 
     from lima_repro import data, loss, models
+    from lima_repro.chat_format import ChatFormat
     from lima_repro.config import load_config
     from lima_repro.train import encode_examples, evaluate_perplexity
 
@@ -36,7 +37,7 @@ def worker(conn, side: str, n_examples: int) -> None:
     precision = models.resolve_precision(cfg.train.precision)
     model, tokenizer, _ = models.load_base(cfg.model)
     examples, _ = encode_examples(
-        data.read_examples("demo:dev.jsonl"), tokenizer, cfg.model.eot_token, cfg.train.max_length
+        data.read_examples("demo:dev.jsonl"), tokenizer, ChatFormat.of(cfg.model), cfg.train.max_length
     )
     examples = examples[:n_examples]
     loss_model = loss.CausalLMLoss(model, chunk_size=cfg.train.loss_chunk_size)

@@ -39,7 +39,7 @@ import torch  # noqa: E402
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 from lima_repro import data, models  # noqa: E402
-from lima_repro.chat_format import encode_prompt  # noqa: E402
+from lima_repro.chat_format import ChatFormat, encode_prompt  # noqa: E402
 from lima_repro.config import load_config  # noqa: E402
 from lima_repro.sampling import GeneratedRepetitionPenalty, sample  # noqa: E402
 from lima_repro.static_decode import decode_static  # noqa: E402
@@ -157,7 +157,7 @@ def main() -> None:
     examples = data.read_examples("demo:test.jsonl", ends_with="user")
     if opts.prompts is not None:  # the demo profile's max_prompts is null: every prompt
         examples = [examples[i % len(examples)] for i in range(opts.prompts)]
-    prompts = [encode_prompt(tokenizer, data.prompt_messages(ex), cfg.model.eot_token) for ex in examples]
+    prompts = [encode_prompt(tokenizer, data.prompt_messages(ex), ChatFormat.of(cfg.model)) for ex in examples]
     sides = {
         "plain generate loop": plain_loop,
         "batched generate": batched_generate,

@@ -25,6 +25,7 @@ from accelerate import Accelerator  # noqa: E402
 
 import lima_repro.loss as loss_module  # noqa: E402
 from lima_repro import batching, data, models  # noqa: E402
+from lima_repro.chat_format import ChatFormat  # noqa: E402
 from lima_repro.config import load_config  # noqa: E402
 from lima_repro.train import encode_examples, prepare_training, train_step  # noqa: E402
 from lima_repro.train_state import TrainState  # noqa: E402
@@ -54,7 +55,7 @@ def main() -> None:
     precision = models.resolve_precision(t.precision)
     acc = Accelerator(mixed_precision="bf16" if precision == "bf16" else "no", cpu=True)
     model, tok, _ = models.load_base(cfg.model)
-    train_set, _ = encode_examples(data.read_many(cfg.curate.train_files), tok, cfg.model.eot_token, t.max_length)
+    train_set, _ = encode_examples(data.read_many(cfg.curate.train_files), tok, ChatFormat.of(cfg.model), t.max_length)
     per_epoch = batching.steps_per_epoch(len(train_set), t.batch_size)
     loss_model, optimizer, scheduler = prepare_training(acc, model, t, opts.steps)
     state = TrainState(acc, loss_model, optimizer, scheduler, t, train_set, tok.pad_token_id, per_epoch, opts.steps)

@@ -21,6 +21,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from lima_repro import batching, data, models  # noqa: E402
+from lima_repro.chat_format import ChatFormat  # noqa: E402
 from lima_repro.config import load_config  # noqa: E402
 from lima_repro.loss import CausalLMLoss  # noqa: E402
 from lima_repro.train import encode_examples  # noqa: E402
@@ -36,7 +37,7 @@ def main() -> None:
     torch.manual_seed(t.seed)
     model, tok, _ = models.load_base(cfg.model)
     model.train()
-    train_set, _ = encode_examples(data.read_examples("demo:train.jsonl"), tok, cfg.model.eot_token, t.max_length)
+    train_set, _ = encode_examples(data.read_examples("demo:train.jsonl"), tok, ChatFormat.of(cfg.model), t.max_length)
     order = batching.epoch_order(len(train_set), t.seed, 0)
     batch = [train_set[i] for i in batching.step_examples(order, 0, t.batch_size)]
     mbs = batching.micro_batches(batch, t.micro_batch_size, tok.pad_token_id, True, t.max_length * t.micro_batch_size)

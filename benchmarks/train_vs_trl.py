@@ -54,6 +54,7 @@ def _setup(opts):
     import torch
 
     from lima_repro import batching, data, models
+    from lima_repro.chat_format import ChatFormat
     from lima_repro.config import ModelConfig, load_config
     from lima_repro.train import encode_examples
 
@@ -67,7 +68,9 @@ def _setup(opts):
     model, tokenizer, _ = models.load_base(ModelConfig(name=cfg.model.name))
     if t.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    train_set, _ = encode_examples(data.read_examples("demo:train.jsonl"), tokenizer, cfg.model.eot_token, t.max_length)
+    train_set, _ = encode_examples(
+        data.read_examples("demo:train.jsonl"), tokenizer, ChatFormat.of(cfg.model), t.max_length
+    )
     per_epoch = batching.steps_per_epoch(len(train_set), t.batch_size)
     step_batches = []  # the examples of each optimizer step, in lima_repro's order
     for step in range(t.max_steps):

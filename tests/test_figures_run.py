@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from helpers import tiny_tokenizer
 
-from lima_repro import cli, curate, figures, figures_published
+from lima_repro import cli, curate, figures
 from lima_repro.config import ConfigError, load_config, to_dict
 from lima_repro.config.figures import FiguresConfig
 from lima_repro.files import write_json, write_jsonl
@@ -185,9 +185,10 @@ def published_run(tmp_path, model, template):
     return r
 
 
-def test_published_comparison_shows_the_run_only_where_the_setup_matches(tmp_path, monkeypatch):
-    monkeypatch.setattr(figures_published, "APPLIED_TEMPLATES", ("lima", "vicuna"))  # as when train applies vicuna
-    d = figures.published_comparison([published_run(tmp_path, "meta-llama/Llama-2-7b-hf", "vicuna")], tmp_path / "f")
+def test_published_comparison_shows_the_run_only_where_the_setup_matches(tmp_path):
+    r = published_run(tmp_path, "meta-llama/Llama-2-7b-hf", "vicuna")
+    write_json(RunDir(r).checkpoint_index, [{"name": "epoch-15", "step": 120, "chat_template": "vicuna"}])
+    d = figures.published_comparison([r], tmp_path / "f")
     rows = {(r.benchmark, r.published_value): r for r in d.data.itertuples()}
     assert rows[("mt_bench", 3.95)].this_run == "4.1" and rows[("mt_bench", 3.95)].differs == ""
     alpaca = rows[("alpaca_eval_2", 2.74)]
@@ -199,10 +200,17 @@ def test_published_comparison_shows_the_run_only_where_the_setup_matches(tmp_pat
     assert "published number has no source (unconfirmed)" in rows[("alpaca_eval_2", 6.76)].differs
     assert "benchmark: run alpaca_eval_2, published alpaca_eval_1" in rows[("alpaca_eval_1", 41.98)].differs
     assert (tmp_path / "f" / "published_comparison.md").is_file()
+    config = json.loads((r / "config.json").read_text())
+    config["generate"]["temperature"] = 0  # greedy, as the published AlpacaEval answers
+    write_json(r / "config.json", config)
+    greedy = figures.published_comparison([r], tmp_path / "g").data
+    assert greedy[greedy.published_value == 2.74].iloc[0].differs == "metric: run lc_win, published unresolved"
 
 
-def test_published_comparison_says_not_run_and_a_template_train_does_not_apply(tmp_path):
+def test_published_comparison_says_not_run_and_a_template_train_did_not_apply(tmp_path):
+    """Checkpoints that record no format were trained before train applied model.chat_template: LIMA's format."""
     r = published_run(tmp_path, "Qwen/Qwen2.5-7B", "vicuna")
+    write_json(RunDir(r).checkpoint_index, [{"name": "epoch-15", "step": 120, "eot_token": "<|eot|>"}])
     for f in (r / "mt_bench" / "results.json", r / "alpaca_eval" / "mine" / "leaderboard.json"):
         f.unlink()
     d = figures.published_comparison([r], tmp_path / "f")

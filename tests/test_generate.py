@@ -6,13 +6,14 @@ from helpers import ScriptJudge, make_tokenizer, tiny_config, tiny_overrides
 from transformers import AutoModelForCausalLM
 
 from lima_repro import models
-from lima_repro.config import GenerateConfig, ModelConfig, load_config
+from lima_repro.chat_format import ChatFormat, encode_prompt, render_vicuna
+from lima_repro.config import ConfigError, GenerateConfig, ModelConfig, load_config
 from lima_repro.curate import run_curate
 from lima_repro.data import DataError
 from lima_repro.files import read_jsonl_plain
 from lima_repro.generate import Chat, run_generate
 from lima_repro.runs import RunDir
-from lima_repro.sampling import GeneratedRepetitionPenalty, decode, new_token_caps, sample
+from lima_repro.sampling import GeneratedRepetitionPenalty, decode, new_token_caps, sample, sampling_record
 from lima_repro.select_checkpoint import run_select
 from lima_repro.train import run_train
 
@@ -120,7 +121,12 @@ def test_selected_checkpoint_is_chosen_on_dev_and_used(tmp_path, tiny_llama):
     assert run_select(cfg, judge=ScriptJudge()) == tmp_path / "run" / "select"
     sel = RunDir.of(cfg).read_selection()
     assert sel["chosen"] == "epoch-1" and "epochs 1-1" in sel["why"]
-    assert sel["generation"] == {"backend": "torch", "repetition_penalty_scope": "generated", "sampler": "dynamic"}
+    assert sel["generation"] == {
+        "backend": "torch",
+        "decoding": "sampling (temperature 0.7, top_p 0.9)",
+        "repetition_penalty_scope": "generated",
+        "sampler": "dynamic",
+    }
     dev_rows = read_jsonl_plain(tmp_path / "run" / "select" / "dev_generations.jsonl")
     assert {r["checkpoint"] for r in dev_rows} == {"epoch-1"} and len(dev_rows) == 2
     assert load_config("paper").generate.checkpoints == "selected"  # the paper generates with the chosen one
@@ -226,3 +232,68 @@ def test_checkpoint_loaded_with_a_device_map_samples_the_same(tmp_path, tiny_lla
     mapped = read_jsonl_plain(run_generate(cfg) / "generations.jsonl")
     assert loads == ["auto"]
     assert [r["response"] for r in mapped] == [r["response"] for r in plain] and len(plain) == 3
+
+
+def test_greedy_is_argmax_by_hand_and_the_same_for_every_seed(tiny_llama):
+    """generate.temperature 0: the most likely token at each step (no penalty here), whatever the seed; the
+    batched, left-padded KV-cache decode equals a plain argmax loop over each prompt alone."""
+    model, tok, eot_id = models.load_base(ModelConfig(name=str(tiny_llama)))
+    g = GenerateConfig(temperature=0, repetition_penalty=1.0, max_new_tokens=5, batch_size=2)
+    g.check()
+    assert sampling_record(g)["decoding"] == "greedy"
+    assert sampling_record(GenerateConfig())["decoding"] == "sampling (temperature 0.7, top_p 0.9)"
+    prompts = [[1, 10, 11, 12], [1, 13]]
+    runs = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        runs.append([r["ids"] for r in sample(model, tok, eot_id, prompts, g, progress=False)])
+    assert runs[0] == runs[1]
+    stops = models.stop_ids(tok, eot_id)
+    for prompt, got in zip(prompts, runs[0]):
+        ids, mine = list(prompt), []
+        with torch.no_grad():
+            for _ in range(5):
+                nxt = int(model(input_ids=torch.tensor([ids])).logits[0, -1].argmax())
+                if nxt in stops:
+                    break
+                ids, mine = [*ids, nxt], [*mine, nxt]
+        assert got == mine
+    with pytest.raises(ConfigError, match="generate.temperature"):
+        GenerateConfig(temperature=-0.1).check()
+
+
+def test_vicuna_run_trains_generates_and_saves_its_format(tmp_path, tiny_llama):
+    """model.chat_template vicuna end to end: no EOT token is added, the checkpoint carries vicuna's Jinja and its
+    format, prompts end in `ASSISTANT:`, EOS is the end of turn (`stop` eot), greedy answers repeat across seeds."""
+    over = {"model.chat_template": "vicuna", "train.epochs": 1, "train.max_steps": 1, "generate.temperature": 0}
+    over["train.max_length"] = 480  # vicuna's system line alone is ~150 characters, one token each here
+    over.update({"train.batch_size": 4, "generate.include_base": False, "generate.max_prompts": 2})
+    over["generate.max_new_tokens"] = 8
+    cfg = load_config("paper", overrides=tiny_overrides(tiny_llama, tmp_path / "run", **over))
+    base, base_tok, end_id = models.load_base(cfg.model)
+    assert len(base_tok) == len(make_tokenizer()) == base.get_input_embeddings().weight.shape[0]
+    assert end_id == base_tok.eos_token_id and base.generation_config.eos_token_id == [end_id]
+    run_curate(cfg)
+    run_train(cfg)
+    (ckpt,) = RunDir.of(cfg).list_checkpoints()
+    assert (ckpt["chat_template"], ckpt["eot_token"]) == ("vicuna", "</s>")
+    model, tok = models.load_checkpoint(ckpt["path"])
+    assert len(tok) == len(base_tok)
+    msgs = [{"role": "user", "content": "Hi"}]
+    assert (
+        tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+        == (render_vicuna(msgs, "<s>", "</s>", generation_prompt=True)[0])
+    )
+    out = run_generate(cfg)
+    rows = read_jsonl_plain(out / "generations.jsonl")
+    assert json.loads((out / "manifest.json").read_text())["generation"]["decoding"] == "greedy"
+    for r in rows:
+        prompt = encode_prompt(tok, r["messages"], ChatFormat("vicuna"))
+        assert tok.decode(prompt).endswith(" ASSISTANT:") and r["prompt_tokens"] == len(prompt)
+        assert r["stop"] in ("eot", "max_new_tokens") and r["stopped_at_eot"] == (r["stop"] == "eot")
+    cfg.generate.seed = 7
+    again = read_jsonl_plain(run_generate(cfg) / "generations.jsonl")
+    assert [x["response"] for x in again] == [x["response"] for x in rows]
+    chat = Chat(ckpt["path"], max_new_tokens=3, temperature=0)
+    assert chat.format.name == "vicuna" and chat.eot_id == tok.eos_token_id
+    chat("Hello")

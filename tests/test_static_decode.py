@@ -34,9 +34,7 @@ def model(request):
 
 
 def greedy(**fields) -> GenerateConfig:
-    g = GenerateConfig(**fields)
-    g.temperature = 0.0  # the config's check asks for > 0; decode's callers may set 0 (argmax)
-    return g
+    return GenerateConfig(temperature=0.0, **fields)  # greedy decoding: argmax
 
 
 def both(model, g, stops, caps=CAPS, seed=5):
@@ -148,6 +146,7 @@ def test_sample_chooses_the_sampler_from_the_config(monkeypatch, tiny_llama):
     assert resolve_sampler(GenerateConfig()) == "dynamic"  # a CPU machine: CPU generations stay as they were
     assert sampling_record(GenerateConfig()) == {
         "backend": "torch",
+        "decoding": "sampling (temperature 0.7, top_p 0.9)",
         "repetition_penalty_scope": "generated",
         "sampler": "dynamic",
     }

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import weakref
 
+import pytest
 import torch
 from helpers import save_tiny_base
 
 from lima_repro import models
-from lima_repro.chat_format import encode_prompt
+from lima_repro.chat_format import ChatFormat, encode_prompt
 from lima_repro.config import Config
 from lima_repro.token_shift import run_token_shift, shift_stats, token_ranks
 
@@ -19,16 +20,19 @@ def test_shift_stats_by_hand():
     assert shift_stats([])["positions"] == 0
 
 
-def test_token_shift_end_to_end(tmp_path, monkeypatch):
+@pytest.mark.parametrize("template", ["lima", "vicuna"])
+def test_token_shift_end_to_end(tmp_path, monkeypatch, template):
+    """Both formats: the ranks below are computed on the format's prompt, so run_token_shift must build the same."""
     cfg = Config(run_dir=str(tmp_path / "run"))
     cfg.model.name = str(save_tiny_base(tmp_path / "base"))
+    cfg.model.chat_template = template
     cfg.model.eot_init = "mean"  # an EOT copied from EOS would outrank the greedy words the ranks below assume
     base, tok, eot_id = models.load_base(cfg.model)
     ckpt = tmp_path / "ckpt"
     base.save_pretrained(ckpt)  # a "fine-tuned" checkpoint identical to the base: nothing may shift
     tok.save_pretrained(ckpt)
     messages = [{"role": "user", "content": "how do i cook rice"}]
-    prompt = encode_prompt(tok, messages, cfg.model.eot_token)
+    prompt = encode_prompt(tok, messages, ChatFormat.of(cfg.model))
     words = tok.convert_ids_to_tokens(list(range(3, 40)))
     with torch.no_grad():  # greedy continuation restricted to plain words, so its text re-tokenizes exactly
         ids = list(prompt)

@@ -23,7 +23,7 @@ from lima_repro import generate, models, vllm_backend
 from lima_repro.config import GenerateConfig, ModelConfig, load_config
 from lima_repro.files import read_jsonl_plain
 from lima_repro.generate import resolve_backend, run_generate
-from lima_repro.vllm_backend import max_model_len, split_stop, tensor_parallel_size
+from lima_repro.vllm_backend import max_model_len, sampling_params, split_stop, tensor_parallel_size
 
 EOT = "<|eot|>"
 MAX_NEW = 8
@@ -159,6 +159,18 @@ def test_backend_vllm_without_vllm_is_a_clear_error(tmp_path, tiny_llama, monkey
 )
 def test_split_stop_counts_like_the_torch_sampler(token_ids, finish, stop_reason, expected):
     assert split_stop(token_ids, finish, stop_reason, stops=[99, 2], eot_id=99) == expected
+
+
+def test_vicuna_stop_is_eos_and_greedy_is_one_vllm_sample():
+    """Vicuna ends a turn with EOS, the one stop token: EOS is the end of turn whether vLLM keeps it or not. Greedy
+    (temperature 0) is vLLM's greedy: one sample (vLLM refuses more), top_p 1."""
+    assert split_stop([7, 8, 2], "stop", None, stops=[2], eot_id=2) == ([7, 8], True)
+    assert split_stop([7, 8], "stop", None, stops=[2], eot_id=2) == ([7, 8], True)
+    g = GenerateConfig(temperature=0, num_samples=3)
+    assert sampling_params(g, [2], seed=5, max_tokens=9) == dict(
+        n=1, top_p=1.0, temperature=0, repetition_penalty=1.2, max_tokens=9, stop_token_ids=[2], seed=5
+    )
+    assert sampling_params(GenerateConfig(num_samples=3), [2], seed=5, max_tokens=9)["n"] == 3
 
 
 @pytest.mark.slow  # four engine processes spawned, each importing torch and transformers

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import paper_values as pv
-from .config.model import APPLIED_TEMPLATES
+from .config.generate import decoding
 from .figures_kit import Drawn, markdown, save
 from .files import read_json
 from .runs import RunDir
@@ -31,15 +31,27 @@ def run_benchmarks(run_dir) -> dict[tuple[str, str], float]:
     return out
 
 
+def trained_template(run: RunDir, configured: str) -> str:
+    """The conversation format the run's checkpoints were trained in. Each checkpoint records it (`chat_template`
+    in checkpoints.json); one trained before train applied `model.chat_template` has no such field and was trained
+    in LIMA's format whatever the configuration named. No checkpoint index (no train stage here): the configured."""
+    rows = read_json(run.checkpoint_index) if run.checkpoint_index.is_file() else []
+    trained = {r.get("chat_template", "lima") for r in rows} or {configured}
+    if trained == {configured}:
+        return configured
+    return f"{'/'.join(sorted(trained))} ({configured} configured, not applied)"
+
+
 def run_setup(run_dir) -> dict:
-    """The settings `paper_values.setup_differences` compares, from the run's config.json."""
-    c = read_json(RunDir(run_dir).config) if RunDir(run_dir).config.is_file() else {}
+    """The settings `paper_values.setup_differences` compares, from the run's config.json (and its checkpoints'
+    format, `trained_template`)."""
+    run = RunDir(run_dir)
+    c = read_json(run.config) if run.config.is_file() else {}
     m, t, g = c.get("model", {}), c.get("train", {}), c.get("generate", {})
-    template = m.get("chat_template", "lima")
     return {
         "model": m.get("name"),
-        "chat_template": template if template in APPLIED_TEMPLATES else f"lima ({template} configured, not applied)",
-        "decoding": f"sampling (temperature {g.get('temperature')}, top_p {g.get('top_p')})",
+        "chat_template": trained_template(run, m.get("chat_template", "lima")),
+        "decoding": decoding(g.get("temperature"), g.get("top_p")),
         **{k: t.get(k) for k in ("epochs", "lr", "batch_size", "residual_dropout")},
         "checkpoints": g.get("checkpoints"),
     }

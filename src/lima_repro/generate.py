@@ -13,7 +13,7 @@ import statistics
 from pathlib import Path
 
 from . import data, models
-from .chat_format import encode_prompt
+from .chat_format import ChatFormat, encode_prompt
 from .config import Config, GenerateConfig
 from .files import write_jsonl
 from .provenance import seed_everything
@@ -55,7 +55,7 @@ def generate_rows(
 ) -> list[dict]:
     """Sample responses to `examples` with each (label, checkpoint path) target (None = the base model); the
     rows are rewritten to `out_file` after each model, so the file is never half a model."""
-    g = cfg.generate
+    g, fmt = cfg.generate, ChatFormat.of(cfg.model)
     backend = resolve_backend(g)
     if backend == "vllm":
         warn_penalty_scope(g)
@@ -70,9 +70,9 @@ def generate_rows(
                 model, tokenizer = models.load_checkpoint(
                     path, dtype=models.torch_dtype(g.precision), device_map=models.inference_device_map()
                 )
-                eot_id = models.checkpoint_eot_id(tokenizer, path, cfg.model.eot_token)
+                eot_id = models.checkpoint_eot_id(tokenizer, path, fmt)
             model = models.to_inference_device(model)
-            ids = prompt_ids(examples, tokenizer, cfg.model.eot_token, model.config, g, prompts_path)
+            ids = prompt_ids(examples, tokenizer, fmt, model.config, g, prompts_path)
             seed_everything(g.seed)
             results = sample(model, tokenizer, eot_id, ids, g, desc=f"generate {label}")
             del model
@@ -119,12 +119,13 @@ def run_generate(cfg: Config) -> Path:
             "targets": [lbl for lbl, _ in chosen],
             **sampling_record(g),
         }
-        st.extra["stops"] = stop_shares(rows)  # does each model answer and stop at EOT? (LIMA's format)
+        st.extra["stops"] = stop_shares(rows)  # does each model answer and stop at the format's end of turn?
     return st.out
 
 
 def stop_shares(rows: list[dict]) -> dict[str, dict]:
-    """Per checkpoint: responses, the share (%) that stopped at EOT, at EOS and at max_new_tokens, median length."""
+    """Per checkpoint: responses, the share (%) that stopped at the end of turn (`eot`: LIMA's EOT, or EOS under
+    vicuna), at another EOS and at max_new_tokens, median length."""
     by: dict[str, list[dict]] = {}
     for r in rows:
         by.setdefault(r["checkpoint"], []).append(r)
@@ -142,7 +143,8 @@ def stop_shares(rows: list[dict]) -> dict[str, dict]:
 
 
 class Chat:
-    """Multi-turn chat with a checkpoint, sampled as in LIMA. In a notebook:
+    """Multi-turn chat with a checkpoint, sampled as in LIMA, in the conversation format it was trained in. In a
+    notebook:
 
     >>> chat = Chat("runs/.../train/checkpoints/epoch-2")
     >>> chat("How do I keep basil alive indoors?")
@@ -159,13 +161,14 @@ class Chat:
         )
         self.model = models.to_inference_device(self.model)
         info = models.read_checkpoint_info(checkpoint)
-        self.eot = info["eot_token"] if info else "<|eot|>"
-        self.eot_id = self.tokenizer.convert_tokens_to_ids(self.eot)
+        # a checkpoint saved before the format was recorded was trained in LIMA's
+        self.format = ChatFormat(info.get("chat_template", "lima"), info["eot_token"]) if info else ChatFormat()
+        self.eot_id = self.tokenizer.convert_tokens_to_ids(self.format.end_token(self.tokenizer))
         self.history: list[dict] = []
 
     def __call__(self, text: str) -> str:
         self.history.append({"role": "user", "content": text})
-        ids = encode_prompt(self.tokenizer, self.history, self.eot)
+        ids = encode_prompt(self.tokenizer, self.history, self.format)
         (out,) = sample(self.model, self.tokenizer, self.eot_id, [ids], self.settings, progress=False)
         reply = self.tokenizer.decode(out["ids"], skip_special_tokens=True).strip()
         self.history.append({"role": "assistant", "content": reply})

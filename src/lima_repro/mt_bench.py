@@ -30,7 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import analysis, models
-from .chat_format import encode_prompt
+from .chat_format import ChatFormat, encode_prompt
 from .config import Config, GenerateConfig
 from .data import DataError
 from .files import iter_jsonl, read_jsonl_plain, write_json, write_jsonl
@@ -144,7 +144,7 @@ def load_system(cfg: Config, path: str | None):
         model, tokenizer, eot_id = models.load_base(cfg.model, dtype=dtype)
     else:
         model, tokenizer = models.load_checkpoint(path, dtype=dtype)
-        eot_id = models.checkpoint_eot_id(tokenizer, path, cfg.model.eot_token)
+        eot_id = models.checkpoint_eot_id(tokenizer, path, ChatFormat.of(cfg.model))
     return models.to_inference_device(model), tokenizer, eot_id
 
 
@@ -161,7 +161,7 @@ def answer_questions(
     model,
     tokenizer,
     eot_id: int,
-    eot: str,
+    fmt: ChatFormat,
     questions: list[dict],
     batch_size: int = 8,
     max_new_tokens: int = MAX_NEW_TOKENS,
@@ -183,7 +183,7 @@ def answer_questions(
             )
             for i in idx:
                 history[i].append({"role": "user", "content": questions[i]["turns"][turn]})
-            prompts = [encode_prompt(tokenizer, history[i], eot) for i in idx]
+            prompts = [encode_prompt(tokenizer, history[i], fmt) for i in idx]
             for i, r in zip(idx, sample(model, tokenizer, eot_id, prompts, g, desc=f"mt-bench turn {turn + 1}")):
                 text = tokenizer.decode(r["ids"], skip_special_tokens=True).strip()
                 history[i].append({"role": "assistant", "content": text})
@@ -315,7 +315,7 @@ def run_mt_bench(
             model, tokenizer, eot_id = load_system(cfg, path)
             seed_everything(cfg.generate.seed)
             answers = answer_questions(
-                model, tokenizer, eot_id, cfg.model.eot_token, qs, cfg.generate.batch_size, max_new_tokens
+                model, tokenizer, eot_id, ChatFormat.of(cfg.model), qs, cfg.generate.batch_size, max_new_tokens
             )
             write_jsonl(answers_path, answer_rows(qs, answers, model_id))
         st.extra["mt_bench"] = {"model_id": model_id, "answers": str(answers_path), "questions": len(qs)}

@@ -1,8 +1,9 @@
 """LIMA's sampler (sec. 3, docs/paper.md sec. 3), shared by every sampling path.
 
 Nucleus sampling p = 0.9, temperature 0.7, a repetition penalty of 1.2 on tokens generated so far (not on the
-prompt), at most `max_new_tokens` new tokens, stopping at EOT (or EOS). Prompts are sorted by length and
-generated in left-padded batches with the KV cache; a row leaves its batch (and the cache) as soon as it samples
+prompt), at most `max_new_tokens` new tokens, stopping at EOT (or EOS); `generate.temperature: 0` decodes greedily
+(the most likely token at every step, no random numbers drawn). Prompts are sorted by length and generated in
+left-padded batches with the KV cache; a row leaves its batch (and the cache) as soon as it samples
 a stop token, so finished rows cost nothing. `generate.py` (the stage), `select_checkpoint.py`, `vllm_backend.py` and the
 notebooks' `Chat` all sample through this module.
 """
@@ -18,8 +19,9 @@ from transformers import LogitsProcessor
 
 from . import data, models
 from .batching import left_pad
-from .chat_format import encode_prompt
+from .chat_format import ChatFormat, encode_prompt
 from .config import GenerateConfig
+from .config.generate import decoding
 from .static_decode import decode_static, resolve_sampler
 
 REPETITION_PENALTY_SCOPE = {"torch": "generated", "vllm": "prompt+generated"}  # see vllm_backend's docstring
@@ -43,7 +45,8 @@ class GeneratedRepetitionPenalty(LogitsProcessor):
 def top_p_sample(logits: torch.Tensor, top_p: float, temperature: float) -> torch.Tensor:
     """One token per row from softmax(logits / temperature) restricted to the nucleus: the most likely tokens
     whose mass before each is < top_p (transformers' TopPLogitsWarper keeps the same set). The nucleus is found
-    among the top k tokens, k growing until it holds top_p of the mass, instead of sorting a 262K vocabulary."""
+    among the top k tokens, k growing until it holds top_p of the mass, instead of sorting a 262K vocabulary.
+    Temperature 0: greedy, the most likely token (`generate.temperature: 0`)."""
     if temperature <= 0:
         return logits.argmax(-1)
     probs = torch.softmax(logits.float() / temperature, dim=-1)
@@ -121,9 +124,10 @@ def sample(
     progress: bool = True,
 ) -> list[dict]:
     """Sample `g.num_samples` continuations of each tokenized prompt. Returns, per (prompt, sample) in input
-    order, {"prompt_index", "sample", "ids", "stopped_at_eot", "stop", "max_new_tokens"}: `stop` is `eot` (LIMA's
-    end of turn), `eos` (the base model's own end token, which also ends generation) or `max_new_tokens` (cut off
-    at the row's cap: `g.max_new_tokens` or, when the prompt leaves less room, the rest of the context)."""
+    order, {"prompt_index", "sample", "ids", "stopped_at_eot", "stop", "max_new_tokens"}: `stop` is `eot` (the
+    format's end of turn `eot_id`: LIMA's EOT, or EOS under vicuna, whose turns end with it), `eos` (the base
+    model's own end token, where that is another token; it also ends generation) or `max_new_tokens` (cut off at
+    the row's cap: `g.max_new_tokens` or, when the prompt leaves less room, the rest of the context)."""
     model.eval()
     caps = new_token_caps(prompts, model.config, g)
     if caps and min(caps) < 1:
@@ -160,14 +164,14 @@ def sample(
 
 
 def prompt_ids(
-    examples: list[dict], tokenizer, eot: str, model_config, g: GenerateConfig, path: Path
+    examples: list[dict], tokenizer, fmt: ChatFormat, model_config, g: GenerateConfig, path: Path
 ) -> list[list[int]]:
-    """Token ids of each example's prompt in the LIMA format; a prompt that fills the model's whole context (no
-    room for a single new token) is a DataError naming the file, the example and the fix."""
+    """Token ids of each example's prompt in format `fmt` (`chat_format.encode_prompt`); a prompt that fills the
+    model's whole context (no room for a single new token) is a DataError naming the file, the example and the fix."""
     limit = models.context_length(model_config)
     out = []
     for ex in examples:
-        ids = encode_prompt(tokenizer, data.prompt_messages(ex), eot)
+        ids = encode_prompt(tokenizer, data.prompt_messages(ex), fmt)
         if limit is not None and len(ids) >= limit:
             raise data.DataError(
                 path,
@@ -207,4 +211,9 @@ def sampling_record(g: GenerateConfig) -> dict:
     """How responses are sampled under `g`, for the stage records (generate manifest, selection.json)."""
     backend = resolve_backend(g)
     sampler = {"sampler": resolve_sampler(g)} if backend == "torch" else {}
-    return {"backend": backend, "repetition_penalty_scope": REPETITION_PENALTY_SCOPE[backend], **sampler}
+    return {
+        "backend": backend,
+        "decoding": decoding(g.temperature, g.top_p),
+        "repetition_penalty_scope": REPETITION_PENALTY_SCOPE[backend],
+        **sampler,
+    }

@@ -16,7 +16,7 @@ from collections import Counter
 import torch
 
 from . import models
-from .chat_format import encode_prompt
+from .chat_format import ChatFormat, encode_prompt
 from .config import ConfigError
 from .data import DataError
 from .runs import RunDir
@@ -58,10 +58,10 @@ def shift_stats(ranks: list[int]) -> dict:
     }
 
 
-def encode_rows(rows: list[dict], tokenizer, eot: str) -> list[tuple[list[int], list[int]]]:
-    """(prompt ids, response ids) of each row, with the fine-tuned model's tokenizer."""
+def encode_rows(rows: list[dict], tokenizer, fmt: ChatFormat) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, response ids) of each row in format `fmt`, with the fine-tuned model's tokenizer."""
     return [
-        (encode_prompt(tokenizer, r["messages"], eot), tokenizer(r["response"], add_special_tokens=False)["input_ids"])
+        (encode_prompt(tokenizer, r["messages"], fmt), tokenizer(r["response"], add_special_tokens=False)["input_ids"])
         for r in rows
     ]
 
@@ -101,10 +101,10 @@ def summarize(
     return out
 
 
-def analyse_rows(rows: list[dict], base_model, tokenizer, eot: str, control_model=None, top_k: int = 20) -> dict:
+def analyse_rows(rows: list[dict], base_model, tokenizer, fmt: ChatFormat, control_model=None, top_k: int = 20) -> dict:
     """Token-shift statistics over generation rows (one system) with both models at hand. `tokenizer` must be the
     fine-tuned model's (the base model gets the same EOT token added, so ids agree)."""
-    encoded = encode_rows(rows, tokenizer, eot)
+    encoded = encode_rows(rows, tokenizer, fmt)
     control = ranks_under(control_model, encoded) if control_model is not None else None
     return summarize(rows, encoded, ranks_under(base_model, encoded), tokenizer, control, top_k)
 
@@ -122,7 +122,7 @@ def run_token_shift(cfg, rows: list[dict], system: str, control: bool = True) ->
     when there are several, so the test needs one model's memory, not two in fp32 (65B: ~130 GB, not ~520 GB). The
     judge stage runs it after its judgments are written and records an out-of-memory failure instead of failing."""
     responses = [r for r in rows if r["checkpoint"] == system]
-    mine = [r for r in responses if r.get("stopped_at_eot") is not False]  # answers: they ended at EOT
+    mine = [r for r in responses if r.get("stopped_at_eot") is not False]  # answers: they ended their turn
     paths = {r["checkpoint_path"] for r in responses}
     if len(paths) != 1 or None in paths:
         raise DataError(
@@ -133,7 +133,7 @@ def run_token_shift(cfg, rows: list[dict], system: str, control: bool = True) ->
         )
     dtype, ckpt = models.torch_dtype(cfg.generate.precision), paths.pop()
     model, tokenizer = models.load_checkpoint(ckpt, dtype=dtype, device_map=models.inference_device_map())
-    encoded = encode_rows(mine, tokenizer, cfg.model.eot_token)
+    encoded = encode_rows(mine, tokenizer, ChatFormat.of(cfg.model))
     control_ranks = ranks_under(models.to_inference_device(model), encoded) if control else None
     del model
     _free_memory()

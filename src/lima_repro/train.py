@@ -26,7 +26,7 @@ from accelerate.utils import DistributedType
 from tqdm import tqdm  # text bars: they stream to the terminal and stay in saved notebooks
 
 from . import batching, data, lora, models, packed_attention, tracking
-from .chat_format import encode
+from .chat_format import ChatFormat, encode
 from .config import Config
 from .dropout import add_residual_dropout, dropout_seed
 from .files import folder_written_whole, sha256_file, write_json
@@ -62,11 +62,11 @@ def compile_decoder(model, option: bool | str, device: torch.device, per_layer: 
     return backend
 
 
-def encode_examples(examples: list[dict], tokenizer, eot: str, max_length: int) -> tuple[list[dict], dict]:
+def encode_examples(examples: list[dict], tokenizer, fmt: ChatFormat, max_length: int) -> tuple[list[dict], dict]:
     """Encode conversations; examples whose responses were trimmed away entirely are dropped and counted."""
     out, stats = [], {"examples": len(examples), "trimmed": 0, "dropped_no_loss_tokens": 0}
     for ex in examples:
-        enc = encode(tokenizer, ex["messages"], eot)
+        enc = encode(tokenizer, ex["messages"], fmt)
         if len(enc["input_ids"]) > max_length:
             stats["trimmed"] += 1
             enc = {k: v[:max_length] for k, v in enc.items()}
@@ -136,7 +136,8 @@ def run_train(cfg: Config, on_step: Callable[[dict], None] | None = None) -> Pat
                 "lima_repro", config=tracking.tracker_config(cfg), init_kwargs={"wandb": {"name": run.root.name}}
             )
         torch.manual_seed(dropout_seed(t.seed, acc.process_index))  # each DDP process its own dropout masks
-        model, tokenizer, _ = models.load_base(cfg.model)
+        model, tokenizer, eot_id = models.load_base(cfg.model)  # eot_id: the token that ends a turn
+        fmt = ChatFormat.of(cfg.model)
         eval_attention, fixed = model.config._attn_implementation, t.fixed_shapes_for(acc.device.type)
         dtype = models.torch_dtype(precision)  # held-out evaluation keeps the loaded attention, training may not
         model.set_attn_implementation(
@@ -148,10 +149,10 @@ def run_train(cfg: Config, on_step: Callable[[dict], None] | None = None) -> Pat
         # a deviation (lora.py); after residual dropout, which zeroes the model's own nn.Dropout modules, not LoRA's
         adapted = lora.add_lora(model, t, acc.distributed_type) if t.lora_r else None
         compiled = compile_decoder(model, t.compile, acc.device, per_layer=fixed)
-        train_set, stats = encode_examples(data.read_examples(train_file), tokenizer, cfg.model.eot_token, t.max_length)
+        train_set, stats = encode_examples(data.read_examples(train_file), tokenizer, fmt, t.max_length)
         eval_set = []
         if eval_file:
-            eval_set, _ = encode_examples(data.read_examples(eval_file), tokenizer, cfg.model.eot_token, t.max_length)
+            eval_set, _ = encode_examples(data.read_examples(eval_file), tokenizer, fmt, t.max_length)
             eval_set = eval_set[: t.max_eval_examples]
         if not train_set:
             raise data.DataError(
@@ -162,8 +163,7 @@ def run_train(cfg: Config, on_step: Callable[[dict], None] | None = None) -> Pat
             )
         per_epoch = batching.steps_per_epoch(len(train_set), t.batch_size)
         total = per_epoch * t.epochs if t.max_steps is None else min(per_epoch * t.epochs, t.max_steps)
-        eot_id = tokenizer.convert_tokens_to_ids(cfg.model.eot_token)
-        train_rows = [eot_id] if t.freeze_embeddings or t.lora_r else None  # LoRA: the EOT rows train as well
+        train_rows = [eot_id] if t.freeze_embeddings or t.lora_r else None  # LoRA: EOT's (vicuna: EOS's) rows too
         loss_model, optimizer, scheduler = prepare_training(acc, model, t, total, train_rows)
         acc.register_for_checkpointing(scheduler)
         pad_id = tokenizer.pad_token_id
@@ -208,7 +208,7 @@ def run_train(cfg: Config, on_step: Callable[[dict], None] | None = None) -> Pat
             if on_step:
                 on_step(row)
             if state.step % per_epoch == 0 or state.done:
-                _end_of_epoch(state, run, tokenizer=tokenizer, eval_set=eval_set, eot=cfg.model.eot_token)
+                _end_of_epoch(state, run, tokenizer=tokenizer, eval_set=eval_set, fmt=fmt)
             elif t.save_state and t.save_state_every_steps and state.step % t.save_state_every_steps == 0:
                 save_state(state, run)
         bar.close()
@@ -315,7 +315,7 @@ def train_step(state: TrainState) -> dict:
     }
 
 
-def _end_of_epoch(state: TrainState, run: RunDir, *, tokenizer, eval_set: list[dict], eot: str) -> None:
+def _end_of_epoch(state: TrainState, run: RunDir, *, tokenizer, eval_set: list[dict], fmt: ChatFormat) -> None:
     """After an epoch's last step (or the run's): held-out perplexity, the checkpoint, the resumable state, each
     as often as `train.eval_every_epochs`, `save_every_epochs` and `save_state` say."""
     acc, t, step, epoch = state.acc, state.t, state.step, state.epoch
@@ -335,7 +335,7 @@ def _end_of_epoch(state: TrainState, run: RunDir, *, tokenizer, eval_set: list[d
                 tokenizer.save_pretrained(tmp)
             shutil.rmtree(path, ignore_errors=True)
             tmp.rename(path)
-            models.write_checkpoint_info(path, step, epoch, eot)
+            models.write_checkpoint_info(path, step, epoch, fmt.end_token(tokenizer), fmt.name)
     if t.save_state and not state.done:
         save_state(state, run)
 

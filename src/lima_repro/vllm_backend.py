@@ -1,10 +1,11 @@
 """Sampling with vLLM instead of lima_repro's torch sampler (`generate.backend: vllm`, or `auto` on a GPU with vLLM).
 
 The same as `sampling.sample`, so `generate.generate_rows` writes the same generations.jsonl columns with the same meaning:
-the prompt token ids (built by `sampling.prompt_ids`, so the LIMA chat format is identical); LIMA sec. 3's recipe
-(top-p 0.9, temperature 0.7, at most `max_new_tokens` new tokens, stop at EOT or EOS); `num_samples` samples per
-prompt; what is counted (`response_tokens` = the tokens before the stop token, `stopped_at_eot` = that stop token
-was EOT); and the response text, decoded by our own tokenizer rather than taken from vLLM.
+the prompt token ids (built by `sampling.prompt_ids`, so the chat format is identical); LIMA sec. 3's recipe
+(top-p 0.9, temperature 0.7, at most `max_new_tokens` new tokens, stop at EOT or EOS), or greedy decoding at
+temperature 0 (vLLM's own greedy); `num_samples` samples per prompt; what is counted (`response_tokens` = the
+tokens before the stop token, `stopped_at_eot` = that stop token was the format's end of turn); and the response
+text, decoded by our own tokenizer rather than taken from vLLM.
 
 What differs:
 - Repetition penalty scope. LIMA penalises (1.2) only the tokens generated so far; vLLM's `repetition_penalty` also
@@ -14,6 +15,8 @@ What differs:
   `repetition_penalty_scope: prompt+generated` (torch backend: `generated`) in its manifest.
 - Random numbers: every request is seeded from `generate.seed` (reruns repeat), but they are not the torch
   backend's random numbers, so the samples differ.
+- Greedy decoding: vLLM refuses several samples of one greedy request, so each prompt is decoded once and its answer
+  repeated for every sample (greedy gives the same answer every time).
 - vLLM loads models from folders: the base model, whose EOT token `models.load_base` adds in memory, is first saved
   to a temporary folder beside the output.
 - Several GPUs: one model is split across `generate.tensor_parallel_size` GPUs by vLLM's tensor parallelism
@@ -39,6 +42,7 @@ import torch
 from transformers import AutoConfig, AutoTokenizer
 
 from . import models
+from .chat_format import ChatFormat
 from .config import Config, GenerateConfig
 from .sampling import new_token_caps, prompt_ids
 
@@ -62,10 +66,12 @@ def request_seed(seed: int, prompt_index: int, num_samples: int) -> int:
 
 def sampling_params(g: GenerateConfig, stops: list[int], seed: int, max_tokens: int) -> dict:
     """vLLM SamplingParams' arguments for LIMA sec. 3's recipe (see the module docstring for the penalty's scope);
-    `max_tokens` is the prompt's cap (`sampling.new_token_caps`)."""
+    `max_tokens` is the prompt's cap (`sampling.new_token_caps`). Temperature 0 is vLLM's greedy: one sample, top_p 1
+    (older vLLM versions refuse anything else with it)."""
+    greedy = g.temperature == 0
     return dict(
-        n=g.num_samples,
-        top_p=g.top_p,
+        n=1 if greedy else g.num_samples,
+        top_p=1.0 if greedy else g.top_p,
         temperature=g.temperature,
         repetition_penalty=g.repetition_penalty,
         max_tokens=max_tokens,
@@ -90,11 +96,12 @@ def split_stop(
 ) -> tuple[list[int], bool]:
     """(response ids, stopped_at_eot) counted as the torch sampler counts them: the tokens before the stop token.
     vLLM (V1) keeps the stop token as the last of `token_ids` and leaves it out of the text only; should a version
-    drop it, finish_reason "stop" with stop_reason = the token id (None for the model's own EOS) tells which."""
+    drop it, finish_reason "stop" with stop_reason = the token id (None for the model's own EOS) tells which; with
+    one stop token (vicuna: EOS ends the turn) any "stop" is the end of turn."""
     ids = list(token_ids)
     if ids and ids[-1] in stops:
         return ids[:-1], ids[-1] == eot_id
-    return ids, finish_reason == "stop" and stop_reason == eot_id
+    return ids, finish_reason == "stop" and (stop_reason == eot_id or stops == [eot_id])
 
 
 def _save_base(cfg: Config, folder: Path):
@@ -141,7 +148,7 @@ def sample_with_vllm(
     """Sample responses to `examples` with one checkpoint (None = the base model), its vLLM engine in a process of
     its own (`run_engine`). Returns (tokenizer, prompt ids, results), the results in `sampling.sample`'s shape and
     order: per (prompt, sample) {"prompt_index", "sample", "ids", "stopped_at_eot", "stop", "max_new_tokens"}."""
-    g, eot = cfg.generate, cfg.model.eot_token
+    g, fmt = cfg.generate, ChatFormat.of(cfg.model)
     scratch.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=scratch, prefix=".vllm-base-") as tmp:  # used for the base model only
         if path is None:
@@ -150,9 +157,9 @@ def sample_with_vllm(
         else:
             folder = Path(path)
             tokenizer = AutoTokenizer.from_pretrained(folder)
-        eot_id = models.checkpoint_eot_id(tokenizer, path, eot)
+        eot_id = models.checkpoint_eot_id(tokenizer, path, fmt)
         model_config = AutoConfig.from_pretrained(folder)
-        ids = prompt_ids(examples, tokenizer, eot, model_config, g, prompts_path)
+        ids = prompt_ids(examples, tokenizer, fmt, model_config, g, prompts_path)
         caps = new_token_caps(ids, model_config, g)
         stops = models.stop_ids(tokenizer, eot_id)
         llm_args = {
@@ -170,6 +177,7 @@ def sample_with_vllm(
         outputs = in_own_process(run_engine, llm_args, ids, params)
     results = []
     for i, out in enumerate(outputs):
+        out = out * g.num_samples if len(out) == 1 else out  # greedy: one answer, the same for every sample
         for s, (token_ids, finish_reason, stop_reason) in enumerate(out):
             new, at_eot = split_stop(token_ids, finish_reason, stop_reason, stops, eot_id)
             stop = "eot" if at_eot else "eos" if finish_reason == "stop" else "max_new_tokens"

@@ -33,6 +33,8 @@ class GenerateConfig:
     """Use only the first N prompts (demo); None = all."""
     top_p: float = 0.9  # LIMA sec. 3: nucleus sampling p = 0.9
     temperature: float = 0.7  # LIMA sec. 3: temperature 0.7
+    """0 = greedy decoding (the most likely token each step; top_p then has no effect), as the published LIMA-1k
+    AlpacaEval answers were decoded (docs/paper.md sec. 6)."""
     repetition_penalty: float = 1.2  # LIMA sec. 3: penalty 1.2 on previously generated tokens
     max_new_tokens: int = 2048  # LIMA sec. 3: generation capped at 2,048 tokens
     num_samples: int = 1  # LIMA sec. 4: one sample per prompt (5 in the ablations)
@@ -63,7 +65,7 @@ class GenerateConfig:
             {
                 "max_prompts": ">=1?",
                 "top_p": "(0,1]",
-                "temperature": ">0",
+                "temperature": ">=0",
                 "repetition_penalty": ">0",
                 "max_new_tokens": ">=1",
                 "num_samples": ">=1",
@@ -102,3 +104,9 @@ class GenerateConfig:
                 ),
             ]
         )
+
+
+def decoding(temperature: float, top_p: float) -> str:
+    """How generation decodes, as the stage records and `paper_values.setup_differences` compare it: `greedy` at
+    temperature 0, else `sampling (temperature T, top_p P)`."""
+    return "greedy" if temperature == 0 else f"sampling (temperature {temperature}, top_p {top_p})"

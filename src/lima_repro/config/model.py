@@ -6,10 +6,7 @@ from dataclasses import dataclass
 
 from .base import raise_first
 
-CHAT_TEMPLATES = ("lima", "vicuna")  # chat_format: `render` (LIMA's EOT format) and `render_vicuna`
-# The formats train and generate apply today: `vicuna` is a named template that they do not read yet, so a run
-# configured with it still trains on LIMA's format (figures.run_setup says so rather than claim a match).
-APPLIED_TEMPLATES = ("lima",)
+CHAT_TEMPLATES = ("lima", "vicuna")  # chat_format.ChatFormat: `render` (LIMA's EOT format) and `render_vicuna`
 
 
 @dataclass
@@ -19,7 +16,8 @@ class ModelConfig:
     revision: str | None = None
     """Hub revision (branch, tag or commit) for Hugging Face ids."""
     eot_token: str = "<|eot|>"
-    """LIMA sec. 3: a new special end-of-turn token after every utterance, distinct from EOS."""
+    """LIMA sec. 3: a new special end-of-turn token after every utterance, distinct from EOS (`chat_template: lima`
+    only: vicuna adds no token and ends each turn with the tokenizer's EOS)."""
     eot_init: str = "eos"  # the paper does not say how its EOT row starts; chosen by measurement, below
     """How the new EOT row (input embedding, and output row when untied) starts: `eos` (a copy of the EOS token's
     row), `mean` (the mean of all rows), or any existing token's name. `eos`, because a copy of an end token
@@ -28,7 +26,8 @@ class ModelConfig:
     stopped at EOT on 18 of 19 test prompts with `eos` and on none with `mean` (benchmarks/RESULTS.md)."""
     chat_template: str = "lima"
     """Conversation format: `lima` (LIMA sec. 3: a new EOT token after every utterance) or `vicuna` (FastChat's
-    vicuna_v1.1, the published LIMA-1k runs' format: docs/paper.md sec. 6; `chat_format.render_vicuna`)."""
+    vicuna_v1.1, the published LIMA-1k runs' format: docs/paper.md sec. 6; `chat_format.render_vicuna`). Training,
+    generation, dev-set selection, the token-shift test, MT-Bench and the checkpoints' Jinja template all use it."""
     trust_remote_code: bool = False
     """Passed to transformers when loading models from the hub."""
     attn_implementation: str = "auto"
