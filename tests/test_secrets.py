@@ -9,6 +9,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -355,3 +356,27 @@ def test_the_csvs_the_stages_write_hold_no_key(tmp_path, monkeypatch):
         assert "[redacted]" in text, name
     for key in (KEY, URL_KEY, QUERY_KEY):
         assert _files_holding(tmp_path / "run", key) == []
+
+
+@pytest.mark.notebooks
+@pytest.mark.slow
+def test_a_hand_run_papermill_refusing_a_key_leaves_no_key_in_the_notebook_it_wrote(tmp_path):
+    """`papermill 04_judge.ipynb out.ipynb -p openai_key sk-... -p hf_token ...` by hand: the notebook refuses both
+    (one looks like a key, one is named like one), and once papermill exits the notebook it wrote holds neither."""
+    named = "hunter2hunter2"  # no key's shape: removed because the parameter's name says it is one
+    papermill = Path(sys.executable).parent / "papermill"
+    argv = [str(papermill), str(ROOT / "notebooks" / "04_judge.ipynb"), "out.ipynb", "--log-level", "ERROR"]
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path)}
+    argv += ["-p", "openai_key", KEY, "-p", "hf_token", named]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert proc.returncode == 1 and "notebook parameter hf_token, openai_key looks like a secret" in proc.stderr
+    assert f"papermill's {tmp_path / 'out.ipynb'} is rewritten without the value" in proc.stderr
+    assert KEY not in proc.stderr and named not in proc.stderr
+    for _ in range(600):  # the scrubbing process starts when papermill has exited
+        data = (tmp_path / "out.ipynb").read_bytes()
+        if KEY.encode() not in data and named.encode() not in data:
+            break
+        time.sleep(0.2)
+    assert KEY.encode() not in data and named.encode() not in data
+    nb = json.loads(data)
+    assert nb["metadata"]["papermill"]["parameters"] == {"openai_key": "[redacted]", "hf_token": "[redacted]"}
