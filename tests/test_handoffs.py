@@ -15,12 +15,13 @@ from lima_repro import models
 from lima_repro.cli import main
 from lima_repro.config import ConfigError, ModelConfig, load_config, to_dict
 from lima_repro.data import DataError, read_examples
-from lima_repro.export import ALPACA_EVAL_FIELDS, check_alpaca_eval, choose_checkpoint
+from lima_repro.export import ALPACA_EVAL_FIELDS, check_alpaca_eval, choose_checkpoint, export_alpaca_eval
 from lima_repro.files import read_jsonl_plain, write_json, write_jsonl
 from lima_repro.generate import run_generate
 from lima_repro.judging.items import alpaca_eval_records, check_generator, generator_name
 from lima_repro.judging.items import export_alpaca_eval as export_judge_alpaca_eval
 from lima_repro.notebook import parse_overrides, refuse_secret_parameters
+from lima_repro.readers import FIX_GENERATIONS
 from lima_repro.runs import RunDir
 
 # rows as AlpacaEval's evaluation set has them: with a reference model's `output` and `generator`, or without
@@ -119,6 +120,34 @@ def test_alpaca_eval_export_picks_one_system_and_refuses_what_alpaca_eval_cannot
     with pytest.raises(DataError, match="model name 'a/b' is empty or not a plain file name"):
         check_generator("a/b", "--generator")
     assert generator_name("google/gemma-3-270m", "epoch-2") == "lima-gemma-3-270m-epoch-2"
+
+
+def test_alpaca_eval_export_names_each_bad_input_in_one_line(tmp_path):
+    """A missing file, a row without a field the export reads, a run config without the model's name: each one
+    line naming the file (and line or key) and the fix, never a KeyError's text."""
+    gone = tmp_path / "gone.jsonl"
+    with pytest.raises(DataError) as err:
+        export_alpaca_eval(gone, "m")
+    assert str(err.value) == (
+        f"{gone}: not found. Fix: give a generations JSONL file or a run directory whose generate stage finished"
+    )
+    rows = generation_rows("epoch-2")
+    write_jsonl(tmp_path / "g.jsonl", [rows[0], {k: v for k, v in rows[1].items() if k != "checkpoint"}])
+    with pytest.raises(DataError) as err:
+        export_alpaca_eval(tmp_path / "g.jsonl", "m")
+    assert (
+        str(err.value)
+        == f"{tmp_path / 'g.jsonl'}:2: `checkpoint` is missing, expected a string. Fix: {FIX_GENERATIONS}"
+    )
+    run = RunDir(tmp_path / "run")
+    write_jsonl(run.generations, rows)
+    write_json(run.config, {"model": {"path": "x"}})
+    with pytest.raises(DataError) as err:
+        export_alpaca_eval(run.root)
+    assert str(err.value) == (
+        f"{run.config}:model: `name` is missing, expected a string. Fix: give --generator NAME, or rerun the run's "
+        "stages"
+    )
 
 
 def _run_with_a_dialogue(tmp_path, tiny_llama) -> RunDir:

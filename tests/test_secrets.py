@@ -5,25 +5,31 @@ or printed line (`redaction`). The key is planted and every file written is sear
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from helpers import ChatServer, ScriptJudge, chat_completion, generation_rows
 
 from lima_repro import cli, redaction
+from lima_repro.ablations import write_summary
 from lima_repro.config import Config, ConfigError, JudgeConfig, load_config, to_dict
 from lima_repro.config.base import looks_like_key
 from lima_repro.config.judge import key_name_problem
 from lima_repro.config.overrides import apply_overrides
-from lima_repro.files import read_jsonl_plain, write_json, write_jsonl
+from lima_repro.figures_kit import Drawn, save
+from lima_repro.files import read_jsonl_plain, write_csv, write_json, write_jsonl
 from lima_repro.judge import run_judge
 from lima_repro.judging import JudgeError, make_judge
 from lima_repro.judging.remote import redact
 from lima_repro.notebook import refuse_secret_parameters
 from lima_repro.pipeline import scrub_notebook
+from lima_repro.runs import RunDir
 
 KEY = "sk-proj-7f3a9c1e5b2d8f4a6c0e9b7d5f3a1c8e"
 ROOT = Path(__file__).resolve().parents[1]
@@ -291,3 +297,86 @@ def test_a_key_written_into_the_base_url_is_no_part_of_the_identity_and_is_redac
         assert (
             KEY not in shown and "[redacted]" in shown and "127.0.0.1:9/v1" in shown.replace("localhost", "127.0.0.1")
         )
+
+
+def test_a_csv_is_redacted_as_the_json_writers_redact_and_a_clean_table_is_written_as_pandas_writes_it(tmp_path):
+    frame = pd.DataFrame(
+        {
+            "system": ["epoch-2", f"model {KEY}"],
+            f"note {URL_KEY}": ["ok", None],
+            "tags": [["a"], [f"https://u:{URL_KEY}@h"]],
+            "n": [1, 2],
+            "pct": [0.5, float("nan")],
+        }
+    )
+    write_csv(tmp_path / "t.csv", frame)
+    assert (tmp_path / "t.csv").read_text() == (
+        "system,note [redacted],tags,n,pct\nepoch-2,ok,['a'],1,0.5\nmodel [redacted],,['https://[redacted]@h'],2,\n"
+    )
+    clean = frame.drop(columns=[f"note {URL_KEY}"]).iloc[:1]
+    write_csv(tmp_path / "clean.csv", clean)
+    assert (tmp_path / "clean.csv").read_text() == clean.to_csv(index=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clean.csv", "t.csv"]  # no temporary file left beside them
+
+
+def _csvs(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*.csv"))}
+
+
+def test_the_csvs_the_stages_write_hold_no_key(tmp_path, monkeypatch):
+    """A key in the system's and a baseline's names and in every judge rationale (the judge's tables), in an ablation condition's name
+    (a config value: the ablation summary) and in a figure's data reaches no CSV; each CSV shows `[redacted]`."""
+    monkeypatch.setenv("LIMA_TEST_SECRET_KEY", QUERY_KEY)  # an environment secret is removed wherever it turns up
+    cfg = Config(run_dir=str(tmp_path / "run"))
+    write_jsonl(tmp_path / "run" / "generate" / "generations.jsonl", generation_rows(system=f"tuned-{KEY}"))
+    other = tmp_path / "other.jsonl"  # a baseline imported under a key-like name (a config value)
+    write_jsonl(other, [{"prompt_id": r["prompt_id"], "output": "no"} for r in generation_rows()[:4]])
+    cfg.judge = JudgeConfig(protocols=["pairwise", "absolute"], token_shift=False, n_bootstrap=50)
+    cfg.judge.baselines, cfg.judge.baseline_files = [f"other-{KEY}"], {f"other-{KEY}": str(other)}
+
+    class LeakyJudge(ScriptJudge):
+        def complete_many(self, requests):
+            for i, c in super().complete_many(requests):
+                yield i, dataclasses.replace(c, text=f"as {QUERY_KEY} told me at http://u:{URL_KEY}@h: {c.text}")
+
+    run_judge(cfg, judge=LeakyJudge())
+    cfg.ablations.conditions = {f"quality-{KEY}": {"groups": ["quality"], "x": 1}}
+    write_summary(RunDir(cfg.run_dir), cfg)
+    data = pd.DataFrame({"run": [f"run with {KEY}"], "value": [1.0]})
+    save(Drawn("fig_x", "drawn", data=data), tmp_path / "run" / "figures", (), 72)
+    csvs = _csvs(tmp_path / "run")
+    assert sorted(csvs) == [
+        "ablations/summary.csv",
+        "figures/fig_x.csv",
+        "judge/absolute.csv",
+        "judge/lengths.csv",
+        "judge/pairwise.csv",
+    ]
+    for name, text in csvs.items():
+        assert "[redacted]" in text, name
+    for key in (KEY, URL_KEY, QUERY_KEY):
+        assert _files_holding(tmp_path / "run", key) == []
+
+
+@pytest.mark.notebooks
+@pytest.mark.slow
+def test_a_hand_run_papermill_refusing_a_key_leaves_no_key_in_the_notebook_it_wrote(tmp_path):
+    """`papermill 04_judge.ipynb out.ipynb -p openai_key sk-... -p hf_token ...` by hand: the notebook refuses both
+    (one looks like a key, one is named like one), and once papermill exits the notebook it wrote holds neither."""
+    named = "hunter2hunter2"  # no key's shape: removed because the parameter's name says it is one
+    papermill = Path(sys.executable).parent / "papermill"
+    argv = [str(papermill), str(ROOT / "notebooks" / "04_judge.ipynb"), "out.ipynb", "--log-level", "ERROR"]
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path)}
+    argv += ["-p", "openai_key", KEY, "-p", "hf_token", named]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert proc.returncode == 1 and "notebook parameter hf_token, openai_key looks like a secret" in proc.stderr
+    assert f"papermill's {tmp_path / 'out.ipynb'} is rewritten without the value" in proc.stderr
+    assert KEY not in proc.stderr and named not in proc.stderr
+    for _ in range(600):  # the scrubbing process starts when papermill has exited
+        data = (tmp_path / "out.ipynb").read_bytes()
+        if KEY.encode() not in data and named.encode() not in data:
+            break
+        time.sleep(0.2)
+    assert KEY.encode() not in data and named.encode() not in data
+    nb = json.loads(data)
+    assert nb["metadata"]["papermill"]["parameters"] == {"openai_key": "[redacted]", "hf_token": "[redacted]"}

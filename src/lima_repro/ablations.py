@@ -31,7 +31,7 @@ from . import data
 from .config import Config, apply_overrides, dotted_to_nested
 from .config.ablations import check_condition
 from .curate import run_curate
-from .files import read_json, sha256_file, write_json, write_jsonl
+from .files import read_json, sha256_file, write_csv, write_json, write_jsonl
 from .generate import Chat, run_generate
 from .judge import run_judge
 from .judging import make_judge
@@ -273,7 +273,7 @@ def write_summary(run: RunDir, cfg: Config) -> dict:
         "not_run": not_run,
     }
     write_json(run.ablation_summary, summary)
-    pd.DataFrame([_csv_row(r) for r in rows + not_run]).to_csv(run.ablation_table, index=False)
+    write_csv(run.ablation_table, pd.DataFrame([_csv_row(r) for r in rows + not_run]))
     return summary
 
 

@@ -19,13 +19,13 @@ each row's `dataset` as the source, so it comes back here.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .config.base import UserError
 from .data import DataError
-from .files import read_json, read_jsonl_plain, write_json
+from .files import read_json, require_fields, write_json
 from .judging.items import alpaca_eval_records, check_generator, generator_name
+from .readers import read_generations
 from .runs import RunDir, alpaca_eval_files
 
 ALPACA_EVAL_FIELDS = ("dataset", "instruction", "output", "generator")  # what each exported record holds
@@ -105,23 +105,19 @@ def export_alpaca_eval(
         run.require_finished("generate")
         path = run.generations
     if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found: give a generations JSONL file or a run directory with a finished generate stage"
-        )
-    try:
-        rows = read_jsonl_plain(path)
-        system = choose_checkpoint(rows, checkpoint, path)
-        if generator is None and (run is None or not run.config.is_file()):
-            raise DataError(path, None, "has no run config.json to name the model after", "give --generator NAME")
-        generator = check_generator(generator or generator_name(read_json(run.config)["model"]["name"], system), path)
-        records, left_out = alpaca_eval_records(rows, system, generator)
-    except (json.JSONDecodeError, KeyError, TypeError) as e:  # not rows as the generate stage writes them
         raise DataError(
-            path,
-            None,
-            f"not a generations file ({type(e).__name__}: {e})",
-            "give the generations.jsonl a generate stage wrote",
-        ) from e
+            path, None, "not found", "give a generations JSONL file or a run directory whose generate stage finished"
+        )
+    rows = read_generations(path)  # each row checked for the fields read below, a bad one named by its line
+    system = choose_checkpoint(rows, checkpoint, path)
+    if generator is None:
+        if run is None or not run.config.is_file():
+            raise DataError(path, None, "has no run config.json to name the model after", "give --generator NAME")
+        model = read_json(run.config, keys={"model": dict})["model"]
+        require_fields(model, {"name": str}, run.config, "model", "give --generator NAME, or rerun the run's stages")
+        generator = generator_name(model["name"], system)
+    generator = check_generator(generator, path)
+    records, left_out = alpaca_eval_records(rows, system, generator)
     check_alpaca_eval(records, path)
     if out:
         files = {**alpaca_eval_files(Path(out).parent), "outputs": Path(out)}

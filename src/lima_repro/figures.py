@@ -25,7 +25,7 @@ from .curate import file_datacard
 from .figures_eval import absolute, preference, safety  # Fig. 1-3 and safety: the paper's sec. 4 evaluation
 from .figures_kit import PAPER_C, RUN_C, Drawn, markdown, new_fig, save
 from .figures_published import published_comparison  # published LIMA-1k numbers: docs/paper.md sec. 6
-from .files import read_json, write_json
+from .files import read_json, write_csv, write_json
 from .models import load_tokenizer
 from .runs import RunDir
 
@@ -228,7 +228,7 @@ def draw_all(
         datacard(runs, out),
         published_comparison(runs, out),
     ]
-    pv.table().to_csv(out / "paper_values.csv", index=False)
+    write_csv(out / "paper_values.csv", pv.table())
     summary = {"runs": [str(r) for r in runs], "figures": {d.name: d.record() for d in drawn}}
     write_json(out / SUMMARY, summary)
     return summary

@@ -18,7 +18,7 @@ import pandas as pd
 
 from . import paper_values as pv
 from .figures_kit import GRADES, PAPER_C, RUN_C, Drawn, caption, grades_figure, new_fig, same_grade_note, save
-from .files import read_json
+from .readers import read_summary_object
 from .runs import RunDir
 
 FIG5_GROUPS = {"diversity", "quality"}
@@ -32,7 +32,8 @@ def ablation_summary(runs) -> tuple[dict | None, object]:
     src = next((r for r in runs if RunDir(r).ablation_summary.is_file()), None)
     if src is None:
         return None, None
-    return {**read_json(RunDir(src).ablation_summary), "stage_status": RunDir(src).stage_status("ablations")}, src
+    run = RunDir(src)
+    return {**read_summary_object(run.ablation_summary), "stage_status": run.stage_status("ablations")}, src
 
 
 def stage_note(summ: dict) -> str:

@@ -16,7 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .analysis import GRADES as WORST_FIRST
-from .files import read_json
+from .files import read_json, write_csv
 from .runs import RunDir
 
 OUTCOMES = ("win", "tie", "loss")
@@ -59,7 +59,7 @@ def footer(source) -> str:
 
 def save(d: Drawn, out: Path, formats: tuple[str, ...], dpi: int) -> Drawn:
     out.mkdir(parents=True, exist_ok=True)
-    d.data.to_csv(out / f"{d.name}.csv", index=False)
+    write_csv(out / f"{d.name}.csv", d.data)
     d.files = [str(out / f"{d.name}.csv")]
     if d.fig is not None:
         for ax in d.fig.axes:

@@ -2,9 +2,9 @@
 
 Files are written atomically (temporary name, fsync, rename) so an interrupted run never leaves a file that
 looks complete but is not; appended log rows are flushed and fsynced one by one so a killed process loses none.
-Every writer passes what it writes through `redaction.redact_value`, so a key pasted anywhere never reaches a file.
-A path fault (a symlink loop, a dangling symlink, a read-only folder, a full disk) is a `PathFaultError`: one line
-naming the path and the fix.
+Every writer passes what it writes through `redaction.redact_value` (a CSV: `redact_table`), so a key pasted anywhere
+never reaches a file. A path fault (a symlink loop, a dangling symlink, a read-only folder, a full disk) is a
+`PathFaultError`: one line naming the path and the fix.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .config.base import UserError
-from .redaction import environment_secrets, redact, redact_value
+from .redaction import environment_secrets, redact, redact_table, redact_value
 
 
 class PathFaultError(UserError, OSError):
@@ -122,6 +122,13 @@ def write_json(path: str | Path, obj: Any) -> Path:
     with atomic_path(path) as tmp:
         text = json.dumps(redact_value(obj), indent=2, ensure_ascii=False, default=lambda o: redact(str(o)))
         tmp.write_text(text + "\n", encoding="utf-8")
+    return Path(path)
+
+
+def write_csv(path: str | Path, frame) -> Path:
+    """A pandas DataFrame as CSV (no index), atomically, redacted as `write_json` redacts (`redact_table`)."""
+    with atomic_path(path) as tmp:
+        redact_table(frame).to_csv(tmp, index=False)
     return Path(path)
 
 

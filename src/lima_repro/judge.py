@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from .config import Config, ConfigError
-from .files import write_json, write_jsonl
+from .files import write_csv, write_json, write_jsonl
 from .judging import make_judge
 from .judging.dialogue import read_transcripts
 from .judging.items import export_alpaca_eval, generator_name, import_baseline, resolve_system
@@ -99,7 +99,7 @@ def _token_shift(cfg: Config, run: RunDir, rows: list[dict], system: str) -> dic
         warnings.warn(msg, stacklevel=2)
         return {"error": msg}
     write_json(run.token_shift, ts)
-    pd.DataFrame(ts["per_response"]).to_csv(run.token_shift_table, index=False)
+    write_csv(run.token_shift_table, pd.DataFrame(ts["per_response"]))
     return {
         k: ts[k]
         for k in ("base", "control_finetuned_self", "top_shifted_tokens", "responses", "answers_analysed", "note")

@@ -10,10 +10,14 @@ import inspect
 import json
 import os
 import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
+from papermill.cli import papermill as papermill_command
 from tqdm import tqdm as text_tqdm
 from tqdm.auto import tqdm as auto_tqdm
 from transformers.utils import logging as hf_logging
@@ -22,6 +26,7 @@ from .config import Config, ConfigError, load_config, load_resolved
 from .figures import SUMMARY
 from .files import read_json, read_jsonl_plain
 from .generate import stop_shares
+from .pipeline import scrub_notebook
 from .redaction import looks_like_key
 from .runs import RunDir, new_run_dir
 
@@ -77,7 +82,8 @@ def refuse_secret_parameters(namespace: dict) -> None:
     """A notebook parameter named like a key (`papermill -p api_key ...`) or whose value looks like one, whatever
     its name (`-p openai_key sk-...`, a key inside `overrides`), is an error saying where keys go: papermill writes
     every parameter into the executed notebook, and no stage reads a key from a parameter. The pipeline passes only
-    `config_path` and scrubs what it executed (`pipeline.scrub_notebook`); a notebook run by hand must be deleted."""
+    `config_path` and scrubs what it executed (`pipeline.scrub_notebook`); under a hand-run `papermill` command the
+    notebook it writes is scrubbed when it exits (`scrub_after_papermill`); any other must be deleted by hand."""
     leaked = sorted(
         k
         for k, v in namespace.items()
@@ -93,12 +99,80 @@ def refuse_secret_parameters(namespace: dict) -> None:
         )
     )
     if leaked:
+        scrubbed = scrub_after_papermill([v for k in leaked if isinstance(v := namespace[k], str)])
+        then = (
+            f"papermill's {scrubbed} is rewritten without the value when papermill exits"
+            if scrubbed
+            else "delete the executed notebook papermill wrote: it holds the value"
+        )
         raise ConfigError(
             f"notebook parameter {', '.join(leaked)} looks like a secret (the value is not shown); keys are never "
             "notebook parameters. Fix: export the key in the environment variable that judge.api_key_env names "
-            "(default OPENAI_API_KEY) before starting papermill or JupyterLab, and delete the executed "
-            "notebook papermill wrote: it holds the value"
+            f"(default OPENAI_API_KEY) before starting papermill or JupyterLab; {then}"
         )
+
+
+# run in a process of its own, outside the kernel's process group: papermill writes the notebook again after the
+# refusing cell fails (the parameters cell included) and then stops the kernel, so only a process that outlives both
+# can scrub the last write
+SCRUBBER = (
+    "import sys; from lima_repro.notebook import scrub_after_exit; scrub_after_exit(int(sys.argv[1]), sys.argv[2])"
+)
+_SCRUBBERS: list[subprocess.Popen] = []  # kept, so the kernel never warns that one is still running
+
+
+def papermill_output(pid: int) -> Path | None:
+    """The local notebook that the `papermill` command running as process `pid` writes (its OUTPUT_PATH, read with
+    papermill's own argument parser, from the command's folder), or None: not a papermill command (JupyterLab,
+    papermill's Python API, a kernel behind a wrapper), or an output that is not a local file."""
+    proc = Path(f"/proc/{pid}")
+    try:
+        argv, cwd = (proc / "cmdline").read_bytes().decode().split("\0")[:-1], Path(os.readlink(proc / "cwd"))
+    except (OSError, UnicodeDecodeError):
+        return None
+    at = next((i for i, a in enumerate(argv) if Path(a).name == "papermill"), None)
+    if at is None:
+        return None
+    given = papermill_command.make_context("papermill", argv[at + 1 :], resilient_parsing=True).params.get(
+        "output_path"
+    )
+    if not given or given == "-" or "://" in given or not given.endswith(".ipynb"):
+        return None
+    return cwd / given
+
+
+def scrub_after_papermill(secrets: list[str]) -> Path | None:
+    """When this kernel runs under a `papermill` command: start a process that, once papermill exits, rewrites the
+    notebook it wrote without `secrets` (the refused values) and anything else that looks like a key; returns that
+    notebook's path, or None (nothing started)."""
+    path = papermill_output(os.getppid())
+    if path is None:
+        return None
+    watcher = subprocess.Popen(
+        [sys.executable, "-c", SCRUBBER, str(os.getppid()), str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    watcher.stdin.write(json.dumps(secrets).encode())  # through a pipe: never on a command line others can list
+    watcher.stdin.close()
+    _SCRUBBERS.append(watcher)
+    return path
+
+
+def scrub_after_exit(pid: int, path: str) -> None:
+    """The watcher `scrub_after_papermill` starts: read the refused values from stdin, wait until process `pid`
+    is gone (or a zombie), then scrub `path` of them (`pipeline.scrub_notebook`)."""
+    secrets = tuple(json.load(sys.stdin))
+    while True:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+        except OSError:
+            break
+        time.sleep(0.2)
+    scrub_notebook(Path(path), secrets)
 
 
 def go_to_workdir(config_path: Path) -> None:

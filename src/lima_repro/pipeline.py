@@ -31,7 +31,7 @@ from .config import Config, to_dict
 from .config.base import UserError
 from .files import read_json, write_json
 from .provenance import provenance
-from .redaction import redact_value
+from .redaction import environment_secrets, redact_value
 from .runs import RunDir, new_run_dir
 from .stage import WORLD_SIZE_ENV
 
@@ -201,13 +201,14 @@ def run_pipeline(cfg: Config, kernel_name: str = "python3", launcher: str | None
     return run.root
 
 
-def scrub_notebook(path: Path) -> None:
-    """Rewrite an executed notebook without anything that looks like a key (`redaction`): papermill saved its
-    parameters (cell and metadata) and every output as they came, a key printed by a cell included."""
+def scrub_notebook(path: Path, secrets: tuple[str, ...] = ()) -> None:
+    """Rewrite an executed notebook without `secrets` and anything that looks like a key (`redaction`): papermill
+    saved its parameters (cell and metadata) and every output as they came, a key printed by a cell included."""
     if path.is_file():
         nb = read_json(path)
-        if redact_value(nb) != nb:
-            write_json(path, nb)  # the writer redacts
+        clean = redact_value(nb, secrets=environment_secrets() + secrets)
+        if clean != nb:
+            write_json(path, clean)  # the writer redacts the environment's secrets too
 
 
 def say(line: str) -> None:

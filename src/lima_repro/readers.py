@@ -36,6 +36,7 @@ def read_checked_object(path: Path, fix: str, typed: dict[str, type]) -> dict:
 # the tables of results.json and summary.json that readers index: objects (lists) when present
 RESULT_TABLES = ("pairwise", "absolute", "likert", "safety", "order_consistency", "pairwise_calibration", "requests")
 SUMMARY_LISTS = ("conditions", "not_run")
+SUMMARY_ROW = {"condition": str, "status": str, "groups": list}  # what the figures and notebooks index in each row
 FIX_RESULTS = "rerun the judge stage (python -m lima_repro judge --run-dir RUN); results.json is cut short or edited"
 FIX_SUMMARY = "rerun the ablations stage; ablations/summary.json is cut short or edited"
 
@@ -46,5 +47,13 @@ def read_results_object(path: Path) -> dict:
 
 
 def read_summary_object(path: Path) -> dict:
-    """ablations/summary.json with its lists checked."""
-    return read_checked_object(path, FIX_SUMMARY, dict.fromkeys(SUMMARY_LISTS, list))
+    """ablations/summary.json with its lists checked, and in them each row's fields that readers index."""
+    obj = read_checked_object(path, FIX_SUMMARY, dict.fromkeys(SUMMARY_LISTS, list))
+    for key in SUMMARY_LISTS:
+        for i, row in enumerate(obj.get(key, [])):
+            if not isinstance(row, dict):
+                raise CorruptFileError(
+                    path, f"{key}[{i}]", f"expected an object, got {type(row).__name__}", FIX_SUMMARY
+                )
+            require_fields(row, SUMMARY_ROW, path, f"{key}[{i}]", FIX_SUMMARY, CorruptFileError)
+    return obj

@@ -102,3 +102,21 @@ def redact_value(value: Any, content: bool = False, secrets: tuple[str, ...] | N
     if isinstance(value, (list, tuple)):
         return [redact_value(v, content, secrets) for v in value]
     return value
+
+
+def redact_table(frame, secrets: tuple[str, ...] | None = None):
+    """A pandas DataFrame with `redact` applied as `files.write_json` applies it: to every column name and to the
+    text of every cell of a non-numeric column (a list or other object as it prints); a cell with nothing to remove
+    is kept as it is, so a clean table writes the same CSV as before."""
+    secrets = environment_secrets() if secrets is None else secrets
+
+    def cell(value: Any) -> Any:
+        text = value if isinstance(value, str) else str(value)
+        out = redact(text, secrets)
+        return value if out == text else out
+
+    out = frame.rename(columns=lambda c: redact(c, secrets) if isinstance(c, str) else c)
+    for i in range(frame.shape[1]):
+        if frame.dtypes.iloc[i].kind == "O":  # object and pandas' string columns; numbers hold no key
+            out.isetitem(i, frame.iloc[:, i].map(cell))
+    return out

@@ -118,7 +118,14 @@ def cases(folder: Path | None = None) -> list[Case]:
         ["alpaca-eval", "{case}/g.jsonl", "--generator", "m"],
         "g.jsonl:2: not valid UTF-8",
     )
-    # figures: results.json cut short, or a list
+    # figures: judge/results.json cut short, or a list
     for name, data in (("results_truncated", b'{"judge": "x", "likert": {"epo'), ("results_list", b"[1, 2]")):
         case(name, {"judge/results.json": data}, ["figures", "{case}", "--out", "{case}/figs"], "results.json")
+    # figures: ablations/summary.json cut short, a list, or with rows that are not objects
+    for name, data in (
+        ("summary_truncated", b'{"conditions": [{"condition": "qual'),
+        ("summary_list", b'[{"condition": "quality"}]'),
+        ("summary_rows_not_objects", b'{"conditions": [1, "x"], "not_run": []}'),
+    ):
+        case(name, {"ablations/summary.json": data}, ["figures", "{case}", "--out", "{case}/figs"], "summary.json")
     return out

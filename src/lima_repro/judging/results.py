@@ -13,6 +13,7 @@ import pandas as pd
 
 from .. import analysis
 from ..config import Config, JudgeConfig
+from ..files import write_csv
 from ..reference import reference_check
 from ..runs import RunDir
 from . import protocols
@@ -273,7 +274,7 @@ def write_tables(res: dict, run: RunDir) -> None:
         """One CSV per table; a protocol that was not run leaves no file (not an empty one)."""
         path = run.judge_table(name)
         if rows:
-            pd.DataFrame(rows).to_csv(path, index=False)
+            write_csv(path, pd.DataFrame(rows))
         elif path.exists():
             path.unlink()
 
