@@ -88,7 +88,8 @@ def lima_worker(conn, opts) -> None:
     from lima_repro.train_state import TrainState
 
     t, model, tokenizer, train_set, per_epoch, _ = _setup(opts)
-    acc = Accelerator(cpu=True)
+    # bf16 autocast as run_train sets it up (TRL gets bf16=True): without it this side ran fp32 under `auto`
+    acc = Accelerator(cpu=True, mixed_precision="bf16" if t.precision == "bf16" else "no")
     loss_model, optimizer, scheduler = prepare_training(acc, model, t, t.max_steps)
     state = TrainState(
         acc, loss_model, optimizer, scheduler, t, train_set, tokenizer.pad_token_id, per_epoch, t.max_steps

@@ -213,6 +213,48 @@ def test_low_precision_head_gradient_runs_its_gemm_under_autocast_only():
     assert not torch.equal(grads[True, True], grads[False, True])
 
 
+def test_low_precision_head_gradient_in_row_blocks_equals_one_gemm():
+    """The bf16 weight-gradient GEMM runs in blocks of head rows through reused buffers (a bounded temporary): blocks
+    of 7 of 50 rows (the last one short) add the one-GEMM product, scaled, into the fp32 gradient; and through the
+    fused head (in `.grad` during forward) the gradient is within bf16 rounding of the fp32 one."""
+    from lima_repro import loss as loss_mod
+
+    torch.manual_seed(0)
+    a, b = torch.randn(16, 50).bfloat16(), torch.randn(16, 8)
+    start = torch.randn(50, 8)
+    blocked, whole = start.clone(), start.clone()
+    loss_mod._add_tn_(blocked, a, b, 0.25, block=7)
+    whole.add_((a.t() @ b.bfloat16()).float(), alpha=0.25)
+    torch.testing.assert_close(blocked, whole, rtol=1e-6, atol=1e-6)
+    h, y = torch.randn(40, 16), torch.randint(0, 50, (40,))
+    grads = {}
+    for low in (False, True):
+        w = torch.randn(50, 16, generator=torch.Generator().manual_seed(1), requires_grad=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
+            loss = fused_linear_cross_entropy(h, w, y, chunk_size=16, grad_scale=0.25, low_precision_grad=low)
+        (loss * 0.25).backward()
+        grads[low] = w.grad
+    torch.testing.assert_close(grads[True], grads[False], rtol=5e-2, atol=5e-3)
+    assert not torch.equal(grads[True], grads[False])
+
+
+@pytest.mark.parametrize("flags,low", [({"avx512_bf16"}, True), ({"amx_bf16"}, True), ({"avx2"}, False)])
+def test_trainer_runs_the_head_gradient_in_bf16_where_the_cpu_has_bf16_units(monkeypatch, tiny_llama, flags, low):
+    """On CPU the trainer asks for the bf16 weight-gradient GEMM by capability: with AVX512-BF16 or AMX (where
+    precision auto is bf16 and a bf16 GEMM beats fp32), not with AVX2 only (bf16 emulated: the fp32 addmm_ stays)."""
+    from accelerate import Accelerator
+
+    from lima_repro import models
+    from lima_repro.config import TrainConfig
+    from lima_repro.train import prepare_training
+
+    monkeypatch.setattr(models, "cpu_flags", lambda: flags)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    loss_model, _, _ = prepare_training(Accelerator(cpu=True), model, TrainConfig(), total=2)
+    assert loss_model.low_precision_grad is low
+
+
 def test_merge_rows_writes_into_a_sharded_dtensor_embedding():
     """FSDP2 shards the embedding (a DTensor, Shard(0)); indexing it would reshape the sharded dimension. Each
     process writes the trained rows in its own shard (here one gloo process holding every row)."""

@@ -43,6 +43,14 @@ def _nll_(logits, yi):
     return (total.log() - target).sum(), total
 
 
+def _add_tn_(out, a, b, alpha, block: int = 16_384):
+    """out += alpha * a.T @ b, the GEMM in a's dtype, `block` rows at a time through two reused buffers: a whole vocab
+    x d product would sit beside the chunk's logits at the step's peak, and big fresh tensors cost page faults."""
+    b, buf, wide = b.to(a.dtype), torch.empty_like(out[:block], dtype=a.dtype), torch.empty_like(out[:block])
+    for o, a_j in zip(out.split(block), a.split(block, dim=1)):  # a mixed-dtype add_ would allocate its own copy
+        o.add_(wide[: len(o)].copy_(torch.mm(a_j.t(), b, out=buf[: len(o)])), alpha=alpha)
+
+
 class _FusedLinearCE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h, weight, bias, targets, chunk_size, softcap, grad_scale, need_w, row_ids, rows, low_w):
@@ -63,6 +71,8 @@ class _FusedLinearCE(torch.autograd.Function):
         grad_rows = torch.zeros_like(rows, dtype=acc) if rows is not None else None
         delta = rows - weight[row_ids] if rows is not None else None
         arange = torch.arange(min(chunk_size, n), device=h.device)
+        autocast = torch.is_autocast_enabled(h.device.type)  # `low`: the weight gradient in its dtype too
+        low = torch.get_autocast_dtype(h.device.type) if low_w and autocast and grad_w is not None else None
         for i in range(0, n, chunk_size):
             hi, yi = h[i : i + chunk_size], targets[i : i + chunk_size]
             logits, t = _chunk_logits(hi, weight, bias, acc, softcap, row_ids, rows)
@@ -73,16 +83,16 @@ class _FusedLinearCE(torch.autograd.Function):
             dlogits[arange[: len(yi)], yi] -= 1.0
             if t is not None:
                 dlogits.mul_(1.0 - t * t)
-            # under autocast the matmuls run in the autocast dtype; otherwise in the weights' dtype
-            dl = dlogits if torch.is_autocast_enabled(h.device.type) else dlogits.to(weight.dtype)
+            # under autocast the matmuls run in its dtype (`low`: cast once for two); otherwise in the weights' dtype
+            dl = dlogits.to(low) if low is not None else dlogits if autocast else dlogits.to(weight.dtype)
             gh = dl @ weight
             if rows is not None:
                 d_rows = dl[:, row_ids]
                 gh += d_rows @ delta.to(d_rows.dtype)
                 grad_rows += (d_rows.t() @ hi.to(d_rows.dtype)).to(acc)
             grad_h[i : i + chunk_size] = gh.to(h.dtype)
-            if grad_w is not None and low_w and torch.is_autocast_enabled(h.device.type):
-                grad_w.add_(dl.t() @ hi, alpha=w_scale)  # an autocast GEMM (bf16 on a GPU), accumulated in fp32
+            if low is not None:
+                _add_tn_(grad_w, dl, hi, w_scale)
             elif grad_w is not None and dl.dtype == grad_w.dtype and hi.dtype == grad_w.dtype:
                 grad_w.addmm_(dl.t(), hi, alpha=w_scale)  # accumulate in place: no V x d temporary per chunk
             elif grad_w is not None:
@@ -149,8 +159,8 @@ def fused_linear_cross_entropy(
     weight gradient for a frozen head. `grad_scale`: the caller will call `backward` on `loss * grad_scale`; the
     weight's gradient is then added to `weight.grad` during this call (a leaf weight of the accumulator dtype and
     grad mode on; else ignored), and `backward` with any other multiplier is an error. `low_precision_grad`: under
-    autocast the weight gradient's GEMM runs in autocast's dtype too (bf16 on a GPU; else it is an in-place fp32
-    `addmm_`, which autocast does not touch), at the cost of a vocab x d temporary per chunk."""
+    autocast the weight gradient's GEMM runs in autocast's dtype too (else it is an in-place `addmm_` in the weights'
+    dtype, which autocast does not touch), at the cost of two buffers of 16,384 head rows."""
     if h.shape[0] == 0:
         zero = h.sum() + weight.sum() + (rows.sum() if rows is not None else 0.0)
         return zero * 0.0  # keeps the graph (and DDP's gradient hooks) intact
@@ -227,7 +237,7 @@ class CausalLMLoss(nn.Module):
     (one shared by a tied head, as Gemma's), used by the embedding through a forward hook and by the fused head
     directly; no vocabulary-sized gradient or optimizer state exists. `merge_rows()` writes them back into the
     model before it is saved, so checkpoints stay plain transformers models. `low_precision_grad`: see
-    `fused_linear_cross_entropy` (the trainer sets it on CUDA)."""
+    `fused_linear_cross_entropy` (the trainer sets it where bf16 is fast: a GPU, a CPU with bf16 units)."""
 
     def __init__(
         self,

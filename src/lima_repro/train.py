@@ -235,9 +235,9 @@ def prepare_training(acc, model, t, total: int, train_rows: list[int] | None = N
     """CausalLMLoss around `model`, AdamW with LIMA's decay groups and the linear schedule, all `acc.prepare`d.
     `train_rows`: with `train.freeze_embeddings`, the embedding rows that still train (the new EOT token's)."""
     single = acc.distributed_type == DistributedType.NO  # DDP/FSDP hooks need the head's gradient via autograd
-    # on CUDA the head's weight-gradient GEMM runs in bf16 under autocast; the CPU keeps its fp32 addmm_
-    cuda, chunk = acc.device.type == "cuda", t.head_chunk_for(acc.device.type)
-    loss_model = CausalLMLoss(model, chunk, single, train_rows, low_precision_grad=cuda)
+    # the head's weight-gradient GEMM in autocast's dtype where that is fast: a GPU or a CPU with bf16 units (RESULTS.md)
+    fast = acc.device.type == "cuda" or models.resolve_precision("auto") == "bf16"  # else bf16 is emulated: fp32
+    loss_model = CausalLMLoss(model, t.head_chunk_for(acc.device.type), single, train_rows, low_precision_grad=fast)
     rows = {id(p) for p in (loss_model.rows_in, loss_model.rows_out) if p is not None}
     decay, no_decay, new_rows = [], [], []
     for name, p in loss_model.named_parameters():
