@@ -314,3 +314,30 @@ def test_figures_say_in_words_when_the_judge_cannot_tell_systems_apart(run, tmp_
         c.get("likert", {}).update(mean=1.0, lo=1.0, hi=1.0)
     write_json(run / "ablations" / "summary.json", summ)
     assert "same mean score (1.00)" in caption_of(figures_ablations.ablation_means([run], tmp_path))
+
+
+def test_the_figures_notebook_shows_every_drawn_figure_and_table(run, tmp_path, monkeypatch, capsys):
+    """notebook_views.show_figures: a PNG for each drawn figure (with why, when drawn from the paper alone), the
+    Markdown of each drawn table (Table 1 and the published comparison alike), a status line for the rest."""
+    from lima_repro import notebook_views
+    from lima_repro.config import Config
+    from lima_repro.config.loader import to_dict
+    from lima_repro.runs import RunDir
+
+    cfg = Config(run_dir=str(tmp_path / "shown"))
+    write_json(RunDir(run).config, to_dict(Config()))  # a run with its config: the published comparison is drawn
+    summary = figures.draw_all([run], RunDir.of(cfg).figures)["figures"]
+    shown = []
+    monkeypatch.setattr(notebook_views, "display", lambda *objs: shown.extend(objs))
+    notebook_views.show_figures(cfg)
+    printed = capsys.readouterr().out
+    titles = [o.data for o in shown if type(o).__name__ == "Markdown"]
+    for name, rec in summary.items():
+        drawn_as = [t for t in titles if t.startswith(f"**{name}**")]
+        if rec["status"] != "drawn":
+            assert f"{name}: {rec['status']}, {rec['reason']}" in printed
+        elif any(f.endswith(".png") for f in rec["files"]):
+            assert len(drawn_as) == 1 and (not rec["reason"] or rec["reason"] in drawn_as[0])
+        else:  # a table: its Markdown, never a "skipped" line
+            assert (RunDir.of(cfg).figures / f"{name}.md").read_text() in titles and f"{name}:" not in printed
+    assert summary["published_comparison"]["status"] == "drawn"

@@ -7,6 +7,8 @@ other and with the judge is tie-discounted, as the paper's.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from . import analysis
@@ -92,7 +94,10 @@ def human_grades(runs):
 
 def how_to_label(run) -> str:
     """How people add the pairwise labels Fig. 1 draws (annotate.ipynb, docs/evaluation.md), for a run without any."""
+    shown = Path(run)
+    if shown.is_absolute() and shown.is_relative_to(Path.cwd()):  # a path a reader can type from where they work
+        shown = shown.relative_to(Path.cwd())
     return (
-        f'open notebooks/annotate.ipynb in JupyterLab with run_dir = "{run}" and annotator = your name; '
-        f"each label is saved to {RunDir(run).annotations}/<name>.jsonl as it is given"
+        f'open notebooks/annotate.ipynb in JupyterLab with run_dir = "{shown}" and annotator = your name; '
+        f"each label is saved to {RunDir(shown).annotations}/<name>.jsonl as it is given"
     )

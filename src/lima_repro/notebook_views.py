@@ -103,9 +103,11 @@ def show_figures(cfg: Config) -> None:
     out = RunDir.of(cfg).figures
     for name, rec in read_json(out / SUMMARY)["figures"].items():
         png = out / f"{name}.png"
+        md = out / f"{name}.md"
         if png.exists():
-            display(Markdown(f"**{name}** (from {rec['source']})"), Image(filename=str(png)))
-        elif name.startswith("table") and rec["status"] == "drawn":
-            display(Markdown((out / f"{name}.md").read_text()))
+            why = f"; {rec['reason']}" if rec["reason"] else ""  # e.g. Fig. 1 drawn from the paper's values alone
+            display(Markdown(f"**{name}** (from {rec['source']}{why})"), Image(filename=str(png)))
+        elif rec["status"] == "drawn" and md.is_file():  # tables: Table 1, the published comparison
+            display(Markdown(md.read_text()))
         else:
-            print(f"{name}: skipped, {rec['reason']}")
+            print(f"{name}: {rec['status']}, {rec['reason']}")
