@@ -251,6 +251,9 @@ def test_safety_beside_the_paper_with_missing_subsets_labelled(run, tmp_path):
 def test_fig1_before_anyone_annotated_draws_the_paper_and_says_how_to_add_labels(run, tmp_path):
     for f in (run / "annotations").iterdir():
         f.unlink()
+    res = RunDir(run).read_results()
+    res["pairwise_calibration"] = {"base": {"verdict": "The judge cannot tell epoch-2 from base."}}
+    write_json(RunDir(run).results, res)
     out = tmp_path / "out"
     d = figures.preference([run], out, "human")
     assert (d.status, d.source) == ("drawn", str(run))
@@ -273,6 +276,8 @@ def test_fig1_before_anyone_annotated_draws_the_paper_and_says_how_to_add_labels
     box, frame, left = msg.get_window_extent(r), mine.get_window_extent(r), paper.get_tightbbox(r)
     assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
     assert box.x0 > left.x1
+    # under it only who made it: the LLM judge's verdicts belong to Fig. 2, not to a figure of human labels
+    assert d.fig.get_supxlabel().startswith(f"run: {run.name} |")
 
 
 def test_evaluation_figures_skip_with_reasons(tmp_path):

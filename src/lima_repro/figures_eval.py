@@ -134,7 +134,7 @@ def preference(
             ],
             ignore_index=True,
         )
-    else:  # what the judge's numbers mean, in words, under the figure (e.g. a judge at chance)
+    elif not human:  # what the judge's numbers mean, in words, under the figure (e.g. a judge at chance)
         bias = [
             f"{b}: the judge's verdicts on the two orders of a pair agree {c:.0%} of the time (tie-discounted), "
             "below 50%: it follows the position more than the answers."
