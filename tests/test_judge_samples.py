@@ -81,11 +81,20 @@ def test_ood_prompts_get_absolute_grades_besides_absolutes_own_draw():
     assert sorted(_asked(kept, "absolute")) == sorted({"p2", "p4", "p7", *ood})
     # absolute's own draw is counted (and tabled) alone; the OOD prompts outside it are marked for the OOD table
     assert record["protocols"] == {"absolute": {"asked": 3, "available": 10}, "ood": {"asked": 2, "available": 3}}
-    marked = {r.meta["prompt_id"] for r in kept if r.meta.get("sample") == "ood"}
+    marked = {r.meta["prompt_id"] for r in kept if r.meta.get("draw") == "ood"}
     assert marked == set(ood) - {"p2", "p4", "p7"}
     # absent = every prompt tagged ood, besides absolute's own draw
     kept, record = sample_requests(reqs, rows, {"absolute": 3}, seed=0)
     assert sorted(_asked(kept, "absolute")) == ["p1", "p2", "p3", "p4", "p7", "p8"]
+    # p2 and p4 are tagged ood and drawn at random; the OOD draw of 1 keeps one of p2, p4, p8: the other random one
+    # counts in the absolute table only (marked "absolute"), p8 if drawn in the OOD table only (marked "ood")
+    rows = _rows(ood=("p2", "p4", "p8"))
+    reqs = build_requests(rows, "epoch-2", ["base"], ["absolute"], {"m": 1})
+    kept, _ = sample_requests(reqs, rows, {"absolute": 3, "ood": 1}, seed=0)
+    (drawn,) = draw_prompts(["p2", "p4", "p8"], 1, 0)
+    marks = {r.meta["prompt_id"]: r.meta.get("draw", "") for r in kept}
+    want = {"p2": "absolute", "p4": "absolute", "p7": "", drawn: "ood" if drawn == "p8" else ""}
+    assert marks == want
 
 
 def test_the_stage_records_what_it_asked_and_the_plan_counts_the_same(tmp_path):
@@ -111,6 +120,7 @@ def test_the_stage_records_what_it_asked_and_the_plan_counts_the_same(tmp_path):
     assert res["absolute"]["epoch-2"]["n"] == 1 and res["absolute_ood"]["epoch-2"]["n"] == 1
     assert res["pairwise"]["base"]["n"] == 3
     judged = [json.loads(line) for line in (tmp_path / "run" / "judge" / "judgments.jsonl").read_text().splitlines()]
+    assert {j["sample"] for j in judged} == {0}  # each response's sample number, whichever draw asked for it
     prompts = [
         {"id": r["prompt_id"], "messages": r["messages"], "tags": r["tags"]} for r in rows if r["checkpoint"] == "base"
     ]

@@ -304,12 +304,18 @@ def sample_requests(
         available["ood"] = [p for p in available["absolute"] if p in ood]
     chosen = {name: set(draw_prompts(ids, sizes.get(name), seed)) for name, ids in available.items()}
     record = {name: {"asked": len(chosen[name]), "available": len(set(ids))} for name, ids in available.items()}
-    # OOD prompts outside absolute's own draw are graded for Fig. 3's OOD table only: marked, so the absolute table
-    # stays the random draw alone (the paper's 50, docs/paper.md sec. 5)
-    ood_only = chosen.get("ood", set()) - chosen.get("absolute", set())
-    kept = [
-        replace(r, meta={**r.meta, "sample": "ood"}) if r.protocol == "absolute" and pid in ood_only else r
-        for r in requests
-        if (pid := r.meta["prompt_id"]) in chosen[r.protocol] or (r.protocol == "absolute" and pid in ood_only)
-    ]
+    # Fig. 3's two tables are two draws (docs/paper.md sec. 5: 50 random prompts, 20 OOD ones): an absolute request
+    # in one draw only is marked with it (`draw`), so each table counts its own draw (results.graded_tables)
+    ood, own, tagged = chosen.get("ood", set()), chosen.get("absolute", set()), set(available.get("ood", ()))
+    kept = []
+    for r in requests:
+        pid = r.meta["prompt_id"]
+        if r.protocol != "absolute":
+            kept += [r] if pid in chosen[r.protocol] else []
+        elif pid in ood and pid not in own:  # drawn for the OOD table only
+            kept.append(replace(r, meta={**r.meta, "draw": "ood"}))
+        elif pid in own and pid in tagged and pid not in ood:  # tagged ood, drawn at random, not in the OOD draw
+            kept.append(replace(r, meta={**r.meta, "draw": "absolute"}))
+        elif pid in own:
+            kept.append(r)
     return kept, {"seed": seed, "protocols": record}

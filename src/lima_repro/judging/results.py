@@ -214,8 +214,8 @@ def pairwise_tables(
 
 
 def graded_tables(judged: list[dict], rows: list[dict], systems: list[str]) -> dict:
-    """Each system's grades, one entry per table of `GRADED_TABLES`: absolute (the prompts of absolute's own
-    draw: not those added by the `ood` draw alone, `items.sample_requests`; and the `ood` ones),
+    """Each system's grades, one entry per table of `GRADED_TABLES`: absolute (absolute's own draw) and
+    absolute_ood (the `ood` draw of the prompts tagged ood; `items.sample_requests`),
     final-turn dialogue, Likert means, safety (and its `malicious` subset)."""
     res: dict = {key: {} for key in GRADED_TABLES}
     tags = {r["prompt_id"]: set(r.get("tags") or ()) for r in rows}
@@ -229,7 +229,9 @@ def graded_tables(judged: list[dict], rows: list[dict], systems: list[str]) -> d
             labs = [
                 j["label"]
                 for j in mine
-                if j["protocol"] == proto and (tag in tags.get(j["prompt_id"], ()) if tag else j.get("sample") != "ood")
+                if j["protocol"] == proto
+                and j.get("draw") != ("absolute" if tag else "ood")  # each table its own draw (items.sample_requests)
+                and (tag is None or tag in tags.get(j["prompt_id"], ()))
             ]
             if labs:
                 res[key][s] = analysis.label_distribution(labs, protocols.get(proto).labels)
