@@ -261,7 +261,7 @@ def test_merge_rows_writes_into_a_sharded_dtensor_embedding():
     import torch.distributed as dist
     from torch.distributed.tensor import Shard, distribute_tensor, init_device_mesh
 
-    from lima_repro.loss import set_rows, shard_offset
+    from lima_repro.sharded_rows import set_rows, shard_offset
 
     assert [shard_offset(10, 4, r) for r in range(4)] == [0, 3, 6, 9]  # torch.chunk: 3, 3, 3, 1 rows
     assert [shard_offset(2, 4, r) for r in range(4)] == [0, 1, 2, 2]  # the last shards empty

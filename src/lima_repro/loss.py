@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.distributed.fsdp import FSDPModule
-from torch.distributed.tensor import DTensor
 
 from .chat_format import IGNORE
+from .sharded_rows import full, set_rows
 
 
 def _chunk_logits(hi, weight, bias, acc, softcap, row_ids=None, rows=None):
@@ -202,31 +202,6 @@ def loss_index(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     positions."""
     rows, at = torch.nonzero(labels[:, 1:] != IGNORE, as_tuple=True)
     return rows * labels.shape[1] + at, labels[rows, at + 1]
-
-
-def full(t: torch.Tensor) -> torch.Tensor:
-    """A (small) tensor whole on every process: a DTensor's shards gathered (a collective), others as they are."""
-    return t.full_tensor() if isinstance(t, DTensor) else t
-
-
-def shard_offset(n: int, world: int, rank: int) -> int:
-    """The first row that process `rank` holds of `n` rows sharded on dim 0 over `world` processes (DTensor's
-    Shard(0), as FSDP2 shards: `torch.chunk` pieces, ceil(n / world) rows each, the last ones shorter or empty)."""
-    return min(rank * -(-n // world), n)
-
-
-def set_rows(weight: torch.Tensor, row_ids: torch.Tensor, rows: torch.Tensor) -> None:
-    """weight[row_ids] = rows. For an FSDP2-sharded weight (a DTensor sharded on dim 0, which indexing would
-    have to reshape) each process writes the rows that fall in its own shard."""
-    if not isinstance(weight, DTensor):
-        weight[row_ids] = rows.to(weight.dtype)
-        return
-    if weight.device_mesh.ndim != 1 or not weight.placements[0].is_shard(0):
-        raise NotImplementedError(f"trained rows into a weight placed as {weight.placements}: only Shard(0) (FSDP2)")
-    local = weight.to_local()
-    start = shard_offset(weight.shape[0], weight.device_mesh.size(), weight.device_mesh.get_local_rank())
-    mine = (row_ids >= start) & (row_ids < start + local.shape[0])
-    local[row_ids[mine] - start] = rows[mine].to(local.dtype)
 
 
 class CausalLMLoss(nn.Module):
