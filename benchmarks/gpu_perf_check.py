@@ -66,7 +66,7 @@ import torch  # noqa: E402
 from accelerate import Accelerator  # noqa: E402
 from transformers import AutoModelForCausalLM  # noqa: E402
 
-from lima_repro import batching  # noqa: E402
+from lima_repro import batching, packed_attention  # noqa: E402
 from lima_repro.config import GenerateConfig, TrainConfig  # noqa: E402
 from lima_repro.dropout import decoder_layers  # noqa: E402
 from lima_repro.plan import H100_BF16_TFLOPS  # noqa: E402
@@ -154,8 +154,10 @@ def unavailable_attention(device: torch.device) -> dict[str, str]:
     if device.type != "cuda":
         out["bench_varlen"] = out["flash_attention_2"] = "CUDA only"
         out["flex_attention"] = out["bench_flex"] = "FlexAttention has no backward on CPU (tests check its forward)"
-    elif pv.varlen_params() is None:
-        out["bench_varlen"] = f"torch {torch.__version__} has no torch.nn.attention.varlen"
+    elif packed_attention.varlen_kernel() is None:  # the library falls back to flash_attn's varlen kernel
+        out["bench_varlen"] = (
+            f"torch {torch.__version__} has no torch.nn.attention.varlen and flash_attn is not installed"
+        )
     if importlib.util.find_spec("flash_attn") is None:
         out.setdefault("flash_attention_2", "flash_attn is not installed")
     return out
@@ -187,7 +189,6 @@ class Bench:
             for layer in decoder_layers(self.lm):
                 layer.compile()
         self.spec = mfu.flop_spec(self.lm)
-        self.windows = {w for w in self.spec["windows"] if w}
         self.loss_model, self.optimizer, self.scheduler = prepare_training(acc, self.lm, self.t, total)
         self.loss_model.train()
         for g in self.optimizer.param_groups:

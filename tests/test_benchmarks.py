@@ -161,3 +161,19 @@ def test_train_vs_trl_reports_a_dying_worker(tmp_path, death, expected):
     )
     assert r.returncode != 0
     assert "the trl worker" in r.stderr and expected in r.stderr, r.stderr[-3000:]
+
+
+def test_gpu_check_runs_bench_varlen_wherever_the_library_has_a_varlen_kernel(monkeypatch):
+    """On CUDA, bench_varlen is skipped only when neither torch's varlen_attn nor flash_attn's exists: the library
+    falls back to flash_attn (packed_attention.varlen_kernel), so the check must measure that too."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        check = _load("gpu_perf_check")
+    finally:
+        sys.path.remove(str(BENCH))
+    cuda, stand_in = torch.device("cuda"), packed_attention.kernel(lambda q, k, v, cu_q, cu_k, mq, mk, softcap=0.0: q)
+    monkeypatch.setattr(packed_attention, "TORCH_VARLEN", None)
+    monkeypatch.setattr(packed_attention, "FLASH_VARLEN", stand_in)
+    assert "bench_varlen" not in check.unavailable_attention(cuda)
+    monkeypatch.setattr(packed_attention, "FLASH_VARLEN", None)
+    assert "no torch.nn.attention.varlen and flash_attn" in check.unavailable_attention(cuda)["bench_varlen"]
