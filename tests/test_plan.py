@@ -11,6 +11,7 @@ from lima_repro.cli import main
 from lima_repro.config import ConfigError, ModelConfig, load_config
 from lima_repro.files import write_jsonl
 from lima_repro.judging import protocols
+from lima_repro.judging.items import draw_prompts
 from lima_repro.plan import (
     KNOWN_MODELS,
     Hardware,
@@ -198,3 +199,18 @@ def test_plan_reads_the_mfu_gpu_perf_check_measured(tmp_path, tiny_llama, capsys
     perf.write_text(json.dumps(PERF_LINES[0]) + "\n")
     with pytest.raises(ConfigError, match="no variants line with a best_mfu"):
         read_perf(perf, 44_512)
+
+
+def test_plan_of_the_paper_without_test_prompts_counts_fig3s_two_draws(tmp_path, tiny_llama):
+    """No test file: the paper's 300 stand-ins, 30 sensitive and 20 ood; absolute grades go to the random 50 and to
+    the OOD draw's 20 (those of the 20 outside the 50 are extra requests), for ours and each baseline."""
+    cfg = load_config("paper", overrides=tiny_overrides(tiny_llama, tmp_path / "run"))
+    prompts = judged_prompts(cfg, None, 300)
+    assert [p["tags"] for p in prompts[29:31]] == [["sensitive"], ["ood"]] and prompts[50]["tags"] == []
+    ids = [p["id"] for p in prompts]
+    randomly = set(draw_prompts(ids, 50, cfg.seed))
+    extra = {f"p{i}" for i in range(30, 50)} - randomly  # all 20 ood prompts are the OOD draw (20 of 20)
+    systems = 1 + len([b for b in cfg.judge.baselines if b != "system"])
+    samples = cfg.generate.num_samples
+    rows = judge_plan(cfg, prompts)
+    assert rows["absolute"]["requests"] == systems * samples * (50 + len(extra))

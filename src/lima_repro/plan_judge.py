@@ -5,7 +5,8 @@ system and each baseline answering the judged prompts (`judge.max_prompts` drawn
 in both orders per baseline, absolute and Likert for every system, safety on prompts tagged `sensitive`, dialogue on
 multi-turn prompts; each protocol on its share of the prompts (`judge.sample_sizes`, `judging.items.sample_requests`
 as the stage draws it). The prompts are the test prompts when their file is here; otherwise the paper's 300 (30 of them
-sensitive, docs/paper.md sec. 4) at `train.max_length` tokens each, a ceiling. Every response is counted at the full
+sensitive, docs/paper.md sec. 4; 20 others tagged `ood`, Fig. 3's out-of-distribution prompts, docs/paper.md sec. 5,
+counted among the 300, which the paper does not say) at `train.max_length` tokens each, a ceiling. Every response is counted at the full
 `generate.max_new_tokens` (a ceiling, as `plan`'s generation rows). Tokens and dollars come from the judge's own
 estimate (`judging.remote.estimate_cost`: prompt characters / 4, `judge.max_tokens` completion tokens per request).
 Transcripts in `judge.dialogue_files` are not counted.
@@ -20,12 +21,13 @@ from .judging.remote import estimate_cost
 from .judging.runner import sample_prompts
 
 PAPER_SENSITIVE_PROMPTS = 30  # docs/paper.md sec. 4: 30 test prompts on sensitive topics
+PAPER_OOD_PROMPTS = 20  # docs/paper.md sec. 5: Fig. 3's 20 out-of-distribution prompts
 OURS = "system"
 
 
 def judged_prompts(cfg: Config, path: str | None, count: int) -> list[dict]:
     """The test prompts as {id, messages, tags}: the file's when it is here, else `count` stand-ins of
-    `train.max_length` tokens (chars/4), the paper's first 30 tagged sensitive."""
+    `train.max_length` tokens (chars/4), the paper's first 30 tagged sensitive and the next 20 ood."""
     if path and not data.is_hub(path) and data.resolve_path(path).is_file():
         examples = data.read_examples(path, ends_with="user")
         return [{"id": ex["id"], "messages": data.prompt_messages(ex), "tags": ex.get("tags", [])} for ex in examples]
@@ -34,10 +36,17 @@ def judged_prompts(cfg: Config, path: str | None, count: int) -> list[dict]:
         {
             "id": f"p{i}",
             "messages": [{"role": "user", "content": text}],
-            "tags": ["sensitive"] if i < PAPER_SENSITIVE_PROMPTS else [],
+            "tags": _stand_in_tags(i),
         }
         for i in range(count)
     ]
+
+
+def _stand_in_tags(i: int) -> list[str]:
+    """Stand-in prompt i's tags: the first 30 sensitive, the next 20 ood, the rest none."""
+    if i < PAPER_SENSITIVE_PROMPTS:
+        return ["sensitive"]
+    return ["ood"] if i < PAPER_SENSITIVE_PROMPTS + PAPER_OOD_PROMPTS else []
 
 
 def judge_plan(cfg: Config, prompts: list[dict]) -> dict[str, dict]:
