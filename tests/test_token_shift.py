@@ -88,3 +88,12 @@ def test_token_shift_end_to_end(tmp_path, monkeypatch, template):
     half = run_token_shift(cfg, rows, "epoch-1")
     assert len(loaded) == 2 and half["precision"] == "bf16"
     assert half["base"]["positions"] == 24 and half["control_finetuned_self"] == half["base"]
+
+
+def test_the_note_says_how_the_answers_were_decoded():
+    from lima_repro.config import GenerateConfig
+    from lima_repro.token_shift import note
+
+    assert "sampled (top-p 0.9, T 0.7)" in note(GenerateConfig()) and "control" in note(GenerateConfig())
+    greedy = note(GenerateConfig(temperature=0.0))
+    assert "greedy too" in greedy and "sampled" not in greedy

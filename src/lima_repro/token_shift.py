@@ -3,8 +3,9 @@
 For every position of the fine-tuned model's response, the rank of the token it wrote under the BASE model
 given the same prefix (prompt + response so far): rank 1 = unshifted, rank 2-3 = marginal, beyond = shifted.
 LIMA's hypothesis predicts few, mostly stylistic shifted tokens. Lin et al. decoded the aligned model greedily;
-our responses are sampled (top-p 0.9, T 0.7), so the same ranks are also computed under the fine-tuned model
-itself as a control: its own share of non-top-1 tokens is the part of the shift that sampling alone explains.
+LIMA's recipe samples (top-p 0.9, T 0.7), so the same ranks are also computed under the fine-tuned model itself as
+a control: its own share of non-top-1 tokens is the part of the shift that sampling alone explains (`note` says
+which applies to a run).
 Responses are re-tokenized from their stored text, which can differ slightly from the sampled ids.
 """
 
@@ -22,14 +23,23 @@ from .data import DataError
 from .runs import RunDir
 
 URIAL = "URIAL (Lin et al. 2023): 7.8% shifted for Llama-2-7B-chat, 4.8% Vicuna-7B, 5.2% Mistral-7B-Instruct"
-NOTE = (
-    "Computed on the tuned model's answers (responses that ended at EOT), each token ranked under the base model "
-    "given the same prefix. URIAL's 5-8% compare 7B chat models with their bases on greedy answers; here the "
-    "answers are sampled (top-p 0.9, T 0.7), so the tuned model's own share of non-top-1 tokens (the control) "
-    "is the part sampling explains, and what is left over is the shift. A 270M model tuned for minutes on a few "
-    "dozen examples can show whether the shift is small and stylistic (which tokens move); its share is not a "
-    "measurement of how a large model aligns."
-)
+
+
+def note(g) -> str:
+    """What the share means for answers decoded as `g` (GenerateConfig) says: greedy answers are URIAL's setting;
+    sampled ones need the control (the tuned model's own share of non-top-1 tokens) subtracted."""
+    how = (
+        "here the answers are greedy too, so the shares compare in kind"
+        if g.temperature == 0
+        else f"here the answers are sampled (top-p {g.top_p:g}, T {g.temperature:g}), so the tuned model's own "
+        "share of non-top-1 tokens (the control) is the part sampling explains, and what is left over is the shift"
+    )
+    return (
+        "Computed on the tuned model's answers (responses that ended their turn), each token ranked under the base "
+        f"model given the same prefix. URIAL's 5-8% compare 7B chat models with their bases on greedy answers; {how}. "
+        "Which tokens move says whether the shift is stylistic; the share measures this run's model and data, not "
+        "how large models align in general."
+    )
 
 
 @torch.no_grad()
@@ -156,7 +166,7 @@ def run_token_shift(cfg, rows: list[dict], system: str, control: bool = True) ->
             "answers_analysed": len(mine),
             "precision": "bf16" if dtype == torch.bfloat16 else "fp32",
             "reference": URIAL,
-            "note": NOTE,
+            "note": note(cfg.generate),
         }
     )
     return result
