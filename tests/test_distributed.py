@@ -167,6 +167,9 @@ def test_two_process_fsdp2_shards_and_matches_single_process(tmp_path, tiny_llam
     shards = [json.loads((tmp_path / "fsdp" / f"shards-{r}.json").read_text()) for r in (0, 1)]
     assert all(s["dtensors"] for s in shards) and shards[0]["global"] == shards[1]["global"]
     assert shards[0]["local"] + shards[1]["local"] == shards[0]["global"]  # each process holds its half only
+    # held-out evaluation (before training, after the epoch) leaves no gathered copy of the root's parameters
+    after_eval = [json.loads((tmp_path / "fsdp" / f"after-eval-{r}.json").read_text()) for r in (0, 1)]
+    assert after_eval[0] == after_eval[1] == [True, True]
     assert _losses(tmp_path / "fsdp" / "train") == pytest.approx(reference, rel=1e-6)
     whole = load_file(tmp_path / "fsdp" / "train" / "checkpoints" / "step-2" / "model.safetensors")
     alone = load_file(tmp_path / "single" / "train" / "checkpoints" / "step-2" / "model.safetensors")
@@ -207,7 +210,18 @@ def _train_sharded_on_cpu(config_json: str) -> None:
         (Path(config_json).parent / f"shards-{acc.process_index}.json").write_text(json.dumps(record))
         return loss_model, optimizer, scheduler
 
+    evaluate = train_module.evaluate_perplexity
+    after_eval = []
+
+    def recording_eval(loss_model, *args, **kwargs):  # are the parameters back in their shards after evaluation?
+        out = evaluate(loss_model, *args, **kwargs)
+        after_eval.append(all(isinstance(p, DTensor) for p in loss_model.parameters()))
+        rank = torch.distributed.get_rank()
+        (Path(config_json).parent / f"after-eval-{rank}.json").write_text(json.dumps(after_eval))
+        return out
+
     train_module.Accelerator, train_module.prepare_training = _FSDPOnCPU, recording
+    train_module.evaluate_perplexity = recording_eval
     sys.exit(cli_main(["train", "--config-json", config_json]))
 
 

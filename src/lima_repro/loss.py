@@ -16,10 +16,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.distributed.fsdp import FSDPModule
 
 from .chat_format import IGNORE
-from .sharded_rows import full, set_rows
+from .sharded_rows import full, reshard, set_rows
 
 
 def _chunk_logits(hi, weight, bias, acc, softcap, row_ids=None, rows=None):
@@ -258,12 +257,7 @@ class CausalLMLoss(nn.Module):
         calls it: under FSDP2 the rows are gathered from their shards."""
         if self.rows_in is None:
             return
-        # FSDP2 keeps the root's parameters (embedding and head among them) gathered after a forward until the
-        # backward that follows; held-out evaluation runs a forward with no backward, so they would still be
-        # gathered here, and rows written into that copy would be dropped at the next reshard. Back to the shards.
-        for module in self.modules():
-            if isinstance(module, FSDPModule):
-                module.reshard()
+        reshard(self)  # into the shards, not into a gathered copy that FSDP2 drops (sharded_rows.reshard)
         rows_in, rows_out = (full(r) for r in (self.rows_in, self.rows_out))
         set_rows(self.lm.get_input_embeddings().weight, self.row_ids, rows_in)
         set_rows(self.lm.get_output_embeddings().weight, self.row_ids, rows_out)

@@ -5,6 +5,8 @@ rest; under FSDP2 (`fully_shard`) those weights are DTensors sharded on dim 0, w
 from __future__ import annotations
 
 import torch
+from torch import nn
+from torch.distributed.fsdp import FSDPModule
 from torch.distributed.tensor import DTensor
 
 
@@ -31,3 +33,13 @@ def set_rows(weight: torch.Tensor, row_ids: torch.Tensor, rows: torch.Tensor) ->
     start = shard_offset(weight.shape[0], weight.device_mesh.size(), weight.device_mesh.get_local_rank())
     mine = (row_ids >= start) & (row_ids < start + local.shape[0])
     local[row_ids[mine] - start] = rows[mine].to(local.dtype)
+
+
+def reshard(model: nn.Module) -> None:
+    """Every FSDP2 module of `model` back to its shards. FSDP2 keeps the root's parameters (the embedding and head
+    among them) gathered after a forward until the backward that follows; a forward without backward (held-out
+    evaluation) would leave them gathered: a whole copy of the vocabulary's rows on every process until the next
+    training step, and trained rows written into that copy (merge_rows) would be dropped at the next reshard."""
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()

@@ -25,7 +25,7 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedType
 from tqdm import tqdm  # text bars: they stream to the terminal and stay in saved notebooks
 
-from . import batching, data, lora, models, packed_attention, tracking
+from . import batching, data, lora, models, packed_attention, sharded_rows, tracking
 from .chat_format import ChatFormat, encode
 from .config import Config
 from .dropout import add_residual_dropout, dropout_seed
@@ -90,12 +90,12 @@ def evaluate_perplexity(loss_model, examples: list[dict], pad_id: int, micro_bat
     """Token-weighted mean loss on held-out examples and its exponential (perplexity)."""
     was_training = loss_model.training
     loss_model.eval()
-    total, n = 0.0, 0
-    device = next(loss_model.parameters()).device
+    total, n, device = 0.0, 0, next(loss_model.parameters()).device
     for mb in batching.micro_batches(examples, micro_batch_size, pad_id, packing=False, capacity=0):
         with autocast():
             loss, k = loss_model(**batching.to_device(mb, device))
         total, n = total + float(loss), n + k
+    sharded_rows.reshard(loss_model)  # FSDP2: no backward follows, so the root's gathered parameters would stay whole
     loss_model.train(was_training)
     mean = total / max(n, 1)
     return {"eval_loss": mean, "perplexity": math.exp(min(mean, 50.0)), "eval_tokens": n}
