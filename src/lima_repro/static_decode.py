@@ -20,7 +20,6 @@ from . import models
 from .batching import left_pad
 from .config import GenerateConfig
 
-SAMPLERS = ("dynamic", "static")
 CACHE_MULTIPLE = 256
 """The cache's length is the longest prompt + the largest cap rounded up to this: with `CACHE_MULTIPLE` 256 and a
 cap of 2,048 (LIMA sec. 3), prompts of 1 to 256 tokens share one cache shape (one compiled graph)."""

@@ -7,6 +7,8 @@ from typing import ClassVar
 
 from .base import PRECISIONS, check_ranges, raise_first
 
+SAMPLERS = ("auto", "dynamic", "static")  # the torch backend's batch loops: sampling.decode, static_decode
+
 
 @dataclass
 class GenerateConfig:
@@ -87,8 +89,8 @@ class GenerateConfig:
                     f"generate.backend must be one of auto, torch, vllm; got {self.backend!r}",
                 ),
                 (
-                    self.sampler not in ("auto", "dynamic", "static"),
-                    f"generate.sampler must be one of auto, dynamic, static; got {self.sampler!r}",
+                    self.sampler not in SAMPLERS,
+                    f"generate.sampler must be one of {', '.join(SAMPLERS)}; got {self.sampler!r}",
                 ),
                 # a list names checkpoints or paths, which only the generate stage can resolve
                 (
